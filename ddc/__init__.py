@@ -1,0 +1,3 @@
+"""DDC: the Data Diode Connector."""
+
+__version__ = "0.1.0"

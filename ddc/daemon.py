@@ -1,0 +1,111 @@
+"""Daemon plumbing shared by every long-running command.
+
+A Service owns its greenlets in one gevent Group; a greenlet that dies with an exception is
+logged and makes the process exit non-zero (locust's runners). SIGTERM/SIGINT ask for a
+graceful stop; a second signal forces the exit (gevent's servers).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import gevent
+from gevent.event import Event
+from gevent.pool import Group
+
+from ddc.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+EXIT_CONFIG = 2
+EXIT_CRASH = 1
+EXIT_FORCED = 130
+
+
+def configure_logging(level: str = "INFO") -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+        force=True,
+    )
+
+
+class Service:
+    """Something with start() and stop(timeout) whose greenlets live in self.group."""
+
+    name = "service"
+
+    def __init__(self) -> None:
+        self.group = Group()
+        self.crashed: BaseException | None = None
+        self.stopping = Event()
+
+    def spawn(
+        self, func: Callable[..., Any], *args: Any, name: str | None = None
+    ) -> gevent.Greenlet:
+        greenlet = self.group.spawn(func, *args)
+        greenlet.name = name or getattr(func, "__name__", "greenlet")
+        greenlet.link_exception(self._greenlet_failed)
+        return greenlet
+
+    def _greenlet_failed(self, greenlet: gevent.Greenlet) -> None:
+        log.error(
+            "%s: greenlet %s failed: %r", self.name, greenlet.name, greenlet.exception,
+            exc_info=greenlet.exc_info,
+        )  # fmt: skip
+        if self.crashed is None:
+            self.crashed = greenlet.exception
+        self.stopping.set()
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self, timeout: float = 10.0) -> None:
+        raise NotImplementedError
+
+
+def serve(service: Service, drain_timeout: float = 10.0) -> int:
+    """Run a service until a signal or a crash; the process exit code."""
+    signals = {"count": 0}
+
+    def on_signal(signum: int) -> None:
+        signals["count"] += 1
+        if signals["count"] > 1:
+            log.warning("second %s: forcing exit", signal.Signals(signum).name)
+            os._exit(EXIT_FORCED)
+        log.info("%s received: stopping gracefully (again to force)", signal.Signals(signum).name)
+        service.stopping.set()
+
+    handlers = [
+        gevent.signal_handler(signal.SIGTERM, on_signal, signal.SIGTERM),
+        gevent.signal_handler(signal.SIGINT, on_signal, signal.SIGINT),
+    ]
+    try:
+        try:
+            service.start()
+        except ConfigError as exc:
+            return config_error_exit(exc)
+        except OSError as exc:
+            log.error("%s cannot start: %s", service.name, exc)
+            print(f"error: {service.name} cannot start: {exc}", file=sys.stderr)
+            return EXIT_CRASH
+        service.stopping.wait()
+        service.stop(drain_timeout)
+    finally:
+        for handler in handlers:
+            handler.cancel()
+    if service.crashed is not None:
+        log.error("%s exiting after a failure: %r", service.name, service.crashed)
+        return EXIT_CRASH
+    return 0
+
+
+def config_error_exit(exc: ConfigError) -> int:
+    print(f"config error: {exc}", file=sys.stderr)
+    return EXIT_CONFIG

@@ -1,0 +1,1 @@
+"""The egress proxy: UDP from the diode → sender check → reassembly → envelope → sink."""

@@ -1,0 +1,92 @@
+"""Which sender the egress listens to, and whether its link is up.
+
+The first sender heard (or `expected_sender`) is pinned. Another address is refused (counted
+as foreign) until the pinned sender has been silent for `heartbeat_timeout` or said Shutdown;
+then its first valid packet pins it (a StartUp resets the sequence, anything else resyncs at
+the next DataFirst).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from ddc.units import format_hostport, parse_hostport
+
+log = logging.getLogger(__name__)
+
+
+class LinkState:
+    def __init__(self, heartbeat_timeout: float, expected_sender: str | None = None) -> None:
+        self.timeout = heartbeat_timeout
+        self.expected: tuple[str, int] | None = None
+        if expected_sender:
+            self.expected = parse_hostport(expected_sender, allow_zero_port=True)
+        self.pinned: tuple | None = None
+        self.released = True  # no sender yet, or the pinned one went silent / shut down
+        self.last_packet = 0.0  # monotonic time of the pinned sender's last valid packet
+        self.up = False
+        self.down_reason = "no sender yet"
+        self.ever_up = False
+
+    def allowed(self, address: tuple) -> bool:
+        """May this address be (or become) our sender?"""
+        if self.expected is not None:
+            host, port = self.expected
+            return address[0] == host and (port == 0 or address[1] == port)
+        return True
+
+    def may_pin(self, address: tuple, now: float) -> bool:
+        """A valid packet from `address`, which is not the pinned sender: can it take over?"""
+        if not self.allowed(address):
+            return False
+        return self.pinned is None or self.released or now - self.last_packet >= self.timeout
+
+    def pin(self, address: tuple, now: float) -> None:
+        previous = self.pinned
+        self.pinned = address
+        self.released = False
+        self.last_packet = now
+        if previous is None:
+            log.info("sender %s pinned", format_hostport(address))
+        else:
+            log.warning(
+                "sender %s pinned, replacing %s (silent or shut down)",
+                format_hostport(address), format_hostport(previous),
+            )  # fmt: skip
+
+    def heard(self, now: float) -> None:
+        self.last_packet = now
+        if not self.up:
+            self.up = True
+            if self.ever_up:
+                log.info("link restored: sender %s", format_hostport(self.pinned))
+            else:
+                log.info("link up: sender %s", format_hostport(self.pinned))
+            self.ever_up = True
+
+    def shutdown(self) -> None:
+        """The pinned sender said Shutdown: link down, and any sender may start the next session."""
+        self.released = True
+        if self.up:
+            self.up = False
+            self.down_reason = "shutdown"
+            log.warning("link down: sender %s sent Shutdown", format_hostport(self.pinned))
+
+    def check_timeout(self, now: float | None = None) -> bool:
+        """Called periodically: True when the link just went down for silence."""
+        now = time.monotonic() if now is None else now
+        if self.up and now - self.last_packet >= self.timeout:
+            self.up = False
+            self.down_reason = "heartbeat timeout"
+            log.error(
+                "link interrupted: nothing from %s for %.1fs (heartbeat_timeout %.1fs)",
+                format_hostport(self.pinned), now - self.last_packet, self.timeout,
+            )  # fmt: skip
+            return True
+        return False
+
+    def age(self, now: float | None = None) -> float | None:
+        if self.pinned is None:
+            return None
+        return (time.monotonic() if now is None else now) - self.last_packet

@@ -1,0 +1,182 @@
+"""The egress proxy: receiver, deliverer, link watch and HTTP wired into one Service."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import gevent
+
+from ddc.daemon import Service
+from ddc.egress.link import LinkState
+from ddc.egress.receiver import Receiver
+from ddc.egress.sinks import make_sink
+from ddc.errors import EnvelopeError
+from ddc.http import HttpServer
+from ddc.metrics import EgressMetrics
+from ddc.netio import UdpSocket
+from ddc.protocol.envelope import MAGIC, decode_records
+from ddc.protocol.reassembly import Reassembler
+from ddc.protocol.record import Record
+from ddc.protocol.wire import MessageType
+from ddc.queues import CostQueue
+from ddc.units import format_hostport
+
+log = logging.getLogger(__name__)
+
+STOP = object()
+
+
+class EgressProxy(Service):
+    name = "egress"
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        super().__init__()
+        self.config = config
+        self.name = f"egress {config['name']}"
+        transport = config["transport"]
+        self.metrics = EgressMetrics()
+        self.link = LinkState(transport["heartbeat_timeout"], transport["expected_sender"])
+        self.reassembler = Reassembler(transport["max_chunk_size"])
+        self.chunks = CostQueue(transport["queue_bytes"])
+        self.envelope = transport["envelope"]
+        self.sink = make_sink(config["sink"], self.metrics)
+        self.sink.spawn = self.spawn
+        self.udp: UdpSocket | None = None
+        self.receiver: Receiver | None = None
+        self.http: HttpServer | None = None
+        if config["http_listen"]:
+            routes = {("GET", "/healthz"): self.healthz}
+            self.http = HttpServer(
+                config["http_listen"], self.metrics.registry, routes, self.sync_metrics
+            )
+        self._exported: dict[str, int] = {}
+        self._deliverer: gevent.Greenlet | None = None
+
+    # --- pipeline -----------------------------------------------------------------------------
+
+    def _enqueue(self, chunk: bytes | bytearray) -> None:
+        self.chunks.put(chunk, len(chunk) or 1)
+
+    def _records_of(self, chunk: bytes | bytearray) -> list[Record] | None:
+        if self.envelope == "records" or (self.envelope == "auto" and chunk[:4] == MAGIC):
+            try:
+                return decode_records(chunk)
+            except EnvelopeError as exc:
+                self.metrics.envelope_errors.inc()
+                self.metrics.records_dropped.labels(reason="envelope").inc()
+                log.error("chunk of %d bytes dropped: %s", len(chunk), exc)
+                return None
+        return [Record(bytes(chunk) if isinstance(chunk, bytearray) else chunk)]
+
+    def _deliver(self) -> None:
+        while True:
+            chunk = self.chunks.get()
+            if chunk is STOP:
+                return
+            records = self._records_of(chunk)
+            if records:
+                self.sink.send(records)
+                self.metrics.records_delivered.inc(len(records))
+
+    def _watch_link(self) -> None:
+        interval = min(0.5, self.link.timeout / 4)
+        while True:
+            gevent.sleep(interval)
+            if self.link.check_timeout():
+                self.metrics.link_interruptions.labels(reason="heartbeat_timeout").inc()
+            self.metrics.link_up.set(1 if self.link.up else 0)
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        transport = self.config["transport"]
+        self.udp = UdpSocket.bound(transport["listen"], transport["receive_buffer"])
+        self.receiver = Receiver(self.udp, self.link, self.reassembler, self._enqueue)
+        self.sink.start()
+        if self.http is not None:
+            self.http.start()
+        self._deliverer = self.spawn(self._deliver, name="deliver")
+        self.spawn(self._watch_link, name="link-watch")
+        self.spawn(self.receiver.run, name="receiver")
+        log.info("%s listening on %s", self.name, format_hostport(self.udp.getsockname()))
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop receiving, hand what was reassembled to the sink, flush it, close."""
+        deadline = time.monotonic() + timeout
+        for greenlet in list(self.group):
+            if greenlet.name in ("receiver", "link-watch"):
+                greenlet.kill(block=True, timeout=1.0)
+        if self._deliverer is not None and not self._deliverer.dead:
+            self.chunks.put(STOP, 1, timeout=max(0.1, deadline - time.monotonic()))
+            self._deliverer.join(max(0.1, deadline - time.monotonic()))
+        if len(self.chunks):
+            log.error("stop timed out with %d chunks not delivered", len(self.chunks))
+        self.sink.stop(max(0.5, deadline - time.monotonic()))
+        self.sync_metrics()
+        if self.http is not None:
+            self.http.stop(1.0)
+        self.group.kill(block=True, timeout=2.0)
+        if self.udp is not None:
+            self.udp.close()
+        log.info("%s stopped", self.name)
+
+    # --- metrics and health ------------------------------------------------------------------
+
+    def _export(self, name: str, counter: Any, value: int) -> None:
+        delta = value - self._exported.get(name, 0)
+        if delta > 0:
+            counter.inc(delta)
+            self._exported[name] = value
+
+    def sync_metrics(self) -> None:
+        """Moves the hot path's plain integer counts into the Prometheus counters."""
+        receiver, stats, m = self.receiver, self.reassembler.stats, self.metrics
+        if receiver is not None:
+            for kind in MessageType:
+                self._export(
+                    f"rx{kind}",
+                    m.packets_received.labels(type=kind.name.lower()),
+                    receiver.received[kind],
+                )
+            self._export("bytes", m.bytes_received, receiver.bytes)
+            self._export("foreign", m.foreign_packets, receiver.foreign)
+            self._export("startups", m.startups, receiver.startups)
+            for reason, count in receiver.malformed.items():
+                self._export(
+                    f"malformed.{reason}", m.malformed_packets.labels(reason=reason), count
+                )
+        for reason, count in stats.malformed.items():
+            self._export(f"malformed.{reason}", m.malformed_packets.labels(reason=reason), count)
+        for reason, count in stats.aborted.items():
+            self._export(f"aborted.{reason}", m.chunks_aborted.labels(reason=reason), count)
+        self._export("lost", m.packets_lost, stats.lost)
+        self._export("late", m.packets_late, stats.late)
+        self._export("orphaned", m.packets_orphaned, stats.orphaned)
+        self._export("delivered", m.chunks_delivered, stats.delivered)
+        m.link_up.set(1 if self.link.up else 0)
+        m.queue_bytes.set(self.chunks.cost)
+
+    def healthz(self) -> tuple[int, dict[str, Any]]:
+        sink_health = self.sink.health()
+        stats = self.reassembler.stats
+        degraded = (
+            not self.link.up or sink_health.get("sink_ok") is False or self.crashed is not None
+        )
+        age = self.link.age()
+        body = {
+            "status": "degraded" if degraded else "ok",
+            "role": "egress",
+            "name": self.config["name"],
+            "link_up": self.link.up,
+            "link_down_reason": None if self.link.up else self.link.down_reason,
+            "last_packet_age_s": None if age is None else round(age, 3),
+            "sender": format_hostport(self.link.pinned) if self.link.pinned else None,
+            "expected_seq": self.reassembler.expected,
+            "packets_lost": stats.lost,
+            "chunks_delivered": stats.delivered,
+            "queued_bytes": self.chunks.cost,
+            **sink_health,
+        }
+        return 200, body

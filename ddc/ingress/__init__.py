@@ -1,0 +1,1 @@
+"""The ingress proxy: source → filters → envelope → fragment → paced UDP toward the diode."""

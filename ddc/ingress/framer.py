@@ -1,0 +1,108 @@
+"""The stage between source and transport: filters, then the chunk envelope (raw or batches)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ddc.filters import FilterChain
+from ddc.protocol.envelope import BATCH_OVERHEAD, encode_records, record_size
+from ddc.protocol.record import Record
+from ddc.queues import CostQueue
+
+log = logging.getLogger(__name__)
+
+STOP = object()
+Ack = Callable[[], None]
+
+
+def value_of(item: Record | bytes) -> bytes:
+    return item if isinstance(item, bytes | bytearray) else item.value
+
+
+class Framer:
+    """Turns submissions (records, ack) from `inbox` into chunks (chunk, acks) on `outbox`.
+
+    A chunk of None carries only acks (everything in it was filtered out), so acks still run in
+    submission order, after everything before them was sent.
+    """
+
+    def __init__(
+        self,
+        envelope: str,
+        batch_max_bytes: int,
+        linger_ms: float,
+        filters: FilterChain,
+        inbox: CostQueue,
+        outbox: CostQueue,
+    ) -> None:
+        self.envelope = envelope
+        self.batch_max_bytes = batch_max_bytes
+        self.linger = linger_ms / 1000.0
+        self.filters = filters
+        self.inbox = inbox
+        self.outbox = outbox
+        self._batch: list[Record | bytes] = []
+        self._batch_bytes = BATCH_OVERHEAD
+        self._batch_acks: list[Ack] = []
+        self._batch_started = 0.0
+
+    def _emit(self, chunk: Any, acks: list[Ack]) -> None:
+        self.outbox.put((chunk, acks), len(chunk) if chunk is not None else 1)
+
+    def _flush(self) -> None:
+        if self._batch:
+            self._emit(encode_records(self._batch), self._batch_acks)
+        elif self._batch_acks:
+            self._emit(None, self._batch_acks)
+        self._batch = []
+        self._batch_acks = []
+        self._batch_bytes = BATCH_OVERHEAD
+
+    def run(self) -> None:
+        while True:
+            timeout = None
+            if self._batch or self._batch_acks:
+                timeout = max(0.0, self._batch_started + self.linger - time.monotonic())
+            try:
+                item = self.inbox.get(timeout)
+            except TimeoutError:
+                self._flush()
+                continue
+            if item is STOP:
+                self._flush()
+                self.outbox.put(STOP, 1)
+                return
+            items, ack = item
+            if self.filters:
+                items = self.filters.apply(items)
+            if self.envelope == "raw":
+                self._frame_raw(items, ack)
+            else:
+                self._frame_batch(items, ack)
+
+    def _frame_raw(self, items: list[Record | bytes], ack: Ack | None) -> None:
+        last = len(items) - 1
+        for index, item in enumerate(items):
+            self._emit(value_of(item), [ack] if ack is not None and index == last else [])
+        if not items and ack is not None:
+            self._emit(None, [ack])
+
+    def _frame_batch(self, items: list[Record | bytes], ack: Ack | None) -> None:
+        limit = self.batch_max_bytes
+        for item in items:
+            size = record_size(item)
+            if self._batch and self._batch_bytes + size > limit:
+                self._flush()
+            if not self._batch:
+                self._batch_started = time.monotonic()
+            self._batch.append(item)
+            self._batch_bytes += size
+        if ack is not None:
+            if not self._batch and not self._batch_acks:
+                self._batch_started = time.monotonic()
+            self._batch_acks.append(ack)
+        if self._batch_bytes >= limit:
+            self._flush()

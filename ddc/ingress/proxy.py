@@ -1,0 +1,184 @@
+"""The ingress proxy: wires source, framer, transport, heartbeat and HTTP into one Service."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import gevent
+
+from ddc.daemon import Service
+from ddc.filters import FilterChain, build_filter
+from ddc.http import HttpServer
+from ddc.ingress.framer import STOP, Ack, Framer
+from ddc.ingress.sources import make_source
+from ddc.ingress.transport import Transport
+from ddc.metrics import IngressMetrics
+from ddc.protocol.fragment import ChunkTooLarge
+from ddc.protocol.record import Record
+from ddc.queues import CostQueue
+
+log = logging.getLogger(__name__)
+
+CHUNK_QUEUE_BYTES = 64 * 1024**2
+
+
+class IngressProxy(Service):
+    name = "ingress"
+
+    def __init__(self, config: dict[str, Any], base_dir: Path | None = None) -> None:
+        super().__init__()
+        self.config = config
+        self.name = f"ingress {config['name']}"
+        transport_config = config["transport"]
+        self.metrics = IngressMetrics()
+        self.transport = Transport(transport_config, self.metrics)
+        self.envelope = transport_config["envelope"] or (
+            "records" if config["source"]["type"] == "kafka" else "raw"
+        )
+        self.queue_policy = transport_config["queue_policy"]
+        self.records_queue = CostQueue(transport_config["queue_size"])
+        self.chunks_queue = CostQueue(CHUNK_QUEUE_BYTES)
+        base_dir = base_dir or Path.cwd()
+        filters = [build_filter(spec, i, base_dir) for i, spec in enumerate(config["filters"])]
+        self.framer = Framer(
+            self.envelope,
+            transport_config["batch_max_bytes"],
+            transport_config["linger_ms"],
+            FilterChain(filters, self.metrics),
+            self.records_queue,
+            self.chunks_queue,
+        )
+        self.source = make_source(config["source"], self.submit, self.metrics)
+        self.paused = False
+        self.http: HttpServer | None = None
+        if config["http_listen"]:
+            routes = {
+                ("GET", "/healthz"): self.healthz,
+                ("POST", "/admin/pause"): self.admin_pause,
+                ("POST", "/admin/resume"): self.admin_resume,
+            }
+            self.http = HttpServer(
+                config["http_listen"], self.metrics.registry, routes, self._sync_gauges
+            )
+        self._source_greenlet: gevent.Greenlet | None = None
+        self._pipeline: list[gevent.Greenlet] = []
+        self._last_drop_log = 0.0
+
+    # --- the pipeline -----------------------------------------------------------------
+
+    def submit(self, items: list[Record | bytes], ack: Ack | None) -> None:
+        """Called by the source: queue records for the framer, per the block/drop policy."""
+        if not items and ack is None:
+            return
+        cost = len(items) or 1
+        if self.records_queue.put_nowait((items, ack), cost):
+            return
+        self.metrics.buffer_full.labels(stage="records").inc()
+        if self.queue_policy == "block":
+            self.records_queue.put((items, ack), cost)
+            return
+        self.metrics.records_dropped.labels(reason="buffer_full").inc(len(items))
+        now = time.monotonic()
+        if now - self._last_drop_log > 1.0:
+            log.error("record queue full (queue_policy = drop): dropped %d records", len(items))
+            self._last_drop_log = now
+        if ack is not None:
+            ack()
+
+    def _send_chunks(self) -> None:
+        while True:
+            item = self.chunks_queue.get()
+            if item is STOP:
+                return
+            chunk, acks = item
+            if chunk is not None:
+                try:
+                    self.transport.send_chunk(chunk)
+                except ChunkTooLarge as exc:
+                    self.metrics.records_dropped.labels(reason="chunk_too_large").inc()
+                    log.error("chunk not sent: %s", exc)
+            for ack in acks:
+                ack()
+
+    def _heartbeat(self) -> None:
+        interval = self.config["transport"]["heartbeat_interval"]
+        while True:
+            gevent.sleep(interval)
+            self.transport.send_heartbeat()
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.transport.open()
+        self.source.start()
+        if self.http is not None:
+            self.http.start()
+        self.transport.send_startup()
+        self._pipeline = [
+            self.spawn(self.framer.run, name="framer"),
+            self.spawn(self._send_chunks, name="sender"),
+        ]
+        self.spawn(self._heartbeat, name="heartbeat")
+        self._source_greenlet = self.spawn(self.source.run, name="source")
+        log.info("%s started (envelope %s)", self.name, self.envelope)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop reading, send what was read, commit, send Shutdown, close."""
+        deadline = time.monotonic() + timeout
+        self.source.stop()
+        if self._source_greenlet is not None:
+            self._source_greenlet.join(min(1.0, timeout))
+            self._source_greenlet.kill(block=True, timeout=1.0)
+        if not any(g.dead for g in self._pipeline):
+            self.records_queue.put(STOP, 1, timeout=max(0.1, deadline - time.monotonic()))
+            gevent.joinall(self._pipeline, timeout=max(0.1, deadline - time.monotonic()))
+        left = len(self.records_queue) + len(self.chunks_queue)
+        if left:
+            log.error("stop timed out with %d items not sent", left)
+        self.source.close(max(0.5, deadline - time.monotonic()))
+        self.transport.send_shutdown()
+        if self.http is not None:
+            self.http.stop(1.0)
+        self.group.kill(block=True, timeout=2.0)
+        self.transport.close()
+        log.info("%s stopped", self.name)
+
+    # --- HTTP -----------------------------------------------------------------------------
+
+    def _sync_gauges(self) -> None:
+        self.metrics.queue_depth.labels(stage="records").set(self.records_queue.cost)
+        self.metrics.queue_depth.labels(stage="chunks").set(self.chunks_queue.cost)
+        self.metrics.seq.set(self.transport.sequence.next)
+        self.metrics.paused.set(1 if self.paused else 0)
+
+    def healthz(self) -> tuple[int, dict[str, Any]]:
+        source_health = self.source.health()
+        degraded = self.crashed is not None or source_health.get("source_ok") is False
+        body = {
+            "status": "degraded" if degraded else "ok",
+            "role": "ingress",
+            "name": self.config["name"],
+            "paused": self.paused,
+            "seq": self.transport.sequence.next,
+            "queued_records": self.records_queue.cost,
+            "queued_chunk_bytes": self.chunks_queue.cost,
+            **source_health,
+        }
+        return 200, body
+
+    def admin_pause(self) -> tuple[int, dict[str, Any]]:
+        if not self.paused:
+            log.warning("paused by /admin/pause")
+            self.paused = True
+            self.source.pause()
+        return 200, {"paused": True}
+
+    def admin_resume(self) -> tuple[int, dict[str, Any]]:
+        if self.paused:
+            log.warning("resumed by /admin/resume")
+            self.paused = False
+            self.source.resume()
+        return 200, {"paused": False}

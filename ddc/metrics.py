@@ -1,0 +1,98 @@
+"""Prometheus metrics of the proxies, each daemon with its own registry (DESIGN.md §3 names)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+
+class IngressMetrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.records = Counter("ddc_ingress_records", "Records read from the source", registry=r)
+        self.records_filtered = Counter(
+            "ddc_ingress_records_filtered", "Records dropped by a filter", ["filter"], registry=r
+        )
+        self.packets_sent = Counter(
+            "ddc_ingress_packets_sent", "Datagrams sent", ["type"], registry=r
+        )
+        self.bytes_sent = Counter("ddc_ingress_bytes_sent", "Datagram bytes sent", registry=r)
+        self.chunks_sent = Counter("ddc_ingress_chunks_sent", "Chunks sent", registry=r)
+        self.buffer_full = Counter(
+            "ddc_ingress_buffer_full",
+            "Times a pipeline queue was full (policy block: waited; drop: records dropped)",
+            ["stage"],
+            registry=r,
+        )
+        self.records_dropped = Counter(
+            "ddc_ingress_records_dropped", "Records dropped, by reason", ["reason"], registry=r
+        )
+        self.send_errors = Counter("ddc_ingress_send_errors", "Socket send errors", registry=r)
+        self.source_errors = Counter(
+            "ddc_ingress_source_errors", "Source errors", ["kind"], registry=r
+        )
+        self.queue_depth = Gauge("ddc_ingress_queue_depth", "Items waiting", ["stage"], registry=r)
+        self.paused = Gauge("ddc_ingress_paused", "1 while paused by /admin/pause", registry=r)
+        self.seq = Gauge("ddc_ingress_sequence", "Next sequence number to send", registry=r)
+        self.offsets_committed = Counter(
+            "ddc_ingress_offsets_committed", "Kafka offset commits", registry=r
+        )
+
+
+class EgressMetrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.packets_received = Counter(
+            "ddc_egress_packets_received", "Datagrams received", ["type"], registry=r
+        )
+        self.bytes_received = Counter("ddc_egress_bytes_received", "Datagram bytes", registry=r)
+        self.packets_lost = Counter(
+            "ddc_egress_packets_lost", "Packets missing from the sequence", registry=r
+        )
+        self.packets_late = Counter(
+            "ddc_egress_packets_late",
+            "Packets behind the expected sequence (late/duplicate)",
+            registry=r,
+        )
+        self.packets_orphaned = Counter(
+            "ddc_egress_packets_orphaned",
+            "Data packets of a chunk whose start was lost, dropped while resyncing",
+            registry=r,
+        )
+        self.chunks_delivered = Counter(
+            "ddc_egress_chunks_delivered", "Complete chunks handed to the sink", registry=r
+        )
+        self.chunks_aborted = Counter(
+            "ddc_egress_chunks_aborted",
+            "Chunks abandoned (loss, restart, malformed)",
+            ["reason"],
+            registry=r,
+        )
+        self.malformed_packets = Counter(
+            "ddc_egress_malformed_packets",
+            "Datagrams that are not valid DDC v1",
+            ["reason"],
+            registry=r,
+        )
+        self.foreign_packets = Counter(
+            "ddc_egress_foreign_packets",
+            "Datagrams from a sender other than the pinned one",
+            registry=r,
+        )
+        self.records_delivered = Counter(
+            "ddc_egress_records_delivered", "Records handed to the sink", registry=r
+        )
+        self.records_dropped = Counter(
+            "ddc_egress_records_dropped", "Records dropped, by reason", ["reason"], registry=r
+        )
+        self.envelope_errors = Counter(
+            "ddc_egress_envelope_errors", "Chunks whose envelope failed to decode", registry=r
+        )
+        self.link_up = Gauge("ddc_egress_link_up", "1 while the link is up", registry=r)
+        self.link_interruptions = Counter(
+            "ddc_egress_link_interruptions", "Times the link went down", ["reason"], registry=r
+        )
+        self.startups = Counter("ddc_egress_startups", "StartUp resyncs accepted", registry=r)
+        self.sink_errors = Counter("ddc_egress_sink_errors", "Sink delivery errors", registry=r)
+        self.queue_bytes = Gauge("ddc_egress_queue_bytes", "Bytes waiting for the sink", registry=r)

@@ -1,0 +1,109 @@
+"""Fast cooperative UDP sockets for the hot path, and kernel buffer sizing.
+
+The socket is a plain non-blocking stdlib socket; when a call would block we park the greenlet
+on a libev watcher owned by the socket (what gevent's own sockets do, minus a layer of
+Python per call). Works with or without monkey-patching.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+
+import gevent
+from gevent import monkey
+
+log = logging.getLogger(__name__)
+
+_stdlib_socket = monkey.get_original("socket", "socket")
+# Linux values; the socket module does not export them
+SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
+SO_SNDBUFFORCE = getattr(socket, "SO_SNDBUFFORCE", 32)
+
+
+def _resize_buffer(
+    sock: socket.socket, option: int, force_option: int, size: int, sysctl: str
+) -> int:
+    """Ask for `size` bytes of kernel buffer (forcing it as root); the size granted."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, force_option, size)
+    except OSError:
+        sock.setsockopt(socket.SOL_SOCKET, option, size)
+    granted = sock.getsockopt(socket.SOL_SOCKET, option) // 2  # Linux reports double
+    if granted < size:
+        log.warning(
+            "socket buffer is %d bytes, %d requested: raise the sysctl %s (or run as root)",
+            granted, size, sysctl,
+        )  # fmt: skip
+    return granted
+
+
+def set_receive_buffer(sock: socket.socket, size: int) -> int:
+    return _resize_buffer(sock, socket.SO_RCVBUF, SO_RCVBUFFORCE, size, "net.core.rmem_max")
+
+
+def set_send_buffer(sock: socket.socket, size: int) -> int:
+    return _resize_buffer(sock, socket.SO_SNDBUF, SO_SNDBUFFORCE, size, "net.core.wmem_max")
+
+
+def family_of(host: str) -> int:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+class UdpSocket:
+    """A non-blocking UDP socket whose blocking calls yield to the gevent hub."""
+
+    def __init__(self, family: int = socket.AF_INET) -> None:
+        self.sock = _stdlib_socket(family, socket.SOCK_DGRAM)
+        self.sock.setblocking(False)
+        loop = gevent.get_hub().loop
+        self._readable = loop.io(self.sock.fileno(), 1)
+        self._writable = loop.io(self.sock.fileno(), 2)
+
+    @classmethod
+    def bound(cls, address: tuple[str, int], receive_buffer: int | None = None) -> UdpSocket:
+        udp = cls(family_of(address[0]))
+        if receive_buffer:
+            set_receive_buffer(udp.sock, receive_buffer)
+        udp.sock.bind(address)
+        return udp
+
+    def getsockname(self) -> tuple:
+        return self.sock.getsockname()
+
+    def wait_readable(self, timeout: float | None = None) -> bool:
+        """True once data can be read, False after `timeout` seconds."""
+        hub = gevent.get_hub()
+        if timeout is None:
+            hub.wait(self._readable)
+            return True
+        with gevent.Timeout(timeout, False):
+            hub.wait(self._readable)
+            return True
+        return False
+
+    def recvfrom_into(self, buffer: bytearray | memoryview) -> tuple[int, tuple]:
+        while True:
+            try:
+                return self.sock.recvfrom_into(buffer)
+            except BlockingIOError:
+                gevent.get_hub().wait(self._readable)
+
+    def sendto(self, data: bytes | memoryview, address: tuple) -> int:
+        while True:
+            try:
+                return self.sock.sendto(data, address)
+            except BlockingIOError:
+                gevent.get_hub().wait(self._writable)
+
+    def sendmsg(self, buffers: list, address: tuple) -> int:
+        while True:
+            try:
+                return self.sock.sendmsg(buffers, (), 0, address)
+            except BlockingIOError:
+                gevent.get_hub().wait(self._writable)
+
+    def close(self) -> None:
+        self._readable.close()
+        self._writable.close()
+        self.sock.close()

@@ -1,0 +1,1 @@
+"""DDC wire protocol v1: header codec, fragmentation, reassembly, chunk envelopes."""

@@ -1,0 +1,90 @@
+"""Parsing of human-friendly sizes, rates, durations and addresses."""
+
+from __future__ import annotations
+
+import re
+
+_SIZE_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1000,
+    "kb": 1000,
+    "kib": 1024,
+    "m": 1000**2,
+    "mb": 1000**2,
+    "mib": 1024**2,
+    "g": 1000**3,
+    "gb": 1000**3,
+    "gib": 1024**3,
+}
+_RATE_UNITS = {
+    "": 1,
+    "bit": 1,
+    "bps": 1,
+    "kbit": 1000,
+    "kbps": 1000,
+    "mbit": 1000**2,
+    "mbps": 1000**2,
+    "gbit": 1000**3,
+    "gbps": 1000**3,
+}
+_DURATION_UNITS = {
+    "": 1.0,
+    "ms": 0.001,
+    "s": 1.0,
+    "m": 60.0,
+    "min": 60.0,
+    "h": 3600.0,
+    "d": 86400.0,
+}
+_NUMBER_UNIT = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([a-zA-Z]*)\s*$")
+
+
+def _parse(value: object, units: dict[str, float], what: str, example: str) -> float:
+    if isinstance(value, bool):
+        raise ValueError(f"expected a {what} such as {example!r}, got {value!r}")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError(f"{what} must not be negative")
+        return float(value)
+    if not isinstance(value, str):
+        raise ValueError(f"expected a {what} such as {example!r}, got {value!r}")
+    match = _NUMBER_UNIT.match(value)
+    unit = match.group(2).lower() if match else None
+    if match is None or unit not in units:
+        raise ValueError(f"invalid {what} {value!r} (expected e.g. {example!r})")
+    return float(match.group(1)) * units[unit]
+
+
+def parse_size(value: object) -> int:
+    """Bytes from 65507, "64KiB", "32MiB", "1GB"."""
+    return int(_parse(value, _SIZE_UNITS, "size", "32MiB"))
+
+
+def parse_rate(value: object) -> float:
+    """Bits per second from 8e8, "800Mbit", "1Gbit", "10Mbps"."""
+    return _parse(value, _RATE_UNITS, "rate", "800Mbit")
+
+
+def parse_duration(value: object) -> float:
+    """Seconds from 1.5, "250ms", "24h", "7d"."""
+    return _parse(value, _DURATION_UNITS, "duration", "24h")
+
+
+def parse_hostport(value: object, *, allow_zero_port: bool = False) -> tuple[str, int]:
+    """("127.0.0.1", 7000) from "127.0.0.1:7000" or "[::1]:7000"."""
+    if not isinstance(value, str) or ":" not in value:
+        raise ValueError(f"expected HOST:PORT, got {value!r}")
+    host, _, port_text = value.rpartition(":")
+    host = host.strip("[]")
+    if not host or not port_text.isdigit():
+        raise ValueError(f"expected HOST:PORT, got {value!r}")
+    port = int(port_text)
+    if port > 65535 or (port == 0 and not allow_zero_port):
+        raise ValueError(f"port out of range in {value!r}")
+    return host, port
+
+
+def format_hostport(address: tuple[str, int]) -> str:
+    host, port = address[0], address[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

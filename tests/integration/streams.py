@@ -1,0 +1,139 @@
+"""Test traffic: numbered, self-checking records, and plain socket peers for sources and sinks."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import socket
+import struct
+import threading
+import time
+
+from ddc.netio import SO_RCVBUFFORCE
+
+ID = struct.Struct(">Q")
+
+
+def make_record(index: int, size: int) -> bytes:
+    """index (8 bytes) + deterministic filler; any size ≥ 0 (records under 8 bytes carry no id)."""
+    body = ID.pack(index) + hashlib.sha256(ID.pack(index)).digest() * (size // 32 + 1)
+    return body[:size]
+
+
+def record_ok(data: bytes, expected_size: int | None = None) -> bool:
+    if len(data) < ID.size:
+        return data == bytes(len(data))  # the high bytes of a small big-endian index
+    index = ID.unpack_from(data)[0]
+    return data == make_record(index, len(data)) and (expected_size is None or len(data) == expected_size)
+
+
+def log_uniform_sizes(count: int, max_size: int, seed: int) -> list[int]:
+    """Sizes from 0 to max_size, spread evenly over orders of magnitude, both ends included."""
+    rng = random.Random(seed)
+    sizes = [0, 1, max_size, max_size - 1]
+    while len(sizes) < count:
+        sizes.append(min(max_size, int(2 ** rng.uniform(0, max_size.bit_length()))))
+    rng.shuffle(sizes)
+    return sizes[:count]
+
+
+def udp_receiver(port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 64 * 1024 * 1024)
+    sock.bind(("127.0.0.1", port))
+    return sock
+
+
+class Collector(threading.Thread):
+    """Collects what a sink delivers (UDP datagrams or length-prefixed TCP frames) in a thread."""
+
+    def __init__(self, kind: str, port: int) -> None:
+        super().__init__(daemon=True)
+        self.kind = kind
+        self.records: list[bytes] = []
+        self.last_arrival = time.monotonic()
+        self._stopping = threading.Event()
+        if kind == "udp":
+            self.sock = udp_receiver(port)
+        else:
+            self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self.sock.bind(("127.0.0.1", port))
+            self.sock.listen(8)
+        self.sock.settimeout(0.2)
+
+    def run(self) -> None:
+        if self.kind == "udp":
+            while not self._stopping.is_set():
+                try:
+                    data = self.sock.recv(65536)
+                except TimeoutError:
+                    continue
+                self.records.append(data)
+                self.last_arrival = time.monotonic()
+        else:
+            while not self._stopping.is_set():
+                try:
+                    conn, _ = self.sock.accept()
+                except TimeoutError:
+                    continue
+                self._read_frames(conn)
+
+    def _read_frames(self, conn: socket.socket) -> None:
+        conn.settimeout(0.2)
+        pending = bytearray()
+        while not self._stopping.is_set():
+            try:
+                data = conn.recv(1 << 20)
+            except TimeoutError:
+                continue
+            if not data:
+                break
+            pending += data
+            pos = 0
+            while len(pending) - pos >= 4:
+                size = int.from_bytes(pending[pos : pos + 4], "big")
+                if len(pending) - pos - 4 < size:
+                    break
+                self.records.append(bytes(pending[pos + 4 : pos + 4 + size]))
+                pos += 4 + size
+            del pending[:pos]
+            self.last_arrival = time.monotonic()
+        conn.close()
+
+    def wait_for(self, count: int, timeout: float, quiet: float = 1.0) -> list[bytes]:
+        """Until `count` records arrived, or nothing arrived for `quiet` s after `timeout`."""
+        deadline = time.monotonic() + timeout
+        while len(self.records) < count and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.2)
+        while time.monotonic() - self.last_arrival < quiet and len(self.records) < count:
+            time.sleep(0.1)
+        return self.records
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self.join(2)
+        self.sock.close()
+
+
+def send_tcp_records(port: int, records, pause_every: int = 0) -> None:
+    with socket.create_connection(("127.0.0.1", port)) as conn:
+        for index, data in enumerate(records):
+            conn.sendall(len(data).to_bytes(4, "big") + data)
+            if pause_every and index % pause_every == pause_every - 1:
+                time.sleep(0.001)
+
+
+def send_udp_paced(port: int, datagrams, bytes_per_second: float) -> None:
+    """Sends at about `bytes_per_second` so the ingress's own source socket never overflows."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    start = time.monotonic()
+    sent = 0
+    for data in datagrams:
+        sock.sendto(data, ("127.0.0.1", port))
+        sent += len(data) + 28
+        ahead = sent / bytes_per_second - (time.monotonic() - start)
+        if ahead > 0.002:
+            time.sleep(ahead)
+    sock.close()

@@ -1,0 +1,195 @@
+"""Wire header, fragmentation and reassembly (property tests with hypothesis)."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ddc.errors import MalformedPacket
+from ddc.protocol.fragment import ChunkTooLarge, Sequence, fragment
+from ddc.protocol.reassembly import Reassembler
+from ddc.protocol.wire import (
+    HEADER_SIZE,
+    MAX_PAYLOAD,
+    SEQ_MODULO,
+    MessageType,
+    decode_header,
+    encode_header,
+    packets_for,
+    seq_distance,
+)
+
+MAX_CHUNK = 8 * 1024 * 1024
+
+
+def packets(chunk: bytes, max_packet_size: int, sequence: Sequence) -> list[tuple[int, int, bytes, int]]:
+    """(type, seq, payload, remaining) of each packet, decoded from real datagram bytes."""
+    out = []
+    for header, payload in fragment(chunk, max_packet_size - HEADER_SIZE, sequence):
+        datagram = header + bytes(payload)
+        decoded = decode_header(datagram)
+        out.append((decoded.type, decoded.seq, datagram[HEADER_SIZE:], decoded.remaining))
+    return out
+
+
+def feed(reassembler: Reassembler, pkts) -> list[bytes]:
+    delivered = []
+    for kind, seq, payload, remaining in pkts:
+        chunk = reassembler.packet(kind, seq, payload, remaining)
+        if chunk is not None:
+            delivered.append(bytes(chunk))
+    return delivered
+
+
+def test_header_layout_is_little_endian_9_bytes():
+    assert encode_header(MessageType.DATA_FIRST, 0x01020304, 0x0506, 0x0708) == bytes(
+        [3, 4, 3, 2, 1, 6, 5, 8, 7]
+    )
+    assert HEADER_SIZE == 9 and MAX_PAYLOAD == 65498
+
+
+@pytest.mark.parametrize(
+    "datagram, reason",
+    [
+        (b"\x03\x00\x00", "short"),
+        (bytes([0, 0, 0, 0, 0, 0, 0, 0, 0]), "unknown message type 0"),
+        (bytes([7, 0, 0, 0, 0, 0, 0, 0, 0]), "unknown message type 7"),
+        (encode_header(3, 1, 10, 0) + b"abc", "length field 10"),
+    ],
+)
+def test_malformed_headers_are_refused(datagram, reason):
+    with pytest.raises(MalformedPacket, match=reason):
+        decode_header(datagram)
+
+
+def test_packet_count_and_remaining():
+    assert packets_for(0, 100) == 1
+    assert packets_for(100, 100) == 1
+    assert packets_for(101, 100) == 2
+    pkts = packets(b"x" * 250, 100 + HEADER_SIZE, Sequence())
+    assert [(k, s, r) for k, s, _, r in pkts] == [
+        (MessageType.DATA_FIRST, 0, 2),
+        (MessageType.DATA, 1, 1),
+        (MessageType.DATA, 2, 0),
+    ]
+    assert [len(p) for _, _, p, _ in pkts] == [100, 100, 50]
+
+
+def test_empty_chunk_is_one_empty_data_first():
+    assert packets(b"", 1472, Sequence()) == [(MessageType.DATA_FIRST, 0, b"", 0)]
+    assert feed(Reassembler(MAX_CHUNK), packets(b"", 1472, Sequence())) == [b""]
+
+
+def test_chunk_needing_more_than_65536_packets_is_refused():
+    with pytest.raises(ChunkTooLarge):
+        list(fragment(b"x" * (55 * 65537), 55, Sequence()))
+
+
+@st.composite
+def chunks(draw):
+    """Sizes spread over 0..8 MiB (hypothesis' own binary() stays small), random content."""
+    size = draw(st.one_of(st.integers(0, 70000), st.integers(0, MAX_CHUNK), st.just(MAX_CHUNK)))
+    return draw(st.randoms(use_true_random=False)).randbytes(size)
+packet_sizes = st.integers(min_value=64, max_value=65507)
+
+
+@settings(max_examples=25, deadline=None)
+@given(chunk=chunks(), max_packet_size=packet_sizes)
+def test_any_chunk_round_trips(chunk, max_packet_size):
+    pkts = packets(chunk, max_packet_size, Sequence())
+    assert all(len(p) + HEADER_SIZE <= max_packet_size for _, _, p, _ in pkts)
+    reassembler = Reassembler(MAX_CHUNK)
+    reassembler.reset()
+    assert feed(reassembler, pkts) == [chunk]
+    assert reassembler.stats.lost == 0 and not reassembler.stats.aborted
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    sizes=st.lists(st.integers(min_value=0, max_value=20000), min_size=1, max_size=12),
+    max_packet_size=st.integers(min_value=64, max_value=4000),
+    data=st.data(),
+)
+def test_dropping_any_one_packet_loses_exactly_that_chunk(sizes, max_packet_size, data):
+    sequence = Sequence()
+    stream = []  # (chunk index, packet)
+    chunks_sent = [bytes([i % 251]) * size for i, size in enumerate(sizes)]
+    for index, chunk in enumerate(chunks_sent):
+        stream += [(index, p) for p in packets(chunk, max_packet_size, sequence)]
+    victim = data.draw(st.integers(min_value=0, max_value=len(stream) - 1))
+    victim_chunk = stream[victim][0]
+    reassembler = Reassembler(MAX_CHUNK)
+    reassembler.reset()
+    delivered = feed(reassembler, [p for i, (_, p) in enumerate(stream) if i != victim])
+    reassembler.observe_seq(sequence.next)  # the HeartBeat after the stream
+    assert delivered == [c for i, c in enumerate(chunks_sent) if i != victim_chunk]
+    assert reassembler.stats.lost == 1
+    multi_packet = sum(1 for index, _ in stream if index == victim_chunk) > 1
+    assert sum(reassembler.stats.aborted.values()) == (1 if multi_packet else 0)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    start=st.integers(min_value=SEQ_MODULO - 50, max_value=SEQ_MODULO - 1),
+    sizes=st.lists(st.integers(min_value=0, max_value=3000), min_size=1, max_size=40),
+)
+def test_wrap_around_neither_loses_nor_invents(start, sizes):
+    sequence = Sequence(start)
+    reassembler = Reassembler(MAX_CHUNK)
+    reassembler.expected = start
+    sent = [bytes([i % 256]) * s for i, s in enumerate(sizes)]
+    delivered = []
+    for chunk in sent:
+        delivered += feed(reassembler, packets(chunk, 1000, sequence))
+    reassembler.observe_seq(sequence.next)
+    assert delivered == sent
+    assert reassembler.stats.lost == 0 and reassembler.stats.late == 0
+    assert reassembler.expected == sequence.next
+
+
+def test_late_and_duplicate_packets_are_dropped_and_counted():
+    pkts = packets(b"a" * 300, 100 + HEADER_SIZE, Sequence())
+    reassembler = Reassembler(MAX_CHUNK)
+    reassembler.reset()
+    out = feed(reassembler, [pkts[0], pkts[1], pkts[1], pkts[2], pkts[0]])
+    assert out == [b"a" * 300]
+    assert reassembler.stats.late == 2 and reassembler.stats.lost == 0
+
+
+def test_gap_lost_count_across_wrap():
+    reassembler = Reassembler(MAX_CHUNK)
+    reassembler.expected = SEQ_MODULO - 2
+    reassembler.packet(MessageType.DATA_FIRST, 3, b"x", 0)
+    assert reassembler.stats.lost == 5  # 2^32-2, 2^32-1, 0, 1, 2
+    assert seq_distance(3, SEQ_MODULO - 2) == 5
+    assert seq_distance(SEQ_MODULO - 2, 3) == -5
+
+
+def test_oversized_and_inconsistent_chunks_are_aborted():
+    reassembler = Reassembler(max_chunk_size=150)
+    reassembler.reset()
+    assert feed(reassembler, packets(b"z" * 300, 100 + HEADER_SIZE, Sequence())) == []
+    assert reassembler.stats.malformed["chunk_too_large"] == 1
+    reassembler = Reassembler(MAX_CHUNK)
+    reassembler.reset()
+    reassembler.packet(MessageType.DATA_FIRST, 0, b"a", 3)
+    assert reassembler.packet(MessageType.DATA, 1, b"b", 0) is None  # skipped remaining 2 and 1
+    assert reassembler.stats.malformed["remaining_mismatch"] == 1
+    assert reassembler.stats.aborted["malformed"] == 1
+
+
+def test_startup_drops_partial_chunk_and_resets_sequence():
+    reassembler = Reassembler(MAX_CHUNK)
+    reassembler.reset()
+    reassembler.packet(MessageType.DATA_FIRST, 0, b"a", 1)
+    reassembler.reset()
+    assert reassembler.stats.aborted["startup"] == 1
+    assert feed(reassembler, packets(b"new", 1472, Sequence())) == [b"new"]
+
+
+def test_unsynced_receiver_resyncs_at_next_data_first():
+    pkts = packets(b"q" * 250, 100 + HEADER_SIZE, Sequence(1000)) + packets(b"w", 1472, Sequence(1003))
+    reassembler = Reassembler(MAX_CHUNK)  # joined mid-stream: no StartUp seen
+    assert feed(reassembler, pkts[1:]) == [b"w"]
+    assert reassembler.stats.orphaned == 2 and reassembler.stats.lost == 0
