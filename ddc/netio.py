@@ -89,6 +89,21 @@ class UdpSocket:
             except BlockingIOError:
                 gevent.get_hub().wait(self._readable)
 
+    def recv(self, size: int = 65536) -> bytes:
+        """One datagram as a bytes object of its own size (no second copy, unlike recv_into)."""
+        while True:
+            try:
+                return self.sock.recv(size)
+            except BlockingIOError:
+                gevent.get_hub().wait(self._readable)
+
+    def recvfrom(self, size: int = 65536) -> tuple[bytes, tuple]:
+        while True:
+            try:
+                return self.sock.recvfrom(size)
+            except BlockingIOError:
+                gevent.get_hub().wait(self._readable)
+
     def sendto(self, data: bytes | memoryview, address: tuple) -> int:
         while True:
             try:

@@ -56,7 +56,7 @@ class EgressProxy(Service):
 
     # --- pipeline -----------------------------------------------------------------------------
 
-    def _enqueue(self, chunk: bytes | bytearray) -> None:
+    def _enqueue(self, chunk: bytes | bytearray | memoryview) -> None:
         self.chunks.put(chunk, len(chunk) or 1)
 
     def _records_of(self, chunk: bytes | bytearray) -> list[Record] | None:
@@ -68,7 +68,9 @@ class EgressProxy(Service):
                 self.metrics.records_dropped.labels(reason="envelope").inc()
                 log.error("chunk of %d bytes dropped: %s", len(chunk), exc)
                 return None
-        return [Record(bytes(chunk) if isinstance(chunk, bytearray) else chunk)]
+        if not isinstance(chunk, bytes) and not self.sink.accepts_views:
+            chunk = bytes(chunk)
+        return [Record(chunk)]
 
     def _deliver(self) -> None:
         while True:

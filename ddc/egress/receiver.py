@@ -50,14 +50,12 @@ class Receiver:
         self._last_foreign_log = 0.0
 
     def run(self) -> None:
-        buffer = bytearray(65536)
-        view = memoryview(buffer)
-        recv = self.udp.recvfrom_into
+        recv = self.udp.recvfrom
         handle = self.handle
         count = 0
         while True:
-            size, address = recv(buffer)
-            handle(view, size, address)
+            data, address = recv(65536)
+            handle(memoryview(data), len(data), address)
             count += 1
             if count >= YIELD_EVERY:
                 count = 0

@@ -92,8 +92,11 @@ class Reassembler:
 
     def packet(
         self, kind: int, seq: int, payload: bytes | memoryview, remaining: int
-    ) -> bytes | bytearray | None:
-        """A DataFirst or Data packet; the complete chunk when this packet finishes one."""
+    ) -> bytes | bytearray | memoryview | None:
+        """A DataFirst or Data packet; the complete chunk when this packet finishes one.
+
+        A one-packet chunk comes back as the payload object itself (no copy).
+        """
         if not self._advance(seq, kind):
             return None
         if kind == DATA_FIRST:
@@ -104,7 +107,7 @@ class Reassembler:
                     self.stats.malformed["chunk_too_large"] += 1
                     return None
                 self.stats.delivered += 1
-                return bytes(payload)
+                return payload
             if len(payload) > self.max_chunk_size:
                 self.stats.malformed["chunk_too_large"] += 1
                 return None

@@ -18,6 +18,10 @@ class Sink:
     send() may block cooperatively (gevent) but must not raise for target outages.
     """
 
+    # True when send() takes records whose value is a memoryview or bytearray (saves a copy of
+    # every raw chunk); sinks that hand values to libraries expecting bytes leave it False.
+    accepts_views = False
+
     def __init__(self, config: dict[str, Any], metrics: Any) -> None:
         self.config = config
         self.metrics = metrics

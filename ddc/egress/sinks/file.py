@@ -10,6 +10,8 @@ from ddc.protocol.record import Record
 
 
 class FileSink(Sink):
+    accepts_views = True
+
     def __init__(self, config: dict[str, Any], metrics: Any) -> None:
         super().__init__(config, metrics)
         self.framing = config["framing"]

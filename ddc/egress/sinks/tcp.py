@@ -32,6 +32,8 @@ def frame(records: list[Record]) -> bytes:
 
 
 class TcpSink(Sink):
+    accepts_views = True
+
     def __init__(self, config: dict[str, Any], metrics: Any) -> None:
         super().__init__(config, metrics)
         self.target = config["target"]

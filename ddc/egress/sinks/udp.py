@@ -14,6 +14,8 @@ log = logging.getLogger(__name__)
 
 
 class UdpSink(Sink):
+    accepts_views = True
+
     def __init__(self, config: dict[str, Any], metrics: Any) -> None:
         super().__init__(config, metrics)
         self.target = config["target"]

@@ -31,18 +31,14 @@ class UdpSource(Source):
 
     def run(self) -> None:
         self._runner = gevent.getcurrent()
-        buffer = bytearray(65536)
-        view = memoryview(buffer)
-        raw_recv = self.udp.sock.recvfrom_into
+        raw_recv = self.udp.sock.recv
         records_counter = self.metrics.records
         while not self._stopped:
             self._running.wait()
-            size, _ = self.udp.recvfrom_into(buffer)
-            batch = [bytes(view[:size])]
+            batch = [self.udp.recv(65536)]
             try:
                 for _ in range(BURST - 1):
-                    size, _ = raw_recv(buffer)
-                    batch.append(bytes(view[:size]))
+                    batch.append(raw_recv(65536))
             except BlockingIOError:
                 pass
             records_counter.inc(len(batch))

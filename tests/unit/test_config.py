@@ -1,0 +1,138 @@
+"""Config loading: defaults, env overrides, and one clear line per invalid key (exit 2)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from ddc.config import load_config, parse_env_value
+from ddc.errors import ConfigError
+
+INGRESS = """
+[ingress]
+name = "a"
+[ingress.source]
+type = "udp"
+listen = "127.0.0.1:7000"
+[ingress.transport]
+destination = "127.0.0.1:7001"
+rate = "800Mbit"
+"""
+
+EGRESS = """
+[egress]
+[egress.transport]
+listen = "127.0.0.1:7001"
+receive_buffer = "32MiB"
+[egress.sink]
+type = "udp"
+target = "127.0.0.1:7002"
+"""
+
+
+def write(tmp_path, text, name="c.toml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_ingress_defaults_and_units(tmp_path):
+    config = load_config(write(tmp_path, INGRESS), "ingress", environ={})
+    transport = config["transport"]
+    assert transport["destination"] == ("127.0.0.1", 7001)
+    assert transport["rate"] == 800e6
+    assert transport["max_packet_size"] == 65507
+    assert transport["heartbeat_interval"] == 1.0
+    assert transport["envelope"] is None  # decided by the source type
+    assert config["filters"] == []
+
+
+def test_egress_sizes(tmp_path):
+    config = load_config(write(tmp_path, EGRESS), "egress", environ={})
+    assert config["transport"]["receive_buffer"] == 32 * 1024 * 1024
+    assert config["transport"]["max_chunk_size"] == 64 * 1024 * 1024
+    assert config["sink"]["target"] == ("127.0.0.1", 7002)
+
+
+def test_env_overrides_section_keys_and_role_keys(tmp_path):
+    env = {
+        "DDC__TRANSPORT__DESTINATION": "10.0.0.5:9000",
+        "DDC__TRANSPORT__HEARTBEAT_INTERVAL": "0.25",
+        "DDC__INGRESS__NAME": "from-env",
+        "DDC__SOURCE__LISTEN": "0.0.0.0:7100",
+        "OTHER": "ignored",
+    }
+    config = load_config(write(tmp_path, INGRESS), "ingress", environ=env)
+    assert config["transport"]["destination"] == ("10.0.0.5", 9000)
+    assert config["transport"]["heartbeat_interval"] == 0.25
+    assert config["name"] == "from-env"
+    assert config["source"]["listen"] == ("0.0.0.0", 7100)
+
+
+def test_env_override_of_sink_target(tmp_path):
+    config = load_config(write(tmp_path, EGRESS), "egress", environ={"DDC__SINK__TARGET": "127.0.0.1:9"})
+    assert config["sink"]["target"] == ("127.0.0.1", 9)
+
+
+def test_env_values_parse_as_toml_literals_else_strings():
+    assert parse_env_value("3") == 3
+    assert parse_env_value("true") is True
+    assert parse_env_value('["a", "b"]') == ["a", "b"]
+    assert parse_env_value("127.0.0.1:7000") == "127.0.0.1:7000"
+    assert parse_env_value("800Mbit") == "800Mbit"
+
+
+@pytest.mark.parametrize(
+    "mutation, key, problem",
+    [
+        (('rate = "800Mbit"', 'rate = "fast"'), "ingress.transport.rate", "invalid rate"),
+        (('type = "udp"', 'type = "pigeon"'), "ingress.source.type", "must be one of"),
+        (('rate = "800Mbit"', "colour = 1"), "ingress.transport.colour", "unknown key"),
+        (('destination = "127.0.0.1:7001"', 'destination = "nowhere"'), "ingress.transport.destination", "HOST:PORT"),
+        (('rate = "800Mbit"', "max_packet_size = 70000"), "ingress.transport.max_packet_size", "less than or equal"),
+        (('rate = "800Mbit"', 'rate = "1Mbit"\nsend_delay_ms = 1'), "ingress.transport.send_delay_ms", "not both"),
+    ],
+)
+def test_invalid_values_name_the_key(tmp_path, mutation, key, problem):
+    path = write(tmp_path, INGRESS.replace(*mutation))
+    with pytest.raises(ConfigError) as info:
+        load_config(path, "ingress", environ={})
+    assert info.value.key == key
+    assert problem in info.value.problem
+
+
+def test_missing_table_and_wrong_role(tmp_path):
+    with pytest.raises(ConfigError, match="ingress.transport: Missing data"):
+        load_config(write(tmp_path, INGRESS.split("[ingress.transport]")[0]), "ingress", environ={})
+    with pytest.raises(ConfigError, match="egress: unknown top-level table"):
+        load_config(write(tmp_path, EGRESS), "ingress", environ={})
+
+
+def test_cli_invalid_config_prints_one_line_and_exits_2(tmp_path):
+    path = write(tmp_path, INGRESS.replace('rate = "800Mbit"', 'rate = "fast"'))
+    result = subprocess.run(
+        [sys.executable, "-m", "ddc.cli", "ingress", "-c", str(path)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert lines == ["config error: ingress.transport.rate: invalid rate 'fast' (expected e.g. '800Mbit')"]
+
+
+def test_cli_missing_file_exits_2(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "ddc.cli", "egress", "-c", str(tmp_path / "nope.toml")],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "config file not found" in result.stderr
+
+
+@pytest.mark.parametrize("command", ["ingress", "egress", "diode-sim", "topology", "supervise"])
+def test_every_command_has_help(command):
+    result = subprocess.run(
+        [sys.executable, "-m", "ddc.cli", command, "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert "usage: ddc" in result.stdout

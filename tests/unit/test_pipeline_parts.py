@@ -1,0 +1,104 @@
+"""Filters, pacing, queues, link state, units (no sockets)."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import gevent
+import pytest
+
+from ddc.egress.link import LinkState
+from ddc.filters import FilterChain, JsonSchemaFilter, KeywordFilter, MaxSizeFilter, RegexFilter
+from ddc.metrics import IngressMetrics
+from ddc.protocol.record import Record
+from ddc.queues import CostQueue
+from ddc.ratelimit import TokenBucket
+from ddc import units
+
+
+def test_filter_chain_drops_and_counts():
+    metrics = IngressMetrics()
+    chain = FilterChain(
+        [
+            KeywordFilter(["SECRET"]),
+            RegexFilter(r"^\d{4}-\d{4}$"),
+            MaxSizeFilter(10),
+            JsonSchemaFilter({"type": "object", "required": ["id"]}),
+        ],
+        metrics,
+    )
+    items = [b'{"id": 1}', b"my SECRET", b"1234-5678", b'{"id": 1234567}', b'{"x": 1}', Record(b'{"id":2}')]
+    kept = chain.apply(items)
+    assert kept == [b'{"id": 1}', items[5]]
+    value = metrics.registry.get_sample_value
+    assert value("ddc_ingress_records_filtered_total", {"filter": "keyword"}) == 1
+    assert value("ddc_ingress_records_filtered_total", {"filter": "regex"}) == 1
+    assert value("ddc_ingress_records_filtered_total", {"filter": "max_size"}) == 1
+    assert value("ddc_ingress_records_filtered_total", {"filter": "json_schema"}) == 1
+
+
+def test_keyword_case_insensitive_and_regex_keep():
+    assert KeywordFilter(["secret"], case_sensitive=False).rejects(b"TOP SECRET")
+    keep = RegexFilter("^ok", action="keep")
+    assert keep.rejects(b"ok fine") is None and keep.rejects(b"not ok")
+    assert JsonSchemaFilter({"type": "object"}).rejects(b"\xff") is not None
+
+
+@pytest.mark.parametrize("rate_bits", [8e6, 80e6, 1e9])
+def test_token_bucket_paces_within_5_percent_over_a_second(rate_bits):
+    bucket = TokenBucket(rate_bits)
+    packet = 65507 if rate_bits > 1e7 else 1472
+    sent = 0
+    start = time.monotonic()
+    while time.monotonic() - start < 1.0:
+        bucket.take(packet)
+        sent += packet
+    elapsed = time.monotonic() - start
+    achieved = (sent - bucket.burst) * 8 / elapsed  # the initial full bucket is free
+    assert achieved == pytest.approx(rate_bits, rel=0.05)
+
+
+def test_cost_queue_blocks_and_admits_an_oversized_item_when_empty():
+    queue = CostQueue(10)
+    assert queue.put_nowait("a", 8)
+    assert not queue.put_nowait("b", 8)
+    getter = gevent.spawn_later(0.05, queue.get)
+    assert queue.put("b", 8, timeout=1)
+    assert getter.get() == "a"
+    assert queue.get() == "b"
+    assert queue.put_nowait("huge", 1000)
+    with pytest.raises(TimeoutError):
+        gevent.with_timeout(1, lambda: (queue.get(), queue.get(timeout=0.01)))
+
+
+def test_link_state_pins_refuses_and_releases():
+    link = LinkState(heartbeat_timeout=2.0)
+    a, b = ("10.0.0.1", 1000), ("10.0.0.2", 1000)
+    assert link.may_pin(a, 0.0)
+    link.pin(a, 0.0)
+    link.heard(0.0)
+    assert not link.may_pin(b, 1.0)  # a is alive
+    assert link.check_timeout(2.5) and not link.up
+    assert link.may_pin(b, 2.5)  # silent for heartbeat_timeout
+    link.heard(2.6)
+    link.shutdown()
+    assert link.may_pin(b, 2.7) and link.down_reason == "shutdown"
+
+
+def test_expected_sender_is_the_only_one():
+    link = LinkState(5.0, "10.0.0.1:0")
+    assert link.allowed(("10.0.0.1", 4242)) and not link.allowed(("10.0.0.9", 4242))
+    strict = LinkState(5.0, "10.0.0.1:33333")
+    assert strict.allowed(("10.0.0.1", 33333)) and not strict.allowed(("10.0.0.1", 1))
+
+
+def test_units():
+    assert units.parse_size("64KiB") == 65536 and units.parse_size(10) == 10
+    assert units.parse_rate("1Gbit") == 1e9 and units.parse_rate("10Mbps") == 1e7
+    assert units.parse_duration("250ms") == 0.25 and units.parse_duration("24h") == 86400
+    assert units.parse_hostport("[::1]:80") == ("::1", 80)
+    for bad in ("1 parsec", True, -1):
+        with pytest.raises(ValueError):
+            units.parse_size(bad)
+    json.dumps(units.format_hostport(("::1", 80)))
