@@ -73,13 +73,18 @@ class Daemon:
         env = dict(os.environ, **(self.env or {}))
         self._log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
-            [*DDC, self.role, "-c", str(self.config)], stdout=self._log, stderr=subprocess.STDOUT, env=env
+            [*DDC, self.role, "-c", str(self.config)],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=env,
         )
         if self.http_port:
             deadline = time.monotonic() + wait
             while True:
                 if self.process.poll() is not None:
-                    raise RuntimeError(f"{self.role} exited {self.process.returncode}: {self.log()}")
+                    raise RuntimeError(
+                        f"{self.role} exited {self.process.returncode}: {self.log()}"
+                    )
                 try:
                     self.health()
                     break
@@ -140,7 +145,9 @@ def wait_until(predicate, timeout: float, interval: float = 0.05, message: str =
 class Pair:
     """Config builder for one ingress + egress on loopback with free ports."""
 
-    def __init__(self, tmp: Path, name: str = "pair", source: str = "udp", sink: str = "udp", **options):
+    def __init__(
+        self, tmp: Path, name: str = "pair", source: str = "udp", sink: str = "udp", **options
+    ):
         self.tmp = tmp
         self.name = name
         self.source_port = free_port(_kind(source))
@@ -157,7 +164,7 @@ class Pair:
 
     def ingress_config(self, **transport) -> Path:
         source = {"type": self.source_type, "listen": f"127.0.0.1:{self.source_port}"}
-        source.update(self.options.get("source", {}))
+        source.update(self.options.get("source_options", {}))
         tables = {
             "ingress": {"name": self.name, "http_listen": f"127.0.0.1:{self.ingress_http}"},
             "ingress.source": source,
@@ -177,7 +184,7 @@ class Pair:
         sink = {"type": self.sink_type}
         if self.sink_port:
             sink["target"] = f"127.0.0.1:{self.sink_port}"
-        sink.update(self.options.get("sink", {}))
+        sink.update(self.options.get("sink_options", {}))
         tables = {
             "egress": {"name": self.name, "http_listen": f"127.0.0.1:{self.egress_http}"},
             "egress.transport": {
@@ -198,7 +205,10 @@ class Pair:
 
     def start_ingress(self) -> Daemon:
         self.ingress = Daemon(
-            "ingress", self.ingress_config(), self.ingress_http, self.tmp / f"{self.name}-ingress.log"
+            "ingress",
+            self.ingress_config(),
+            self.ingress_http,
+            self.tmp / f"{self.name}-ingress.log",
         ).start()
         return self.ingress
 

@@ -24,7 +24,9 @@ def record_ok(data: bytes, expected_size: int | None = None) -> bool:
     if len(data) < ID.size:
         return data == bytes(len(data))  # the high bytes of a small big-endian index
     index = ID.unpack_from(data)[0]
-    return data == make_record(index, len(data)) and (expected_size is None or len(data) == expected_size)
+    return data == make_record(index, len(data)) and (
+        expected_size is None or len(data) == expected_size
+    )
 
 
 def log_uniform_sizes(count: int, max_size: int, seed: int) -> list[int]:

@@ -81,14 +81,18 @@ def test_egress_killed_mid_chunk_resyncs_without_partial_records(pairs):
     collector.start()
     pair.start()
     size = 4 * 1024 * 1024
-    sender = _background(send_tcp_records, pair.source_port, (make_record(i, size) for i in range(12)))
+    sender = _background(
+        send_tcp_records, pair.source_port, (make_record(i, size) for i in range(12))
+    )
     wait_until(lambda: len(collector.records) >= 2, 30, message="two records")
     pair.egress.kill()
     time.sleep(0.3)
     pair.start_egress()
     sender.join(60)
     wait_until(
-        lambda: collector.records and ID.unpack_from(collector.records[-1])[0] == 11, 30, message="last"
+        lambda: collector.records and ID.unpack_from(collector.records[-1])[0] == 11,
+        30,
+        message="last",
     )
     collector.stop()
     got = collector.records
@@ -97,7 +101,9 @@ def test_egress_killed_mid_chunk_resyncs_without_partial_records(pairs):
     assert indexes == sorted(set(indexes)) and indexes[-1] == 11
     assert len(got) < 12  # what crossed while the egress was dead is gone
     metrics = pair.egress.metrics()
-    assert metrics["ddc_egress_packets_orphaned_total"] > 0  # joined mid-chunk: counted, not delivered
+    assert (
+        metrics["ddc_egress_packets_orphaned_total"] > 0
+    )  # joined mid-chunk: counted, not delivered
 
 
 def test_ingress_restart_resyncs_with_startup(pairs):
@@ -150,7 +156,10 @@ def test_second_sender_is_refused_while_pinned_stream_goes_on(pairs):
     )
     for seq in range(500):  # a second "ingress": StartUp, then data that would corrupt the stream
         kind = 1 if seq < 50 else 3
-        intruder.sendto(encode_header(kind, seq, 4, 0) + b"evil" if kind == 3 else encode_header(1, 0, 0, 0), target)
+        intruder.sendto(
+            encode_header(kind, seq, 4, 0) + b"evil" if kind == 3 else encode_header(1, 0, 0, 0),
+            target,
+        )
         time.sleep(0.001)
     sender.join(60)
     got = collector.wait_for(2000, timeout=30)

@@ -62,8 +62,12 @@ def test_lost_counter_equals_packets_the_simulator_dropped(pairs_tmp):
     # records of 1..5 packets (max_packet_size 1472): loss hits single- and multi-packet chunks
     count = 3000
     sizes = [100 + (i * 1913) % 7000 for i in range(count)]
-    send_tcp_records(pair.source_port, (make_record(i, s) for i, s in enumerate(sizes)), pause_every=50)
-    wait_until(lambda: pair.ingress.metrics()["ddc_ingress_chunks_sent_total"] == count, 60, message="sent")
+    send_tcp_records(
+        pair.source_port, (make_record(i, s) for i, s in enumerate(sizes)), pause_every=50
+    )
+    wait_until(
+        lambda: pair.ingress.metrics()["ddc_ingress_chunks_sent_total"] == count, 60, message="sent"
+    )
     time.sleep(1.0)  # several HeartBeats: loss at the tail of the stream is detected too
     counters = sim_counters(http)
     by_type = counters["dropped_by_type"]

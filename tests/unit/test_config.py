@@ -72,7 +72,9 @@ def test_env_overrides_section_keys_and_role_keys(tmp_path):
 
 
 def test_env_override_of_sink_target(tmp_path):
-    config = load_config(write(tmp_path, EGRESS), "egress", environ={"DDC__SINK__TARGET": "127.0.0.1:9"})
+    config = load_config(
+        write(tmp_path, EGRESS), "egress", environ={"DDC__SINK__TARGET": "127.0.0.1:9"}
+    )
     assert config["sink"]["target"] == ("127.0.0.1", 9)
 
 
@@ -90,9 +92,21 @@ def test_env_values_parse_as_toml_literals_else_strings():
         (('rate = "800Mbit"', 'rate = "fast"'), "ingress.transport.rate", "invalid rate"),
         (('type = "udp"', 'type = "pigeon"'), "ingress.source.type", "must be one of"),
         (('rate = "800Mbit"', "colour = 1"), "ingress.transport.colour", "unknown key"),
-        (('destination = "127.0.0.1:7001"', 'destination = "nowhere"'), "ingress.transport.destination", "HOST:PORT"),
-        (('rate = "800Mbit"', "max_packet_size = 70000"), "ingress.transport.max_packet_size", "less than or equal"),
-        (('rate = "800Mbit"', 'rate = "1Mbit"\nsend_delay_ms = 1'), "ingress.transport.send_delay_ms", "not both"),
+        (
+            ('destination = "127.0.0.1:7001"', 'destination = "nowhere"'),
+            "ingress.transport.destination",
+            "HOST:PORT",
+        ),
+        (
+            ('rate = "800Mbit"', "max_packet_size = 70000"),
+            "ingress.transport.max_packet_size",
+            "less than or equal",
+        ),
+        (
+            ('rate = "800Mbit"', 'rate = "1Mbit"\nsend_delay_ms = 1'),
+            "ingress.transport.send_delay_ms",
+            "not both",
+        ),
     ],
 )
 def test_invalid_values_name_the_key(tmp_path, mutation, key, problem):
@@ -113,11 +127,16 @@ def test_missing_table_and_wrong_role(tmp_path):
 def test_cli_invalid_config_prints_one_line_and_exits_2(tmp_path):
     path = write(tmp_path, INGRESS.replace('rate = "800Mbit"', 'rate = "fast"'))
     result = subprocess.run(
-        [sys.executable, "-m", "ddc.cli", "ingress", "-c", str(path)], capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "ddc.cli", "ingress", "-c", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
-    assert lines == ["config error: ingress.transport.rate: invalid rate 'fast' (expected e.g. '800Mbit')"]
+    assert lines == [
+        "config error: ingress.transport.rate: invalid rate 'fast' (expected e.g. '800Mbit')"
+    ]
 
 
 def test_cli_missing_file_exits_2(tmp_path):
@@ -132,7 +151,10 @@ def test_cli_missing_file_exits_2(tmp_path):
 @pytest.mark.parametrize("command", ["ingress", "egress", "diode-sim", "topology", "supervise"])
 def test_every_command_has_help(command):
     result = subprocess.run(
-        [sys.executable, "-m", "ddc.cli", command, "--help"], capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "ddc.cli", command, "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 0, result.stderr
     assert "usage: ddc" in result.stdout

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ddc.errors import EnvelopeError
-from ddc.protocol.envelope import encode_records, decode_records, record_size
+from ddc.protocol.envelope import decode_records, encode_records, record_size
 from ddc.protocol.record import Record
 
 records = st.builds(
@@ -18,7 +18,9 @@ records = st.builds(
     partition=st.integers(-1, 2**31 - 1),
     offset=st.integers(-1, 2**63 - 1),
     timestamp=st.integers(-1, 2**63 - 1),
-    headers=st.lists(st.tuples(st.text(max_size=20), st.none() | st.binary(max_size=50)), max_size=5),
+    headers=st.lists(
+        st.tuples(st.text(max_size=20), st.none() | st.binary(max_size=50)), max_size=5
+    ),
 )
 
 
@@ -36,7 +38,9 @@ def test_record_size_is_exact_for_plain_values():
 
 @pytest.mark.parametrize("cut", [1, 10, 20])
 def test_truncation_and_bit_flips_are_detected(cut):
-    chunk = bytearray(encode_records([Record(b"v" * 100, key=b"k", topic="t", headers=[("h", b"x")])]))
+    chunk = bytearray(
+        encode_records([Record(b"v" * 100, key=b"k", topic="t", headers=[("h", b"x")])])
+    )
     with pytest.raises(EnvelopeError):
         decode_records(chunk[:-cut])
     chunk[30] ^= 0x01

@@ -8,13 +8,13 @@ import time
 import gevent
 import pytest
 
+from ddc import units
 from ddc.egress.link import LinkState
 from ddc.filters import FilterChain, JsonSchemaFilter, KeywordFilter, MaxSizeFilter, RegexFilter
 from ddc.metrics import IngressMetrics
 from ddc.protocol.record import Record
 from ddc.queues import CostQueue
 from ddc.ratelimit import TokenBucket
-from ddc import units
 
 
 def test_filter_chain_drops_and_counts():
@@ -28,7 +28,14 @@ def test_filter_chain_drops_and_counts():
         ],
         metrics,
     )
-    items = [b'{"id": 1}', b"my SECRET", b"1234-5678", b'{"id": 1234567}', b'{"x": 1}', Record(b'{"id":2}')]
+    items = [
+        b'{"id": 1}',
+        b"my SECRET",
+        b"1234-5678",
+        b'{"id": 1234567}',
+        b'{"x": 1}',
+        Record(b'{"id":2}'),
+    ]
     kept = chain.apply(items)
     assert kept == [b'{"id": 1}', items[5]]
     value = metrics.registry.get_sample_value

@@ -1,0 +1,128 @@
+"""Ingress features with real processes: records batching, filters, pause/resume, drain on stop, file sink."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import time
+
+import pytest
+
+from tests.integration.streams import ID, Collector, make_record, send_tcp_records, send_udp_paced
+from tests.procs import Pair, wait_until
+
+
+@pytest.fixture
+def pair_factory(tmp_path):
+    made: list[Pair] = []
+
+    def make(**options) -> Pair:
+        pair = Pair(tmp_path, name=f"f{len(made)}", **options)
+        made.append(pair)
+        return pair
+
+    yield make
+    for pair in made:
+        pair.stop()
+
+
+def test_records_envelope_batches_small_datagrams(pair_factory):
+    pair = pair_factory(source="udp", sink="udp", transport={"envelope": "records", "linger_ms": 2})
+    collector = Collector("udp", pair.sink_port)
+    collector.start()
+    pair.start()
+    count = 20_000
+    send_udp_paced(pair.source_port, (make_record(i, 200) for i in range(count)), 4e6)
+    got = collector.wait_for(count, timeout=30)
+    collector.stop()
+    assert [ID.unpack_from(r)[0] for r in got] == list(range(count))
+    ingress = pair.ingress.metrics()
+    assert ingress["ddc_ingress_chunks_sent_total"] < count / 20  # many records per chunk
+    assert pair.egress.metrics()["ddc_egress_records_delivered_total"] == count
+
+
+def test_filters_drop_count_and_let_the_rest_through(pair_factory):
+    filters = [
+        {"type": "keyword", "words": ["SECRET"]},
+        {"type": "max_size", "max_bytes": 1000},
+    ]
+    pair = pair_factory(source="tcp", sink="tcp", filters=filters)
+    collector = Collector("tcp", pair.sink_port)
+    collector.start()
+    pair.start()
+    records = [b"ok %d" % i for i in range(100)] + [b"a SECRET plan"] * 7 + [b"x" * 2000] * 3
+    send_tcp_records(pair.source_port, records)
+    wait_until(lambda: len(collector.records) == 100, 10, message="100 records")
+    time.sleep(0.3)
+    collector.stop()
+    assert collector.records == records[:100]
+    metrics = pair.ingress.metrics()
+    assert metrics['ddc_ingress_records_filtered_total{filter="keyword"}'] == 7
+    assert metrics['ddc_ingress_records_filtered_total{filter="max_size"}'] == 3
+    assert "filter keyword dropped a record" in pair.ingress.log()
+
+
+def test_pause_stops_reading_and_resume_loses_nothing(pair_factory):
+    pair = pair_factory(source="tcp", sink="tcp")
+    collector = Collector("tcp", pair.sink_port)
+    collector.start()
+    pair.start()
+    assert pair.ingress.post("/admin/pause") == {"paused": True}
+    assert pair.ingress.health()["paused"] is True
+    import threading
+
+    sender = threading.Thread(
+        target=send_tcp_records, args=(pair.source_port, [make_record(i, 1000) for i in range(500)])
+    )
+    sender.start()
+    time.sleep(1.0)
+    assert len(collector.records) == 0  # nothing read while paused (TCP back-pressure holds it)
+    assert pair.ingress.metrics()["ddc_ingress_paused"] == 1
+    assert pair.ingress.post("/admin/resume") == {"paused": False}
+    sender.join(20)
+    wait_until(lambda: len(collector.records) == 500, 20, message="500 records")
+    collector.stop()
+    assert [ID.unpack_from(r)[0] for r in collector.records] == list(range(500))
+
+
+def test_sigterm_drains_the_queue_before_shutdown(pair_factory):
+    # 2 Mbit/s: 200 × 5 KB take ~4 s to send; SIGTERM after 1 s must still send them all
+    pair = pair_factory(source="tcp", sink="tcp", transport={"rate": "2Mbit"})
+    collector = Collector("tcp", pair.sink_port)
+    collector.start()
+    pair.start()
+    send_tcp_records(pair.source_port, [make_record(i, 5000) for i in range(200)])
+    wait_until(
+        lambda: pair.ingress.metrics()["ddc_ingress_records_total"] == 200, 10, message="read"
+    )
+    time.sleep(1.0)
+    pair.ingress.process.send_signal(signal.SIGTERM)
+    assert pair.ingress.process.wait(20) == 0
+    wait_until(lambda: len(collector.records) == 200, 10, message="all 200 after SIGTERM")
+    collector.stop()
+    log = pair.ingress.log()
+    assert log.index("SIGTERM received") < log.index("Shutdown burst sent at seq 200")
+    wait_until(
+        lambda: pair.egress.health()["link_down_reason"] == "shutdown", 5, message="Shutdown seen"
+    )
+
+
+def test_file_sink_and_reference_send_delay(pair_factory, tmp_path):
+    out = tmp_path / "out.bin"
+    pair = pair_factory(
+        source="udp", sink="file", sink_options={"path": str(out)}, transport={"send_delay_ms": 1.0}
+    )
+    pair.start()
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    for i in range(50):
+        sender.sendto(b"line %d" % i, ("127.0.0.1", pair.source_port))
+    wait_until(
+        lambda: pair.egress.metrics()["ddc_egress_records_delivered_total"] == 50, 10, message="50"
+    )
+    data = out.read_bytes()
+    records = []
+    while data:
+        size = int.from_bytes(data[:4], "big")
+        records.append(data[4 : 4 + size])
+        data = data[4 + size :]
+    assert records == [b"line %d" % i for i in range(50)]

@@ -1,0 +1,364 @@
+"""DiodeSim in-process on loopback (gevent, no monkey patching): counts, seeded impairments."""
+
+from __future__ import annotations
+
+import errno
+import random
+import struct
+
+import gevent
+import pytest
+from gevent import socket as gsocket
+
+from ddc.diode_sim import DiodeSim, SimConfig, config_from_args, configure_parser, message_type
+from ddc.errors import ConfigError
+
+SEQ = struct.Struct(">Q")  # first byte 0: never mistaken for a DDC message type
+
+
+class Peer:
+    """A gevent UDP socket on loopback that collects what it receives."""
+
+    def __init__(self) -> None:
+        self.sock = gsocket.socket(gsocket.AF_INET, gsocket.SOCK_DGRAM)
+        self.sock.setsockopt(gsocket.SOL_SOCKET, gsocket.SO_RCVBUF, 4 * 1024**2)
+        self.sock.bind(("127.0.0.1", 0))
+        self.address = self.sock.getsockname()
+        self.got: list[bytes] = []
+
+    def collect(self, expect: int, idle: float = 0.3) -> list[bytes]:
+        while len(self.got) < expect:
+            with gevent.Timeout(idle, False):
+                self.got.append(self.sock.recv(65536))
+                continue
+            break
+        return self.got
+
+    def pending(self, wait: float = 0.2) -> bool:
+        with gevent.Timeout(wait, False):
+            self.sock.recv(65536)
+            return True
+        return False
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.fixture
+def peers():
+    sender, receiver = Peer(), Peer()
+    yield sender, receiver
+    sender.close()
+    receiver.close()
+
+
+def make_sim(receiver: Peer, **options) -> DiodeSim:
+    sim = DiodeSim(SimConfig(listen=("127.0.0.1", 0), forward=receiver.address, **options))
+    sim.start()
+    return sim
+
+
+def send_numbered(sender: Peer, target, count: int, size: int = 64, pace_every: int = 100) -> None:
+    filler = b"x" * (size - SEQ.size)
+    for index in range(count):
+        sender.sock.sendto(SEQ.pack(index) + filler, target)
+        if index % pace_every == pace_every - 1:
+            gevent.sleep(0.001)
+
+
+def numbers(datagrams: list[bytes]) -> list[int]:
+    return [SEQ.unpack_from(d)[0] for d in datagrams]
+
+
+def predicted_losses(seed: int, loss: float, count: int) -> set[int]:
+    """Which datagrams a loss-only simulator drops: one draw per datagram (module docstring)."""
+    rng = random.Random(seed)
+    return {index for index in range(count) if rng.random() < loss}
+
+
+def test_plain_relay_is_byte_identical_and_never_answers_the_sender(peers):
+    sender, receiver = peers
+    sim = make_sim(receiver)
+    try:
+        payloads = [bytes([i % 256]) * size for i, size in enumerate([0, 1, 9, 1472, 8972, 65507])]
+        for payload in payloads:
+            sender.sock.sendto(payload, sim.address)
+        assert receiver.collect(len(payloads)) == payloads
+        counters = sim.counters()
+        assert counters["received"] == counters["forwarded"] == len(payloads)
+        assert counters["received_bytes"] == counters["forwarded_bytes"] == sum(map(len, payloads))
+        assert counters["dropped"] == 0
+        assert not sender.pending(), "the simulator sent something back toward the sender"
+    finally:
+        sim.stop(2)
+
+
+def test_loss_drops_exactly_what_it_counts_and_follows_the_seed(peers):
+    sender, receiver = peers
+    count = 5000
+    sim = make_sim(receiver, loss=0.01, seed=7)
+    try:
+        send_numbered(sender, sim.address, count)
+        got = numbers(receiver.collect(count))
+        counters = sim.counters()
+    finally:
+        sim.stop(2)
+    dropped = set(range(count)) - set(got)
+    assert counters["received"] == count
+    assert counters["dropped_loss"] == counters["dropped"] == len(dropped) > 0
+    assert len(got) == counters["forwarded"] == count - counters["dropped_loss"]
+    assert got == sorted(got)
+    assert dropped == predicted_losses(7, 0.01, count)
+    assert counters["dropped_by_type"] == {"other": len(dropped)}
+
+
+def test_the_same_seed_drops_the_same_datagrams_and_another_seed_does_not(peers):
+    sender, receiver = peers
+    runs = []
+    for seed in (11, 11, 12):
+        sim = make_sim(receiver, loss=0.05, seed=seed)
+        try:
+            send_numbered(sender, sim.address, 1000)
+            runs.append(set(numbers(receiver.collect(1000))))
+        finally:
+            sim.stop(2)
+        receiver.got.clear()
+    assert runs[0] == runs[1]
+    assert runs[0] != runs[2]
+
+
+def test_burst_loss_drops_runs_of_the_given_length(peers):
+    sender, receiver = peers
+    count, length = 3000, 7
+    sim = make_sim(receiver, burst_loss=0.005, burst_length=length, seed=3)
+    try:
+        send_numbered(sender, sim.address, count)
+        got = numbers(receiver.collect(count))
+        counters = sim.counters()
+    finally:
+        sim.stop(2)
+    missing = sorted(set(range(count)) - set(got))
+    assert counters["dropped_burst"] == len(missing) > 0
+    runs, run = [], 1
+    for previous, current in zip(missing, missing[1:], strict=False):
+        if current == previous + 1:
+            run += 1
+        else:
+            runs.append(run)
+            run = 1
+    runs.append(run)
+    # back-to-back bursts merge into longer runs; a run shorter than LEN only at the very end
+    assert all(r % length == 0 for r in runs[:-1])
+    assert runs[-1] % length == 0 or missing[-1] == count - 1
+
+
+def test_duplicates_are_counted_and_adjacent(peers):
+    sender, receiver = peers
+    count = 2000
+    sim = make_sim(receiver, duplicate=0.02, seed=5)
+    try:
+        send_numbered(sender, sim.address, count)
+        got = numbers(receiver.collect(count * 2))
+        counters = sim.counters()
+    finally:
+        sim.stop(2)
+    repeats = sum(1 for a, b in zip(got, got[1:], strict=False) if a == b)
+    assert counters["duplicated"] == repeats == len(got) - count > 0
+    assert counters["forwarded"] == len(got)
+    assert sorted(set(got)) == list(range(count))
+
+
+def test_reorder_swaps_neighbours_and_counts_each_swap(peers):
+    sender, receiver = peers
+    count = 2000
+    sim = make_sim(receiver, reorder=0.03, seed=9)
+    try:
+        send_numbered(sender, sim.address, count)
+        got = numbers(receiver.collect(count))
+        counters = sim.counters()
+    finally:
+        sim.stop(2)
+    assert sorted(got) == list(range(count))
+    inversions = sum(1 for a, b in zip(got, got[1:], strict=False) if b < a)
+    assert counters["reordered"] == inversions > 0
+    assert counters["forwarded"] == count and counters["dropped"] == 0
+
+
+def test_a_held_datagram_is_released_after_the_hold_time(peers):
+    sender, receiver = peers
+    sim = make_sim(receiver, reorder=1.0, reorder_hold=0.05, seed=1)
+    try:
+        sender.sock.sendto(b"lonely", sim.address)
+        assert receiver.collect(1, idle=1.0) == [b"lonely"]
+        assert sim.counters()["reordered"] == 0  # nothing overtook it
+    finally:
+        sim.stop(2)
+
+
+def test_rate_cap_overflows_its_buffer_and_counts_every_drop(peers):
+    sender, receiver = peers
+    size, count = 10_000, 60
+    # 800 kbit/s = 100 kB/s behind a 100 kB buffer: a 600 kB burst cannot all fit
+    sim = make_sim(receiver, rate=800_000, buffer=100_000, seed=1)
+    try:
+        for _ in range(count):
+            sender.sock.sendto(b"r" * size, sim.address)
+        started = gevent.get_hub().loop.now()
+        receiver.collect(count, idle=0.5)
+        elapsed = gevent.get_hub().loop.now() - started
+        counters = sim.counters()
+    finally:
+        sim.stop(2)
+    assert counters["received"] == count
+    assert counters["dropped_overflow"] > 0
+    assert counters["forwarded"] + counters["dropped_overflow"] == count
+    assert len(receiver.got) == counters["forwarded"]
+    # what got in left at no more than the cap: ~10 datagrams of 10 kB at 100 kB/s ≈ 1 s
+    assert elapsed >= 0.8 * (counters["forwarded"] - 1) * size / 100_000
+
+
+def test_stop_forwards_or_counts_what_is_still_queued(peers):
+    sender, receiver = peers
+    sim = make_sim(receiver, rate=80_000, buffer=1_000_000, seed=1)  # 10 kB/s
+    for _ in range(20):
+        sender.sock.sendto(b"q" * 5000, sim.address)
+    gevent.sleep(0.2)
+    assert sim.counters()["queued"] > 0
+    sim.stop(0.3)
+    counters = sim.counters()
+    assert counters["received"] == 20
+    assert counters["dropped_shutdown"] > 0
+    assert counters["forwarded"] + counters["dropped_shutdown"] == 20
+    assert counters["queued"] == 0
+
+
+def test_a_forward_address_nobody_listens_on_is_counted():
+    sink = gsocket.socket(gsocket.AF_INET, gsocket.SOCK_DGRAM)
+    sink.bind(("127.0.0.1", 0))
+    closed_port = sink.getsockname()
+    sink.close()  # nothing listens there: the kernel answers with ICMP port unreachable
+    sender = Peer()
+    sim = DiodeSim(SimConfig(listen=("127.0.0.1", 0), forward=closed_port))
+    sim.start()
+    try:
+        for _ in range(20):
+            sender.sock.sendto(b"lost", sim.address)
+            gevent.sleep(0.005)
+        gevent.sleep(0.1)
+        counters = sim.counters()
+    finally:
+        sim.stop(2)
+        sender.close()
+    assert counters["received"] == counters["forwarded"] == 20
+    assert counters["forward_refused"] > 0
+    assert counters["dropped"] == 0
+
+
+class FailingSocket:
+    """Unit-test stand-in for the forwarding socket: every third send fails with ENOBUFS."""
+
+    def __init__(self, real) -> None:
+        self.real = real
+        self.calls = 0
+
+    def send(self, data) -> int:
+        self.calls += 1
+        if self.calls % 3 == 0:
+            raise OSError(errno.ENOBUFS, "No buffer space available")
+        return self.real.send(data)
+
+    def __getattr__(self, name):
+        return getattr(self.real, name)
+
+
+# any impairment, even one that never fires, selects the impaired relay path
+@pytest.mark.parametrize("options", [{}, {"loss": 1e-12, "seed": 1}], ids=["plain", "impaired"])
+def test_send_errors_drop_and_count_the_datagram(peers, options):
+    sender, receiver = peers
+    sim = make_sim(receiver, **options)
+    sim._tx = FailingSocket(sim._tx)  # before the relay greenlet first runs
+    try:
+        send_numbered(sender, sim.address, 30)
+        got = receiver.collect(30)
+        counters = sim.counters()
+    finally:
+        sim.stop(2)
+    assert counters["received"] == 30
+    assert counters["dropped_send_error"] == 10
+    assert counters["forwarded"] == len(got) == 20
+
+
+def test_drops_are_classified_by_ddc_message_type():
+    header = struct.Struct("<BIHH")
+    assert message_type(header.pack(1, 0, 0, 0)) == "startup"
+    assert message_type(header.pack(2, 5, 0, 0)) == "heartbeat"
+    assert message_type(header.pack(3, 5, 3, 0) + b"abc") == "data_first"
+    assert message_type(memoryview(header.pack(4, 6, 0, 0))) == "data"
+    assert message_type(header.pack(5, 6, 0, 0)) == "shutdown"
+    assert message_type(b"\x03short") == "other"
+    assert message_type(header.pack(9, 0, 0, 0)) == "other"
+
+
+@pytest.mark.parametrize(
+    "options, key",
+    [
+        ({"loss": 1.5}, "loss"),
+        ({"duplicate": -0.1}, "duplicate"),
+        ({"burst_loss": 0.1, "burst_length": 0}, "burst_loss"),
+        ({"rate": 0}, "rate"),
+    ],
+)
+def test_invalid_settings_name_the_key(options, key):
+    with pytest.raises(ConfigError) as info:
+        SimConfig(listen=("127.0.0.1", 0), forward=("127.0.0.1", 9), **options)
+    assert info.value.key == key
+
+
+def test_command_line_options_map_to_the_config():
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    configure_parser(parser)
+    args = parser.parse_args(
+        "--listen 127.0.0.1:0 --forward 127.0.0.1:7001 --loss 0.01 --burst-loss 0.001,20 "
+        "--reorder 0.02 --duplicate 0.03 --rate 800Mbit --buffer 2MiB --seed 7 "
+        "--stats-interval 2s --http 127.0.0.1:0".split()
+    )
+    config = config_from_args(args)
+    assert (config.loss, config.burst_loss, config.burst_length) == (0.01, 0.001, 20)
+    assert (config.reorder, config.duplicate, config.seed) == (0.02, 0.03, 7)
+    assert config.rate == 800e6 and config.buffer == 2 * 1024**2
+    assert config.stats_interval == 2.0 and config.http_listen == ("127.0.0.1", 0)
+    for bad in (["--loss", "2"], ["--burst-loss", "0.1"], ["--rate", "fast"], ["--forward", "x"]):
+        argv = ["--listen", "127.0.0.1:0", "--forward", "127.0.0.1:1", *bad]
+        with pytest.raises(SystemExit) as info:
+            parser.parse_args(argv)
+        assert info.value.code == 2
+
+
+def test_http_serves_the_counters(peers):
+    import json
+    import urllib.request
+
+    sender, receiver = peers
+    sim = make_sim(receiver, loss=0.5, seed=2, http_listen=("127.0.0.1", 0))
+    try:
+        send_numbered(sender, sim.address, 200)
+        receiver.collect(200)
+        host, port = sim.http_address
+
+        def get(path: str) -> bytes:
+            with urllib.request.urlopen(f"http://{host}:{port}{path}", timeout=5) as response:
+                return response.read()
+
+        pool = gevent.get_hub().threadpool  # a real thread, so the hub keeps serving
+        health = json.loads(pool.spawn(get, "/healthz").get())
+        metrics = pool.spawn(get, "/metrics").get().decode()
+    finally:
+        sim.stop(2)
+    assert health["status"] == "ok" and health["seed"] == 2
+    assert health["received"] == 200
+    assert health["dropped_loss"] == 200 - len(receiver.got) > 0
+    assert "ddc_diode_sim_packets_received_total 200.0" in metrics
+    dropped = f'ddc_diode_sim_packets_dropped_total{{message_type="other",reason="loss"}} {health["dropped_loss"]}.0'
+    assert dropped in metrics
