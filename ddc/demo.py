@@ -51,14 +51,28 @@ class Stack:
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
         self.processes: list[tuple[str, subprocess.Popen]] = []
+        self.commands: dict[str, tuple[list[str], dict[str, str]]] = {}
 
     def spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
-        log = open(self.workdir / f"{name}.log", "wb")
+        self.commands[name] = (argv, env or {})
+        log = open(self.workdir / f"{name}.log", "ab")
         process = subprocess.Popen(
             argv, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
         )
         log.close()
-        self.processes.append((name, process))
+        self.processes = [(n, p) for n, p in self.processes if n != name] + [(name, process)]
+
+    def process(self, name: str) -> subprocess.Popen:
+        return dict(self.processes)[name]
+
+    def kill(self, name: str) -> None:
+        """SIGKILL, as a crash would."""
+        process = self.process(name)
+        process.kill()
+        process.wait(10)
+
+    def restart(self, name: str) -> None:
+        self.spawn(name, *self.commands[name])
 
     def check(self) -> None:
         for name, process in self.processes:
