@@ -42,7 +42,7 @@ def stack(tmp_path):
 @pytest.mark.parametrize("victim", ["ingress-a", "egress-a", "ingress-b", "egress-b"])
 def test_kill_9_one_component_mid_stream_target_still_gets_every_record_once(stack, victim):
     running, links, counter, dedup_http = stack
-    count = 6000
+    count = 12000
     sender = threading.Thread(target=demo.send_records, args=(links, count, 2000.0, lambda: None))
     sender.start()
     wait_until(lambda: counter.poll() >= 1500, 30, message="first records delivered")
