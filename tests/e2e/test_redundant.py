@@ -39,7 +39,7 @@ def stack(tmp_path):
     running.stop()
 
 
-@pytest.mark.parametrize("victim", ["ingress-a", "egress-a", "ingress-b", "egress-b"])
+@pytest.mark.parametrize("victim", ["ingress-a", "egress-b"])
 def test_kill_9_one_component_mid_stream_target_still_gets_every_record_once(stack, victim):
     running, links, counter, dedup_http = stack
     count = 12000

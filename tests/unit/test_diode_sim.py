@@ -13,6 +13,7 @@ from gevent import socket as gsocket
 from ddc.diode_sim import DiodeSim, SimConfig, config_from_args, configure_parser, message_type
 from ddc.errors import ConfigError
 
+SO_RCVBUFFORCE = 33
 SEQ = struct.Struct(">Q")  # first byte 0: never mistaken for a DDC message type
 
 
@@ -21,7 +22,10 @@ class Peer:
 
     def __init__(self) -> None:
         self.sock = gsocket.socket(gsocket.AF_INET, gsocket.SOCK_DGRAM)
-        self.sock.setsockopt(gsocket.SOL_SOCKET, gsocket.SO_RCVBUF, 4 * 1024**2)
+        try:  # as root past net.core.rmem_max: a whole test's datagrams may wait here
+            self.sock.setsockopt(gsocket.SOL_SOCKET, SO_RCVBUFFORCE, 32 * 1024**2)
+        except OSError:
+            self.sock.setsockopt(gsocket.SOL_SOCKET, gsocket.SO_RCVBUF, 32 * 1024**2)
         self.sock.bind(("127.0.0.1", 0))
         self.address = self.sock.getsockname()
         self.got: list[bytes] = []
@@ -362,3 +366,43 @@ def test_http_serves_the_counters(peers):
     assert "ddc_diode_sim_packets_received_total 200.0" in metrics
     dropped = f'ddc_diode_sim_packets_dropped_total{{message_type="other",reason="loss"}} {health["dropped_loss"]}.0'
     assert dropped in metrics
+
+
+def test_stop_relays_what_the_kernel_already_holds(peers):
+    sender, receiver = peers
+    sim = make_sim(receiver)
+    for index in range(50):  # the relay greenlet has not run yet: all 50 wait in the kernel
+        sender.sock.sendto(SEQ.pack(index), sim.address)
+    sim.stop(2)
+    counters = sim.counters()
+    assert counters["received"] == counters["forwarded"] == 50
+    assert numbers(receiver.collect(50)) == list(range(50))
+
+
+def test_the_thread_wrapper_relays_for_callers_that_block():
+    import socket
+    import time
+
+    from ddc.diode_sim import DiodeSimThread
+
+    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    receiver.bind(("127.0.0.1", 0))
+    receiver.settimeout(5)
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    config = SimConfig(listen=("127.0.0.1", 0), forward=receiver.getsockname(), loss=0.1, seed=4)
+    try:
+        with DiodeSimThread(config) as sim:
+            for index in range(300):
+                sender.sendto(SEQ.pack(index), sim.address)
+                time.sleep(0.0005)  # blocks this thread, not the simulator's hub
+            deadline = time.monotonic() + 5
+            while sim.counters()["received"] < 300 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            counters = sim.counters()
+            got = [receiver.recv(100) for _ in range(counters["forwarded"])]
+    finally:
+        receiver.close()
+        sender.close()
+    assert counters["received"] == 300
+    assert set(range(300)) - set(numbers(got)) == predicted_losses(4, 0.1, 300)
+    assert not sim._thread.is_alive()
