@@ -9,16 +9,18 @@ from gevent.event import Event
 
 
 class CostQueue:
-    """FIFO bounded by the sum of item costs; put() blocks (or refuses) while over the bound.
+    """FIFO bounded by the sum of item costs, and optionally of their sizes in bytes.
 
-    An item larger than the whole bound is still accepted into an empty queue, so one huge
-    record cannot wedge the pipeline.
+    put() blocks (or put_nowait refuses) while over a bound. An item larger than the whole
+    bound is still accepted into an empty queue, so one huge record cannot wedge the pipeline.
     """
 
-    def __init__(self, max_cost: int) -> None:
+    def __init__(self, max_cost: int, max_bytes: int | None = None) -> None:
         self.max_cost = max_cost
+        self.max_bytes = max_bytes
         self.cost = 0
-        self._items: deque[tuple[Any, int]] = deque()
+        self.bytes = 0
+        self._items: deque[tuple[Any, int, int]] = deque()
         self._readable = Event()
         self._writable = Event()
         self._writable.set()
@@ -26,28 +28,33 @@ class CostQueue:
     def __len__(self) -> int:
         return len(self._items)
 
-    def full_for(self, cost: int) -> bool:
-        return bool(self._items) and self.cost + cost > self.max_cost
-
-    def put_nowait(self, item: Any, cost: int) -> bool:
-        """False (nothing queued) when the item does not fit."""
-        if self.full_for(cost):
+    def full_for(self, cost: int, size: int = 0) -> bool:
+        if not self._items:
             return False
-        self._push(item, cost)
+        if self.cost + cost > self.max_cost:
+            return True
+        return self.max_bytes is not None and self.bytes + size > self.max_bytes
+
+    def put_nowait(self, item: Any, cost: int, size: int = 0) -> bool:
+        """False (nothing queued) when the item does not fit."""
+        if self.full_for(cost, size):
+            return False
+        self._push(item, cost, size)
         return True
 
-    def put(self, item: Any, cost: int, timeout: float | None = None) -> bool:
+    def put(self, item: Any, cost: int, timeout: float | None = None, size: int = 0) -> bool:
         """Wait for room; False when `timeout` passed first."""
-        while self.full_for(cost):
+        while self.full_for(cost, size):
             self._writable.clear()
             if not self._writable.wait(timeout) and timeout is not None:
                 return False
-        self._push(item, cost)
+        self._push(item, cost, size)
         return True
 
-    def _push(self, item: Any, cost: int) -> None:
-        self._items.append((item, cost))
+    def _push(self, item: Any, cost: int, size: int) -> None:
+        self._items.append((item, cost, size))
         self.cost += cost
+        self.bytes += size
         self._readable.set()
 
     def get(self, timeout: float | None = None) -> Any:
@@ -56,8 +63,9 @@ class CostQueue:
             self._readable.clear()
             if not self._readable.wait(timeout):
                 raise TimeoutError
-        item, cost = self._items.popleft()
+        item, cost, size = self._items.popleft()
         self.cost -= cost
+        self.bytes -= size
         self._writable.set()
         return item
 

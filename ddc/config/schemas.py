@@ -100,6 +100,7 @@ class IngressTransportSchema(StrictSchema):
     batch_max_bytes = Size(load_default=60 * 1024)
     linger_ms = fields.Float(load_default=5.0, validate=validate.Range(min=0))
     queue_size = fields.Integer(load_default=10000, validate=validate.Range(min=1))
+    queue_bytes = Size(load_default=64 * 1024**2)
     queue_policy = fields.String(load_default="block", validate=validate.OneOf(["block", "drop"]))
 
     @validates_schema

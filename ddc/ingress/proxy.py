@@ -12,7 +12,7 @@ import gevent
 from ddc.daemon import Service
 from ddc.filters import FilterChain, build_filter
 from ddc.http import HttpServer
-from ddc.ingress.framer import STOP, Ack, Framer
+from ddc.ingress.framer import STOP, Ack, Framer, value_of
 from ddc.ingress.sources import make_source
 from ddc.ingress.transport import Transport
 from ddc.metrics import IngressMetrics
@@ -39,7 +39,7 @@ class IngressProxy(Service):
             "records" if config["source"]["type"] == "kafka" else "raw"
         )
         self.queue_policy = transport_config["queue_policy"]
-        self.records_queue = CostQueue(transport_config["queue_size"])
+        self.records_queue = CostQueue(transport_config["queue_size"], transport_config["queue_bytes"])
         self.chunks_queue = CostQueue(CHUNK_QUEUE_BYTES)
         base_dir = base_dir or Path.cwd()
         filters = [build_filter(spec, i, base_dir) for i, spec in enumerate(config["filters"])]
@@ -74,11 +74,15 @@ class IngressProxy(Service):
         if not items and ack is None:
             return
         cost = len(items) or 1
-        if self.records_queue.put_nowait((items, ack), cost):
+        if items and isinstance(items[0], bytes):
+            size = sum(map(len, items))
+        else:
+            size = sum(len(value_of(item)) for item in items)
+        if self.records_queue.put_nowait((items, ack), cost, size):
             return
         self.metrics.buffer_full.labels(stage="records").inc()
         if self.queue_policy == "block":
-            self.records_queue.put((items, ack), cost)
+            self.records_queue.put((items, ack), cost, size=size)
             return
         self.metrics.records_dropped.labels(reason="buffer_full").inc(len(items))
         now = time.monotonic()

@@ -13,7 +13,9 @@ from ddc.netio import UdpSocket
 
 log = logging.getLogger(__name__)
 
-BURST = 512  # datagrams read without yielding, submitted together
+# datagrams read without yielding, submitted together
+BURST = 512
+BURST_BYTES = 1024 * 1024
 
 
 class UdpSource(Source):
@@ -35,14 +37,19 @@ class UdpSource(Source):
         records_counter = self.metrics.records
         while not self._stopped:
             self._running.wait()
-            batch = [self.udp.recv(65536)]
+            first = self.udp.recv(65536)
+            batch = [first]
+            size = len(first)
             try:
-                for _ in range(BURST - 1):
-                    batch.append(raw_recv(65536))
+                while len(batch) < BURST and size < BURST_BYTES:
+                    data = raw_recv(65536)
+                    batch.append(data)
+                    size += len(data)
             except BlockingIOError:
                 pass
             records_counter.inc(len(batch))
             self.submit(batch, None)
+            gevent.sleep(0)  # let the framer and sender run: a busy socket must not starve them
 
     def pause(self) -> None:
         self._running.clear()

@@ -1,0 +1,349 @@
+"""Kafka source: a consumer-group member that commits only what has crossed the diode.
+
+Every kafka-python call that blocks is made from the run() greenlet (or, for rebalances, from
+kafka-python's own IO loop); ack(), pause(), resume() and stop() only change plain state and
+wake the loop, so no two greenlets ever drive the consumer at the same time.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import gevent
+from gevent.event import Event
+from kafka import AsyncConsumerRebalanceListener, KafkaConsumer
+from kafka.structs import OffsetAndMetadata
+
+from ddc.errors import ConfigError
+from ddc.ingress.sources.base import Source, Submit
+from ddc.protocol.record import Record
+
+log = logging.getLogger(__name__)
+
+POLL_TIMEOUT_MS = 200
+COMMIT_TIMEOUT_MS = 5000
+BACKOFF_MIN = 0.2
+BACKOFF_MAX = 5.0
+PAUSE_DRAIN_WAIT = 2.0
+COORDINATOR_GRACE = 3.0  # seconds without a group coordinator before the broker counts as down  # seconds to wait for in-flight acks before leaving the group
+# Set from the schema's own keys, or required for "commit only what was acked".
+RESERVED_OPTIONS = {
+    "bootstrap_servers": "bootstrap_servers",
+    "group_id": "group_id",
+    "max_poll_records": "poll_max_records",
+    "enable_auto_commit": "commit_interval (offsets are committed by DDC, after the send)",
+}
+OPTION_DEFAULTS = {"auto_offset_reset": "earliest"}
+
+
+@dataclass(slots=True)
+class _Partition:
+    """Offsets of one assigned partition; `epoch` tells acks of an older assignment apart."""
+
+    epoch: int
+    acked: int = -1  # next offset to commit: last acked record's offset + 1
+    committed: int = -1
+    consumed: int = -1  # last submitted record's offset + 1
+
+
+def consumer_options(config: dict[str, Any]) -> dict[str, Any]:
+    """KafkaConsumer keyword arguments for a validated source config; ConfigError if unusable."""
+    options = dict(config.get("options") or {})
+    for key, owner in RESERVED_OPTIONS.items():
+        if key in options:
+            raise ConfigError(f"ingress.source.options.{key}", f"not allowed here; set by {owner}")
+    unknown = sorted(set(options) - set(KafkaConsumer.DEFAULT_CONFIG))
+    if unknown:
+        raise ConfigError(f"ingress.source.options.{unknown[0]}", "not a KafkaConsumer option")
+    return {
+        **OPTION_DEFAULTS,
+        **options,
+        "bootstrap_servers": list(config["bootstrap_servers"]),
+        "group_id": config["group_id"],
+        "enable_auto_commit": False,
+        "max_poll_records": config["poll_max_records"],
+    }
+
+
+def to_record(message: Any) -> Record:
+    """A kafka-python ConsumerRecord as a DDC Record (a null value travels as b"")."""
+    return Record(
+        value=message.value if message.value is not None else b"",
+        key=message.key,
+        topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+        timestamp=message.timestamp if message.timestamp is not None else -1,
+        headers=list(message.headers or ()),
+    )
+
+
+class KafkaSource(Source):
+    def __init__(self, config: dict[str, Any], submit: Submit, metrics: Any) -> None:
+        super().__init__(config, submit, metrics)
+        self.options = consumer_options(config)
+        self.topics = list(config["topics"])
+        self.commit_interval = float(config["commit_interval"])
+        self.consumer: Any = None
+        self.partitions: dict[Any, _Partition] = {}
+        self._epoch = 0
+        self._want_paused = False
+        self._member = False  # subscribed (in the group, or joining it)
+        self._stopped = False
+        self._wake = Event()
+        self._run_done = Event()
+        self._run_done.set()
+        self._connected: bool | None = None  # None until the first attempt tells
+        self._last_error: str | None = None
+        self._coordinator_lost_at: float | None = None
+        self._next_commit = 0.0
+
+    # --- interface --------------------------------------------------------------------------
+
+    def start(self) -> None:
+        log.info(
+            "Kafka source: topics %s, group %s, brokers %s",
+            ",".join(self.topics), self.options["group_id"], ",".join(self.options["bootstrap_servers"]),
+        )  # fmt: skip
+
+    def run(self) -> None:
+        self._run_done.clear()
+        backoff = BACKOFF_MIN
+        try:
+            while not self._stopped:
+                try:
+                    self._step()
+                    backoff = BACKOFF_MIN
+                except Exception as exc:  # kafka-python raises many types for one outage
+                    if self._stopped:
+                        break
+                    self._set_connected(False, exc)
+                    self.metrics.source_errors.labels(kind=type(exc).__name__).inc()
+                    self._wake.wait(backoff)
+                    self._wake.clear()
+                    backoff = min(BACKOFF_MAX, backoff * 2)
+        finally:
+            self._run_done.set()
+
+    def pause(self) -> None:
+        self._want_paused = True
+        self._wake.set()
+
+    def resume(self) -> None:
+        self._want_paused = False
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stopped = True
+        self._wake.set()
+
+    def close(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        self._stopped = True
+        self._wake.set()
+        self._run_done.wait(max(0.0, timeout / 2))
+        if self.consumer is None:
+            return
+        try:
+            if self._member:
+                self._commit(timeout_ms=int(max(0.1, deadline - time.monotonic()) * 1000))
+        except Exception as exc:
+            log.error("final offset commit failed (those records will be read again): %r", exc)
+        try:
+            self.consumer.close(
+                autocommit=False, timeout_ms=int(max(0.1, deadline - time.monotonic()) * 1000)
+            )
+        except Exception as exc:
+            log.warning("closing the Kafka consumer: %r", exc)
+        self.consumer = None
+        self._member = False
+        log.info("Kafka source closed (left group %s)", self.options["group_id"])
+
+    def health(self) -> dict[str, Any]:
+        assigned = sorted(f"{tp.topic}/{tp.partition}" for tp in self.partitions)
+        return {
+            "source_ok": bool(self._connected) or self._want_paused,
+            "kafka_connected": bool(self._connected),
+            "kafka_member": self._member,
+            "assigned_partitions": assigned,
+            "kafka_error": None if self._connected else self._last_error,
+        }
+
+    # --- the loop ---------------------------------------------------------------------------
+
+    def _step(self) -> None:
+        if self.consumer is None:
+            self.consumer = self._new_consumer()
+        if self._want_paused:
+            if self._member:
+                self._leave()
+            self._wake.wait(0.5)
+            self._wake.clear()
+            return
+        if not self._member:
+            self._join()
+        batch = self.consumer.poll(timeout_ms=POLL_TIMEOUT_MS)
+        self._check_coordinator()
+        if batch:
+            self._submit(batch)
+        if time.monotonic() >= self._next_commit:
+            self._commit()
+
+    def _new_consumer(self) -> Any:
+        consumer = KafkaConsumer(**self.options)
+        log.info("Kafka consumer connected to %s", ",".join(self.options["bootstrap_servers"]))
+        return consumer
+
+    def _join(self) -> None:
+        self.consumer.subscribe(self.topics, listener=_Rebalance(self))
+        self._member = True
+        log.info("joining consumer group %s", self.options["group_id"])
+
+    def _leave(self) -> None:
+        """Commit what crossed, then leave the group so Kafka moves our partitions elsewhere."""
+        deadline = time.monotonic() + PAUSE_DRAIN_WAIT
+        while time.monotonic() < deadline and any(
+            p.acked < p.consumed for p in self.partitions.values()
+        ):
+            gevent.sleep(0.05)
+        try:
+            self._commit()
+        except Exception as exc:
+            log.warning(
+                "commit before leaving the group failed (records will be read again): %r", exc
+            )
+        self.consumer.unsubscribe()
+        self._forget(list(self.partitions))
+        self._member = False
+        log.warning("left consumer group %s (paused)", self.options["group_id"])
+
+    def _submit(self, batch: dict[Any, list[Any]]) -> None:
+        records: list[Record] = []
+        upto: list[tuple[Any, int, int]] = []
+        for tp, messages in batch.items():
+            state = self.partitions.get(tp)
+            if state is None:  # assigned without our listener seeing it (should not happen)
+                state = self._assigned(tp)
+            records.extend(to_record(m) for m in messages)
+            state.consumed = messages[-1].offset + 1
+            upto.append((tp, state.epoch, state.consumed))
+        self.metrics.records.inc(len(records))
+        self.submit(records, self._make_ack(upto))
+
+    def _make_ack(self, upto: list[tuple[Any, int, int]]) -> Callable[[], None]:
+        def ack() -> None:
+            for tp, epoch, offset in upto:
+                state = self.partitions.get(tp)
+                if state is not None and state.epoch == epoch and offset > state.acked:
+                    state.acked = offset
+
+        return ack
+
+    # --- offsets ----------------------------------------------------------------------------
+
+    def _due(self, partitions: Iterable[Any] | None = None) -> dict[Any, Any]:
+        wanted = self.partitions if partitions is None else partitions
+        due = {}
+        for tp in wanted:
+            state = self.partitions.get(tp)
+            if state is not None and state.acked > state.committed:
+                due[tp] = OffsetAndMetadata(state.acked, "", -1)
+        return due
+
+    def _commit(self, timeout_ms: int = COMMIT_TIMEOUT_MS) -> None:
+        self._next_commit = time.monotonic() + self.commit_interval
+        due = self._due()
+        if not due:
+            return
+        self.consumer.commit(offsets=due, timeout_ms=timeout_ms)
+        self._committed(due)
+
+    def _committed(self, offsets: dict[Any, Any]) -> None:
+        for tp, meta in offsets.items():
+            state = self.partitions.get(tp)
+            if state is not None and meta.offset > state.committed:
+                state.committed = meta.offset
+        self.metrics.offsets_committed.inc()
+
+    def _assigned(self, tp: Any) -> _Partition:
+        self._epoch += 1
+        state = self.partitions[tp] = _Partition(self._epoch)
+        return state
+
+    def _forget(self, partitions: Iterable[Any]) -> None:
+        for tp in partitions:
+            state = self.partitions.pop(tp, None)
+            if state is not None and state.consumed > state.acked:
+                log.info(
+                    "%s/%s revoked with offsets %s..%s not yet sent: the next owner reads them again",
+                    tp.topic, tp.partition, state.acked, state.consumed - 1,
+                )  # fmt: skip
+
+    # --- connection state -------------------------------------------------------------------
+
+    def _check_coordinator(self) -> None:
+        """Connected unless the group coordinator stayed unknown for COORDINATOR_GRACE seconds."""
+        now = time.monotonic()
+        if self._coordinator_known():
+            self._coordinator_lost_at = None
+            self._set_connected(True)
+        elif self._coordinator_lost_at is None:
+            self._coordinator_lost_at = now
+        elif now - self._coordinator_lost_at > COORDINATOR_GRACE:
+            self._set_connected(False)
+
+    def _coordinator_known(self) -> bool:
+        try:
+            return not self.consumer._coordinator.coordinator_unknown()
+        except AttributeError:  # a kafka-python without that internal: trust the poll
+            return True
+
+    def _set_connected(self, connected: bool, error: BaseException | None = None) -> None:
+        if error is not None:
+            self._last_error = repr(error)
+        if connected == self._connected:
+            return
+        self._connected = connected
+        if connected:
+            log.info("Kafka source: broker reachable, consuming")
+        else:
+            log.error(
+                "Kafka source: broker unreachable (%s); retrying with backoff",
+                self._last_error or "no coordinator",
+            )
+
+
+class _Rebalance(AsyncConsumerRebalanceListener):
+    """kafka-python rebalance listener; runs on kafka-python's IO loop (so it must not block)."""
+
+    def __init__(self, source: KafkaSource) -> None:
+        self.source = source
+
+    async def on_partitions_revoked(self, revoked: set[Any]) -> None:
+        source = self.source
+        due = source._due(revoked)
+        if due:
+            try:
+                await source.consumer.commit_async(offsets=due)
+                source._committed(due)
+            except Exception as exc:
+                log.warning("commit on revocation failed (records will be read again): %r", exc)
+        source._forget(revoked)
+        log.info("partitions revoked: %s", _names(revoked))
+
+    async def on_partitions_assigned(self, assigned: set[Any]) -> None:
+        for tp in assigned:
+            self.source._assigned(tp)
+        log.info("partitions assigned: %s", _names(assigned))
+
+    async def on_partitions_lost(self, lost: set[Any]) -> None:
+        self.source._forget(lost)
+        log.warning("partitions lost (group membership expired): %s", _names(lost))
+
+
+def _names(partitions: Iterable[Any]) -> str:
+    return ", ".join(sorted(f"{tp.topic}/{tp.partition}" for tp in partitions)) or "none"

@@ -1,0 +1,95 @@
+"""The Kubernetes manifests: schema-valid (kubernetes-validate ships the official JSON schemas,
+strict mode: unknown fields refused) and shaped for the 1:1 pairing rule."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[3]
+MANIFESTS = sorted((ROOT / "k8s").glob("*.yaml"))
+KUBERNETES_VERSIONS = ["1.28.0", "1.33.0"]
+
+
+def documents():
+    for path in MANIFESTS:
+        for doc in yaml.safe_load_all(path.read_text()):
+            yield path, doc
+
+
+def by_kind(kind):
+    return {doc["metadata"]["name"]: doc for _, doc in documents() if doc["kind"] == kind}
+
+
+@pytest.fixture(scope="module")
+def kubernetes_validate():
+    return pytest.importorskip(
+        "kubernetes_validate", reason="kubernetes-validate (test extra) not installed"
+    )
+
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+def test_every_manifest_is_schema_valid(kubernetes_validate, version):
+    count = 0
+    for path, doc in documents():
+        try:
+            kubernetes_validate.validate(doc, version, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            pytest.fail(
+                f"{path.name} {doc['kind']}/{doc['metadata']['name']}: {exc.message} at {list(exc.path)}"
+            )
+        count += 1
+    assert count == 15
+
+
+def test_schema_validation_can_fail(kubernetes_validate):
+    deployment = copy.deepcopy(by_kind("Deployment")["ddc-egress-a"])
+    deployment["spec"]["replicas"] = "one"
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(deployment, KUBERNETES_VERSIONS[-1], strict=True)
+    deployment = copy.deepcopy(by_kind("Deployment")["ddc-egress-a"])
+    deployment["spec"]["template"]["spec"]["containers"][0]["livenessProbes"] = {}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(deployment, KUBERNETES_VERSIONS[-1], strict=True)
+
+
+@pytest.mark.parametrize("name", ["ddc-ingress-a", "ddc-egress-a"])
+def test_proxies_are_single_replica_recreate_probed_non_root(name):
+    deployment = by_kind("Deployment")[name]
+    spec = deployment["spec"]
+    assert spec["replicas"] == 1
+    assert spec["strategy"] == {"type": "Recreate"}
+    pod = spec["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    (container,) = pod["containers"]
+    assert container["command"][:2] == ["ddc", name.split("-")[1]]
+    for probe in ("livenessProbe", "readinessProbe"):
+        assert container[probe]["httpGet"]["path"] == "/healthz"
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    config_map = pod["volumes"][0]["configMap"]["name"]
+    assert config_map in by_kind("ConfigMap")
+
+
+def test_egress_service_exposes_the_udp_port():
+    service = by_kind("Service")["ddc-egress-a"]
+    udp = [port for port in service["spec"]["ports"] if port["protocol"] == "UDP"]
+    assert [(port["port"], port["targetPort"]) for port in udp] == [(7001, "diode")]
+    container = by_kind("Deployment")["ddc-egress-a"]["spec"]["template"]["spec"]["containers"][0]
+    assert {"name": "diode", "containerPort": 7001, "protocol": "UDP"} in container["ports"]
+    assert service["spec"]["publishNotReadyAddresses"] is True
+
+
+def test_dedup_supervisor_and_redis_are_there():
+    deployments = by_kind("Deployment")
+    assert (
+        deployments["ddc-dedup"]["spec"]["template"]["spec"]["containers"][0]["command"][0]
+        == "ddc-dedup"
+    )
+    assert deployments["ddc-supervisor"]["spec"]["template"]["spec"]["containers"][0]["command"][
+        :2
+    ] == ["ddc", "supervise"]
+    redis = by_kind("StatefulSet")["ddc-redis"]["spec"]["template"]["spec"]["containers"][0]
+    assert "--appendonly" in redis["args"] and "yes" in redis["args"]

@@ -1,0 +1,55 @@
+"""compose/config/redundant/mirror.py: the redundant stack's "source sends to both pairs"."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from ddc.embedded import free_port
+
+MIRROR = Path(__file__).resolve().parents[3] / "compose" / "config" / "redundant" / "mirror.py"
+
+
+def receiver() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.settimeout(5)
+    return sock
+
+
+def test_every_datagram_reaches_both_pairs_and_generated_records_have_unique_ids():
+    a, b = receiver(), receiver()
+    listen = free_port(socket.SOCK_DGRAM)
+    process = subprocess.Popen(
+        [sys.executable, str(MIRROR), "--listen", f"127.0.0.1:{listen}",
+         "--to", f"127.0.0.1:{a.getsockname()[1]}", "--to", f"127.0.0.1:{b.getsockname()[1]}",
+         "--generate", "50", "--count", "20"],
+        stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        time.sleep(0.3)
+        sent = [b"source datagram %d" % i for i in range(5)]
+        for payload in sent:
+            sender.sendto(payload, ("127.0.0.1", listen))
+        assert process.wait(10) == 0
+        for sock in (a, b):
+            got = []
+            sock.settimeout(0.5)
+            try:
+                while True:
+                    got.append(sock.recvfrom(65535)[0])
+            except TimeoutError:
+                pass
+            generated = [json.loads(p) for p in got if p.startswith(b"{")]
+            assert [p for p in got if not p.startswith(b"{")] == sent
+            assert [r["seq"] for r in generated] == list(range(1, 21))
+            assert len({r["id"] for r in generated}) == 20
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
