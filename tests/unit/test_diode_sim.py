@@ -386,6 +386,7 @@ def test_the_thread_wrapper_relays_for_callers_that_block():
     from ddc.diode_sim import DiodeSimThread
 
     receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    receiver.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024**2)  # 300 datagrams wait
     receiver.bind(("127.0.0.1", 0))
     receiver.settimeout(5)
     sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)

@@ -1,0 +1,7 @@
+"""Benchmarks run by `scripts/bench NAME` (`python -m ddc.bench NAME`); each module has main(argv)."""
+
+BENCHES = {
+    "link": "an ingress/egress pair on loopback vs a raw Python UDP blast",
+    "kafka": "Kafka source → pair → Kafka sink",
+    "dedup": "the dedup service",
+}

@@ -1,0 +1,422 @@
+"""Helpers the benchmarks share: UDP blaster and receiver processes, peak RSS, tables, rate search.
+
+The blaster and the receiver are plain (non-gevent) Python processes with tight socket loops,
+run as `python -m ddc.bench.common blast|receive ...`; a blast straight from one to the other is
+the raw baseline every UDP benchmark compares against.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import re
+import select
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import psutil
+
+SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
+SO_SNDBUFFORCE = getattr(socket, "SO_SNDBUFFORCE", 32)
+BLAST_BATCH_SECONDS = 0.001  # pacing granularity of the blaster
+
+
+# --- processes -----------------------------------------------------------------------------
+
+
+def python_module(module: str, *args: str, **popen: Any) -> subprocess.Popen:
+    """`python -m module args...` with this interpreter."""
+    return subprocess.Popen([sys.executable, "-m", module, *args], **popen)
+
+
+def peak_rss(pid: int) -> int:
+    """Peak resident set size of a live process in bytes (VmHWM on Linux, else current RSS)."""
+    process = psutil.Process(pid)
+    try:
+        with open(f"/proc/{pid}/status") as handle:
+            for line in handle:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return process.memory_info().rss
+
+
+def cpu_seconds(pid: int) -> float:
+    times = psutil.Process(pid).cpu_times()
+    return times.user + times.system
+
+
+def stop_process(process: subprocess.Popen, timeout: float = 10.0) -> int | None:
+    """SIGTERM, then SIGKILL after `timeout`; the exit code."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+    return process.returncode
+
+
+def free_udp_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind((host, 0))
+        return probe.getsockname()[1]
+
+
+def free_tcp_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        return probe.getsockname()[1]
+
+
+# --- HTTP scraping -------------------------------------------------------------------------
+
+
+def http_json(url: str, timeout: float = 2.0) -> dict[str, Any]:
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        return json.loads(response.read())
+
+
+def metric_value(metrics_text: str, name: str) -> float:
+    """Sum of every sample of `name` (all label sets) in Prometheus text; 0 when absent."""
+    pattern = re.compile(rf"^{re.escape(name)}(?:{{[^}}]*}})? ([0-9.eE+-]+|NaN)$", re.MULTILINE)
+    return sum(float(value) for value in pattern.findall(metrics_text) if value != "NaN")
+
+
+def scrape(url: str, timeout: float = 2.0) -> str:
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        return response.read().decode()
+
+
+def wait_http(url: str, timeout: float, process: subprocess.Popen | None = None) -> dict[str, Any]:
+    """Poll a JSON endpoint until it answers; its body."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(
+                f"process exited with code {process.returncode} before serving {url}"
+            )
+        try:
+            return http_json(url, timeout=1.0)
+        except OSError:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{url} did not answer within {timeout}s") from None
+            time.sleep(0.05)
+
+
+# --- blaster and receiver ------------------------------------------------------------------
+
+
+def _set_buffer(sock: socket.socket, size: int, receive: bool) -> None:
+    option, force = (
+        (socket.SO_RCVBUF, SO_RCVBUFFORCE) if receive else (socket.SO_SNDBUF, SO_SNDBUFFORCE)
+    )
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, force, size)
+    except OSError:
+        sock.setsockopt(socket.SOL_SOCKET, option, size)
+
+
+def blast(
+    target: tuple[str, int],
+    size: int,
+    *,
+    count: int | None = None,
+    duration: float | None = None,
+    rate: float | None = None,
+) -> dict[str, Any]:
+    """Send `size`-byte datagrams to `target` until `count` or `duration`; rate in bytes/s.
+
+    Pacing is by batches of about a millisecond, so the loop between sleeps is a bare send().
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    _set_buffer(sock, 8 * 1024**2, receive=False)
+    sock.connect(target)
+    send = sock.send
+    payload = memoryview(os.urandom(size))
+    per_second = rate / max(size, 1) if rate else None
+    batch = max(1, int(per_second * BLAST_BATCH_SECONDS)) if per_second else 64
+    limit = count if count is not None else math.inf
+    deadline = time.monotonic() + duration if duration is not None else math.inf
+    sent = errors = 0
+    start = time.monotonic()
+    while sent < limit:
+        for _ in range(int(min(batch, limit - sent))):
+            try:
+                send(payload)
+                sent += 1
+            except OSError:
+                errors += 1
+        now = time.monotonic()
+        if now >= deadline:
+            break
+        if per_second:
+            ahead = start + sent / per_second - now
+            if ahead > 0:
+                time.sleep(ahead)
+    elapsed = time.monotonic() - start
+    sock.close()
+    return {
+        "sent": sent,
+        "bytes": sent * size,
+        "errors": errors,
+        "start": start,
+        "elapsed": elapsed,
+    }
+
+
+def receive(
+    sock: socket.socket,
+    *,
+    expect: int | None = None,
+    idle: float = 1.0,
+    timeout: float = 600.0,
+    ready: Callable[[], None] | None = None,
+) -> dict[str, Any]:
+    """Count datagrams on `sock` until `expect` arrived, `idle` s of silence after the first
+    one, `timeout`, or SIGTERM."""
+    stop = {"now": False}
+
+    def on_term(*_: Any) -> None:
+        stop["now"] = True
+
+    signal.signal(signal.SIGTERM, on_term)
+    sock.setblocking(False)
+    recv_into = sock.recv_into
+    buffer = bytearray(65536)
+    count = total = 0
+    first = last = 0.0
+    deadline = time.monotonic() + timeout
+    if ready:
+        ready()
+    seen = 0
+    while not stop["now"]:
+        try:
+            total += recv_into(buffer)
+        except BlockingIOError:
+            now = time.monotonic()
+            if count != seen:  # drained what had arrived: the last datagram came just now
+                seen, last = count, now
+            if now > deadline or (count and now - last > idle):
+                break
+            select.select([sock], [], [], 0.05)
+            continue
+        count += 1
+        if count == 1:
+            first = time.monotonic()
+        if count == expect:
+            last = time.monotonic()
+            break
+    end = time.monotonic()
+    return {"count": count, "bytes": total, "first": first, "last": last or end, "end": end}
+
+
+@dataclass
+class Receiver:
+    """A receiver process bound to a fresh UDP port."""
+
+    expect: int | None = None
+    idle: float = 1.0
+    timeout: float = 600.0
+    process: subprocess.Popen | None = None
+    port: int = 0
+    result: dict[str, Any] = field(default_factory=dict)
+
+    def start(self) -> Receiver:
+        args = ["receive", "--idle", str(self.idle), "--timeout", str(self.timeout)]
+        if self.expect is not None:
+            args += ["--expect", str(self.expect)]
+        self.process = python_module("ddc.bench.common", *args, stdout=subprocess.PIPE, text=True)
+        line = self.process.stdout.readline()
+        if not line:
+            raise RuntimeError("receiver did not start")
+        self.port = json.loads(line)["port"]
+        return self
+
+    def wait(self, timeout: float | None = None) -> dict[str, Any]:
+        assert self.process is not None
+        try:
+            out, _ = self.process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.terminate()
+            out, _ = self.process.communicate(timeout=10)
+        self.result = json.loads(out.strip().splitlines()[-1])
+        return self.result
+
+    def stop(self) -> dict[str, Any]:
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.terminate()
+        return self.wait(10)
+
+
+def run_blaster(
+    target: tuple[str, int], size: int, *, count: int | None = None, duration: float | None = None,
+    rate: float | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """Blast from a separate process; its result."""
+    args = ["blast", "--target", f"{target[0]}:{target[1]}", "--size", str(size)]
+    if count is not None:
+        args += ["--count", str(count)]
+    if duration is not None:
+        args += ["--duration", str(duration)]
+    if rate is not None:
+        args += ["--rate", str(rate)]
+    process = python_module("ddc.bench.common", *args, stdout=subprocess.PIPE, text=True)
+    out, _ = process.communicate()
+    if process.returncode != 0:
+        raise RuntimeError(f"blaster exited with code {process.returncode}")
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def raw_baseline(size: int, duration: float, rate: float | None = None) -> dict[str, Any]:
+    """Blaster → receiver, no DDC in between: what plain Python UDP moves on this machine."""
+    receiver = Receiver(idle=1.0, timeout=duration + 30).start()
+    sent = run_blaster(("127.0.0.1", receiver.port), size, duration=duration, rate=rate)
+    received = receiver.wait(timeout=duration + 30)
+    return summarize(sent, received, size)
+
+
+def summarize(sent: dict[str, Any], received: dict[str, Any], size: int) -> dict[str, Any]:
+    """Delivered throughput measured at the receiver, and loss against what was sent."""
+    span = max(received["last"] - received["first"], 1e-6)
+    count = received["count"]
+    return {
+        "sent": sent["sent"],
+        "delivered": count,
+        "lost": sent["sent"] - count,
+        "loss_ratio": (sent["sent"] - count) / sent["sent"] if sent["sent"] else 0.0,
+        "mb_per_s": received["bytes"] / span / 1e6 if count > 1 else 0.0,
+        "records_per_s": count / span if count > 1 else 0.0,
+        "offered_mb_per_s": sent["bytes"] / max(sent["elapsed"], 1e-6) / 1e6,
+        "size": size,
+    }
+
+
+# --- search and output ---------------------------------------------------------------------
+
+
+def rate_search(
+    trial: Callable[[float], tuple[bool, float | None]],
+    high: float,
+    steps: int,
+    close_enough: float = 1.05,
+) -> tuple[float | None, list[tuple[float, bool]]]:
+    """The highest rate at which trial(rate) passes, in at most `steps` trials from `high` down.
+
+    trial returns (passed, achieved): what the system under test actually managed at that rate
+    (same unit), or None. After a failure the next rate is 90% of `achieved` (or a quarter of
+    the rate) until something passes; after that, the geometric middle between the best pass
+    and the lowest failure, until they are within `close_enough` of each other.
+    Returns (best passing rate or None, [(rate, passed), ...]).
+    """
+    tried: list[tuple[float, bool]] = []
+    best: float | None = None
+    lowest_fail: float | None = None
+    rate = high
+    for _ in range(max(1, steps)):
+        passed, achieved = trial(rate)
+        tried.append((rate, passed))
+        if passed:
+            best = rate
+            if lowest_fail is None or lowest_fail / rate < close_enough:
+                break
+            rate = (rate * lowest_fail) ** 0.5
+        else:
+            lowest_fail = rate
+            if best is not None:
+                if lowest_fail / best < close_enough:
+                    break
+                rate = (best * lowest_fail) ** 0.5
+            elif achieved:
+                rate = min(0.9 * achieved, 0.8 * lowest_fail)
+            else:
+                rate = lowest_fail / 4
+    return best, tried
+
+
+def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], file: Any = None) -> None:
+    """A plain aligned text table."""
+    cells = [[str(h) for h in headers]] + [[_cell(value) for value in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    out = file or sys.stdout
+    for index, row in enumerate(cells):
+        print(
+            "  ".join(value.rjust(width) for value, width in zip(row, widths, strict=True)),
+            file=out,
+        )
+        if index == 0:
+            print("  ".join("-" * width for width in widths), file=out)
+    out.flush()
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:,.1f}" if abs(value) >= 10 else f"{value:.3g}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def mib(value: float) -> float:
+    return value / 1024**2
+
+
+# --- process entry points ------------------------------------------------------------------
+
+
+def _hostport(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    return host, int(port)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ddc.bench.common")
+    commands = parser.add_subparsers(dest="command", required=True)
+    b = commands.add_parser("blast", help="send datagrams as fast as allowed")
+    b.add_argument("--target", type=_hostport, required=True)
+    b.add_argument("--size", type=int, required=True)
+    b.add_argument("--count", type=int)
+    b.add_argument("--duration", type=float)
+    b.add_argument("--rate", type=float, help="bytes/s of payload (default: unpaced)")
+    r = commands.add_parser("receive", help="count datagrams; prints the port, then the result")
+    r.add_argument("--listen", type=_hostport, default=("127.0.0.1", 0))
+    r.add_argument("--expect", type=int)
+    r.add_argument("--idle", type=float, default=1.0)
+    r.add_argument("--timeout", type=float, default=600.0)
+    r.add_argument("--receive-buffer", type=int, default=64 * 1024**2)
+    args = parser.parse_args(argv)
+    if args.command == "blast":
+        if args.count is None and args.duration is None:
+            parser.error("blast needs --count or --duration")
+        result = blast(
+            args.target, args.size, count=args.count, duration=args.duration, rate=args.rate
+        )
+    else:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        _set_buffer(sock, args.receive_buffer, receive=True)
+        sock.bind(args.listen)
+
+        def ready() -> None:
+            print(json.dumps({"port": sock.getsockname()[1]}), flush=True)
+
+        result = receive(
+            sock, expect=args.expect, idle=args.idle, timeout=args.timeout, ready=ready
+        )
+    print(json.dumps(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,306 @@
+"""`scripts/bench link`: an ingress/egress pair on loopback against a raw Python UDP blast.
+
+Per scenario: the raw baseline (blaster process → receiver process, no DDC), then a search for
+the highest offered rate that the pair (`ddc ingress` UDP source → `ddc egress` UDP sink, real
+processes, restarted for every trial) delivers with nothing lost. The ingress rate limiter is set
+a little above the offered rate so it smooths the blaster's bursts without becoming the
+bottleneck. A trial passes when the receiver counted every datagram sent and the egress counted
+no lost packet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ddc.bench.common import (
+    Receiver,
+    cpu_seconds,
+    free_tcp_port,
+    free_udp_port,
+    http_json,
+    metric_value,
+    mib,
+    peak_rss,
+    print_table,
+    python_module,
+    rate_search,
+    raw_baseline,
+    run_blaster,
+    scrape,
+    stop_process,
+    summarize,
+    wait_http,
+)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    key: str
+    title: str
+    size: int  # bytes per datagram into the ingress
+    envelope: str
+    limiter_margin: float  # limiter rate = offered payload rate × this (headers, envelope)
+
+
+KEEP_UP = 0.95  # delivered/offered throughput a passing trial needs
+
+SCENARIOS = {
+    "a": Scenario("a", "60 KB datagrams, raw envelope", 60_000, "raw", 1.05),
+    "b": Scenario("b", "200-byte datagrams, records envelope", 200, "records", 1.3),
+}
+
+
+def _toml(tables: dict[str, dict[str, Any]]) -> str:
+    def value(v: Any) -> str:
+        return f'"{v}"' if isinstance(v, str) else repr(v)
+
+    return "".join(
+        f"[{name}]\n" + "".join(f"{k} = {value(v)}\n" for k, v in table.items()) + "\n"
+        for name, table in tables.items()
+    )
+
+
+class Pair:
+    """`ddc ingress` + `ddc egress` processes for one trial."""
+
+    def __init__(self, workdir: Path, scenario: Scenario, rate_bits: float | None, sink_port: int):
+        self.workdir = workdir
+        self.source_port = free_udp_port()
+        link_port = free_udp_port()
+        self.ingress_http, self.egress_http = free_tcp_port(), free_tcp_port()
+        transport: dict[str, Any] = {
+            "destination": f"127.0.0.1:{link_port}",
+            "envelope": scenario.envelope,
+            "send_buffer": "16MiB",
+        }
+        if rate_bits:
+            transport["rate"] = f"{rate_bits:.0f}"
+        (workdir / "ingress.toml").write_text(
+            _toml({
+                "ingress": {"name": "bench", "http_listen": f"127.0.0.1:{self.ingress_http}", "log_level": "WARNING"},
+                "ingress.source": {"type": "udp", "listen": f"127.0.0.1:{self.source_port}", "receive_buffer": "64MiB"},
+                "ingress.transport": transport,
+            })
+        )  # fmt: skip
+        (workdir / "egress.toml").write_text(
+            _toml({
+                "egress": {"name": "bench", "http_listen": f"127.0.0.1:{self.egress_http}", "log_level": "WARNING"},
+                "egress.transport": {"listen": f"127.0.0.1:{link_port}", "receive_buffer": "64MiB"},
+                "egress.sink": {"type": "udp", "target": f"127.0.0.1:{sink_port}", "send_buffer": "16MiB"},
+            })
+        )  # fmt: skip
+        self.egress = self.ingress = None
+        self.log = None
+
+    def start(self) -> None:
+        self.log = log = open(self.workdir / "pair.log", "ab")
+        self.egress = python_module(
+            "ddc.cli", "egress", "-c", str(self.workdir / "egress.toml"), stderr=log
+        )
+        wait_http(f"http://127.0.0.1:{self.egress_http}/healthz", 20, self.egress)
+        self.ingress = python_module(
+            "ddc.cli", "ingress", "-c", str(self.workdir / "ingress.toml"), stderr=log
+        )
+        wait_http(f"http://127.0.0.1:{self.ingress_http}/healthz", 20, self.ingress)
+        deadline = time.monotonic() + 10
+        while not http_json(f"http://127.0.0.1:{self.egress_http}/healthz").get("link_up"):
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"the egress never saw the ingress's StartUp (see {self.workdir}/pair.log)"
+                )
+            time.sleep(0.05)
+        self.cpu_start = (cpu_seconds(self.ingress.pid), cpu_seconds(self.egress.pid))
+
+    def wait_drained(self, timeout: float, quiet: float = 2.0) -> None:
+        """Until the egress has delivered every record the ingress took in, or nothing moved
+        for `quiet` seconds."""
+        deadline = time.monotonic() + timeout
+        last, since = -1.0, time.monotonic()
+        while time.monotonic() < deadline:
+            taken = metric_value(
+                scrape(f"http://127.0.0.1:{self.ingress_http}/metrics"), "ddc_ingress_records_total"
+            )
+            delivered = metric_value(
+                scrape(f"http://127.0.0.1:{self.egress_http}/metrics"),
+                "ddc_egress_records_delivered_total",
+            )
+            if delivered >= taken:
+                return
+            if delivered != last:
+                last, since = delivered, time.monotonic()
+            elif time.monotonic() - since > quiet:
+                return
+            time.sleep(0.1)
+
+    def measure(self) -> dict[str, Any]:
+        egress_metrics = scrape(f"http://127.0.0.1:{self.egress_http}/metrics")
+        ingress_metrics = scrape(f"http://127.0.0.1:{self.ingress_http}/metrics")
+        return {
+            "egress_lost": int(metric_value(egress_metrics, "ddc_egress_packets_lost_total")),
+            "buffer_full": int(metric_value(ingress_metrics, "ddc_ingress_buffer_full_total")),
+            "ingress_records": int(metric_value(ingress_metrics, "ddc_ingress_records_total")),
+            "ingress_rss": peak_rss(self.ingress.pid),
+            "egress_rss": peak_rss(self.egress.pid),
+            "ingress_cpu": cpu_seconds(self.ingress.pid) - self.cpu_start[0],
+            "egress_cpu": cpu_seconds(self.egress.pid) - self.cpu_start[1],
+        }
+
+    def stop(self) -> None:
+        for process in (self.ingress, self.egress):
+            if process is not None:
+                stop_process(process)
+        if self.log is not None:
+            self.log.close()
+
+
+def trial(
+    scenario: Scenario, rate: float, duration: float, workdir: Path, limiter: bool = True
+) -> dict[str, Any]:
+    """Offer `rate` bytes/s of datagrams to a fresh pair for `duration` s; what got through."""
+    receiver = Receiver(idle=60.0, timeout=duration + 120).start()
+    limit = rate * 8 * scenario.limiter_margin if limiter else None
+    pair = Pair(workdir, scenario, limit, receiver.port)
+    try:
+        pair.start()
+        sent = run_blaster(
+            ("127.0.0.1", pair.source_port), scenario.size, duration=duration, rate=rate
+        )
+        pair.wait_drained(timeout=duration + 60)
+        time.sleep(0.2)  # the last datagrams from the egress's sink to the receiver
+        received = receiver.stop()
+        measured = pair.measure()
+    finally:
+        pair.stop()
+        if receiver.process.poll() is None:
+            receiver.stop()
+    result = summarize(sent, received, scenario.size)
+    result.update(measured)
+    result["source_drops"] = sent["sent"] - measured["ingress_records"]
+    # zero loss, and delivered as fast as offered: a pair that merely queues a short trial in
+    # its socket buffers and trickles it out later does not pass
+    result["kept_up"] = result["mb_per_s"] >= KEEP_UP * result["offered_mb_per_s"]
+    result["passed"] = result["lost"] == 0 and measured["egress_lost"] == 0 and result["kept_up"]
+    span = max(received["last"] - received["first"], 1e-6)
+    result["ingress_cpu_pct"] = 100 * measured["ingress_cpu"] / span
+    result["egress_cpu_pct"] = 100 * measured["egress_cpu"] / span
+    return result
+
+
+def search(
+    scenario: Scenario, high: float, steps: int, duration: float, workdir: Path, limiter: bool
+) -> list[dict[str, Any]]:
+    """Every trial of a rate search from `high` (bytes/s offered) down."""
+    trials: list[dict[str, Any]] = []
+
+    def attempt(rate: float) -> tuple[bool, float]:
+        result = trial(scenario, rate, duration, workdir, limiter)
+        result["offered_rate"] = rate
+        trials.append(result)
+        _progress(scenario, result)
+        return result["passed"], result["mb_per_s"] * 1e6
+
+    rate_search(attempt, high, steps)
+    return trials
+
+
+def _progress(scenario: Scenario, result: dict[str, Any]) -> None:
+    print(
+        f"  [{scenario.key}] offered {result['offered_rate'] / 1e6:8.1f} MB/s → delivered "
+        f"{result['mb_per_s']:8.1f} MB/s {result['records_per_s']:10,.0f} rec/s, lost {result['lost']} "
+        f"(at the ingress socket {result['source_drops']}, egress lost packets "
+        f"{result['egress_lost']}), CPU ingress {result['ingress_cpu_pct']:.0f}% "
+        f"egress {result['egress_cpu_pct']:.0f}% → "
+        f"{'PASS' if result['passed'] else 'loss' if result['lost'] or result['egress_lost'] else 'fell behind'}",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def run_scenario(
+    scenario: Scenario,
+    duration: float,
+    steps: int,
+    workdir: Path,
+    rate: float | None = None,
+    limiter: bool = True,
+) -> list[list[Any]]:
+    print(f"scenario {scenario.key}: {scenario.title}", file=sys.stderr, flush=True)
+    raw = raw_baseline(scenario.size, duration)
+    print(
+        f"  [{scenario.key}] raw UDP blast: {raw['mb_per_s']:.1f} MB/s {raw['records_per_s']:,.0f} rec/s, "
+        f"loss {raw['loss_ratio']:.2%}",
+        file=sys.stderr,
+        flush=True,
+    )
+    if rate is None:
+        trials = search(scenario, raw["mb_per_s"] * 1e6, steps, duration, workdir, limiter)
+    else:
+        trials = search(scenario, rate, 1, duration, workdir, limiter)
+    passing = [t for t in trials if t["passed"]]
+    best = (
+        max(passing, key=lambda t: t["mb_per_s"])
+        if passing
+        else max(trials, key=lambda t: t["mb_per_s"])
+    )
+    label = "DDC pair, zero loss" if passing else "DDC pair (NO zero-loss rate found)"
+    rows = [
+        [scenario.key, "raw Python UDP", raw["mb_per_s"], raw["records_per_s"], f"{raw['loss_ratio']:.2%}",
+         "", "", "", "", 1.0],
+        [scenario.key, label, best["mb_per_s"], best["records_per_s"], f"{best['loss_ratio']:.2%}",
+         mib(best["ingress_rss"]), mib(best["egress_rss"]), best["ingress_cpu_pct"], best["egress_cpu_pct"],
+         best["mb_per_s"] / raw["mb_per_s"] if raw["mb_per_s"] else 0.0],
+    ]  # fmt: skip
+    return rows
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="scripts/bench link", description=__doc__.splitlines()[0])
+    parser.add_argument("--scenario", choices=["a", "b", "all"], default="all")
+    parser.add_argument(
+        "--duration", type=float, default=None, help="seconds per trial (default 5, --quick 1.5)"
+    )
+    parser.add_argument(
+        "--steps", type=int, default=None, help="trials per search (default 6, --quick 2)"
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="short trials, coarse search: a smoke run"
+    )
+    parser.add_argument(
+        "--rate", type=float, help="one trial at this offered MB/s instead of a search"
+    )
+    parser.add_argument(
+        "--no-limiter", action="store_true", help="no ingress rate limit (to profile the pair)"
+    )
+    args = parser.parse_args(argv)
+    duration = args.duration or (1.5 if args.quick else 5.0)
+    steps = args.steps or (2 if args.quick else 6)
+    keys = ["a", "b"] if args.scenario == "all" else [args.scenario]
+    rows: list[list[Any]] = []
+    workdir = Path(tempfile.mkdtemp(prefix="ddc-bench-link-"))
+    try:
+        for key in keys:
+            rate = args.rate * 1e6 if args.rate else None
+            rows += run_scenario(
+                SCENARIOS[key], duration, steps, workdir, rate, limiter=not args.no_limiter
+            )
+    except BaseException:
+        print(f"bench failed; configs and the pair's log are kept in {workdir}", file=sys.stderr)
+        raise
+    shutil.rmtree(workdir, ignore_errors=True)
+    print()
+    print_table(
+        ["scen", "what", "MB/s", "records/s", "loss", "ingress RSS MiB", "egress RSS MiB",
+         "ingress CPU%", "egress CPU%", "ratio to raw"],
+        rows,
+    )  # fmt: skip
+    print(
+        f"\n(trials of {duration:g} s; CPU% = process CPU time over the delivery span; 2-core machine)"
+    )
+    return 0
