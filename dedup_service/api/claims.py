@@ -1,0 +1,25 @@
+"""POST /v1/claims: first-wins claims of ids, committed at once."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint
+
+from dedup_service.api import load_body
+from dedup_service.extension import dedup
+from dedup_service.forwarder import Item
+from dedup_service.schemas import ClaimRequestSchema, ClaimResponseSchema
+
+bp = Blueprint("claims", __name__)
+
+
+@bp.post("/v1/claims")
+def claim() -> Any:
+    ext = dedup()
+    body = load_body(ClaimRequestSchema())
+    ext.check_link(body["link"])
+    ext.check_batch("ids", len(body["ids"]))
+    fps = body["fingerprints"] or [""] * len(body["ids"])
+    items = [Item(ident, fp) for ident, fp in zip(body["ids"], fps, strict=True)]
+    return ClaimResponseSchema().dump({"results": ext.forwarder.claim(body["link"], items)})

@@ -1,0 +1,66 @@
+"""POST /v1/records: forwards the first copy of each record to the sink."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Blueprint
+
+from ddc.protocol.record import Record
+from dedup_service.api import load_body
+from dedup_service.errors import InvalidRecord
+from dedup_service.extension import dedup
+from dedup_service.forwarder import Item
+from dedup_service.keys import extract_id, fingerprint
+from dedup_service.schemas import RecordsRequestSchema, RecordsResponseSchema
+
+bp = Blueprint("records", __name__)
+log = logging.getLogger(__name__)
+
+
+@bp.post("/v1/records")
+def post_records() -> Any:
+    ext = dedup()
+    body = load_body(RecordsRequestSchema())
+    link, raw = body["link"], body["records"]
+    ext.check_link(link)
+    ext.check_batch("records", len(raw))
+    spec = ext.config["id_from"]
+    items: list[Item] = []
+    positions: list[int] = []
+    errors: dict[str, str] = {}
+    for index, entry in enumerate(raw):
+        record = Record(
+            value=entry["value"], key=entry["key"], headers=list(entry["headers"].items())
+        )
+        try:
+            ident = extract_id(spec, record, entry.get("id"))
+        except InvalidRecord as exc:
+            errors[str(index)] = f"id_from {spec}: {exc}"
+            continue
+        items.append(Item(ident, fingerprint(record), record))
+        positions.append(index)
+    ext.metrics.records_received.labels(link).inc(len(raw))
+    if errors:
+        ext.metrics.records_invalid.labels(link).inc(len(errors))
+        ext.stats.add(link, "invalid", len(errors))
+        first = next(iter(errors.items()))
+        log.warning(
+            "link %s: %d record(s) without an id, not forwarded (record %s: %s)",
+            link, len(errors), *first,
+        )  # fmt: skip
+    results = ["invalid"] * len(raw)
+    for position, result in zip(positions, ext.forwarder.forward(link, items), strict=True):
+        results[position] = result
+    return RecordsResponseSchema().dump(
+        {
+            "received": len(raw),
+            "forwarded": results.count("first"),
+            "duplicates": results.count("duplicate"),
+            "conflicts": results.count("conflict"),
+            "invalid": len(errors),
+            "results": results,
+            "errors": errors,
+        }
+    )

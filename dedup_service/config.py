@@ -1,0 +1,178 @@
+"""The `[dedup]` config (DESIGN.md §3): marshmallow schemas, every default here, unknown keys rejected.
+
+[dedup]
+http_listen = "127.0.0.1:8080"
+redis_url = "redis://127.0.0.1:6379/0"   # absent: embedded Redis-compatible server in data_dir
+window = "24h"                           # how long an id is remembered
+id_from = "id"                           # id | key | header:NAME | json:path | source | hash
+divergence_window = "60s"                # seen on one link only this long → missing on the others
+[dedup.sink]                             # kafka | udp | tcp | file | http
+[dedup.merge]                            # optional Kafka merge loop, one input topic per link
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+
+from ddc.config.fields import Duration, HostPort, HostPortList, Size, TypedTable
+from ddc.config.loader import config_dir, load_role_config
+from ddc.config.schemas import LOG_LEVELS, StrictSchema
+from dedup_service.keys import parse_id_from
+
+LINK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+LINK_NAME_PROBLEM = "link names are 1-64 characters of A-Z a-z 0-9 _ . - (starting alphanumeric)"
+
+
+class IdFrom(fields.String):
+    """An `id_from` setting, loaded as a keys.IdSpec."""
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> Any:
+        text = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            return parse_id_from(text)
+        except ValueError as exc:
+            raise ValidationError(str(exc)) from exc
+
+
+def _positive(name: str, data: Mapping[str, Any]) -> None:
+    if name in data and data[name] <= 0:
+        raise ValidationError("must be greater than 0", name)
+
+
+# --- sinks -------------------------------------------------------------------------------
+
+
+class KafkaSinkSchema(StrictSchema):
+    type = fields.String(required=True)
+    bootstrap_servers = HostPortList(required=True)
+    topic = fields.String(required=True, validate=validate.Length(min=1))
+    timeout = Duration(load_default=30.0)
+    options = fields.Dict(keys=fields.String(), load_default=dict)
+
+
+class UdpSinkSchema(StrictSchema):
+    type = fields.String(required=True)
+    target = HostPort(required=True)
+    send_buffer = Size(load_default=4 * 1024**2)
+
+
+class TcpSinkSchema(StrictSchema):
+    type = fields.String(required=True)
+    target = HostPort(required=True)
+    timeout = Duration(load_default=10.0)
+
+
+class FileSinkSchema(StrictSchema):
+    type = fields.String(required=True)
+    path = fields.String(required=True, validate=validate.Length(min=1))
+    framing = fields.String(
+        load_default="length_prefixed",
+        validate=validate.OneOf(["length_prefixed", "lines", "none"]),
+    )
+    fsync = fields.Boolean(load_default=False)
+
+
+class HttpSinkSchema(StrictSchema):
+    type = fields.String(required=True)
+    url = fields.Url(required=True, require_tld=False, schemes={"http", "https"})
+    timeout = Duration(load_default=10.0)
+    headers = fields.Dict(keys=fields.String(), values=fields.String(), load_default=dict)
+
+
+SINK_SCHEMAS: dict[str, type[Schema]] = {
+    "kafka": KafkaSinkSchema,
+    "udp": UdpSinkSchema,
+    "tcp": TcpSinkSchema,
+    "file": FileSinkSchema,
+    "http": HttpSinkSchema,
+}
+
+
+# --- merge loop --------------------------------------------------------------------------
+
+
+class MergeSchema(StrictSchema):
+    bootstrap_servers = HostPortList(required=True)
+    links = fields.Dict(keys=fields.String(), values=fields.String(), required=True)
+    group_id = fields.String(load_default="ddc-dedup", validate=validate.Length(min=1))
+    poll_max_records = fields.Integer(load_default=2000, validate=validate.Range(min=1))
+    poll_timeout = Duration(load_default=0.5)
+    retry_interval = Duration(load_default=1.0)
+    auto_offset_reset = fields.String(
+        load_default="earliest", validate=validate.OneOf(["earliest", "latest"])
+    )
+    options = fields.Dict(keys=fields.String(), load_default=dict)
+
+    @validates_schema
+    def _links(self, data: dict[str, Any], **kwargs: Any) -> None:
+        links = data.get("links", {})
+        if not links:
+            raise ValidationError("needs at least one link = topic", "links")
+        for name, topic in links.items():
+            if not LINK_NAME.match(name):
+                raise ValidationError(f"{name!r}: {LINK_NAME_PROBLEM}", "links")
+            if not topic:
+                raise ValidationError(f"{name!r}: empty topic", "links")
+        if len(set(links.values())) != len(links):
+            raise ValidationError("each link needs its own input topic", "links")
+        _positive("poll_timeout", data)
+        _positive("retry_interval", data)
+
+
+# --- the role ----------------------------------------------------------------------------
+
+
+class DedupSchema(StrictSchema):
+    http_listen = HostPort(load_default=("127.0.0.1", 8080), allow_zero_port=True)
+    redis_url = fields.String(
+        load_default=None, validate=validate.Regexp(r"^(redis|rediss|unix)://")
+    )
+    redis_cluster = fields.Boolean(load_default=False)
+    data_dir = fields.String(load_default="dedup-data", validate=validate.Length(min=1))
+    key_prefix = fields.String(
+        load_default="ddc", validate=validate.Regexp(r"^[A-Za-z0-9_.:-]{1,32}$")
+    )
+    window = Duration(load_default=86400.0)
+    id_from = IdFrom(load_default="id")
+    links = fields.List(
+        fields.String(validate=validate.Regexp(LINK_NAME, error=LINK_NAME_PROBLEM)),
+        load_default=None,
+    )  # optional allow-list of link names (the merge loop's links are always allowed)
+    divergence_window = Duration(load_default=60.0)
+    pending_timeout = Duration(load_default=30.0)
+    redis_timeout = Duration(load_default=5.0)
+    commit_retry_timeout = Duration(load_default=60.0)
+    max_batch = fields.Integer(load_default=10000, validate=validate.Range(min=1, max=1_000_000))
+    max_request_size = Size(load_default=64 * 1024**2)
+    log_level = fields.String(load_default="INFO", validate=validate.OneOf(LOG_LEVELS))
+    sink = TypedTable(SINK_SCHEMAS, required=True)
+    merge = fields.Nested(MergeSchema, load_default=None)
+
+    @validates_schema
+    def _durations(self, data: dict[str, Any], **kwargs: Any) -> None:
+        for name in (
+            "window", "divergence_window", "pending_timeout", "redis_timeout", "commit_retry_timeout",
+        ):  # fmt: skip
+            _positive(name, data)
+
+
+def load_dedup_config(
+    path: str | os.PathLike[str] | None,
+    environ: Mapping[str, str] | None = None,
+    *,
+    document: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The validated [dedup] table; relative paths (data_dir, file sink) resolve from the file's dir."""
+    config = load_role_config(path, "dedup", DedupSchema(), environ, document=document)
+    if isinstance(config["id_from"], str):  # load_default is not deserialized
+        config["id_from"] = parse_id_from(config["id_from"])
+    base = config_dir(path)
+    config["data_dir"] = str(base / config["data_dir"])
+    if config["sink"]["type"] == "file":
+        config["sink"]["path"] = str(base / config["sink"]["path"])
+    return config

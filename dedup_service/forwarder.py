@@ -1,0 +1,248 @@
+"""Claim → forward → commit, or release: how a batch of records gets to the sink exactly once.
+
+A record's claim stays pending (held by this request's token) until the sink acknowledged it; then
+it is committed for `window`. If the sink fails the claim is released at once, so the other link's
+copy goes through instead. A copy that meets another holder's pending claim waits until that claim
+is committed (→ duplicate) or released (→ it claims it). Redis down before forwarding: nothing is
+forwarded (RedisUnavailable → 503). Redis down after forwarding: the commit is retried for
+commit_retry_timeout, so a short outage does not turn into a duplicate.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+from ddc.protocol.record import Record
+from dedup_service import lua
+from dedup_service.errors import RedisUnavailable, SinkFailed, StillPending
+from dedup_service.metrics import DedupMetrics
+from dedup_service.sinks.base import Sink
+from dedup_service.stats import StatsBook
+from dedup_service.store import Store
+
+log = logging.getLogger(__name__)
+
+RESULT_NAMES = {lua.FIRST: "first", lua.DUPLICATE: "duplicate", lua.CONFLICT: "conflict"}
+POLL_INTERVAL = 0.05
+RELEASE_RETRY_TIMEOUT = 5.0  # an unreleased claim only delays the other copy until it expires
+T = TypeVar("T")
+LOG_SAMPLE = 5
+
+
+@dataclass(slots=True)
+class Item:
+    ident: str
+    fingerprint: str
+    record: Record | None = None
+
+
+def dedupe_batch(items: Sequence[Item]) -> tuple[list[int], dict[int, tuple[int, str]]]:
+    """Indices of first occurrences, and for repeats within the batch: index → (first index, result)."""
+    seen: dict[str, int] = {}
+    unique: list[int] = []
+    repeats: dict[int, tuple[int, str]] = {}
+    for index, item in enumerate(items):
+        earlier = seen.get(item.ident)
+        if earlier is None:
+            seen[item.ident] = index
+            unique.append(index)
+        else:
+            other = items[earlier].fingerprint
+            conflict = bool(other and item.fingerprint and other != item.fingerprint)
+            repeats[index] = (earlier, "conflict" if conflict else "duplicate")
+    return unique, repeats
+
+
+class Forwarder:
+    def __init__(
+        self,
+        store: Store,
+        sink: Sink,
+        metrics: DedupMetrics,
+        stats: StatsBook,
+        *,
+        pending_timeout: float,
+        commit_retry_timeout: float,
+    ) -> None:
+        self.store = store
+        self.sink = sink
+        self.metrics = metrics
+        self.stats = stats
+        self.pending_timeout = pending_timeout
+        self.commit_retry_timeout = commit_retry_timeout
+
+    def _tally(self, link: str, results: Sequence[str]) -> None:
+        for name in ("first", "duplicate", "conflict"):
+            amount = sum(1 for result in results if result == name)
+            if amount:
+                self.metrics.claims.labels(link, name).inc(amount)
+                self.stats.add(link, name, amount)
+
+    def _log_conflicts(self, link: str, items: Sequence[Item], results: Sequence[str]) -> None:
+        ids = [
+            item.ident for item, result in zip(items, results, strict=True) if result == "conflict"
+        ]
+        if ids:
+            log.warning(
+                "link %s: %d record(s) reuse an id with different content, not forwarded (ids %s)",
+                link, len(ids), ", ".join(repr(i) for i in ids[:LOG_SAMPLE]),
+            )  # fmt: skip
+
+    def claim(self, link: str, items: Sequence[Item]) -> list[str]:
+        """One-phase claims (/v1/claims): first|duplicate|conflict per item, committed at once."""
+        unique, repeats = dedupe_batch(items)
+        codes = self.store.claim(
+            link,
+            [items[i].ident for i in unique],
+            [items[i].fingerprint for i in unique],
+            self.store.new_token(),
+            pending=False,
+        )
+        results = [""] * len(items)
+        for index, code in zip(unique, codes, strict=True):
+            results[index] = RESULT_NAMES.get(code, "duplicate")
+        for index, (_earlier, result) in repeats.items():
+            results[index] = result
+        self._tally(link, results)
+        self._log_conflicts(link, items, results)
+        return results
+
+    def forward(self, link: str, items: Sequence[Item]) -> list[str]:
+        """Two-phase: first (forwarded and committed) | duplicate | conflict per item."""
+        unique, repeats = dedupe_batch(items)
+        results = [""] * len(items)
+        for index, (_earlier, result) in repeats.items():
+            results[index] = result
+        token = self.store.new_token()
+        deadline = time.monotonic() + self.pending_timeout + 1.0
+        todo = unique
+        waited = False
+        try:
+            while todo:
+                codes = self.store.claim(
+                    link,
+                    [items[i].ident for i in todo],
+                    [items[i].fingerprint for i in todo],
+                    token,
+                    pending=True,
+                )
+                firsts, waiting = [], []
+                for index, code in zip(todo, codes, strict=True):
+                    if code == lua.FIRST:
+                        firsts.append(index)
+                    elif code == lua.PENDING:
+                        waiting.append(index)
+                    else:
+                        results[index] = RESULT_NAMES[code]
+                if firsts:
+                    try:
+                        self._deliver(link, items, firsts, token)
+                    except SinkFailed as exc:
+                        for index in exc.delivered:
+                            results[index] = "first"
+                        raise
+                    for index in firsts:
+                        results[index] = "first"
+                if waiting and not waited:
+                    self.metrics.pending_waits.inc(len(waiting))
+                    waited = True
+                if waiting and time.monotonic() > deadline:
+                    raise StillPending(
+                        f"{len(waiting)} id(s) still pending under another holder after "
+                        f"{self.pending_timeout:g}s; retry"
+                    )
+                if waiting:
+                    time.sleep(POLL_INTERVAL)
+                todo = waiting
+        finally:
+            done = [result for result in results if result]
+            self._tally(link, done)
+            self._log_conflicts(
+                link, [item for item, r in zip(items, results, strict=True) if r], done
+            )
+        return results
+
+    def _deliver(self, link: str, items: Sequence[Item], indices: list[int], token: str) -> None:
+        records = [items[i].record for i in indices]
+        try:
+            self.sink.send(records)  # type: ignore[arg-type]
+            delivered = set(range(len(indices)))
+            self.sink.ok = True
+            failure: Exception | None = None
+        except SinkFailed as exc:
+            delivered, failure = set(exc.delivered), exc
+        except Exception as exc:  # a sink bug must not lose the records: release and report
+            log.exception("sink %s raised unexpectedly", self.sink.config["type"])
+            delivered, failure = set(), exc
+        done = [indices[k] for k in sorted(delivered)]
+        failed = [indices[k] for k in range(len(indices)) if k not in delivered]
+        if done:
+            self.metrics.records_forwarded.labels(link).inc(len(done))
+            self._commit(link, items, done, token)
+        if failure is not None:
+            self.sink.ok = False
+            self.metrics.sink_errors.inc()
+            released = self._release([items[i].ident for i in failed], token)
+            log.error(
+                "sink failed (%s): %d record(s) not delivered, %d claim(s) released for retry or "
+                "the other link's copy",
+                failure, len(failed), released,
+            )  # fmt: skip
+            raise SinkFailed(f"sink failed: {failure}", delivered=done) from failure
+
+    def _retrying(self, what: str, operation: Callable[[], T], timeout: float) -> T:
+        deadline = time.monotonic() + timeout
+        delay = 0.05
+        while True:
+            try:
+                return operation()
+            except RedisUnavailable:
+                self.metrics.redis_errors.inc()
+                if time.monotonic() + delay > deadline:
+                    raise
+                self.metrics.commit_retries.inc()
+                log.warning("%s: Redis unavailable, retrying in %.2fs", what, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 1.0)
+
+    def _commit(self, link: str, items: Sequence[Item], indices: list[int], token: str) -> None:
+        ids = [items[i].ident for i in indices]
+        fps = [items[i].fingerprint for i in indices]
+        try:
+            codes = self._retrying(
+                "commit",
+                lambda: self.store.commit(link, ids, fps, token),
+                self.commit_retry_timeout,
+            )
+        except RedisUnavailable:
+            log.error(
+                "%d forwarded record(s) could not be committed within %.0fs: their claims expire "
+                "after pending_timeout and another copy may then be delivered again",
+                len(ids), self.commit_retry_timeout,
+            )  # fmt: skip
+            raise
+        lost = [ident for ident, code in zip(ids, codes, strict=True) if code == lua.HELD_BY_OTHER]
+        if lost:
+            self.metrics.lease_lost.inc(len(lost))
+            log.error(
+                "%d record(s) were forwarded after their pending claim expired and was taken by "
+                "another copy: possible duplicates (ids %s); raise pending_timeout",
+                len(lost), ", ".join(repr(i) for i in lost[:LOG_SAMPLE]),
+            )  # fmt: skip
+
+    def _release(self, ids: list[str], token: str) -> int:
+        if not ids:
+            return 0
+        try:
+            released = self._retrying(
+                "release", lambda: self.store.release(ids, token), RELEASE_RETRY_TIMEOUT
+            )
+        except RedisUnavailable:
+            log.error("could not release %d claim(s): they expire after pending_timeout", len(ids))
+            return 0
+        self.metrics.releases.inc(released)
+        return released

@@ -1,0 +1,127 @@
+"""Record ids (`id_from`) and content fingerprints.
+
+id_from is one of: `id` (the record's explicit id: the API's `id` field, else the `ddc-id`
+header), `key` (the Kafka key), `header:NAME`, `json:path.to.field` (a field of the JSON value;
+integer segments index lists), `source` (the `ddc-src` header, "topic/partition/offset" of the
+original Kafka record: exact even without a business id) or `hash` (of key and value).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import struct
+from dataclasses import dataclass
+
+from ddc.protocol.record import Record
+from dedup_service.errors import InvalidRecord
+
+SOURCE_HEADER = "ddc-src"
+ID_HEADER = "ddc-id"
+MAX_ID_LENGTH = 1024
+SIMPLE_KINDS = ("id", "key", "source", "hash")
+
+
+@dataclass(frozen=True, slots=True)
+class IdSpec:
+    kind: str  # id | key | header | json | source | hash
+    header: str = ""
+    path: tuple[str, ...] = ()
+
+    def __str__(self) -> str:
+        if self.kind == "header":
+            return f"header:{self.header}"
+        if self.kind == "json":
+            return "json:" + ".".join(self.path)
+        return self.kind
+
+
+def parse_id_from(text: str) -> IdSpec:
+    """The IdSpec of an `id_from` setting; ValueError naming the accepted forms otherwise."""
+    if text in SIMPLE_KINDS:
+        return IdSpec(text)
+    kind, sep, arg = text.partition(":")
+    if sep and kind == "header" and arg:
+        return IdSpec("header", header=arg)
+    if sep and kind == "json" and arg and all(arg.split(".")):
+        return IdSpec("json", path=tuple(arg.split(".")))
+    raise ValueError(
+        f"invalid id_from {text!r} (expected id | key | header:NAME | json:path.to.field | source | hash)"
+    )
+
+
+def text_of(data: bytes) -> str:
+    """Bytes as an id string: UTF-8 when they decode, else "b64:" and their base64."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return "b64:" + base64.b64encode(data).decode("ascii")
+
+
+def header_value(record: Record, name: str) -> bytes | None:
+    for header_name, value in record.headers:
+        if header_name == name:
+            return value
+    return None
+
+
+def _json_field(value: bytes, path: tuple[str, ...]) -> str:
+    try:
+        node = json.loads(value)
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidRecord("value is not JSON") from None
+    for part in path:
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            raise InvalidRecord(f"JSON value has no field {'.'.join(path)!r}")
+    if isinstance(node, bool) or not isinstance(node, str | int):
+        raise InvalidRecord(f"JSON field {'.'.join(path)!r} is not a string or an integer")
+    return str(node)
+
+
+def _content_digest(record: Record, size: int) -> str:
+    digest = hashlib.blake2b(digest_size=size)
+    key = record.key
+    digest.update(struct.pack(">i", -1 if key is None else len(key)))
+    if key:
+        digest.update(key)
+    digest.update(record.value)
+    return digest.hexdigest()
+
+
+def fingerprint(record: Record) -> str:
+    """16 hex chars of BLAKE2b over key and value: what `conflict` compares."""
+    return _content_digest(record, 8)
+
+
+def extract_id(spec: IdSpec, record: Record, explicit_id: str | None = None) -> str:
+    """The record's id under `spec`; InvalidRecord when it has none."""
+    if spec.kind == "id":
+        if explicit_id is not None:
+            found: str | None = explicit_id
+        else:
+            raw = header_value(record, ID_HEADER)
+            found = None if raw is None else text_of(raw)
+        missing = f"no id (neither an 'id' field nor a {ID_HEADER!r} header)"
+    elif spec.kind == "key":
+        found = None if record.key is None else text_of(record.key)
+        missing = "no key"
+    elif spec.kind in ("header", "source"):
+        name = spec.header if spec.kind == "header" else SOURCE_HEADER
+        raw = header_value(record, name)
+        found = None if raw is None else text_of(raw)
+        missing = f"no {name!r} header"
+    elif spec.kind == "json":
+        found = _json_field(record.value, spec.path)
+        missing = "empty JSON id"
+    else:
+        return _content_digest(record, 16)
+    if not found:
+        raise InvalidRecord(missing)
+    if len(found) > MAX_ID_LENGTH:
+        raise InvalidRecord(f"id longer than {MAX_ID_LENGTH} characters")
+    return found

@@ -1,0 +1,191 @@
+"""The Kafka merge loop: one input topic per link in, the first copy of each record out.
+
+All instances share one consumer group, so the links' partitions spread across them. A polled
+batch goes through the same claim → forward → commit path as the API; Kafka offsets are committed
+only after the sink acknowledged and the claims were committed. When Redis (or the sink) is
+unavailable the loop rewinds to the batch's first offsets, pauses its partitions (it keeps polling,
+so it stays in the group) and resumes once Redis answers again: nothing skipped, nothing unclaimed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from gevent.event import Event
+
+from ddc.protocol.record import Record
+from dedup_service.errors import InvalidRecord, RedisUnavailable, SinkFailed, StillPending
+from dedup_service.forwarder import Forwarder, Item
+from dedup_service.keys import IdSpec, extract_id, fingerprint
+from dedup_service.metrics import DedupMetrics
+from dedup_service.stats import StatsBook
+from dedup_service.store import Store
+
+log = logging.getLogger(__name__)
+PAUSED_POLL_MS = 200
+
+
+def to_record(message: Any) -> Record:
+    return Record(
+        value=message.value if message.value is not None else b"",
+        key=message.key,
+        topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+        timestamp=message.timestamp if message.timestamp is not None else -1,
+        headers=list(message.headers or []),
+    )
+
+
+class MergeLoop:
+    def __init__(
+        self,
+        config: dict[str, Any],
+        forwarder: Forwarder,
+        store: Store,
+        stats: StatsBook,
+        metrics: DedupMetrics,
+        id_spec: IdSpec,
+    ) -> None:
+        self.config = config
+        self.forwarder = forwarder
+        self.store = store
+        self.stats = stats
+        self.metrics = metrics
+        self.id_spec = id_spec
+        self.link_of = {topic: link for link, topic in config["links"].items()}
+        self.consumer: Any = None
+        self.paused_since: float | None = None
+        self.resume_at = 0.0
+        self.pause_reason = ""
+
+    def start(self) -> None:
+        log.info(
+            "merge loop: topics %s → sink, consumer group %r",
+            ", ".join(f"{topic} (link {link})" for topic, link in self.link_of.items()),
+            self.config["group_id"],
+        )
+
+    def _connect(self) -> bool:
+        """Creates the consumer; False (logged) while the brokers are unreachable."""
+        from kafka import KafkaConsumer
+
+        options = {
+            "enable_auto_commit": False,
+            "auto_offset_reset": self.config["auto_offset_reset"],
+            "max_poll_records": self.config["poll_max_records"],
+            "bootstrap_timeout_ms": 5000,
+            **self.config["options"],
+        }
+        try:
+            self.consumer = KafkaConsumer(
+                *self.link_of,
+                bootstrap_servers=self.config["bootstrap_servers"],
+                group_id=self.config["group_id"],
+                **options,
+            )
+        except Exception as exc:  # KafkaTimeoutError, NoBrokersAvailable and kin
+            self.pause_reason = f"Kafka unreachable: {exc}"
+            log.error(
+                "merge loop: %s; retrying every %.1fs",
+                self.pause_reason,
+                self.config["retry_interval"],
+            )
+            return False
+        self.pause_reason = ""
+        return True
+
+    def health(self) -> dict[str, Any]:
+        paused = self.paused_since is not None or self.consumer is None
+        return {"paused": paused, "reason": self.pause_reason or None}
+
+    def run(self, stopping: Event) -> None:
+        """Greenlet body: poll, dedupe, forward, commit until `stopping` is set."""
+        poll_ms = int(self.config["poll_timeout"] * 1000)
+        while self.consumer is None and not self._connect():
+            if stopping.wait(self.config["retry_interval"]):
+                return
+        while not stopping.is_set():
+            if self.paused_since is not None:
+                self.consumer.poll(timeout_ms=PAUSED_POLL_MS)  # stays in the group; returns nothing
+                if time.monotonic() >= self.resume_at:
+                    self._try_resume()
+                continue
+            batch = self.consumer.poll(
+                timeout_ms=poll_ms, max_records=self.config["poll_max_records"]
+            )
+            if not batch:
+                continue
+            try:
+                self.process(batch)
+            except (RedisUnavailable, SinkFailed, StillPending) as exc:
+                self._rewind(batch)
+                self._pause(exc)
+
+    def process(self, batch: dict[Any, list[Any]]) -> None:
+        per_link: dict[str, list[Item]] = {}
+        for tp, messages in batch.items():
+            link = self.link_of[tp.topic]
+            self.metrics.merge_records.labels(link).inc(len(messages))
+            for message in messages:
+                record = to_record(message)
+                try:
+                    ident = extract_id(self.id_spec, record)
+                except InvalidRecord as exc:
+                    self.metrics.records_invalid.labels(link).inc()
+                    self.stats.add(link, "invalid")
+                    log.error(
+                        "link %s: %s[%d]@%d has no id (id_from %s: %s): not forwarded",
+                        link, tp.topic, tp.partition, message.offset, self.id_spec, exc,
+                    )  # fmt: skip
+                    continue
+                per_link.setdefault(link, []).append(Item(ident, fingerprint(record), record))
+        for link, items in per_link.items():
+            self.metrics.records_received.labels(link).inc(len(items))
+            self.forwarder.forward(link, items)
+        self._commit(batch)
+
+    def _commit(self, batch: dict[Any, list[Any]]) -> None:
+        from kafka import OffsetAndMetadata
+
+        offsets = {tp: OffsetAndMetadata(msgs[-1].offset + 1, "", -1) for tp, msgs in batch.items()}
+        try:
+            self.consumer.commit(offsets)
+            self.metrics.merge_commits.inc()
+        except Exception as exc:  # a rebalance: the new owner re-reads them as duplicates
+            log.warning(
+                "merge loop: offset commit failed (%r); records re-read are deduplicated", exc
+            )
+
+    def _rewind(self, batch: dict[Any, list[Any]]) -> None:
+        for tp, messages in batch.items():
+            try:
+                self.consumer.seek(tp, messages[0].offset)
+            except Exception as exc:  # partition revoked meanwhile: its new owner re-reads it
+                log.info("merge loop: cannot rewind %s (%r)", tp, exc)
+
+    def _pause(self, exc: Exception) -> None:
+        self.consumer.pause(*self.consumer.assignment())
+        self.paused_since = time.monotonic()
+        self.resume_at = self.paused_since + self.config["retry_interval"]
+        self.pause_reason = f"{type(exc).__name__}: {exc}"
+        self.metrics.merge_paused.set(1)
+        log.error("merge loop paused, will retry the batch: %s", self.pause_reason)
+
+    def _try_resume(self) -> None:
+        if not self.store.ping():
+            self.resume_at = time.monotonic() + self.config["retry_interval"]
+            return
+        assert self.paused_since is not None
+        log.info("merge loop resumes after %.1fs", time.monotonic() - self.paused_since)
+        self.consumer.resume(*self.consumer.paused())
+        self.paused_since = None
+        self.pause_reason = ""
+        self.metrics.merge_paused.set(0)
+
+    def close(self, timeout: float) -> None:
+        if self.consumer is not None:
+            self.consumer.close(autocommit=False, timeout_ms=int(timeout * 1000))
+            self.consumer = None

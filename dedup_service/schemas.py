@@ -1,0 +1,197 @@
+"""marshmallow schemas of every request, response and the error body; /openapi.json derives from them."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any
+
+from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
+
+from dedup_service.config import LINK_NAME, LINK_NAME_PROBLEM
+from dedup_service.keys import MAX_ID_LENGTH
+
+MAX_FINGERPRINT_LENGTH = 128
+RESULTS = ["first", "duplicate", "conflict"]
+RECORD_RESULTS = [*RESULTS, "invalid"]
+
+
+class Base64(fields.String):
+    """Bytes carried as standard base64 text."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("metadata", {})["format"] = "byte"
+        super().__init__(**kwargs)
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> bytes:
+        text = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            return base64.b64decode(text.encode("ascii"), validate=True)
+        except (binascii.Error, UnicodeEncodeError, ValueError):
+            raise ValidationError("not valid base64") from None
+
+    def _serialize(self, value: Any, attr: Any, obj: Any, **kwargs: Any) -> str | None:
+        return None if value is None else base64.b64encode(value).decode("ascii")
+
+
+def encodable(value: str) -> None:
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        raise ValidationError("not valid Unicode (lone surrogate)") from None
+
+
+class Strings(fields.List):
+    """A list of strings, checked in one pass when every item is fine (id batches are large);
+    otherwise the inner field's validators name the bad items."""
+
+    def __init__(self, *, min_length: int = 0, max_length: int, forbid: str = "", **kwargs: Any):
+        validators = [validate.Length(min=min_length, max=max_length), encodable]
+        if forbid:
+            validators.append(
+                validate.Regexp(f"^[^{forbid}]*$", error=f"must not contain {forbid!r}")
+            )
+        super().__init__(fields.String(validate=validators), **kwargs)
+        self.bounds = (min_length, max_length)
+        self.forbid = forbid
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> list[str]:
+        low, high = self.bounds
+        if isinstance(value, list) and all(
+            type(item) is str and low <= len(item) <= high for item in value
+        ):
+            joined = "".join(value)
+            try:
+                joined.encode()
+                if not (self.forbid and self.forbid in joined):
+                    result = list(value)
+                    for validator in self.validators:
+                        validator(result)
+                    return result
+            except UnicodeEncodeError:
+                pass
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
+def link_field(**kwargs: Any) -> fields.String:
+    return fields.String(
+        validate=validate.Regexp(LINK_NAME, error=LINK_NAME_PROBLEM),
+        metadata={"description": "the link (redundant path) this copy arrived on", "example": "a"},
+        **kwargs,
+    )
+
+
+def id_field(**kwargs: Any) -> fields.String:
+    return fields.String(validate=[validate.Length(min=1, max=MAX_ID_LENGTH), encodable], **kwargs)
+
+
+class Strict(Schema):
+    class Meta:
+        unknown = RAISE
+
+
+class ErrorSchema(Strict):
+    code = fields.String(required=True, metadata={"example": "redis_unavailable"})
+    status = fields.Integer(required=True, metadata={"example": 503})
+    message = fields.String(required=True)
+    errors = fields.Dict(
+        keys=fields.String(), values=fields.Raw(), allow_none=True, required=True,
+        metadata={"description": "field → problems, for invalid input; else null"},
+    )  # fmt: skip
+
+
+class ClaimRequestSchema(Strict):
+    link = link_field(required=True)
+    ids = Strings(
+        min_length=1, max_length=MAX_ID_LENGTH, required=True, validate=validate.Length(min=1)
+    )
+    fingerprints = Strings(
+        max_length=MAX_FINGERPRINT_LENGTH,
+        forbid="|",
+        load_default=None,
+        metadata={
+            "description": "content fingerprint per id (same length as ids); enables conflict"
+        },
+    )
+
+    @validates_schema
+    def _same_length(self, data: dict[str, Any], **kwargs: Any) -> None:
+        fps = data.get("fingerprints")
+        if fps is not None and len(fps) != len(data.get("ids", ())):
+            raise ValidationError("must have one entry per id", "fingerprints")
+
+
+class ClaimResponseSchema(Strict):
+    results = fields.List(fields.String(validate=validate.OneOf(RESULTS)), required=True)
+
+
+class RecordSchema(Strict):
+    id = id_field(metadata={"description": 'the record id when id_from = "id"'})
+    key = Base64(allow_none=True, load_default=None)
+    value = Base64(required=True)
+    headers = fields.Dict(
+        keys=fields.String(), values=Base64(allow_none=True), load_default=dict,
+        metadata={"description": "header name → base64 value (the egress sink adds ddc-src)"},
+    )  # fmt: skip
+
+
+class RecordsRequestSchema(Strict):
+    link = link_field(required=True)
+    records = fields.List(
+        fields.Nested(RecordSchema), required=True, validate=validate.Length(min=1)
+    )
+
+
+class RecordsResponseSchema(Strict):
+    received = fields.Integer(required=True)
+    forwarded = fields.Integer(required=True)
+    duplicates = fields.Integer(required=True)
+    conflicts = fields.Integer(required=True)
+    invalid = fields.Integer(required=True)
+    results = fields.List(fields.String(validate=validate.OneOf(RECORD_RESULTS)), required=True)
+    errors = fields.Dict(
+        keys=fields.String(), values=fields.String(), required=True,
+        metadata={"description": "record index → why it is invalid"},
+    )  # fmt: skip
+
+
+class IdResponseSchema(Strict):
+    id = fields.String(required=True)
+    state = fields.String(required=True, validate=validate.OneOf(["pending", "committed"]))
+    first_link = fields.String(required=True, allow_none=True)
+    links = fields.List(fields.String(), required=True)
+    fingerprint = fields.String(required=True, allow_none=True)
+    ttl_s = fields.Float(required=True)
+
+
+class LinkStatsSchema(Strict):
+    first = fields.Integer(required=True)
+    duplicate = fields.Integer(required=True)
+    conflict = fields.Integer(required=True)
+    invalid = fields.Integer(required=True)
+    missing = fields.Integer(
+        required=True,
+        metadata={
+            "description": "records that arrived on other links only, past divergence_window"
+        },
+    )
+
+
+class StatsResponseSchema(Strict):
+    links = fields.Dict(keys=fields.String(), values=fields.Nested(LinkStatsSchema), required=True)
+    window_s = fields.Float(required=True)
+    divergence_window_s = fields.Float(required=True)
+    id_from = fields.String(required=True)
+
+
+class HealthSchema(Strict):
+    status = fields.String(required=True, validate=validate.OneOf(["ok", "degraded"]))
+    redis = fields.Boolean(required=True)
+    sink = fields.String(required=True)
+    sink_ok = fields.Boolean(required=True)
+    merge = fields.Dict(keys=fields.String(), values=fields.Raw(), allow_none=True, required=True)
+
+
+class ReadySchema(Strict):
+    status = fields.String(required=True, validate=validate.OneOf(["ready"]))
+    redis = fields.Boolean(required=True)

@@ -1,0 +1,21 @@
+"""Dedup sinks: kafka | udp | tcp | file | http."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from dedup_service.sinks.base import Sink
+
+SINK_CLASSES = {
+    "kafka": "dedup_service.sinks.kafka:KafkaSink",
+    "udp": "dedup_service.sinks.udp:UdpSink",
+    "tcp": "dedup_service.sinks.tcp:TcpSink",
+    "file": "dedup_service.sinks.file:FileSink",
+    "http": "dedup_service.sinks.http:HttpSink",
+}
+
+
+def build_sink(config: dict[str, Any]) -> Sink:
+    module_name, _, class_name = SINK_CLASSES[config["type"]].partition(":")
+    return getattr(importlib.import_module(module_name), class_name)(config)

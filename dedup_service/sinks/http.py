@@ -1,0 +1,78 @@
+"""POSTs each batch as JSON to an HTTP endpoint; any 2xx acknowledges the whole batch.
+
+Body: {"records": [{"key": base64|null, "value": base64, "headers": {name: base64|null}}]}.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import threading
+from typing import Any
+from urllib.parse import urlsplit
+
+from ddc.protocol.record import Record
+from dedup_service.errors import SinkFailed
+from dedup_service.sinks.base import Sink
+
+
+def _b64(data: bytes | None) -> str | None:
+    return None if data is None else base64.b64encode(data).decode("ascii")
+
+
+def encode_batch(records: list[Record]) -> bytes:
+    return json.dumps(
+        {
+            "records": [
+                {
+                    "key": _b64(record.key),
+                    "value": _b64(record.value),
+                    "headers": {name: _b64(value) for name, value in record.headers},
+                }
+                for record in records
+            ]
+        }
+    ).encode()
+
+
+class HttpSink(Sink):
+    def __init__(self, config: dict[str, Any]) -> None:
+        super().__init__(config)
+        self.url = urlsplit(config["url"])
+        self.lock = threading.Lock()
+        self.conn: http.client.HTTPConnection | None = None
+
+    def _connection(self) -> http.client.HTTPConnection:
+        if self.conn is None:
+            kind = (
+                http.client.HTTPSConnection
+                if self.url.scheme == "https"
+                else http.client.HTTPConnection
+            )
+            self.conn = kind(self.url.netloc, timeout=self.config["timeout"])
+        return self.conn
+
+    def send(self, records: list[Record]) -> None:
+        body = encode_batch(records)
+        path = (self.url.path or "/") + (f"?{self.url.query}" if self.url.query else "")
+        headers = {"Content-Type": "application/json", **self.config["headers"]}
+        with self.lock:
+            try:
+                conn = self._connection()
+                conn.request("POST", path, body=body, headers=headers)
+                response = conn.getresponse()
+                detail = response.read()[:200]
+            except (OSError, http.client.HTTPException) as exc:
+                if self.conn is not None:
+                    self.conn.close()
+                self.conn = None
+                raise SinkFailed(f"POST {self.config['url']}: {exc!r}") from exc
+        if not 200 <= response.status < 300:
+            raise SinkFailed(f"POST {self.config['url']}: HTTP {response.status} {detail!r}")
+
+    def stop(self, timeout: float) -> None:
+        with self.lock:
+            if self.conn is not None:
+                self.conn.close()
+                self.conn = None

@@ -1,0 +1,201 @@
+"""Real `ddc-dedup serve` processes on loopback, against the session's real Redis."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import struct
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from ddc.embedded import free_port
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + " }"
+    if isinstance(value, list):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def write_config(
+    path: Path, dedup: dict[str, Any], sink: dict[str, Any], merge: dict | None = None
+) -> Path:
+    lines = ["[dedup]"] + [f"{k} = {toml_value(v)}" for k, v in dedup.items()]
+    lines += ["[dedup.sink]"] + [f"{k} = {toml_value(v)}" for k, v in sink.items()]
+    if merge:
+        lines += ["[dedup.merge]"] + [f"{k} = {toml_value(v)}" for k, v in merge.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def read_length_prefixed(path: Path) -> list[bytes]:
+    data = path.read_bytes() if path.exists() else b""
+    values, offset = [], 0
+    while offset < len(data):
+        (size,) = struct.unpack_from(">I", data, offset)
+        values.append(data[offset + 4 : offset + 4 + size])
+        offset += 4 + size
+    return values
+
+
+def subprocess_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+@dataclass
+class DedupServer:
+    url: str
+    config_path: Path
+    log_path: Path
+    process: subprocess.Popen | None = None
+    session: requests.Session = field(default_factory=requests.Session)
+
+    def start(self, timeout: float = 30.0, ready: bool = True) -> DedupServer:
+        log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "dedup_service.cli", "serve", "-c", str(self.config_path)],
+            cwd=ROOT, env=subprocess_env(), stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        log.close()
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"dedup server exited {self.process.returncode}:\n{self.log()}")
+            try:
+                status = requests.get(self.url + "/readyz", timeout=1).status_code
+                if status == 200 or (not ready and status == 503):
+                    return self
+            except requests.ConnectionError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"dedup server not ready:\n{self.log()}")
+            time.sleep(0.05)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+
+    def post(self, path: str, body: Any, timeout: float = 60) -> requests.Response:
+        return self.session.post(self.url + path, json=body, timeout=timeout)
+
+    def get(self, path: str, timeout: float = 10) -> requests.Response:
+        return self.session.get(self.url + path, timeout=timeout)
+
+    def metric(self, name: str, **labels: str) -> float:
+        """The value of one sample of /metrics (0 when absent)."""
+        wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+        key = f"{name}{{{wanted}}}" if labels else name
+        for line in self.get("/metrics").text.splitlines():
+            if line.startswith("#"):
+                continue
+            sample, _, value = line.rpartition(" ")
+            if sample == key:
+                return float(value)
+        return 0.0
+
+
+class SinkTarget:
+    """A real HTTP endpoint for the http sink; `plan` says how each request is answered."""
+
+    def __init__(self, plan):
+        self.plan = list(
+            plan
+        )  # (delay seconds or an Event to wait for, status) per request; then 200
+        self.accepted: list[bytes] = []
+        self.requests = 0
+        self.holding = threading.Event()  # set while a request waits for its Event
+        target = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                delay, status = target.plan.pop(0) if target.plan else (0, 200)
+                target.requests += 1
+                if isinstance(delay, threading.Event):
+                    target.holding.set()
+                    delay.wait(30)
+                else:
+                    time.sleep(delay)
+                if status == 200:
+                    target.accepted += [
+                        base64.b64decode(r["value"]) for r in json.loads(body)["records"]
+                    ]
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.port = free_port()
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def dedup_server(tmp_path: Path, redis_url: str) -> Iterator:
+    """A factory: dedup_server(sink={...}, **dedup_keys) → a started DedupServer (stopped after)."""
+    servers: list[DedupServer] = []
+
+    def make(
+        sink: dict[str, Any] | None = None,
+        merge: dict[str, Any] | None = None,
+        start: bool = True,
+        **dedup: Any,
+    ) -> DedupServer:
+        index = len(servers)
+        port = free_port()
+        settings = {
+            "http_listen": f"127.0.0.1:{port}",
+            "redis_url": redis_url,
+            "key_prefix": "t" + uuid.uuid4().hex[:10],
+            "log_level": "INFO",
+            **dedup,
+        }
+        sink = sink or {"type": "file", "path": str(tmp_path / "out.bin")}
+        config = write_config(tmp_path / f"dedup{index}.toml", settings, sink, merge)
+        server = DedupServer(f"http://127.0.0.1:{port}", config, tmp_path / f"dedup{index}.log")
+        servers.append(server)
+        return server.start() if start else server
+
+    yield make
+    for server in servers:
+        server.stop()

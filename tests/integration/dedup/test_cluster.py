@@ -1,0 +1,124 @@
+"""Against a real 3-node Redis Cluster (Valkey in cluster mode): every script stays in one slot."""
+
+from __future__ import annotations
+
+import random
+import socket
+import subprocess
+import time
+import uuid
+
+import pytest
+import redis
+
+from ddc.embedded import redis_binary, wait_for_port
+from dedup_service import lua
+from dedup_service.app import create_app
+from dedup_service.config import load_dedup_config
+from dedup_service.store import Store, connect
+
+
+def low_port() -> int:
+    """A free port whose cluster bus port (+10000) is free and valid too."""
+    while True:
+        port = random.randint(20000, 50000)
+        try:
+            for candidate in (port, port + 10000):
+                with socket.socket() as probe:
+                    probe.bind(("127.0.0.1", candidate))
+            return port
+        except OSError:
+            continue
+
+
+@pytest.fixture(scope="module")
+def cluster_url(tmp_path_factory):
+    ports = [low_port() for _ in range(3)]
+    processes = []
+    try:
+        for port in ports:
+            data = tmp_path_factory.mktemp(f"node{port}")
+            processes.append(
+                subprocess.Popen(
+                    [
+                        redis_binary(),
+                        "--port",
+                        str(port),
+                        "--bind",
+                        "127.0.0.1",
+                        "--cluster-enabled",
+                        "yes",
+                        "--cluster-config-file",
+                        str(data / "nodes.conf"),
+                        "--dir",
+                        str(data),
+                        "--save",
+                        "",
+                        "--appendonly",
+                        "no",
+                        "--protected-mode",
+                        "no",
+                    ],  # fmt: skip
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
+        for port in ports:
+            wait_for_port("127.0.0.1", port, 10)
+        nodes = [redis.Redis(port=port) for port in ports]
+        third = 16384 // 3
+        for index, node in enumerate(nodes):
+            last = 16383 if index == 2 else (index + 1) * third - 1
+            node.execute_command("CLUSTER", "ADDSLOTSRANGE", index * third, last)
+        for port in ports[1:]:
+            nodes[0].execute_command("CLUSTER", "MEET", "127.0.0.1", port)
+        deadline = time.monotonic() + 20
+        while not all(
+            b"cluster_state:ok" in node.execute_command("CLUSTER", "INFO") for node in nodes
+        ):
+            assert time.monotonic() < deadline, "cluster did not form"
+            time.sleep(0.1)
+        yield f"redis://127.0.0.1:{ports[0]}/0", nodes
+    finally:
+        for process in processes:
+            process.kill()
+            process.wait(5)
+
+
+def test_store_on_a_cluster(cluster_url):
+    url, nodes = cluster_url
+    store = Store(connect(url, cluster=True), prefix="c" + uuid.uuid4().hex[:6], window=60)
+    ids = [f"id-{i}" for i in range(3000)]
+    token = store.new_token()
+    assert set(store.claim("a", ids, ["f"] * 3000, token, pending=True)) == {lua.FIRST}
+    assert set(store.commit("a", ids, ["f"] * 3000, token)) == {lua.COMMITTED}
+    assert set(store.claim("b", ids, ["f"] * 3000, store.new_token(), pending=False)) == {
+        lua.DUPLICATE
+    }
+    assert store.lookup("id-7").links_mask == 0b11
+    assert len(store.pop_due(int(time.time() * 1000) + 1000)) == 3000
+    assert all(node.dbsize() > 0 for node in nodes), "claims should spread over every node"
+
+
+def test_api_on_a_cluster(cluster_url, tmp_path):
+    url, _ = cluster_url
+    document = {
+        "dedup": {
+            "redis_url": url,
+            "redis_cluster": True,
+            "key_prefix": "api" + uuid.uuid4().hex[:6],
+            "sink": {"type": "file", "path": str(tmp_path / "out.bin"), "framing": "lines"},
+        }
+    }
+    client = create_app(load_dedup_config(None, {}, document=document)).test_client()
+    first = client.post(
+        "/v1/records", json={"link": "a", "records": [{"id": "x", "value": "dg=="}]}
+    )
+    assert first.get_json()["results"] == ["first"]
+    again = client.post(
+        "/v1/records", json={"link": "b", "records": [{"id": "x", "value": "dg=="}]}
+    )
+    assert again.get_json()["results"] == ["duplicate"]
+    assert client.get("/v1/ids/x").get_json()["links"] == ["a", "b"]
+    assert client.get("/v1/stats").get_json()["links"]["a"]["first"] == 1
+    assert (tmp_path / "out.bin").read_bytes() == b"v\n"

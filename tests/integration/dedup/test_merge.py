@@ -1,0 +1,140 @@
+"""The Kafka merge loop with a real broker: two input topics → one output topic, exactly once."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import Counter
+
+import pytest
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import KafkaAdminClient, NewTopic
+
+from ddc.embedded import EmbeddedRedis
+
+pytestmark = pytest.mark.kafka
+FAST_GROUP = {
+    "session_timeout_ms": 6000,
+    "heartbeat_interval_ms": 1000,
+    "max_poll_interval_ms": 10000,
+}
+
+
+def produce(bootstrap, topic, indices, ends):
+    """Produces and records in `ends` each partition's next offset (from the broker's acks)."""
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    futures = [
+        producer.send(
+            topic, value=b"v-%d" % i, key=b"k-%d" % i, headers=[("ddc-src", b"src/0/%d" % i)]
+        )
+        for i in indices
+    ]
+    producer.flush()
+    producer.close()
+    for future in futures:
+        meta = future.get(timeout=10)
+        tp = TopicPartition(meta.topic, meta.partition)
+        ends[tp] = max(ends.get(tp) or 0, meta.offset + 1)
+
+
+def drain(consumer, expected, timeout):
+    got = []
+    deadline = time.monotonic() + timeout
+    while len(got) < expected and time.monotonic() < deadline:
+        for records in consumer.poll(timeout_ms=200).values():
+            got += records
+    return got
+
+
+def committed(bootstrap, group, topics, partitions=2):
+    """The group's committed offsets (fetched without joining the group)."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    try:
+        return {
+            TopicPartition(t, p): consumer.committed(TopicPartition(t, p))
+            for t in topics
+            for p in range(partitions)
+        }
+    finally:
+        consumer.close()
+
+
+def wait_until(predicate, timeout):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
+
+
+def test_merge_loop_exactly_once_offsets_after_ack_pauses_while_redis_is_down(
+    dedup_server, kafka_bootstrap, tmp_path
+):
+    tag = uuid.uuid4().hex[:8]
+    out_a, out_b, merged, group = f"out-a-{tag}", f"out-b-{tag}", f"merged-{tag}", f"dedup-{tag}"
+    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    admin.create_topics([NewTopic(t, 2, 1) for t in (out_a, out_b, merged)])
+    admin.close()
+    own = EmbeddedRedis(data_dir=tmp_path / "redis").start()
+    reader = KafkaConsumer(
+        merged, bootstrap_servers=kafka_bootstrap, group_id=f"reader-{tag}",
+        auto_offset_reset="earliest", **FAST_GROUP,
+    )  # fmt: skip
+    try:
+        total = 3000
+        lost_a = {i for i in range(total) if i % 10 == 0}
+        lost_b = {i for i in range(total) if i % 10 == 5}
+        ends = {TopicPartition(t, p): None for t in (out_a, out_b) for p in range(2)}
+        produce(kafka_bootstrap, out_a, [i for i in range(total) if i not in lost_a], ends)
+        redelivered = [i for i in range(100, 200) if i not in lost_a]
+        produce(kafka_bootstrap, out_a, redelivered, ends)  # a redelivery on link a
+        produce(kafka_bootstrap, out_b, [i for i in range(total) if i not in lost_b], ends)
+        server = dedup_server(
+            redis_url=own.url,
+            id_from="source",
+            divergence_window="1s",
+            sink={"type": "kafka", "bootstrap_servers": kafka_bootstrap, "topic": merged},
+            merge={
+                "bootstrap_servers": kafka_bootstrap,
+                "links": {"a": out_a, "b": out_b},
+                "group_id": group,
+                "poll_max_records": 500,
+                "retry_interval": "0.3s",
+                "options": FAST_GROUP,
+            },
+        )
+        got = drain(reader, total, timeout=60)
+        got += drain(reader, 1, timeout=1.5)  # anything extra would be a duplicate
+        sources = Counter(dict(r.headers)["ddc-src"] for r in got)
+        assert len(sources) == total and set(sources.values()) == {1}
+        assert {r.value for r in got} == {b"v-%d" % i for i in range(total)}
+        assert wait_until(lambda: committed(kafka_bootstrap, group, (out_a, out_b)) == ends, 10)
+
+        def missing():
+            links = server.get("/v1/stats").json()["links"]
+            return links["a"]["missing"], links["b"]["missing"]
+
+        assert wait_until(lambda: missing() == (len(lost_a), len(lost_b)), 10), missing()
+
+        # Redis down: the loop stops consuming (no output, no offset commits) and resumes after.
+        own.stop()
+        before = committed(kafka_bootstrap, group, (out_a, out_b))
+        produce(kafka_bootstrap, out_a, range(total, total + 500), ends)
+        produce(kafka_bootstrap, out_b, range(total, total + 500), ends)
+        assert wait_until(lambda: server.get("/healthz").json()["merge"]["paused"], 10)
+        assert drain(reader, 1, timeout=2) == []
+        assert committed(kafka_bootstrap, group, (out_a, out_b)) == before
+        assert server.metric("ddc_dedup_merge_paused") == 1
+        own.start()
+        later = drain(reader, 500, timeout=30)
+        later += drain(reader, 1, timeout=1.5)
+        assert sorted(dict(r.headers)["ddc-src"] for r in later) == sorted(
+            b"src/0/%d" % i for i in range(total, total + 500)
+        )
+        assert wait_until(lambda: committed(kafka_bootstrap, group, (out_a, out_b)) == ends, 10)
+        assert server.get("/healthz").json()["merge"]["paused"] is False
+        assert "merge loop paused" in server.log() and "merge loop resumes" in server.log()
+    finally:
+        reader.close()
+        own.cleanup()

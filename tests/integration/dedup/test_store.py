@@ -1,0 +1,98 @@
+"""store.Store semantics against a real Redis: pending/commit/release, leases, divergence pops."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+
+import pytest
+
+from dedup_service import lua
+from dedup_service.store import Store, connect
+
+
+@pytest.fixture
+def store(redis_url):
+    return Store(
+        connect(redis_url), prefix="s" + uuid.uuid4().hex[:8], window=60, pending_timeout=0.3
+    )
+
+
+def test_concurrent_claims_from_threads_exactly_one_first(redis_url, store):
+    ids = [f"id-{i}" for i in range(10_000)]
+    results = {}
+
+    def run(link):
+        own = Store(connect(redis_url), prefix=store.prefix, window=60)
+        codes = []
+        for start in range(0, len(ids), 1000):
+            codes += own.claim(
+                link, ids[start : start + 1000], [""] * 1000, own.new_token(), pending=False
+            )
+        results[link] = codes
+
+    threads = [threading.Thread(target=run, args=(link,)) for link in ("a", "b")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for index in range(len(ids)):
+        assert sorted((results["a"][index], results["b"][index])) == [lua.FIRST, lua.DUPLICATE]
+
+
+def test_pending_commit_release_and_lease(store):
+    mine, other = store.new_token(), store.new_token()
+    assert store.claim("a", ["x", "y"], ["f", "f"], mine, pending=True) == [lua.FIRST, lua.FIRST]
+    assert store.claim("a", ["x"], ["f"], mine, pending=True) == [lua.FIRST]  # idempotent retry
+    assert store.claim("b", ["x", "y"], ["f", "g"], other, pending=True) == [
+        lua.PENDING,
+        lua.CONFLICT,
+    ]
+    assert store.lookup("x").state == "pending"
+    assert store.release(["y"], other) == 0  # not its claim
+    assert store.release(["y"], mine) == 1
+    assert store.lookup("y") is None
+    assert store.commit("a", ["x"], ["f"], mine) == [lua.COMMITTED]
+    claim = store.lookup("x")
+    assert (
+        claim.state == "committed" and claim.links_mask == 0b11 and 59_000 < claim.ttl_ms <= 60_000
+    )
+    assert store.claim("b", ["x"], ["f"], other, pending=True) == [lua.DUPLICATE]
+    assert store.commit("a", ["x"], ["f"], mine) == [lua.ALREADY_COMMITTED]
+
+    assert store.claim("a", ["z"], ["f"], mine, pending=True) == [lua.FIRST]
+    time.sleep(0.4)  # the pending lease (0.3 s) expires: the other copy may take it
+    assert store.claim("b", ["z"], ["f"], other, pending=True) == [lua.FIRST]
+    assert store.commit("a", ["z"], ["f"], mine) == [lua.HELD_BY_OTHER]
+
+
+def test_commit_recreates_a_claim_redis_lost(store):
+    token = store.new_token()
+    assert store.commit("a", ["lost"], ["f"], token) == [lua.COMMITTED]
+    assert store.lookup("lost").state == "committed"
+
+
+def test_divergence_pop_is_once_and_reports_masks(store):
+    now = int(time.time() * 1000)
+    store.claim(
+        "a", ["both", "only-a"], ["", ""], store.new_token(), pending=False, now_ms=now - 5000
+    )
+    store.claim("b", ["both"], [""], store.new_token(), pending=False, now_ms=now - 5000)
+    store.claim("a", ["recent"], [""], store.new_token(), pending=False, now_ms=now)
+    due = dict(store.pop_due(now - 1000))
+    bits = {name: bit for bit, name in store.links().items()}
+    assert due == {"both": 1 << bits["a"] | 1 << bits["b"], "only-a": 1 << bits["a"]}
+    assert store.pop_due(now - 1000) == []
+    assert [ident for ident, _ in store.pop_due(now + 1)] == ["recent"]
+
+
+def test_unicode_and_odd_ids(store):
+    odd = ["ü/ß", 'q"uote', "new\nline", "nul\x00byte", "emoji 😀", "b64:/wA=", "x" * 1024]
+    token = store.new_token()
+    assert store.claim("a", odd, [""] * len(odd), token, pending=True) == [lua.FIRST] * len(odd)
+    assert store.commit("a", odd, [""] * len(odd), token) == [lua.COMMITTED] * len(odd)
+    assert all(store.lookup(ident).state == "committed" for ident in odd)
+    assert store.claim("b", odd, [""] * len(odd), store.new_token(), pending=False) == [
+        lua.DUPLICATE
+    ] * len(odd)

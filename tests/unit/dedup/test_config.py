@@ -1,0 +1,94 @@
+import pytest
+
+from ddc.errors import ConfigError
+from dedup_service.config import load_dedup_config
+from dedup_service.keys import IdSpec
+
+SINK = {"type": "file", "path": "out.bin"}
+
+
+def load(dedup, environ=None):
+    return load_dedup_config(None, environ or {}, document={"dedup": dedup})
+
+
+def test_defaults():
+    config = load({"sink": SINK})
+    assert config["http_listen"] == ("127.0.0.1", 8080)
+    assert config["redis_url"] is None
+    assert config["window"] == 86400.0
+    assert config["divergence_window"] == 60.0
+    assert config["id_from"] == IdSpec("id")
+    assert config["merge"] is None
+    assert config["sink"]["framing"] == "length_prefixed"
+
+
+def test_units_and_env_override():
+    config = load(
+        {"window": "2h", "id_from": "json:a.b", "sink": SINK},
+        {"DDC__DEDUP__DIVERGENCE_WINDOW": '"5s"', "DDC__SINK__FSYNC": "true"},
+    )
+    assert config["window"] == 7200.0
+    assert config["divergence_window"] == 5.0
+    assert config["id_from"] == IdSpec("json", path=("a", "b"))
+    assert config["sink"]["fsync"] is True
+
+
+@pytest.mark.parametrize(
+    "dedup, key, problem",
+    [
+        ({}, "dedup.sink", "Missing data"),
+        (
+            {"sink": {"type": "smoke"}},
+            "dedup.sink.type",
+            "must be one of file | http | kafka | tcp | udp",
+        ),
+        ({"sink": SINK, "window": "0s"}, "dedup.window", "must be greater than 0"),
+        ({"sink": SINK, "window": "soon"}, "dedup.window", "invalid duration"),
+        ({"sink": SINK, "id_from": "nope"}, "dedup.id_from", "invalid id_from"),
+        ({"sink": SINK, "colour": "blue"}, "dedup.colour", "unknown key"),
+        ({"sink": SINK, "redis_url": "http://x"}, "dedup.redis_url", "String does not match"),
+        ({"sink": {"type": "kafka", "topic": "t"}}, "dedup.sink.bootstrap_servers", "Missing"),
+        ({"sink": {"type": "udp", "target": "nohost"}}, "dedup.sink.target", "HOST:PORT"),
+        ({"sink": {"type": "http", "url": "ftp://x"}}, "dedup.sink.url", "Not a valid URL"),
+        (
+            {"sink": SINK, "merge": {"bootstrap_servers": "h:1", "links": {}}},
+            "dedup.merge.links",
+            "at least one link",
+        ),
+        (
+            {"sink": SINK, "merge": {"bootstrap_servers": "h:1", "links": {"a": "t", "b": "t"}}},
+            "dedup.merge.links",
+            "its own input topic",
+        ),
+        (
+            {"sink": SINK, "merge": {"bootstrap_servers": "h:1", "links": {"a b": "t"}}},
+            "dedup.merge.links",
+            "link names are",
+        ),
+        (
+            {"sink": SINK, "merge": {"links": {"a": "t"}}},
+            "dedup.merge.bootstrap_servers",
+            "Missing",
+        ),
+    ],
+)
+def test_invalid_config_names_the_key(dedup, key, problem):
+    with pytest.raises(ConfigError) as caught:
+        load(dedup)
+    assert caught.value.key == key
+    assert problem in caught.value.problem
+
+
+def test_other_top_level_table_rejected():
+    with pytest.raises(ConfigError, match="unknown top-level table"):
+        load_dedup_config(None, {}, document={"dedup": {"sink": SINK}, "egress": {}})
+
+
+def test_relative_paths_resolve_from_the_config_file(tmp_path):
+    path = tmp_path / "dedup.toml"
+    path.write_text(
+        '[dedup]\ndata_dir = "state"\n[dedup.sink]\ntype = "file"\npath = "out/x.bin"\n'
+    )
+    config = load_dedup_config(path, {})
+    assert config["data_dir"] == str(tmp_path / "state")
+    assert config["sink"]["path"] == str(tmp_path / "out" / "x.bin")

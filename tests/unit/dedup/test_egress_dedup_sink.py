@@ -1,0 +1,60 @@
+"""The egress dedup sink's record encoding and its buffer bound (no sockets: sender not started)."""
+
+import base64
+
+from ddc.egress.sinks.dedup import DedupSink, source_of, to_json
+from ddc.metrics import EgressMetrics
+from ddc.protocol.record import Record
+
+
+def b64(data):
+    return base64.b64encode(data).decode()
+
+
+def test_kafka_records_get_a_source_header():
+    record = Record(
+        value=b"v", key=b"k", topic="orders", partition=2, offset=41, headers=[("h", b"1")]
+    )
+    assert source_of(record) == "orders/2/41"
+    assert to_json(record) == {
+        "key": b64(b"k"),
+        "value": b64(b"v"),
+        "headers": {"h": b64(b"1"), "ddc-src": b64(b"orders/2/41")},
+    }
+
+
+def test_existing_source_header_and_plain_records_are_kept():
+    record = Record(value=b"v", topic="t", partition=0, offset=1, headers=[("ddc-src", b"up/1/2")])
+    assert to_json(record)["headers"] == {"ddc-src": b64(b"up/1/2")}
+    plain = Record(value=b"v")
+    assert source_of(plain) is None
+    assert to_json(plain) == {"key": None, "value": b64(b"v"), "headers": {}}
+    assert to_json(Record(value=b"v", headers=[("h", b"1"), ("h", b"2"), ("n", None)]))[
+        "headers"
+    ] == {
+        "h": b64(b"1"),
+        "n": None,
+    }
+
+
+def test_buffer_bound_drops_and_counts():
+    metrics = EgressMetrics()
+    config = {
+        "type": "dedup", "url": "http://127.0.0.1:9", "link": "a", "batch_max_records": 10,
+        "timeout": 1.0, "retry_interval": 0.1, "buffer_max_records": 5,
+    }  # fmt: skip
+    sink = DedupSink(config, metrics)
+    sink.send([Record(value=b"%d" % i) for i in range(4)])
+    sink.send([Record(value=b"%d" % i) for i in range(4)])
+    assert len(sink.buffer) == 5
+    dropped = metrics.registry.get_sample_value(
+        "ddc_egress_records_dropped_total", {"reason": "dedup_buffer_full"}
+    )
+    assert dropped == 3
+    sink.stop(0.1)
+    assert (
+        metrics.registry.get_sample_value(
+            "ddc_egress_records_dropped_total", {"reason": "shutdown"}
+        )
+        == 5
+    )
