@@ -1,12 +1,13 @@
 """`scripts/demo`: the redundant-links pattern running locally, from the compose stack's own configs.
 
 Two link pairs carry the same records, each through its own `ddc diode-sim` that loses a
-different random share of the packets; both egresses hand what arrives to the dedup service,
-which forwards the first copy of each record to its sink. The demo plays the mirroring source
+different random share of the packets; both egresses hand what arrives to the dedup service
+(Redis-backed), which forwards the first copy of each record to the target's Kafka topic
+(an embedded Kafka-protocol broker). The demo plays the mirroring source
 application, shows a live progress bar of records delivered once, and ends with a table.
 
 Every ddc config is the one `compose/redundant.yml` mounts (`compose/config/redundant/`); only
-addresses (and the dedup output path) are overridden with `DDC__` environment variables, so the
+addresses are overridden with `DDC__` environment variables, so the
 demo and the compose stack cannot drift apart.
 """
 
@@ -27,11 +28,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ddc.embedded import EmbeddedRedis, free_port, wait_for_port
+from ddc.embedded import EmbeddedKafka, EmbeddedRedis, free_port, wait_for_port
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "compose" / "config" / "redundant"
 LINKS = ("a", "b")
+TOPIC = "deduplicated"  # the dedup sink's topic in compose/config/redundant/dedup.toml
 
 
 @dataclass
@@ -121,35 +123,34 @@ def wait_http(stack: Stack, port: int, what: str, timeout: float = 30.0) -> None
 
 
 class OutputCounter:
-    """Reads the dedup sink's length-prefixed output file as it grows; counts ids seen."""
+    """Reads the target topic (where the dedup service forwards first copies); counts ids seen."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.offset = 0
-        self.pending = b""
+    def __init__(self, bootstrap: str, topic: str = TOPIC) -> None:
+        from kafka import KafkaConsumer, TopicPartition
+
+        self.consumer = KafkaConsumer(
+            bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+        )
+        partitions = self.consumer.partitions_for_topic(topic) or {0}
+        self.consumer.assign([TopicPartition(topic, p) for p in sorted(partitions)])
         self.ids: dict[str, int] = {}
 
     def poll(self) -> int:
-        if self.path.exists():
-            with open(self.path, "rb") as handle:
-                handle.seek(self.offset)
-                data = handle.read()
-            self.offset += len(data)
-            buffer = self.pending + data
-            pos = 0
-            while len(buffer) - pos >= 4:
-                size = int.from_bytes(buffer[pos : pos + 4], "big")
-                if len(buffer) - pos - 4 < size:
-                    break
-                record = json.loads(buffer[pos + 4 : pos + 4 + size])
-                self.ids[record["id"]] = self.ids.get(record["id"], 0) + 1
-                pos += 4 + size
-            self.pending = buffer[pos:]
-        return len(self.ids)
+        while True:
+            batches = self.consumer.poll(timeout_ms=50, max_records=10000)
+            if not batches:
+                return len(self.ids)
+            for records in batches.values():
+                for record in records:
+                    key = json.loads(record.value)["id"]
+                    self.ids[key] = self.ids.get(key, 0) + 1
 
     @property
     def duplicates(self) -> int:
         return sum(count - 1 for count in self.ids.values())
+
+    def close(self) -> None:
+        self.consumer.close()
 
 
 def progress(done: int, total: int, rate: float, width: int = 40) -> str:
@@ -159,10 +160,18 @@ def progress(done: int, total: int, rate: float, width: int = 40) -> str:
     )
 
 
-def start_stack(stack: Stack, links: list[Link], args: argparse.Namespace, out_path: Path) -> int:
+def start_stack(stack: Stack, links: list[Link], args: argparse.Namespace) -> tuple[int, str]:
+    """Starts everything; (dedup HTTP port, Kafka bootstrap of the target topic)."""
+    from kafka.admin import KafkaAdminClient, NewTopic
+
     python = sys.executable
     redis = EmbeddedRedis(data_dir=stack.workdir / "redis").start()
     stack.processes.append(("redis", redis.process))
+    kafka = EmbeddedKafka(data_dir=stack.workdir / "kafka").start()
+    stack.processes.append(("kafka", kafka.process))
+    admin = KafkaAdminClient(bootstrap_servers=kafka.bootstrap)
+    admin.create_topics([NewTopic(TOPIC, 1, 1)])
+    admin.close()
     dedup_http = free_port()
     stack.spawn(
         "dedup",
@@ -171,7 +180,7 @@ def start_stack(stack: Stack, links: list[Link], args: argparse.Namespace, out_p
             "DDC__DEDUP__HTTP_LISTEN": f"127.0.0.1:{dedup_http}",
             "DDC__DEDUP__REDIS_URL": redis.url,
             "DDC__DEDUP__DATA_DIR": str(stack.workdir / "dedup-data"),
-            "DDC__SINK__PATH": str(out_path),
+            "DDC__SINK__BOOTSTRAP_SERVERS": kafka.bootstrap,
         },
     )
     wait_http(stack, dedup_http, "dedup service")
@@ -209,7 +218,7 @@ def start_stack(stack: Stack, links: list[Link], args: argparse.Namespace, out_p
         wait_http(stack, link.sim_http, f"diode-sim {link.name}")
         wait_http(stack, link.ingress_http, f"ingress {link.name}")
     wait_for_port("127.0.0.1", dedup_http, 5)
-    return dedup_http
+    return dedup_http, kafka.bootstrap
 
 
 def send_records(links: list[Link], count: int, rate: float, show) -> None:
@@ -234,15 +243,15 @@ def send_records(links: list[Link], count: int, rate: float, show) -> None:
 def run_demo(args: argparse.Namespace) -> int:
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="ddc-demo-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    out_path = workdir / "deduplicated.bin"
-    out_path.unlink(missing_ok=True)
     links = [Link(name) for name in LINKS]
     stack = Stack(workdir)
-    counter = OutputCounter(out_path)
+    counter: OutputCounter | None = None
     tty = sys.stdout.isatty()
     last_print = [0.0, 0, time.monotonic()]  # time of last line, count then, start
 
     def show(final: bool = False) -> None:
+        if counter is None:
+            return
         done = counter.poll()
         now = time.monotonic()
         rate = done / max(1e-6, now - last_print[2])
@@ -256,7 +265,8 @@ def run_demo(args: argparse.Namespace) -> int:
     print(f"DDC redundant-links demo: {args.records} records over links a and b, each losing "
           f"{args.loss:.1%} of its packets; logs in {workdir}")  # fmt: skip
     try:
-        dedup_http = start_stack(stack, links, args, out_path)
+        dedup_http, bootstrap = start_stack(stack, links, args)
+        counter = OutputCounter(bootstrap)
         last_print[2] = time.monotonic()
         send_records(links, args.records, args.rate, show)
         deadline = time.monotonic() + args.timeout
@@ -276,6 +286,8 @@ def run_demo(args: argparse.Namespace) -> int:
         time.sleep(0.5)
         return report(args, links, dedup_http, counter)
     finally:
+        if counter is not None:
+            counter.close()
         stack.stop()
         if not args.keep and not args.workdir:
             shutil.rmtree(workdir, ignore_errors=True)

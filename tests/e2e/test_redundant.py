@@ -32,10 +32,11 @@ def test_demo_delivers_every_record_exactly_once():
 def stack(tmp_path):
     links = [demo.Link(name) for name in demo.LINKS]
     running = demo.Stack(tmp_path)
-    out = tmp_path / "deduplicated.bin"
     args = argparse.Namespace(loss=0.0)
-    dedup_http = demo.start_stack(running, links, args, out)
-    yield running, links, demo.OutputCounter(out), dedup_http
+    dedup_http, bootstrap = demo.start_stack(running, links, args)
+    counter = demo.OutputCounter(bootstrap)
+    yield running, links, counter, dedup_http
+    counter.close()
     running.stop()
 
 
