@@ -79,9 +79,12 @@ class JsonSchemaFilter(Filter):
     def rejects(self, value: bytes) -> str | None:
         try:
             document = json.loads(value)
-        except (ValueError, UnicodeDecodeError) as exc:
-            return f"not JSON: {exc}"
-        error = jsonschema.exceptions.best_match(self.validator.iter_errors(document))
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+            return f"not JSON: {exc!r:.200}"
+        try:
+            error = jsonschema.exceptions.best_match(self.validator.iter_errors(document))
+        except RecursionError:
+            return "JSON nested too deeply to validate"
         return f"schema violation: {error.message}" if error is not None else None
 
 
@@ -122,7 +125,10 @@ class FilterChain:
         for item in items:
             value = item if isinstance(item, bytes | bytearray) else item.value
             for flt in self.filters:
-                reason = flt.rejects(value)
+                try:
+                    reason = flt.rejects(value)
+                except Exception as exc:  # a record a filter cannot judge does not cross
+                    reason = f"filter error: {exc!r:.200}"
                 if reason is not None:
                     self._dropped(flt.kind, reason)
                     break

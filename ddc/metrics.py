@@ -94,5 +94,10 @@ class EgressMetrics:
             "ddc_egress_link_interruptions", "Times the link went down", ["reason"], registry=r
         )
         self.startups = Counter("ddc_egress_startups", "StartUp resyncs accepted", registry=r)
+        self.resyncs = Counter(
+            "ddc_egress_resyncs",
+            "Sequence restarts followed without a StartUp (sender restarted, burst lost)",
+            registry=r,
+        )
         self.sink_errors = Counter("ddc_egress_sink_errors", "Sink delivery errors", registry=r)
         self.queue_bytes = Gauge("ddc_egress_queue_bytes", "Bytes waiting for the sink", registry=r)

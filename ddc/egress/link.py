@@ -1,16 +1,20 @@
 """Which sender the egress listens to, and whether its link is up.
 
-The first sender heard (or `expected_sender`) is pinned. Another address is refused (counted
-as foreign) until the pinned sender has been silent for `heartbeat_timeout` or said Shutdown;
-then its first valid packet pins it (a StartUp resets the sequence, anything else resyncs at
-the next DataFirst).
+A fresh egress pins the first sender it hears (or only ever `expected_sender`). Any other
+address is refused (counted as foreign) while the pinned sender is alive. Once the pinned
+sender has been silent for `heartbeat_timeout` or said Shutdown, a new sender can take over
+with a StartUp, or, if its StartUp burst came while the old sender still held the link (a
+restart on a new port), with its next packet: a sender that never sent a StartUp cannot.
 """
 
 from __future__ import annotations
 
 import logging
+import socket
 import time
 
+from ddc.errors import ConfigError
+from ddc.protocol.wire import MessageType
 from ddc.units import format_hostport, parse_hostport
 
 log = logging.getLogger(__name__)
@@ -21,8 +25,16 @@ class LinkState:
         self.timeout = heartbeat_timeout
         self.expected: tuple[str, int] | None = None
         if expected_sender:
-            self.expected = parse_hostport(expected_sender, allow_zero_port=True)
+            host, port = parse_hostport(expected_sender, allow_zero_port=True)
+            try:  # datagrams come from numeric addresses: compare with the name's address
+                host = socket.getaddrinfo(host, port, 0, socket.SOCK_DGRAM)[0][4][0]
+            except OSError as exc:
+                raise ConfigError(
+                    "egress.transport.expected_sender", f"cannot resolve {host!r}: {exc}"
+                ) from None
+            self.expected = (host, port)
         self.pinned: tuple | None = None
+        self.candidate: tuple | None = None  # the last sender whose StartUp was refused
         self.released = True  # no sender yet, or the pinned one went silent / shut down
         self.last_packet = 0.0  # monotonic time of the pinned sender's last valid packet
         self.up = False
@@ -36,15 +48,22 @@ class LinkState:
             return address[0] == host and (port == 0 or address[1] == port)
         return True
 
-    def may_pin(self, address: tuple, now: float) -> bool:
-        """A valid packet from `address`, which is not the pinned sender: can it take over?"""
+    def may_pin(self, address: tuple, now: float, kind: int | None = None) -> bool:
+        """A valid packet of type `kind` from `address`, not the pinned sender: may it take over?"""
         if not self.allowed(address):
             return False
-        return self.pinned is None or self.released or now - self.last_packet >= self.timeout
+        if self.pinned is None:
+            return True
+        if self.released or now - self.last_packet >= self.timeout:
+            return kind == MessageType.STARTUP or address == self.candidate
+        if kind == MessageType.STARTUP:
+            self.candidate = address
+        return False
 
     def pin(self, address: tuple, now: float) -> None:
         previous = self.pinned
         self.pinned = address
+        self.candidate = None
         self.released = False
         self.last_packet = now
         if previous is None:

@@ -16,7 +16,7 @@ from ddc.errors import EnvelopeError
 from ddc.http import HttpServer
 from ddc.metrics import EgressMetrics
 from ddc.netio import UdpSocket
-from ddc.protocol.envelope import MAGIC, decode_records
+from ddc.protocol.envelope import decode_records, is_records
 from ddc.protocol.reassembly import Reassembler
 from ddc.protocol.record import Record
 from ddc.protocol.wire import MessageType
@@ -26,6 +26,7 @@ from ddc.units import format_hostport
 log = logging.getLogger(__name__)
 
 STOP = object()
+ITEM_OVERHEAD = 64
 
 
 class EgressProxy(Service):
@@ -57,10 +58,12 @@ class EgressProxy(Service):
     # --- pipeline -----------------------------------------------------------------------------
 
     def _enqueue(self, chunk: bytes | bytearray | memoryview) -> None:
-        self.chunks.put(chunk, len(chunk) or 1)
+        self.chunks.put(chunk, len(chunk) + ITEM_OVERHEAD)
 
     def _records_of(self, chunk: bytes | bytearray) -> list[Record] | None:
-        if self.envelope == "records" or (self.envelope == "auto" and chunk[:4] == MAGIC):
+        # auto: a chunk is a records batch only if its header and checksum say so; anything
+        # else (a raw record that merely starts with the magic) is delivered as raw
+        if self.envelope == "records" or (self.envelope == "auto" and is_records(chunk)):
             try:
                 return decode_records(chunk)
             except EnvelopeError as exc:
@@ -73,14 +76,24 @@ class EgressProxy(Service):
         return [Record(chunk)]
 
     def _deliver(self) -> None:
+        delivered = 0
         while True:
             chunk = self.chunks.get()
             if chunk is STOP:
                 return
             records = self._records_of(chunk)
             if records:
-                self.sink.send(records)
-                self.metrics.records_delivered.inc(len(records))
+                try:
+                    self.sink.send(records)
+                    self.metrics.records_delivered.inc(len(records))
+                except Exception:
+                    # a sink must count its own failures; this is the net under a broken one
+                    self.metrics.records_dropped.labels(reason="sink_error").inc(len(records))
+                    self.metrics.sink_errors.inc()
+                    log.exception("sink failed on %d records; dropped", len(records))
+            delivered += 1
+            if delivered % 16 == 0:
+                gevent.sleep(0)  # a backlog must not starve the receiver
 
     def _watch_link(self) -> None:
         interval = min(0.5, self.link.timeout / 4)
@@ -113,8 +126,17 @@ class EgressProxy(Service):
         if self._deliverer is not None and not self._deliverer.dead:
             self.chunks.put(STOP, 1, timeout=max(0.1, deadline - time.monotonic()))
             self._deliverer.join(max(0.1, deadline - time.monotonic()))
-        if len(self.chunks):
-            log.error("stop timed out with %d chunks not delivered", len(self.chunks))
+        left = 0
+        while len(self.chunks):
+            chunk = self.chunks.get_nowait()
+            if chunk is not STOP:
+                records = self._records_of(chunk)
+                left += len(records) if records else 0
+        if left:
+            self.metrics.records_dropped.labels(reason="shutdown").inc(left)
+            log.error(
+                "drain timed out: %d records received but not delivered (counted as dropped)", left
+            )
         self.sink.stop(max(0.5, deadline - time.monotonic()))
         self.sync_metrics()
         if self.http is not None:
@@ -154,6 +176,7 @@ class EgressProxy(Service):
         for reason, count in stats.aborted.items():
             self._export(f"aborted.{reason}", m.chunks_aborted.labels(reason=reason), count)
         self._export("lost", m.packets_lost, stats.lost)
+        self._export("resyncs", m.resyncs, stats.resyncs)
         self._export("late", m.packets_late, stats.late)
         self._export("orphaned", m.packets_orphaned, stats.orphaned)
         self._export("delivered", m.chunks_delivered, stats.delivered)

@@ -80,7 +80,7 @@ class Receiver:
         now = time.monotonic()
         link = self.link
         if address != link.pinned:
-            if not link.may_pin(address, now):
+            if not link.may_pin(address, now, kind):
                 self._foreign(address)
                 return
             link.pin(address, now)

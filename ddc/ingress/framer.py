@@ -15,6 +15,7 @@ from ddc.queues import CostQueue
 log = logging.getLogger(__name__)
 
 STOP = object()
+ITEM_OVERHEAD = 64
 Ack = Callable[[], None]
 
 
@@ -23,7 +24,7 @@ def value_of(item: Record | bytes) -> bytes:
 
 
 class Framer:
-    """Turns submissions (records, ack) from `inbox` into chunks (chunk, acks) on `outbox`.
+    """Turns submissions (records, ack) from `inbox` into (chunk, acks, record count) on `outbox`.
 
     A chunk of None carries only acks (everything in it was filtered out), so acks still run in
     submission order, after everything before them was sent.
@@ -49,14 +50,17 @@ class Framer:
         self._batch_acks: list[Ack] = []
         self._batch_started = 0.0
 
-    def _emit(self, chunk: Any, acks: list[Ack]) -> None:
-        self.outbox.put((chunk, acks), len(chunk) if chunk is not None else 1)
+    def _emit(self, chunk: Any, acks: list[Ack], records: int) -> None:
+        # the per-item overhead keeps empty records from queueing without bound
+        self.outbox.put(
+            (chunk, acks, records), (len(chunk) if chunk is not None else 0) + ITEM_OVERHEAD
+        )
 
     def _flush(self) -> None:
         if self._batch:
-            self._emit(encode_records(self._batch), self._batch_acks)
+            self._emit(encode_records(self._batch), self._batch_acks, len(self._batch))
         elif self._batch_acks:
-            self._emit(None, self._batch_acks)
+            self._emit(None, self._batch_acks, 0)
         self._batch = []
         self._batch_acks = []
         self._batch_bytes = BATCH_OVERHEAD
@@ -86,9 +90,9 @@ class Framer:
     def _frame_raw(self, items: list[Record | bytes], ack: Ack | None) -> None:
         last = len(items) - 1
         for index, item in enumerate(items):
-            self._emit(value_of(item), [ack] if ack is not None and index == last else [])
+            self._emit(value_of(item), [ack] if ack is not None and index == last else [], 1)
         if not items and ack is not None:
-            self._emit(None, [ack])
+            self._emit(None, [ack], 0)
 
     def _frame_batch(self, items: list[Record | bytes], ack: Ack | None) -> None:
         limit = self.batch_max_bytes

@@ -39,7 +39,9 @@ class IngressProxy(Service):
             "records" if config["source"]["type"] == "kafka" else "raw"
         )
         self.queue_policy = transport_config["queue_policy"]
-        self.records_queue = CostQueue(transport_config["queue_size"], transport_config["queue_bytes"])
+        self.records_queue = CostQueue(
+            transport_config["queue_size"], transport_config["queue_bytes"]
+        )
         self.chunks_queue = CostQueue(CHUNK_QUEUE_BYTES)
         base_dir = base_dir or Path.cwd()
         filters = [build_filter(spec, i, base_dir) for i, spec in enumerate(config["filters"])]
@@ -97,13 +99,16 @@ class IngressProxy(Service):
             item = self.chunks_queue.get()
             if item is STOP:
                 return
-            chunk, acks = item
+            chunk, acks, records = item
             if chunk is not None:
                 try:
-                    self.transport.send_chunk(chunk)
+                    complete = self.transport.send_chunk(chunk)
                 except ChunkTooLarge as exc:
-                    self.metrics.records_dropped.labels(reason="chunk_too_large").inc()
+                    complete = False
                     log.error("chunk not sent: %s", exc)
+                if not complete:
+                    # dropped for good and counted; the acks below let Kafka move on past them
+                    self.metrics.records_dropped.labels(reason="send_error").inc(records)
             for ack in acks:
                 ack()
 
@@ -112,6 +117,7 @@ class IngressProxy(Service):
         while True:
             gevent.sleep(interval)
             self.transport.send_heartbeat()
+            self.transport.refresh_destination()
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -134,14 +140,17 @@ class IngressProxy(Service):
         deadline = time.monotonic() + timeout
         self.source.stop()
         if self._source_greenlet is not None:
-            self._source_greenlet.join(min(1.0, timeout))
+            self._source_greenlet.join(max(0.1, min(5.0, deadline - time.monotonic())))
             self._source_greenlet.kill(block=True, timeout=1.0)
-        if not any(g.dead for g in self._pipeline):
+        framer, sender = self._pipeline or (None, None)
+        if framer is not None and not framer.dead:
             self.records_queue.put(STOP, 1, timeout=max(0.1, deadline - time.monotonic()))
-            gevent.joinall(self._pipeline, timeout=max(0.1, deadline - time.monotonic()))
-        left = len(self.records_queue) + len(self.chunks_queue)
-        if left:
-            log.error("stop timed out with %d items not sent", left)
+            framer.join(max(0.1, deadline - time.monotonic()))
+        elif sender is not None and not sender.dead:
+            self.chunks_queue.put(STOP, 1, timeout=max(0.1, deadline - time.monotonic()))
+        if sender is not None:
+            sender.join(max(0.1, deadline - time.monotonic()))
+        self._count_unsent()
         self.source.close(max(0.5, deadline - time.monotonic()))
         self.transport.send_shutdown()
         if self.http is not None:
@@ -149,6 +158,21 @@ class IngressProxy(Service):
         self.group.kill(block=True, timeout=2.0)
         self.transport.close()
         log.info("%s stopped", self.name)
+
+    def _count_unsent(self) -> None:
+        """Whatever is still queued after the drain timeout is dropped: count it, say it."""
+        left = 0
+        while len(self.records_queue):
+            item = self.records_queue.get_nowait()
+            if item is not STOP:
+                left += len(item[0])
+        while len(self.chunks_queue):
+            item = self.chunks_queue.get_nowait()
+            if item is not STOP:
+                left += item[2]
+        if left:
+            self.metrics.records_dropped.labels(reason="shutdown").inc(left)
+            log.error("drain timed out: %d records read but not sent (counted as dropped)", left)
 
     # --- HTTP -----------------------------------------------------------------------------
 
@@ -160,12 +184,17 @@ class IngressProxy(Service):
 
     def healthz(self) -> tuple[int, dict[str, Any]]:
         source_health = self.source.health()
-        degraded = self.crashed is not None or source_health.get("source_ok") is False
+        degraded = (
+            self.crashed is not None
+            or source_health.get("source_ok") is False
+            or self.transport.failing is not None
+        )
         body = {
             "status": "degraded" if degraded else "ok",
             "role": "ingress",
             "name": self.config["name"],
             "paused": self.paused,
+            "send_error": self.transport.failing,
             "seq": self.transport.sequence.next,
             "queued_records": self.records_queue.cost,
             "queued_chunk_bytes": self.chunks_queue.cost,

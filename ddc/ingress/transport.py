@@ -2,26 +2,44 @@
 
 from __future__ import annotations
 
+import errno
 import logging
+import socket
 import time
 from typing import Any
 
 import gevent
+from gevent.lock import Semaphore
 
-from ddc.netio import UdpSocket, family_of, set_send_buffer
+from ddc.netio import UdpSocket, set_send_buffer
 from ddc.protocol.fragment import Sequence, split
 from ddc.protocol.wire import HEADER, HEADER_SIZE, MessageType, encode_header
 from ddc.ratelimit import make_pacer
+from ddc.units import format_hostport
 
 log = logging.getLogger(__name__)
 
-SEND_RETRIES = 3
 # pause between the StartUp burst and the first data, so no StartUp can trail behind data
 STARTUP_SETTLE = 0.05
+# errors no retry can cure: the packet is dropped and counted
+PERMANENT_ERRORS = {errno.EMSGSIZE, errno.EINVAL, errno.EAFNOSUPPORT}
+MAX_BACKOFF = 1.0
+RESOLVE_INTERVAL = 30.0
+
+
+def resolve(address: tuple[str, int]) -> tuple[int, tuple]:
+    """(family, sockaddr) of a host:port, resolved once instead of by every sendmsg."""
+    family, _, _, _, sockaddr = socket.getaddrinfo(address[0], address[1], 0, socket.SOCK_DGRAM)[0]
+    return family, sockaddr
 
 
 class Transport:
-    """Sends chunks and control packets to the egress; one sequence space per process run."""
+    """Sends chunks and control packets to the egress; one sequence space per process run.
+
+    Data packets whose send fails for a transient reason (interface down, no buffer) are
+    retried until they go, so nothing read from the source is skipped; only errors no retry
+    can cure drop a packet, and the egress then counts it as lost.
+    """
 
     def __init__(self, config: dict[str, Any], metrics: Any) -> None:
         self.destination = config["destination"]
@@ -33,68 +51,105 @@ class Transport:
         self.handed_over = 0  # the seq after the last packet given to the kernel
         self.pacer = make_pacer(config["rate"], config["send_delay_ms"])
         self.udp: UdpSocket | None = None
+        self.sockaddr: tuple | None = None
+        self.failing: str | None = None  # the error while sends keep failing, for /healthz
+        # the sender, heartbeat and Shutdown share the socket: one greenlet in sendmsg at a time
+        self._lock = Semaphore()
         self._data_packets = metrics.packets_sent.labels(type="data")
-        self._last_error_log = 0.0
+        self._resolved_at = 0.0
 
     def open(self) -> None:
-        self.udp = UdpSocket(family_of(self.destination[0]))
+        family, self.sockaddr = resolve(self.destination)
+        self._resolved_at = time.monotonic()
+        self.udp = UdpSocket(family)
         set_send_buffer(self.udp.sock, self.config["send_buffer"])
         self.udp.sock.bind(self.bind)
         log.info(
-            "sending to %s:%s from %s:%s, max packet %d bytes",
-            *self.destination, *self.udp.getsockname()[:2], self.payload_max + HEADER_SIZE,
+            "sending to %s (%s) from %s, max packet %d bytes",
+            format_hostport(self.destination), format_hostport(self.sockaddr),
+            format_hostport(self.udp.getsockname()), self.payload_max + HEADER_SIZE,
         )  # fmt: skip
+
+    def refresh_destination(self) -> None:
+        """Re-resolves a destination given by name (an orchestrator may move the egress)."""
+        if time.monotonic() - self._resolved_at < RESOLVE_INTERVAL:
+            return
+        self._resolved_at = time.monotonic()
+        try:
+            _, sockaddr = resolve(self.destination)
+        except OSError as exc:
+            log.warning(
+                "cannot resolve %s (%s): still sending to %s",
+                self.destination[0],
+                exc,
+                self.sockaddr,
+            )
+            return
+        if sockaddr != self.sockaddr:
+            log.warning(
+                "destination %s now resolves to %s", format_hostport(self.destination), sockaddr
+            )
+            self.sockaddr = sockaddr
 
     def close(self) -> None:
         if self.udp is not None:
             self.udp.close()
             self.udp = None
 
-    def _send(self, buffers: list) -> bool:
-        for attempt in range(SEND_RETRIES):
+    def _send(self, buffers: list, persist: bool) -> bool:
+        """True once sent; False when dropped (a permanent error, or a control packet that failed)."""
+        backoff = 0.001
+        while True:
             try:
-                self.udp.sendmsg(buffers, self.destination)
+                with self._lock:
+                    self.udp.sendmsg(buffers, self.sockaddr)
+                if self.failing is not None:
+                    log.warning("sending to %s again", format_hostport(self.destination))
+                    self.failing = None
                 return True
             except OSError as exc:
                 self.metrics.send_errors.inc()
-                now = time.monotonic()
-                if now - self._last_error_log > 1.0:
-                    log.error(
-                        "send to %s:%s failed (%s), attempt %d", *self.destination, exc, attempt + 1
-                    )
-                    self._last_error_log = now
-                gevent.sleep(0.001 * (attempt + 1))
-        return False
+                if self.failing != str(exc):
+                    log.error("send to %s failing: %s", format_hostport(self.destination), exc)
+                    self.failing = str(exc)
+                if not persist or exc.errno in PERMANENT_ERRORS:
+                    return False
+                gevent.sleep(backoff)
+                backoff = min(MAX_BACKOFF, backoff * 2)
 
-    def send_chunk(self, chunk: bytes | bytearray | memoryview) -> int:
-        """Fragments and sends one chunk; the number of packets it took."""
+    def send_chunk(self, chunk: bytes | bytearray | memoryview) -> bool:
+        """Fragments and sends one chunk; False when a packet of it had to be dropped."""
         take = self.pacer.take
         send = self._send
         pack = HEADER.pack
         sequence = self.sequence
         packets = 0
         sent_bytes = 0
+        complete = True
         for kind, remaining, payload in split(chunk, self.payload_max):
             size = HEADER_SIZE + len(payload)
             take(size)
             seq = sequence.take()
-            # a failed packet still consumed its seq: the egress counts it as lost
-            if send([pack(kind, seq, len(payload), remaining), payload]):
+            # a dropped packet still consumed its seq: the egress counts it as lost
+            if send([pack(kind, seq, len(payload), remaining), payload], True):
                 sent_bytes += size
+                packets += 1
+            else:
+                complete = False
             # HeartBeats announce only handed-over seqs: one sent while this packet waited for
             # socket space must not make the egress count it as lost
             self.handed_over = sequence.next
-            packets += 1
         self._data_packets.inc(packets)
         self.metrics.bytes_sent.inc(sent_bytes)
-        self.metrics.chunks_sent.inc()
-        return packets
+        if complete:
+            self.metrics.chunks_sent.inc()
+        return complete
 
     def _control(self, kind: MessageType, seq: int, count: int) -> None:
         header = encode_header(kind, seq, 0, 0)
         counter = self.metrics.packets_sent.labels(type=kind.name.lower())
         for index in range(count):
-            if self._send([header]):
+            if self._send([header], False):
                 counter.inc()
                 self.metrics.bytes_sent.inc(HEADER_SIZE)
             if index % 50 == 49:

@@ -13,6 +13,10 @@ from collections import Counter
 from ddc.protocol.wire import SEQ_MODULO, MessageType
 
 _HALF = SEQ_MODULO // 2
+# A HeartBeat further behind than reordering explains, or this many data packets in a row
+# behind, means the sender started a new sequence and its StartUp was lost: resync.
+RESYNC_BEHIND = 65536
+RESYNC_LATE_RUN = 32
 DATA_FIRST = MessageType.DATA_FIRST
 DATA = MessageType.DATA
 
@@ -20,9 +24,10 @@ DATA = MessageType.DATA
 class ReassemblyStats:
     """Plain integer counters, cheap on the hot path; exported to Prometheus at scrape time."""
 
-    __slots__ = ("lost", "late", "orphaned", "delivered", "aborted", "malformed")
+    __slots__ = ("lost", "late", "orphaned", "delivered", "aborted", "malformed", "resyncs")
 
     def __init__(self) -> None:
+        self.resyncs = 0
         self.lost = 0
         self.late = 0
         self.orphaned = 0
@@ -40,6 +45,8 @@ class Reassembler:
         self.expected: int | None = None  # None until the first packet (or StartUp) syncs us
         self._parts: bytearray | None = None
         self._remaining = 0
+        self._late_run = 0
+        self._since_observe = 0  # packets accepted since the last HeartBeat/Shutdown
 
     @property
     def in_chunk(self) -> bool:
@@ -67,11 +74,18 @@ class Reassembler:
         expected = self.expected
         if expected is None or seq == expected:
             self.expected = (seq + 1) % SEQ_MODULO
+            self._late_run = 0
+            self._since_observe += 1
             return True
         gap = (seq - expected) % SEQ_MODULO
         if gap >= _HALF:
+            self._late_run += 1
+            if self._late_run >= RESYNC_LATE_RUN:
+                self._resync((seq + 1) % SEQ_MODULO)
+                return True
             self.stats.late += 1
             return False
+        self._late_run = 0
         self.stats.lost += gap
         if not self._abort("loss") and kind == DATA:
             self.stats.aborted["loss"] += 1  # the lost packets held the start of this chunk
@@ -81,6 +95,7 @@ class Reassembler:
     def observe_seq(self, seq: int) -> None:
         """HeartBeat/Shutdown carry the next seq the sender will use: detects loss at a stream's tail."""
         expected = self.expected
+        since, self._since_observe = self._since_observe, 0
         if expected is None:
             self.expected = seq
             return
@@ -89,6 +104,19 @@ class Reassembler:
             self.stats.lost += gap
             self._abort("loss")
             self.expected = seq
+        elif gap >= _HALF:
+            # behind: a HeartBeat overtaken by at most the packets that arrived since the last
+            # one is merely late; further behind, the sender has started a new sequence
+            behind = SEQ_MODULO - gap
+            if behind > since or behind > RESYNC_BEHIND:
+                self._resync(seq)
+
+    def _resync(self, seq: int) -> None:
+        """The sender's sequence went backwards for good: follow it from `seq` on."""
+        self._abort("resync")
+        self.stats.resyncs += 1
+        self._late_run = 0
+        self.expected = seq
 
     def packet(
         self, kind: int, seq: int, payload: bytes | memoryview, remaining: int

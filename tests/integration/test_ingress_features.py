@@ -126,3 +126,40 @@ def test_file_sink_and_reference_send_delay(pair_factory, tmp_path):
         records.append(data[4 : 4 + size])
         data = data[4 + size :]
     assert records == [b"line %d" % i for i in range(50)]
+
+
+def test_oversized_tcp_record_is_skipped_whole_and_counted(pair_factory):
+    pair = pair_factory(source="tcp", sink="tcp", source_options={"max_record_size": 1000})
+    collector = Collector("tcp", pair.sink_port)
+    collector.start()
+    pair.start()
+    send_tcp_records(pair.source_port, [b"first", bytes(768 * 1024), b"x" * 300 * 1024, b"END"])
+    wait_until(lambda: collector.records[-1:] == [b"END"], 10, message="END")
+    collector.stop()
+    assert collector.records == [b"first", b"END"]
+    metrics = pair.ingress.metrics()
+    assert metrics['ddc_ingress_records_dropped_total{reason="oversized"}'] == 2
+
+
+def test_destination_by_name_and_unwritable_file_sink(pair_factory):
+    pair = pair_factory(
+        source="udp",
+        sink="file",
+        sink_options={"path": "/dev/full"},
+        transport={"destination": "localhost:0"},
+    )
+    pair.options["transport"]["destination"] = f"localhost:{pair.link_port}"
+    pair.start()
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    for i in range(20):
+        sender.sendto(b"r%d" % i, ("127.0.0.1", pair.source_port))
+    wait_until(
+        lambda: (
+            pair.egress.metrics().get('ddc_egress_records_dropped_total{reason="write_error"}', 0)
+            == 20
+        ),
+        10,
+        message="20 write errors counted",
+    )
+    assert pair.egress.process.poll() is None  # a full disk is counted, not a crash
+    assert pair.egress.health()["link_up"] is True

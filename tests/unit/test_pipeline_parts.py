@@ -80,20 +80,29 @@ def test_cost_queue_blocks_and_admits_an_oversized_item_when_empty():
 
 
 def test_link_state_pins_refuses_and_releases():
+    from ddc.protocol.wire import MessageType
+
+    startup, data = MessageType.STARTUP, MessageType.DATA_FIRST
     link = LinkState(heartbeat_timeout=2.0)
-    a, b = ("10.0.0.1", 1000), ("10.0.0.2", 1000)
-    assert link.may_pin(a, 0.0)
+    a, b, c = ("10.0.0.1", 1000), ("10.0.0.2", 1000), ("10.0.0.3", 1000)
+    assert link.may_pin(a, 0.0, data)  # a fresh egress takes the first sender
     link.pin(a, 0.0)
     link.heard(0.0)
-    assert not link.may_pin(b, 1.0)  # a is alive
+    assert not link.may_pin(b, 1.0, data)  # a is alive
+    assert not link.may_pin(b, 1.0, startup)  # refused too, but remembered: a restart on a new port
     assert link.check_timeout(2.5) and not link.up
-    assert link.may_pin(b, 2.5)  # silent for heartbeat_timeout
+    assert not link.may_pin(c, 2.5, data)  # never sent a StartUp: cannot hijack the silent link
+    assert link.may_pin(b, 2.5, data)  # its StartUp was refused while a held the link
+    assert link.may_pin(c, 2.5, startup)
+    link.pin(b, 2.6)
     link.heard(2.6)
     link.shutdown()
-    assert link.may_pin(b, 2.7) and link.down_reason == "shutdown"
+    assert link.down_reason == "shutdown"
+    assert link.may_pin(c, 2.7, startup) and not link.may_pin(c, 2.7, data)
 
 
 def test_expected_sender_is_the_only_one():
+    assert LinkState(5.0, "localhost:7").expected == ("127.0.0.1", 7)  # names resolve once
     link = LinkState(5.0, "10.0.0.1:0")
     assert link.allowed(("10.0.0.1", 4242)) and not link.allowed(("10.0.0.9", 4242))
     strict = LinkState(5.0, "10.0.0.1:33333")
@@ -109,3 +118,15 @@ def test_units():
         with pytest.raises(ValueError):
             units.parse_size(bad)
     json.dumps(units.format_hostport(("::1", 80)))
+
+
+def test_unjudgeable_records_are_rejected_not_crashing():
+    metrics = IngressMetrics()
+    chain = FilterChain([JsonSchemaFilter({"type": "array"})], metrics)
+    assert chain.apply([b"[" * 100000, b"[1]"]) == [b"[1]"]
+    assert (
+        metrics.registry.get_sample_value(
+            "ddc_ingress_records_filtered_total", {"filter": "json_schema"}
+        )
+        == 1
+    )

@@ -23,7 +23,9 @@ from ddc.protocol.wire import (
 MAX_CHUNK = 8 * 1024 * 1024
 
 
-def packets(chunk: bytes, max_packet_size: int, sequence: Sequence) -> list[tuple[int, int, bytes, int]]:
+def packets(
+    chunk: bytes, max_packet_size: int, sequence: Sequence
+) -> list[tuple[int, int, bytes, int]]:
     """(type, seq, payload, remaining) of each packet, decoded from real datagram bytes."""
     out = []
     for header, payload in fragment(chunk, max_packet_size - HEADER_SIZE, sequence):
@@ -91,6 +93,8 @@ def chunks(draw):
     """Sizes spread over 0..8 MiB (hypothesis' own binary() stays small), random content."""
     size = draw(st.one_of(st.integers(0, 70000), st.integers(0, MAX_CHUNK), st.just(MAX_CHUNK)))
     return draw(st.randoms(use_true_random=False)).randbytes(size)
+
+
 packet_sizes = st.integers(min_value=64, max_value=65507)
 
 
@@ -189,7 +193,42 @@ def test_startup_drops_partial_chunk_and_resets_sequence():
 
 
 def test_unsynced_receiver_resyncs_at_next_data_first():
-    pkts = packets(b"q" * 250, 100 + HEADER_SIZE, Sequence(1000)) + packets(b"w", 1472, Sequence(1003))
+    pkts = packets(b"q" * 250, 100 + HEADER_SIZE, Sequence(1000)) + packets(
+        b"w", 1472, Sequence(1003)
+    )
     reassembler = Reassembler(MAX_CHUNK)  # joined mid-stream: no StartUp seen
     assert feed(reassembler, pkts[1:]) == [b"w"]
     assert reassembler.stats.orphaned == 2 and reassembler.stats.lost == 0
+
+
+def test_sender_restart_without_startup_resyncs_on_heartbeat():
+    reassembler = Reassembler(MAX_CHUNK)
+    reassembler.reset()
+    reassembler.expected = 100_000  # where the old session stopped, its last HeartBeat seen
+    reassembler.observe_seq(0)  # the restarted sender's first HeartBeat (its StartUp was lost)
+    assert reassembler.stats.resyncs == 1 and reassembler.expected == 0
+    assert feed(reassembler, packets(b"new", 1472, Sequence())) == [b"new"]
+    assert reassembler.stats.lost == 0
+
+
+def test_a_run_of_late_packets_resyncs_without_waiting_for_a_heartbeat():
+    reassembler = Reassembler(MAX_CHUNK)
+    reassembler.expected = 5000  # a restarted sender restarts at 0 and its StartUp was lost
+    sequence = Sequence()
+    chunks = [bytes([i]) * 10 for i in range(40)]
+    delivered = []
+    for chunk in chunks:
+        delivered += feed(reassembler, packets(chunk, 1472, sequence))
+    assert reassembler.stats.late == 31 and reassembler.stats.resyncs == 1
+    assert delivered == chunks[31:]  # late packets are counted and dropped, then it follows
+
+
+def test_a_reordered_heartbeat_slightly_behind_is_not_a_restart():
+    reassembler = Reassembler(MAX_CHUNK)
+    reassembler.reset()
+    sequence = Sequence()
+    feed(reassembler, [p for i in range(2000) for p in packets(b"%d" % i, 1472, sequence)])
+    reassembler.observe_seq(1500)  # sent after packet 1499, overtaken by the 500 after it
+    assert reassembler.stats.resyncs == 0 and reassembler.expected == 2000
+    reassembler.observe_seq(1999)  # no packet since the last HeartBeat could have overtaken it
+    assert reassembler.stats.resyncs == 1

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
 from ddc.egress.sinks.base import Sink
 from ddc.protocol.record import Record
+
+log = logging.getLogger(__name__)
 
 
 class FileSink(Sink):
@@ -31,12 +34,31 @@ class FileSink(Sink):
                 parts.append(b"\n")
             else:
                 parts.append(record.value)
-        self.handle.write(b"".join(parts))
-        self.handle.flush()
-        if self.config["fsync"]:
-            os.fsync(self.handle.fileno())
+        try:
+            if self.handle is None:
+                self.start()
+            self.handle.write(b"".join(parts))
+            self.handle.flush()
+            if self.config["fsync"]:
+                os.fsync(self.handle.fileno())
+        except OSError as exc:
+            self.metrics.records_dropped.labels(reason="write_error").inc(len(records))
+            self.metrics.sink_errors.inc()
+            log.error(
+                "file sink: writing %s failed (%s): %d records dropped",
+                self.config["path"],
+                exc,
+                len(records),
+            )
+            self._close()  # reopened on the next batch
+
+    def _close(self) -> None:
+        if self.handle is not None:
+            try:
+                self.handle.close()
+            except OSError as exc:
+                log.error("file sink: closing %s failed: %s", self.config["path"], exc)
+            self.handle = None
 
     def stop(self, timeout: float) -> None:
-        if self.handle is not None:
-            self.handle.close()
-            self.handle = None
+        self._close()

@@ -27,6 +27,7 @@ class TcpSource(Source):
         self._running = Event()
         self._running.set()
         self._stopped = Event()
+        self._connections: set[socket.socket] = set()
 
     def start(self) -> None:
         self.server = StreamServer(self.config["listen"], self._connection, spawn=self.pool)
@@ -40,15 +41,25 @@ class TcpSource(Source):
     def run(self) -> None:
         self.server.start()
         self._stopped.wait()
+        # stop accepting, end every reader at its next recv; a submit in progress completes
+        self.server.close()
+        for conn in list(self._connections):
+            try:
+                conn.shutdown(socket.SHUT_RD)
+            except OSError:
+                pass
+        self.pool.join(timeout=5.0)
 
     def _connection(self, conn: socket.socket, peer: tuple) -> None:
         log.info("TCP source: connection from %s:%s", *peer[:2])
+        self._connections.add(conn)
         try:
             self._read_stream(conn, peer)
         except OSError as exc:
             self.metrics.source_errors.labels(kind="connection").inc()
             log.warning("TCP source: connection from %s:%s failed: %s", peer[0], peer[1], exc)
         finally:
+            self._connections.discard(conn)
             conn.close()
 
     def _read_stream(self, conn: socket.socket, peer: tuple) -> None:
@@ -63,6 +74,8 @@ class TcpSource(Source):
                 taken = min(skip, len(data))
                 skip -= taken
                 data = data[taken:]
+                if skip:
+                    continue  # still inside the oversized record
             pending += data
             records, consumed, skip = self._split(pending, peer)
             if consumed:
@@ -119,5 +132,5 @@ class TcpSource(Source):
 
     def close(self, timeout: float) -> None:
         if self.server is not None:
-            self.server.stop(timeout)
+            self.server.stop(min(timeout, 1.0))
             self.server = None

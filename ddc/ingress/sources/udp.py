@@ -26,6 +26,7 @@ class UdpSource(Source):
         self._running.set()
         self._stopped = False
         self._runner: gevent.Greenlet | None = None
+        self._receiving = False
 
     def start(self) -> None:
         self.udp = UdpSocket.bound(self.config["listen"], self.config["receive_buffer"])
@@ -37,7 +38,11 @@ class UdpSource(Source):
         records_counter = self.metrics.records
         while not self._stopped:
             self._running.wait()
-            first = self.udp.recv(65536)
+            self._receiving = True
+            try:
+                first = self.udp.recv(65536)
+            finally:
+                self._receiving = False
             batch = [first]
             size = len(first)
             try:
@@ -60,7 +65,8 @@ class UdpSource(Source):
     def stop(self) -> None:
         self._stopped = True
         self._running.set()
-        if self._runner is not None and self._runner is not gevent.getcurrent():
+        # waiting for a datagram: wake it; in the middle of a submit: let it finish the batch
+        if self._receiving and self._runner is not None and self._runner is not gevent.getcurrent():
             self._runner.kill(block=False)
 
     def close(self, timeout: float) -> None:
