@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import random
 import socket
 import sys
@@ -47,6 +46,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from ddc.daemon import Service, config_error_exit, configure_logging, serve
 from ddc.errors import ConfigError
 from ddc.http import HttpServer
+from ddc.netio import socket_drops
 from ddc.units import format_hostport, parse_duration, parse_hostport, parse_rate, parse_size
 
 log = logging.getLogger(__name__)
@@ -130,25 +130,6 @@ def message_type(datagram: memoryview | bytes) -> str:
     if len(datagram) < _HEADER_SIZE:
         return "other"
     return _TYPE_NAMES.get(datagram[0], "other")
-
-
-def socket_drops(sock: socket.socket) -> int | None:
-    """Datagrams the kernel dropped on `sock` (full receive buffer), from /proc/net/udp*."""
-    try:
-        inode = str(os.fstat(sock.fileno()).st_ino)
-    except OSError:
-        return None
-    for table in ("/proc/net/udp", "/proc/net/udp6"):
-        try:
-            with open(table) as handle:
-                next(handle)
-                for line in handle:
-                    fields_ = line.split()
-                    if len(fields_) > 12 and fields_[9] == inode:
-                        return int(fields_[12])
-        except OSError:
-            continue
-    return None
 
 
 def _resolve(address: tuple[str, int]) -> tuple[int, tuple[Any, ...]]:

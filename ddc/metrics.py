@@ -34,6 +34,11 @@ class IngressMetrics:
         self.queue_depth = Gauge("ddc_ingress_queue_depth", "Items waiting", ["stage"], registry=r)
         self.paused = Gauge("ddc_ingress_paused", "1 while paused by /admin/pause", registry=r)
         self.seq = Gauge("ddc_ingress_sequence", "Next sequence number to send", registry=r)
+        self.source_kernel_drops = Counter(
+            "ddc_ingress_source_kernel_drops",
+            "Datagrams the kernel dropped on the UDP source socket (full buffer), from /proc",
+            registry=r,
+        )
         self.offsets_committed = Counter(
             "ddc_ingress_offsets_committed", "Kafka offset commits", registry=r
         )
@@ -100,4 +105,10 @@ class EgressMetrics:
             registry=r,
         )
         self.sink_errors = Counter("ddc_egress_sink_errors", "Sink delivery errors", registry=r)
+        self.kernel_drops = Counter(
+            "ddc_egress_kernel_drops",
+            "Datagrams the kernel dropped on the receive socket (full buffer), from /proc; "
+            "they also show as lost packets",
+            registry=r,
+        )
         self.queue_bytes = Gauge("ddc_egress_queue_bytes", "Bytes waiting for the sink", registry=r)

@@ -8,6 +8,7 @@ Python per call). Works with or without monkey-patching.
 from __future__ import annotations
 
 import logging
+import os
 import socket
 
 import gevent
@@ -44,6 +45,25 @@ def set_receive_buffer(sock: socket.socket, size: int) -> int:
 
 def set_send_buffer(sock: socket.socket, size: int) -> int:
     return _resize_buffer(sock, socket.SO_SNDBUF, SO_SNDBUFFORCE, size, "net.core.wmem_max")
+
+
+def socket_drops(sock: socket.socket) -> int | None:
+    """Datagrams the kernel dropped on `sock` (full receive buffer), from /proc/net/udp*."""
+    try:
+        inode = str(os.fstat(sock.fileno()).st_ino)
+    except OSError:
+        return None
+    for table in ("/proc/net/udp", "/proc/net/udp6"):
+        try:
+            with open(table) as handle:
+                next(handle)
+                for line in handle:
+                    fields_ = line.split()
+                    if len(fields_) > 12 and fields_[9] == inode:
+                        return int(fields_[12])
+        except OSError:
+            continue
+    return None
 
 
 def family_of(host: str) -> int:

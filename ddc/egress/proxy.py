@@ -15,7 +15,7 @@ from ddc.egress.sinks import make_sink
 from ddc.errors import EnvelopeError
 from ddc.http import HttpServer
 from ddc.metrics import EgressMetrics
-from ddc.netio import UdpSocket
+from ddc.netio import UdpSocket, socket_drops
 from ddc.protocol.envelope import decode_records, is_records
 from ddc.protocol.reassembly import Reassembler
 from ddc.protocol.record import Record
@@ -182,6 +182,9 @@ class EgressProxy(Service):
         self._export("delivered", m.chunks_delivered, stats.delivered)
         m.link_up.set(1 if self.link.up else 0)
         m.queue_bytes.set(self.chunks.cost)
+        drops = socket_drops(self.udp.sock) if self.udp is not None else None
+        if drops is not None:
+            self._export("kernel_drops", m.kernel_drops, drops)
 
     def healthz(self) -> tuple[int, dict[str, Any]]:
         sink_health = self.sink.health()

@@ -177,6 +177,7 @@ class IngressProxy(Service):
     # --- HTTP -----------------------------------------------------------------------------
 
     def _sync_gauges(self) -> None:
+        self.source.health()  # sources export what they count lazily (kernel drops)
         self.metrics.queue_depth.labels(stage="records").set(self.records_queue.cost)
         self.metrics.queue_depth.labels(stage="chunks").set(self.chunks_queue.cost)
         self.metrics.seq.set(self.transport.sequence.next)

@@ -9,7 +9,7 @@ import gevent
 from gevent.event import Event
 
 from ddc.ingress.sources.base import Source, Submit
-from ddc.netio import UdpSocket
+from ddc.netio import UdpSocket, socket_drops
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +27,7 @@ class UdpSource(Source):
         self._stopped = False
         self._runner: gevent.Greenlet | None = None
         self._receiving = False
+        self._drops_exported = 0
 
     def start(self) -> None:
         self.udp = UdpSocket.bound(self.config["listen"], self.config["receive_buffer"])
@@ -55,6 +56,13 @@ class UdpSource(Source):
             records_counter.inc(len(batch))
             self.submit(batch, None)
             gevent.sleep(0)  # let the framer and sender run: a busy socket must not starve them
+
+    def health(self) -> dict[str, Any]:
+        drops = socket_drops(self.udp.sock) if self.udp is not None else None
+        if drops is not None:
+            self.metrics.source_kernel_drops.inc(max(0, drops - self._drops_exported))
+            self._drops_exported = max(drops, self._drops_exported)
+        return {"source_kernel_drops": drops}
 
     def pause(self) -> None:
         self._running.clear()
