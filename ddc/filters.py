@@ -123,7 +123,7 @@ class FilterChain:
     def apply(self, items: list[Record | bytes]) -> list[Record | bytes]:
         kept = []
         for item in items:
-            value = item if isinstance(item, bytes | bytearray) else item.value
+            value = item if isinstance(item, bytes | bytearray) else item.value or b""
             for flt in self.filters:
                 try:
                     reason = flt.rejects(value)

@@ -20,7 +20,8 @@ Ack = Callable[[], None]
 
 
 def value_of(item: Record | bytes) -> bytes:
-    return item if isinstance(item, bytes | bytearray) else item.value
+    """The bytes a record carries (a tombstone's null value counts as empty)."""
+    return item if isinstance(item, bytes | bytearray) else item.value or b""
 
 
 class Framer:

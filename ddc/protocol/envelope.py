@@ -3,7 +3,7 @@
 records batch v1, little-endian:
     b"DDCR" | version u8 (1) | flags u8 (0) | count u32 | crc32 u32 of the body | body
     body = count × record:
-        value_len u32 | key_len i32 (-1: no key) | topic_len u16 | partition i32 | offset i64
+        value_len u32 (0xFFFFFFFF: null value, a Kafka tombstone) | key_len i32 (-1: no key) | topic_len u16 | partition i32 | offset i64
         | timestamp_ms i64 | header_count u16 | value | key | topic (UTF-8)
         | header_count × (name_len u16 | value_len i32 (-1: None) | name (UTF-8) | value)
 """
@@ -23,6 +23,7 @@ BATCH = struct.Struct("<4sBBII")
 RECORD = struct.Struct("<IiHiqqH")
 HEADER_ITEM = struct.Struct("<Hi")
 VALUE_LEN = struct.Struct("<I")
+NULL_VALUE = 0xFFFFFFFF
 # everything of a value-only record after value_len: no key, topic, partition, offset, timestamp, headers
 _BARE_TAIL = RECORD.pack(0, -1, 0, -1, -1, -1, 0)[VALUE_LEN.size :]
 BATCH_OVERHEAD = BATCH.size
@@ -33,7 +34,7 @@ def record_size(item: Record | bytes) -> int:
     """Bytes `item` takes inside a batch (exact for bytes, a close estimate for records)."""
     if isinstance(item, bytes | bytearray | memoryview):
         return RECORD_OVERHEAD + len(item)
-    size = RECORD_OVERHEAD + len(item.value) + len(item.key or b"") + len(item.topic or "") * 4
+    size = RECORD_OVERHEAD + len(item.value or b"") + len(item.key or b"") + len(item.topic or "") * 4
     for name, value in item.headers:
         size += HEADER_ITEM.size + len(name) * 4 + len(value or b"")
     return size
@@ -42,9 +43,10 @@ def record_size(item: Record | bytes) -> int:
 def _encode_record(record: Record, parts: list) -> None:
     topic = record.topic.encode() if record.topic else b""
     key = record.key
+    value = record.value
     parts.append(
         RECORD.pack(
-            len(record.value),
+            NULL_VALUE if value is None else len(value),
             -1 if key is None else len(key),
             len(topic),
             record.partition,
@@ -53,7 +55,8 @@ def _encode_record(record: Record, parts: list) -> None:
             len(record.headers),
         )
     )
-    parts.append(record.value)
+    if value:
+        parts.append(value)
     if key:
         parts.append(key)
     if topic:
@@ -115,8 +118,11 @@ def decode_records(chunk: bytes | bytearray | memoryview) -> list[Record]:
                 view, pos
             )
             pos += RECORD.size
-            value = bytes(view[pos : pos + value_len])
-            pos += value_len
+            if value_len == NULL_VALUE:
+                value = None
+            else:
+                value = bytes(view[pos : pos + value_len])
+                pos += value_len
             key = None
             if key_len >= 0:
                 key = bytes(view[pos : pos + key_len])

@@ -9,7 +9,7 @@ Headers = list[tuple[str, bytes | None]]
 
 @dataclass(slots=True)
 class Record:
-    value: bytes
+    value: bytes | None  # None: a Kafka tombstone (null value); other sinks write it as empty
     key: bytes | None = None
     topic: str | None = None
     partition: int = -1

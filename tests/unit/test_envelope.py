@@ -12,7 +12,7 @@ from ddc.protocol.record import Record
 
 records = st.builds(
     Record,
-    value=st.binary(max_size=2000),
+    value=st.none() | st.binary(max_size=2000),
     key=st.none() | st.binary(max_size=100),
     topic=st.none() | st.text(min_size=1, max_size=40),
     partition=st.integers(-1, 2**31 - 1),

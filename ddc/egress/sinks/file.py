@@ -26,6 +26,8 @@ class FileSink(Sink):
     def send(self, records: list[Record]) -> None:
         parts = []
         for record in records:
+            if record.value is None:
+                record.value = b""
             if self.framing == "length_prefixed":
                 parts.append(len(record.value).to_bytes(4, "big"))
                 parts.append(record.value)

@@ -26,8 +26,9 @@ STOP = object()
 def frame(records: list[Record]) -> bytes:
     parts = []
     for record in records:
-        parts.append(len(record.value).to_bytes(4, "big"))
-        parts.append(record.value)
+        value = record.value or b""
+        parts.append(len(value).to_bytes(4, "big"))
+        parts.append(value)
     return b"".join(parts)
 
 

@@ -31,7 +31,7 @@ class UdpSink(Sink):
         sendto = self.udp.sendto
         target = self.target
         for record in records:
-            value = record.value
+            value = record.value or b""
             if len(value) > MAX_DATAGRAM:
                 self._too_large.inc()
                 log.error("record of %d bytes does not fit a UDP datagram; dropped", len(value))
