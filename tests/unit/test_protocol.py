@@ -98,7 +98,7 @@ def chunks(draw):
 packet_sizes = st.integers(min_value=64, max_value=65507)
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=15, deadline=None)
 @given(chunk=chunks(), max_packet_size=packet_sizes)
 def test_any_chunk_round_trips(chunk, max_packet_size):
     pkts = packets(chunk, max_packet_size, Sequence())
