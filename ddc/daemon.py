@@ -34,6 +34,8 @@ def configure_logging(level: str = "INFO") -> None:
         stream=sys.stderr,
         force=True,
     )
+    # kafka-python logs every reconnect attempt; our sources and sinks log each state change
+    logging.getLogger("kafka").setLevel(logging.DEBUG if level.upper() == "DEBUG" else logging.CRITICAL)
 
 
 class Service:

@@ -29,9 +29,9 @@ POLL_TIMEOUT_MS = 200
 COMMIT_TIMEOUT_MS = 5000
 BACKOFF_MIN = 0.2
 BACKOFF_MAX = 5.0
-PAUSE_DRAIN_WAIT = 2.0
+PAUSE_DRAIN_WAIT = 2.0  # seconds to wait for in-flight acks before leaving the group
 SUBMIT_SLICE = 500  # records per submission (one ack each)
-COORDINATOR_GRACE = 3.0  # seconds without a group coordinator before the broker counts as down  # seconds to wait for in-flight acks before leaving the group
+COORDINATOR_GRACE = 3.0  # seconds without a group coordinator before the broker counts as down
 # Set from the schema's own keys, or required for "commit only what was acked".
 RESERVED_OPTIONS = {
     "bootstrap_servers": "bootstrap_servers",
@@ -78,9 +78,9 @@ def consumer_options(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def to_record(message: Any) -> Record:
-    """A kafka-python ConsumerRecord as a DDC Record (a null value travels as b"")."""
+    """A kafka-python ConsumerRecord as a DDC Record (a null value, a tombstone, stays None)."""
     return Record(
-        value=message.value if message.value is not None else b"",
+        value=message.value,
         key=message.key,
         topic=message.topic,
         partition=message.partition,
@@ -308,7 +308,7 @@ class KafkaSource(Source):
         elif self._coordinator_lost_at is None:
             self._coordinator_lost_at = now
         elif now - self._coordinator_lost_at > COORDINATOR_GRACE:
-            self._set_connected(False)
+            self._set_connected(False, f"no group coordinator for {COORDINATOR_GRACE:g}s")
 
     def _coordinator_known(self) -> bool:
         try:
@@ -316,9 +316,9 @@ class KafkaSource(Source):
         except AttributeError:  # a kafka-python without that internal: trust the poll
             return True
 
-    def _set_connected(self, connected: bool, error: BaseException | None = None) -> None:
+    def _set_connected(self, connected: bool, error: BaseException | str | None = None) -> None:
         if error is not None:
-            self._last_error = repr(error)
+            self._last_error = error if isinstance(error, str) else repr(error)
         if connected == self._connected:
             return
         self._connected = connected
@@ -327,7 +327,7 @@ class KafkaSource(Source):
         else:
             log.error(
                 "Kafka source: broker unreachable (%s); retrying with backoff",
-                self._last_error or "no coordinator",
+                self._last_error,
             )
 
 

@@ -1,0 +1,376 @@
+"""Kafka sink: produces each record to its target topic, buffering through broker outages.
+
+send() only appends to a bounded buffer; one pump greenlet owns the KafkaProducer, sends in
+arrival order and puts records whose delivery failed back in front of the queue, so a record
+leaves the buffer only when the broker acknowledged it, or when it is dropped and counted.
+"""
+
+from __future__ import annotations
+
+import functools
+import heapq
+import itertools
+import logging
+import time
+from collections import deque
+from typing import Any
+
+import gevent
+from gevent.event import Event
+from gevent.pool import Group
+from kafka import KafkaProducer
+from kafka import errors as kafka_errors
+
+from ddc.egress.sinks.base import Sink
+from ddc.errors import ConfigError
+from ddc.protocol.record import Record
+
+log = logging.getLogger(__name__)
+
+SRC_HEADER = "ddc-src"
+BACKOFF_MIN = 0.2
+BACKOFF_MAX = 5.0
+PARTITIONS_TTL = 30.0  # seconds a topic's partition count is cached
+DROP_LOG_INTERVAL = 5.0
+STALL_AFTER = (
+    5.0  # seconds records may wait for the broker's acknowledgement before health degrades
+)
+OPTION_DEFAULTS = {"acks": "all", "linger_ms": 5, "max_block_ms": 10000}
+RESERVED_OPTIONS = {"bootstrap_servers": "bootstrap_servers"}
+# errors about one record (too large, invalid): dropped and counted, never retried
+REJECTED = (
+    TypeError,
+    ValueError,
+    kafka_errors.MessageSizeTooLargeError,
+    kafka_errors.InvalidRecordError,
+    kafka_errors.CorruptRecordError,
+    kafka_errors.RecordListTooLargeError,
+)
+
+
+def producer_options(config: dict[str, Any]) -> dict[str, Any]:
+    """KafkaProducer keyword arguments for a validated sink config; ConfigError if unusable."""
+    options = dict(config.get("options") or {})
+    for key, owner in RESERVED_OPTIONS.items():
+        if key in options:
+            raise ConfigError(f"egress.sink.options.{key}", f"not allowed here; set by {owner}")
+    unknown = sorted(set(options) - set(KafkaProducer.DEFAULT_CONFIG))
+    if unknown:
+        raise ConfigError(f"egress.sink.options.{unknown[0]}", "not a KafkaProducer option")
+    return {**OPTION_DEFAULTS, **options, "bootstrap_servers": list(config["bootstrap_servers"])}
+
+
+def src_header(record: Record) -> bytes | None:
+    """`topic/partition/offset` of the source record, when it came from Kafka."""
+    if record.topic is None or record.partition < 0 or record.offset < 0:
+        return None
+    return f"{record.topic}/{record.partition}/{record.offset}".encode()
+
+
+def outgoing_headers(record: Record) -> list[tuple[str, bytes]]:
+    """The record's headers plus ddc-src; a null header value goes out empty (kafka-python
+    accepts bytes only)."""
+    origin = src_header(record)
+    if not record.headers:
+        return [] if origin is None else [(SRC_HEADER, origin)]
+    headers = [(name, b"" if value is None else value) for name, value in record.headers]
+    if origin is not None and not any(name == SRC_HEADER for name, _ in headers):
+        headers.append((SRC_HEADER, origin))
+    return headers
+
+
+class KafkaSink(Sink):
+    def __init__(self, config: dict[str, Any], metrics: Any) -> None:
+        super().__init__(config, metrics)
+        self.options = producer_options(config)
+        self.topic: str | None = config.get("topic")
+        self.topic_map: dict[str, str] = dict(config.get("topic_map") or {})
+        self.limit = int(config["buffer_max_records"])
+        self.producer: Any = None
+        self.group = Group()
+        self._pending: deque[tuple[int, Record]] = deque()
+        self._retry: list[tuple[int, Record]] = []  # heap by arrival number: resent first, in order
+        self._inflight: dict[int, Record] = {}  # handed to the producer, not yet acknowledged
+        self._generation = 0  # of the producer; callbacks of a replaced one are ignored
+        self._replace = False
+        self._numbers = itertools.count()
+        self._wake = Event()
+        self._idle = Event()
+        self._idle.set()
+        self._closing = False
+        self._connected: bool | None = None  # None until the first attempt tells
+        self._last_error: str | None = None
+        self._retry_at = 0.0
+        self._progress_at = 0.0  # last acknowledgement, or when records went in flight
+        self._backoff = BACKOFF_MIN
+        self._partitions: dict[str, tuple[float, int]] = {}
+        self._dropped: dict[str, int] = {}  # dropped since the last log line, by reason
+        self._last_drop_log: dict[str, float] = {}
+        self._why: dict[str, str] = {}
+
+    # --- interface --------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._spawn(self._pump, "kafka-sink")
+        log.info(
+            "Kafka sink: brokers %s, topic %s%s",
+            ",".join(self.options["bootstrap_servers"]), self.topic or "(source topic)",
+            f", topic_map {self.topic_map}" if self.topic_map else "",
+        )  # fmt: skip
+
+    def send(self, records: list[Record]) -> None:
+        for record in records:
+            if self.buffered >= self.limit:
+                self._drop(
+                    "buffer_full", f"buffer of {self.limit} records full (target broker down?)"
+                )
+                continue
+            if record.topic is None and self.topic is None:
+                self._drop("no_topic", "record without a source topic, and no [egress.sink] topic")
+                continue
+            self._pending.append((next(self._numbers), record))
+        if self._pending:
+            self._idle.clear()
+            self._wake.set()
+
+    def stop(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        self._wake.set()
+        self._idle.wait(max(0.0, deadline - time.monotonic()))
+        self._closing = True
+        self._wake.set()
+        self.group.kill(block=True, timeout=1.0)
+        if self.producer is not None:
+            try:
+                self.producer.flush(timeout=max(0.1, deadline - time.monotonic()))
+            except Exception as exc:
+                log.error("Kafka sink flush at stop failed: %r", exc)
+            close_producer(self.producer, 0.5)
+            self.producer = None
+        left = self.buffered
+        if left:
+            self.metrics.records_dropped.labels(reason="shutdown").inc(left)
+            log.error("Kafka sink stopped with %d records not acknowledged by the broker", left)
+            self._pending.clear()
+            self._retry.clear()
+            self._inflight.clear()
+
+    def health(self) -> dict[str, Any]:
+        return {
+            "sink_ok": self._connected is not False,
+            "kafka_connected": bool(self._connected),
+            "sink_buffered_records": self.buffered,
+            "sink_error": None if self._connected else self._last_error,
+        }
+
+    @property
+    def buffered(self) -> int:
+        return len(self._pending) + len(self._retry) + len(self._inflight)
+
+    # --- the pump ---------------------------------------------------------------------------
+
+    def _pump(self) -> None:
+        while not self._closing:
+            if self._replace:
+                self._replace_producer()
+            ready = time.monotonic() >= self._retry_at
+            if self.producer is None and ready:
+                self._connect()
+            if self.producer is not None and ready:
+                self._send_some()
+            if not self._pending and not self._retry and not self._inflight:
+                self._idle.set()
+            self._check_stall()
+            self._log_drops()
+            waiting = self.producer is None or self._retry
+            self._wake.wait(max(0.01, self._retry_at - time.monotonic()) if waiting else 0.5)
+            self._wake.clear()
+
+    def _check_stall(self) -> None:
+        """The producer retries silently for delivery_timeout_ms: notice an outage sooner."""
+        if (
+            self._inflight
+            and self._connected
+            and time.monotonic() - self._progress_at > STALL_AFTER
+        ):
+            self._last_error = f"no acknowledgement from the broker for {STALL_AFTER:g}s"
+            self._set_connected(False)
+
+    def _connect(self) -> None:
+        try:
+            self.producer = KafkaProducer(**self.options)
+        except Exception as exc:
+            self._failed(exc)
+            return
+        self._generation += 1
+        self._set_connected(True)
+
+    def _replace_producer(self) -> None:
+        """After a failed delivery: a new producer (the old one may be fenced or in a fatal state)."""
+        self._replace = False
+        old, self.producer = self.producer, None
+        for number, record in self._inflight.items():
+            heapq.heappush(self._retry, (number, record))
+        self._inflight.clear()
+        self._partitions.clear()
+        if old is not None:
+            log.warning(
+                "Kafka sink: replacing the producer after a failed delivery (%s)", self._last_error
+            )
+            self._spawn(close_producer, "kafka-sink-close", old, 1.0)
+
+    def _send_some(self) -> None:
+        """Hand everything queued to the producer: the retries first, then new records."""
+        generation = self._generation
+        while (self._retry or self._pending) and not self._closing and not self._replace:
+            number, record = heapq.heappop(self._retry) if self._retry else self._pending.popleft()
+            try:
+                future = self._produce(record)
+            except REJECTED as exc:
+                self._drop("rejected", f"the producer refused a record: {exc!r}")
+                continue
+            except Exception as exc:
+                heapq.heappush(self._retry, (number, record))
+                self._failed(exc)
+                return
+            if not self._inflight:
+                self._progress_at = time.monotonic()
+            self._inflight[number] = record
+            done = functools.partial(self._done, generation, number)
+            register = getattr(future, "_add_cb_eb", None)  # kafka-python's one-lock fast path
+            if register is not None:
+                register(done, done)
+            else:
+                future.add_both(done)
+            if len(self._inflight) % 1000 == 0:
+                gevent.idle()  # let the receiver and the producer's IO run during a big backlog
+
+    def _produce(self, record: Record) -> Any:
+        topic = self.topic or self.topic_map.get(record.topic, record.topic)
+        return self.producer.send(
+            topic,
+            value=record.value,
+            key=record.key,
+            headers=outgoing_headers(record),
+            partition=self._partition(topic, record.partition),
+            timestamp_ms=record.timestamp if record.timestamp >= 0 else None,
+        )
+
+    def _partition(self, topic: str, source_partition: int) -> int | None:
+        """The source partition modulo the target's count, so per-partition order holds."""
+        if source_partition < 0:
+            return None
+        now = time.monotonic()
+        cached = self._partitions.get(topic)
+        if cached is None or cached[0] < now:
+            partitions = self.producer.partitions_for(topic)
+            if not partitions:
+                return None
+            cached = self._partitions[topic] = (now + PARTITIONS_TTL, len(partitions))
+        return source_partition % cached[1]
+
+    # --- delivery callbacks (the producer's IO thread) --------------------------------------
+
+    def _done(self, generation: int, number: int, result: Any) -> None:
+        if isinstance(result, BaseException):
+            self._not_delivered(generation, number, result)
+        else:
+            self._delivered(generation, number)
+
+    def _delivered(self, generation: int, number: int) -> None:
+        if generation != self._generation or self._inflight.pop(number, None) is None:
+            return
+        self._progress_at = time.monotonic()
+        if not self._connected:
+            self._set_connected(True)
+        self._backoff = BACKOFF_MIN
+        if not self._inflight:
+            self._wake.set()
+
+    def _not_delivered(self, generation: int, number: int, exc: BaseException) -> None:
+        if generation != self._generation:
+            return
+        record = self._inflight.pop(number, None)
+        if record is None:
+            return
+        self.metrics.sink_errors.inc()
+        if isinstance(exc, REJECTED):  # the broker refuses this record: resending cannot help
+            self._drop("rejected", f"the broker refused a record: {exc!r}")
+            self._wake.set()
+            return
+        heapq.heappush(self._retry, (number, record))
+        self._failed(exc)
+        self._replace = True
+        self._wake.set()
+
+    # --- state ------------------------------------------------------------------------------
+
+    def _failed(self, exc: BaseException) -> None:
+        self._last_error = repr(exc)
+        self._retry_at = time.monotonic() + self._backoff
+        self._backoff = min(BACKOFF_MAX, self._backoff * 2)
+        self._set_connected(False)
+
+    def _set_connected(self, connected: bool) -> None:
+        if connected == self._connected:
+            return
+        self._connected = connected
+        if connected:
+            log.info("Kafka sink: broker reachable, producing (%d records buffered)", self.buffered)
+        else:
+            log.error(
+                "Kafka sink: cannot deliver (%s); buffering up to %d records, retrying with backoff",
+                self._last_error, self.limit,
+            )  # fmt: skip
+
+    def _drop(self, reason: str, why: str) -> None:
+        """Count a dropped record; ERROR log at most every DROP_LOG_INTERVAL per reason."""
+        self.metrics.records_dropped.labels(reason=reason).inc()
+        self._dropped[reason] = self._dropped.get(reason, 0) + 1
+        self._why[reason] = why
+        self._log_drops()
+
+    def _log_drops(self) -> None:
+        """Log the drops counted since the last line (also called by the pump, so the tail of a
+        burst of drops is logged too)."""
+        now = time.monotonic()
+        for reason, count in self._dropped.items():
+            if (
+                count
+                and now - self._last_drop_log.get(reason, -DROP_LOG_INTERVAL) >= DROP_LOG_INTERVAL
+            ):
+                log.error(
+                    "Kafka sink dropped %d record(s) (%s): %s", count, reason, self._why[reason]
+                )
+                self._dropped[reason] = 0
+                self._last_drop_log[reason] = now
+
+    def _spawn(self, func: Any, name: str, *args: Any, delay: float = 0.0) -> None:
+        greenlet = gevent.Greenlet(func, *args)
+        greenlet.name = name
+        greenlet.link_exception(self._greenlet_failed)
+        self.group.add(greenlet)
+        greenlet.start_later(delay)
+
+    def _greenlet_failed(self, greenlet: gevent.Greenlet) -> None:
+        log.error(
+            "Kafka sink: %s failed: %r",
+            greenlet.name,
+            greenlet.exception,
+            exc_info=greenlet.exc_info,
+        )
+        if greenlet.name == "kafka-sink" and not self._closing:
+            self._last_error = repr(greenlet.exception)
+            self._set_connected(False)
+            self._spawn(self._pump, "kafka-sink", delay=1.0)
+
+
+def close_producer(producer: Any, timeout: float) -> None:
+    """Close a producer whose broker may be gone: its close() raises when a flush times out."""
+    try:
+        producer.close(timeout=timeout)
+    except Exception as exc:
+        log.debug("producer close: %r", exc)
+        sender = getattr(producer, "_sender", None)
+        if sender is not None:
+            sender.force_close()  # kafka-python: abort what is left, stop the IO thread

@@ -1,0 +1,347 @@
+"""Real `ddc ingress` / `ddc egress` processes and real Kafka clients for the Kafka tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import NewTopic
+
+from ddc.embedded import EmbeddedKafka, free_port, wait_for_port
+
+_SCRIPT = Path(sys.executable).with_name("ddc")
+DDC = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "ddc.cli"]
+# Short group timeouts (DESIGN.md §5): the first join takes ~23 s with kafka-python's defaults.
+GROUP_OPTIONS = {
+    "session_timeout_ms": 6000,
+    "heartbeat_interval_ms": 1000,
+    "max_poll_interval_ms": 10000,
+}
+
+
+# --- Kafka ---------------------------------------------------------------------------------
+
+
+def create_topics(bootstrap: str, *names: str, partitions: int = 4) -> None:
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        admin.create_topics([NewTopic(name, partitions, 1) for name in names])
+    finally:
+        admin.close()
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{os.getpid()}-{random.randrange(1 << 30):x}"
+
+
+def producer(bootstrap: str, **options: Any) -> KafkaProducer:
+    return KafkaProducer(
+        bootstrap_servers=bootstrap, linger_ms=20, batch_size=256 * 1024, **options
+    )
+
+
+@dataclass
+class Consumed:
+    """Records read back from a topic: (partition, offset, key, value, headers dict)."""
+
+    records: list[Any] = field(default_factory=list)
+
+    def add(self, messages: list[Any]) -> None:
+        self.records.extend(messages)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+
+def scan_topic(
+    bootstrap: str, topic: str, visit: Any, done: Any, timeout: float, partitions: int = 4
+) -> None:
+    """Call visit(message) for everything in `topic` from the start until done() or `timeout`."""
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_bytes=16 * 1024**2,
+        max_partition_fetch_bytes=2 * 1024**2,
+    )  # fmt: skip
+    try:
+        parts = [TopicPartition(topic, p) for p in range(partitions)]
+        consumer.assign(parts)
+        consumer.seek_to_beginning(*parts)
+        deadline = time.monotonic() + timeout
+        while not done() and time.monotonic() < deadline:
+            for messages in consumer.poll(timeout_ms=300, max_records=5000).values():
+                for message in messages:
+                    visit(message)
+    finally:
+        consumer.close(autocommit=False)
+
+
+def read_topic(
+    bootstrap: str, topic: str, until: Any, timeout: float, partitions: int = 4
+) -> Consumed:
+    """Everything in `topic` from the start, until `until(consumed)` is true or `timeout`."""
+    consumed = Consumed()
+    scan_topic(
+        bootstrap, topic, consumed.records.append, lambda: until(consumed), timeout, partitions
+    )
+    return consumed
+
+
+def src_of(message: Any) -> tuple[str, int, int]:
+    """The ddc-src header of a mirrored record as (topic, partition, offset)."""
+    value = dict(message.headers)["ddc-src"].decode()
+    topic, partition, offset = value.rsplit("/", 2)
+    return topic, int(partition), int(offset)
+
+
+# --- a broker whose data outlives it ---------------------------------------------------------
+
+
+class S3Store:
+    """moto's S3 server in a child process: the storage a restarted Tansu broker finds again."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.port = free_port()
+        self.data_dir = data_dir
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> S3Store:
+        server = Path(sys.executable).with_name("moto_server")
+        log = open(self.data_dir / "moto.log", "ab")
+        self.process = subprocess.Popen(
+            [str(server), "-H", "127.0.0.1", "-p", str(self.port)],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+        log.close()
+        wait_for_port("127.0.0.1", self.port, 30, self.process)
+        request = urllib.request.Request(f"{self.url}/tansu", method="PUT")
+        urllib.request.urlopen(request, timeout=10).close()
+        return self
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
+
+
+class S3Kafka(EmbeddedKafka):
+    """The same Tansu broker with S3 storage (its memory storage forgets everything on restart)."""
+
+    def __init__(self, store: S3Store, port: int | None = None, data_dir: Any = None) -> None:
+        super().__init__(port, data_dir)
+        self.store = store
+
+    def command(self) -> list[str]:
+        env = [
+            f"AWS_ENDPOINT={self.store.url}", "AWS_ACCESS_KEY_ID=ddc", "AWS_SECRET_ACCESS_KEY=ddc",
+            "AWS_DEFAULT_REGION=us-east-1", "AWS_ALLOW_HTTP=true",
+        ]  # fmt: skip
+        return ["env", *env, *super().command(), "--storage-engine", "s3://tansu/"]
+
+
+def moto_available() -> bool:
+    return Path(sys.executable).with_name("moto_server").exists()
+
+
+# --- DDC processes -------------------------------------------------------------------------
+
+
+def toml_value(value: Any) -> str:
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return (
+            "{ " + ", ".join(f"{json.dumps(k)} = {toml_value(v)}" for k, v in value.items()) + " }"
+        )
+    return str(value)
+
+
+def toml_document(tables: dict[str, dict[str, Any]]) -> str:
+    lines = []
+    for name, table in tables.items():
+        lines.append(f"[{name}]")
+        lines.extend(f"{key} = {toml_value(value)}" for key, value in table.items())
+        lines.append("")
+    return "\n".join(lines)
+
+
+class Daemon:
+    """One `ddc ingress|egress -c FILE` child process with its log file and HTTP address."""
+
+    def __init__(self, role: str, name: str, directory: Path, tables: dict[str, dict[str, Any]]):
+        self.role = role
+        self.http_port = free_port()
+        tables[role]["http_listen"] = f"127.0.0.1:{self.http_port}"
+        self.config = directory / f"{role}-{name}.toml"
+        self.config.write_text(toml_document(tables))
+        self.log_path = directory / f"{role}-{name}.log"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> Daemon:
+        log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(
+            [*DDC, self.role, "-c", str(self.config)], stdout=log, stderr=subprocess.STDOUT
+        )
+        log.close()
+        self.wait_http()
+        return self
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.http_port}{path}"
+
+    def wait_http(self, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.process.poll() is not None:
+                raise RuntimeError(
+                    f"{self.role} exited with {self.process.returncode}:\n{self.log()}"
+                )
+            try:
+                self.health()
+                return
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{self.role} HTTP not up:\n{self.log()}") from None
+                time.sleep(0.05)
+
+    def health(self) -> dict[str, Any]:
+        with urllib.request.urlopen(self.url("/healthz"), timeout=2) as response:
+            return json.loads(response.read())
+
+    def post(self, path: str) -> dict[str, Any]:
+        request = urllib.request.Request(self.url(path), data=b"", method="POST")
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return json.loads(response.read())
+
+    def metrics_text(self) -> str:
+        with urllib.request.urlopen(self.url("/metrics"), timeout=2) as response:
+            return response.read().decode()
+
+    def metric(self, name: str) -> float:
+        text = self.metrics_text()
+        total = 0.0
+        for line in text.splitlines():
+            if line.startswith(name) and line[len(name) : len(name) + 1] in (" ", "{"):
+                total += float(line.rsplit(" ", 1)[1])
+        return total
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(10)
+
+    def stop(self, timeout: float = 15.0) -> int | None:
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        return self.process.returncode
+
+
+def free_udp_port() -> int:
+    return free_port(socket.SOCK_DGRAM)
+
+
+def ingress_tables(
+    bootstrap: str, topics: list[str], group: str, destination: int, **transport: Any
+) -> dict[str, dict[str, Any]]:
+    return {
+        "ingress": {"name": group},
+        "ingress.source": {
+            "type": "kafka",
+            "bootstrap_servers": [bootstrap],
+            "topics": topics,
+            "group_id": group,
+            "commit_interval": 0.5,
+        },  # fmt: skip
+        "ingress.source.options": dict(GROUP_OPTIONS),
+        "ingress.transport": {"destination": f"127.0.0.1:{destination}", **transport},
+    }
+
+
+def egress_tables(
+    bootstrap: str, listen: int, sink: dict[str, Any], **transport: Any
+) -> dict[str, dict[str, Any]]:
+    return {
+        "egress": {"name": f"eg-{listen}"},
+        "egress.transport": {"listen": f"127.0.0.1:{listen}", **transport},
+        "egress.sink": {"type": "kafka", "bootstrap_servers": [bootstrap], **sink},
+    }
+
+
+class Pair:
+    """An ingress (Kafka source) and its egress (Kafka sink), one link."""
+
+    def __init__(
+        self, directory: Path, name: str, source: str, sink: str, topics: list[str], group: str,
+        sink_config: dict[str, Any], ingress_transport: dict[str, Any] | None = None,
+        egress_transport: dict[str, Any] | None = None,
+    ) -> None:  # fmt: skip
+        port = free_udp_port()
+        self.egress = Daemon(
+            "egress",
+            name,
+            directory,
+            egress_tables(sink, port, sink_config, **(egress_transport or {})),
+        )
+        self.ingress = Daemon(
+            "ingress", name, directory,
+            ingress_tables(source, topics, group, port, **(ingress_transport or {})),
+        )  # fmt: skip
+
+    def diagnosis(self) -> str:
+        """Both sides' health and counters, for an assertion message."""
+        parts = []
+        for daemon in (self.ingress, self.egress):
+            counters = [
+                line for line in daemon.metrics_text().splitlines()
+                if line.startswith("ddc_") and "_created" not in line and not line.endswith(" 0.0")
+            ]  # fmt: skip
+            parts.append(f"{daemon.role} health {daemon.health()}\n" + "\n".join(counters))
+        return "\n".join(parts)
+
+    def start(self) -> Pair:
+        self.egress.start()
+        self.ingress.start()
+        return self
+
+    def stop(self) -> None:
+        self.ingress.stop()
+        self.egress.stop()
+
+
+def wait_until(
+    condition: Any, timeout: float, interval: float = 0.2, what: str = "condition"
+) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)

@@ -1,0 +1,138 @@
+"""Broker outages on either side of a pair: survived, logged once per state change, nothing lost."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from ddc.embedded import EmbeddedKafka
+from tests.integration.kafka.helpers import (
+    S3Kafka,
+    S3Store,
+    create_topics,
+    moto_available,
+    producer,
+    read_topic,
+    unique,
+    wait_until,
+)
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def produce(bootstrap: str, topic: str, start: int, count: int) -> None:
+    client = producer(bootstrap)
+    for i in range(start, start + count):
+        client.send(topic, key=b"%08d" % i, value=b"%08d:" % i + os.urandom(150), partition=i % 4)
+    client.flush(30)
+    client.close()
+
+
+def keys_of(consumed) -> set[bytes]:
+    return {m.key for m in consumed.records}
+
+
+@pytest.mark.skipif(
+    not moto_available(), reason="moto[server] (S3 storage for Tansu) not installed"
+)
+def test_source_broker_down_10s_nothing_lost_or_skipped(
+    tmp_path: Path, kafka_bootstrap: str, make_pair
+):
+    # Tansu's default memory storage forgets topics and committed offsets on restart, so the
+    # source broker keeps its data in S3 (moto's server), as a production broker keeps its log.
+    store = S3Store(tmp_path).start()
+    broker = S3Kafka(store, data_dir=tmp_path / "broker").start()
+    try:
+        source, target = broker.bootstrap, kafka_bootstrap
+        create_topics(source, "src")
+        dst = unique("outage-dst")
+        create_topics(target, dst)
+        before, after = 12000, 3000
+        produce(source, "src", 0, before)
+        # ~160-byte records at 2 Mbit/s: the stream takes ~8 s, so the broker dies mid-stream
+        pair = make_pair(
+            "a", source=source, sink=target, topics=["src"], group="outage",
+            sink_config={"topic": dst}, ingress_transport={"rate": "2Mbit"},
+        ).start()  # fmt: skip
+        wait_until(
+            lambda: len(read_topic(target, dst, lambda c: len(c) >= 1500, 5)) >= 1500,
+            30,
+            what="flow",
+        )
+        broker.kill()
+        time.sleep(10)
+        broker.start()
+        produce(source, "src", before, after)
+
+        expected = {b"%08d" % i for i in range(before + after)}
+        consumed = read_topic(target, dst, lambda c: expected <= keys_of(c), 60)
+        missing = expected - keys_of(consumed)
+        partitions = Counter(int(key) % 4 for key in missing)
+        assert not missing, (
+            f"{len(missing)} records lost, by source partition {dict(partitions)}\n{pair.diagnosis()}"
+        )
+        assert pair.ingress.process.poll() is None, pair.ingress.log()
+
+        log = pair.ingress.log()
+        down = log.count("Kafka source: broker unreachable")
+        up = log.count("Kafka source: broker reachable")
+        assert down == 1, log[-4000:]
+        assert up == 2, log[-4000:]  # the first connect and the recovery
+        assert pair.ingress.health()["kafka_connected"] is True
+        pair.stop()
+    finally:
+        broker.cleanup()
+        store.stop()
+
+
+def test_target_broker_down_buffers_then_delivers(tmp_path: Path, kafka_bootstrap: str, make_pair):
+    target = EmbeddedKafka(data_dir=tmp_path / "target").start()
+    try:
+        src, dst = unique("sinkout-src"), "mirror"
+        create_topics(kafka_bootstrap, src)
+        create_topics(target.bootstrap, dst)
+        pair = make_pair(
+            "a", source=kafka_bootstrap, sink=target.bootstrap, topics=[src], group=unique("g"),
+            sink_config={"topic": dst, "buffer_max_records": 3000},
+        ).start()  # fmt: skip
+        produce(kafka_bootstrap, src, 0, 500)
+        read_topic(target.bootstrap, dst, lambda c: len(c) >= 500, 30)
+        target.kill()
+        produce(kafka_bootstrap, src, 500, 2000)
+        wait_until(
+            lambda: pair.egress.health()["sink_buffered_records"] >= 2000,
+            30,
+            what="records buffered",
+        )
+        # the producer retries silently; no acknowledgement for 5 s makes the sink unhealthy
+        health = wait_until(
+            lambda: (h := pair.egress.health())["sink_ok"] is False and h, 15, what="sink degraded"
+        )
+        assert health["status"] == "degraded"
+        produce(kafka_bootstrap, src, 2500, 2000)  # 1000 more than the buffer holds
+        wait_until(
+            lambda: pair.egress.metric("ddc_egress_records_dropped_total") >= 1000,
+            30,
+            what="drops counted",
+        )
+        dropped = pair.egress.metric("ddc_egress_records_dropped_total")
+        assert dropped == 1000
+        assert "Kafka sink dropped" in pair.egress.log()
+
+        target.start()  # memory storage: the restarted broker starts empty
+        create_topics(target.bootstrap, dst)
+        consumed = read_topic(target.bootstrap, dst, lambda c: len(c) >= 3000, 60)
+        keys = {m.key for m in consumed.records}
+        # every record the sink kept reached the broker: the 3000 buffered ones
+        assert len(keys) == 3000, len(keys)
+        assert keys <= {b"%08d" % i for i in range(500, 4500)}
+        wait_until(lambda: pair.egress.health()["sink_ok"], 20, what="sink recovered")
+        log = pair.egress.log()
+        assert log.count("Kafka sink: cannot deliver") == 1, log[-4000:]
+        pair.stop()
+    finally:
+        target.cleanup()

@@ -1,0 +1,206 @@
+"""KafkaSink against a stand-in producer: buffered, retried in order, every drop counted."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import gevent
+import pytest
+from kafka.errors import KafkaTimeoutError, MessageSizeTooLargeError
+
+from ddc.egress.sinks import kafka as kafka_sink
+from ddc.egress.sinks.kafka import KafkaSink, outgoing_headers, producer_options
+from ddc.errors import ConfigError
+from ddc.metrics import EgressMetrics
+from ddc.protocol.record import Record
+from tests.unit.kafka.fakes import FakeProducer
+
+
+@pytest.fixture(autouse=True)
+def fake_producer(monkeypatch):
+    FakeProducer.instances = []
+    FakeProducer.fail_to_connect = 0
+    monkeypatch.setattr(kafka_sink, "KafkaProducer", FakeProducer)
+    monkeypatch.setattr(kafka_sink, "BACKOFF_MIN", 0.01)
+    monkeypatch.setattr(kafka_sink, "BACKOFF_MAX", 0.02)
+
+
+def config(**overrides: Any) -> dict[str, Any]:
+    base = {
+        "type": "kafka", "bootstrap_servers": ["127.0.0.1:9092"], "topic": None, "topic_map": {},
+        "buffer_max_records": 100, "options": {},
+    }  # fmt: skip
+    base.update(overrides)
+    return base
+
+
+def record(offset: int, topic: str | None = "src", partition: int = 1, **kw: Any) -> Record:
+    return Record(b"v%d" % offset, b"k%d" % offset, topic, partition, offset, 1700000000000, **kw)
+
+
+def started(**overrides: Any) -> tuple[KafkaSink, EgressMetrics]:
+    metrics = EgressMetrics()
+    sink = KafkaSink(config(**overrides), metrics)
+    sink.start()
+    gevent.sleep(0.01)
+    return sink, metrics
+
+
+def dropped(metrics: EgressMetrics, reason: str) -> float:
+    return metrics.records_dropped.labels(reason=reason)._value.get()
+
+
+def test_options_default_to_acks_all_and_refuse_unknown_keys():
+    options = producer_options(config(options={"linger_ms": 50}))
+    assert options["acks"] == "all" and options["linger_ms"] == 50
+    assert producer_options(config(options={"acks": 1}))["acks"] == 1
+    with pytest.raises(ConfigError) as error:
+        producer_options(config(options={"ackz": 1}))
+    assert error.value.key == "egress.sink.options.ackz"
+    with pytest.raises(ConfigError):
+        producer_options(config(options={"bootstrap_servers": "x:1"}))
+
+
+def test_src_header_added_and_an_existing_one_kept():
+    assert outgoing_headers(record(7, headers=[("a", b"1")])) == [
+        ("a", b"1"),
+        ("ddc-src", b"src/1/7"),
+    ]
+    kept = [("ddc-src", b"orig/0/1")]
+    assert outgoing_headers(record(7, headers=list(kept))) == kept
+    assert outgoing_headers(Record(b"raw")) == []
+
+
+def test_records_keep_key_value_headers_timestamp_and_partition_order():
+    sink, _ = started(topic_map={"src": "dst"})
+    sink.send([record(1, headers=[("h", b"x")]), record(2, topic="other", partition=6)])
+    gevent.sleep(0.01)
+    (first, _), (second, _) = FakeProducer.instances[0].sent
+    assert first == {
+        "topic": "dst", "value": b"v1", "key": b"k1", "partition": 1, "timestamp_ms": 1700000000000,
+        "headers": [("h", b"x"), ("ddc-src", b"src/1/1")],
+    }  # fmt: skip
+    assert second["topic"] == "other"  # unmapped topics keep their name
+    assert second["partition"] == 6 % 4  # the source partition modulo the target's count
+
+
+def test_one_topic_for_all_and_unknown_partition_left_to_the_partitioner():
+    sink, _ = started(topic="all")
+    sink.send([Record(b"raw value")])
+    gevent.sleep(0.01)
+    sent, _ = FakeProducer.instances[0].sent[0]
+    assert sent["topic"] == "all" and sent["partition"] is None and sent["timestamp_ms"] is None
+
+
+def test_record_without_topic_is_dropped_counted_and_logged(caplog):
+    sink, metrics = started()
+    with caplog.at_level(logging.ERROR):
+        sink.send([Record(b"no topic"), record(1)])
+    gevent.sleep(0.01)
+    assert dropped(metrics, "no_topic") == 1
+    assert "no_topic" in caplog.text
+    assert len(FakeProducer.instances[0].sent) == 1
+
+
+def test_buffer_bound_drops_and_counts(caplog):
+    sink, metrics = started(buffer_max_records=10)
+    with caplog.at_level(logging.ERROR):
+        sink.send([record(i) for i in range(15)])
+    assert dropped(metrics, "buffer_full") == 5
+    assert "buffer_full" in caplog.text
+    gevent.sleep(0.01)
+    assert sink.health()["sink_buffered_records"] == 10  # in flight, not yet acknowledged
+    FakeProducer.instances[0].ack_all()
+    assert sink.health()["sink_buffered_records"] == 0
+
+
+def test_failed_deliveries_are_resent_first_and_in_order_by_a_new_producer():
+    sink, metrics = started()
+    sink.send([record(i) for i in range(3)])
+    gevent.sleep(0.01)
+    first = FakeProducer.instances[0]
+    first.fail_all(KafkaTimeoutError("expired"))
+    assert sink.health()["sink_ok"] is False
+    assert metrics.sink_errors._value.get() == 3
+    sink.send([record(3)])
+    gevent.sleep(0.1)
+    assert first.closed  # a failed producer may be fenced or fatally broken: replaced
+    second = FakeProducer.instances[1]
+    offsets = [sent["headers"][-1][1] for sent, _ in second.sent]
+    assert offsets == [b"src/1/0", b"src/1/1", b"src/1/2", b"src/1/3"]
+    first.ack_all()  # late callbacks of the replaced producer change nothing
+    assert sink.health()["sink_buffered_records"] == 4
+    second.ack_all()
+    assert sink.health() == {
+        "sink_ok": True, "kafka_connected": True, "sink_buffered_records": 0, "sink_error": None,
+    }  # fmt: skip
+
+
+def test_broker_down_at_start_buffers_until_it_comes(caplog):
+    FakeProducer.fail_to_connect = 3
+    with caplog.at_level(logging.INFO, logger="ddc.egress.sinks.kafka"):
+        sink, metrics = started()
+        sink.send([record(1)])
+        assert sink.health()["sink_ok"] is False
+        gevent.sleep(0.2)
+    assert len(FakeProducer.instances) == 1
+    assert len(FakeProducer.instances[0].sent) == 1
+    assert caplog.text.count("cannot deliver") == 1
+    assert dropped(metrics, "buffer_full") == 0
+
+
+def test_stop_flushes_and_counts_what_never_got_acknowledged(caplog):
+    sink, metrics = started()
+    sink.send([record(i) for i in range(4)])
+    gevent.sleep(0.01)
+    producer = FakeProducer.instances[0]
+    gevent.spawn_later(0.05, producer.ack_all)
+    sink.stop(1.0)
+    assert producer.flushed and producer.closed
+    assert dropped(metrics, "shutdown") == 0
+
+    sink, metrics = started()
+    sink.send([record(i) for i in range(4)])
+    with caplog.at_level(logging.ERROR):
+        sink.stop(0.1)
+    assert dropped(metrics, "shutdown") == 4
+    assert "not acknowledged" in caplog.text
+
+
+def test_the_tail_of_a_burst_of_drops_is_logged_too(monkeypatch, caplog):
+    monkeypatch.setattr(kafka_sink, "DROP_LOG_INTERVAL", 0.05)
+    sink, metrics = started(buffer_max_records=1)
+    with caplog.at_level(logging.ERROR):
+        sink.send([record(i) for i in range(5)])
+        gevent.sleep(0.6)  # the pump logs what was dropped after the first line
+    assert dropped(metrics, "buffer_full") == 4
+    lines = [r.getMessage() for r in caplog.records if "buffer of 1 records" in r.getMessage()]
+    assert lines == [
+        "Kafka sink dropped 1 record(s) (buffer_full): buffer of 1 records full (target broker down?)",
+        "Kafka sink dropped 3 record(s) (buffer_full): buffer of 1 records full (target broker down?)",
+    ]
+
+
+def test_null_header_values_go_out_empty():
+    assert outgoing_headers(record(3, headers=[("n", None)])) == [
+        ("n", b""),
+        ("ddc-src", b"src/1/3"),
+    ]
+
+
+def test_a_record_the_producer_or_broker_refuses_is_dropped_not_retried(caplog):
+    sink, metrics = started()
+    too_large = Record(b"too large", None, "src", 1, 5)
+    with caplog.at_level(logging.ERROR):
+        sink.send([record(1), too_large, record(2), record(3)])
+        gevent.sleep(0.01)
+        producer = FakeProducer.instances[0]
+        producer.sent[1][1].failure(MessageSizeTooLargeError("broker says too large"))
+        gevent.sleep(0.05)
+    assert dropped(metrics, "rejected") == 2
+    assert "rejected" in caplog.text
+    assert len(FakeProducer.instances) == 1  # not an outage: the producer is kept
+    producer.ack_all()
+    assert sink.health()["sink_buffered_records"] == 0
+    assert [sent["value"] for sent, _ in producer.sent] == [b"v1", b"v2", b"v3"]
