@@ -35,7 +35,9 @@ def configure_logging(level: str = "INFO") -> None:
         force=True,
     )
     # kafka-python logs every reconnect attempt; our sources and sinks log each state change
-    logging.getLogger("kafka").setLevel(logging.DEBUG if level.upper() == "DEBUG" else logging.CRITICAL)
+    logging.getLogger("kafka").setLevel(
+        logging.DEBUG if level.upper() == "DEBUG" else logging.CRITICAL
+    )
 
 
 class Service:

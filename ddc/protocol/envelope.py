@@ -34,7 +34,9 @@ def record_size(item: Record | bytes) -> int:
     """Bytes `item` takes inside a batch (exact for bytes, a close estimate for records)."""
     if isinstance(item, bytes | bytearray | memoryview):
         return RECORD_OVERHEAD + len(item)
-    size = RECORD_OVERHEAD + len(item.value or b"") + len(item.key or b"") + len(item.topic or "") * 4
+    size = (
+        RECORD_OVERHEAD + len(item.value or b"") + len(item.key or b"") + len(item.topic or "") * 4
+    )
     for name, value in item.headers:
         size += HEADER_ITEM.size + len(name) * 4 + len(value or b"")
     return size
