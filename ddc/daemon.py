@@ -113,3 +113,19 @@ def serve(service: Service, drain_timeout: float = 10.0) -> int:
 def config_error_exit(exc: ConfigError) -> int:
     print(f"config error: {exc}", file=sys.stderr)
     return EXIT_CONFIG
+
+
+def run_proxy(
+    config_path: str, role: str, build: Callable[[dict[str, Any], Any], Service], drain: float
+) -> int:
+    """Load and validate the role's config, build the service, serve it: the process exit code."""
+    from ddc.config import load_config
+    from ddc.config.loader import config_dir
+
+    try:
+        config = load_config(config_path, role)
+        configure_logging(config["log_level"])
+        service = build(config, config_dir(config_path))
+    except ConfigError as exc:
+        return config_error_exit(exc)
+    return serve(service, drain)

@@ -21,7 +21,7 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 
 from ddc.config.fields import Duration, HostPort, HostPortList, Size, TypedTable
 from ddc.config.loader import config_dir, load_role_config
-from ddc.config.schemas import LOG_LEVELS, StrictSchema
+from ddc.config.schemas import LOG_LEVELS, FileSinkSchema, StrictSchema, UdpSinkSchema
 from dedup_service.keys import parse_id_from
 
 LINK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -55,26 +55,10 @@ class KafkaSinkSchema(StrictSchema):
     options = fields.Dict(keys=fields.String(), load_default=dict)
 
 
-class UdpSinkSchema(StrictSchema):
-    type = fields.String(required=True)
-    target = HostPort(required=True)
-    send_buffer = Size(load_default=4 * 1024**2)
-
-
 class TcpSinkSchema(StrictSchema):
     type = fields.String(required=True)
     target = HostPort(required=True)
     timeout = Duration(load_default=10.0)
-
-
-class FileSinkSchema(StrictSchema):
-    type = fields.String(required=True)
-    path = fields.String(required=True, validate=validate.Length(min=1))
-    framing = fields.String(
-        load_default="length_prefixed",
-        validate=validate.OneOf(["length_prefixed", "lines", "none"]),
-    )
-    fsync = fields.Boolean(load_default=False)
 
 
 class HttpSinkSchema(StrictSchema):

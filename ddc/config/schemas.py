@@ -163,7 +163,7 @@ class TcpSinkSchema(StrictSchema):
 
 class FileSinkSchema(StrictSchema):
     type = fields.String(required=True)
-    path = fields.String(required=True)
+    path = fields.String(required=True, validate=validate.Length(min=1))
     framing = fields.String(
         load_default="length_prefixed",
         validate=validate.OneOf(["length_prefixed", "lines", "none"]),

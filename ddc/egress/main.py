@@ -13,17 +13,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from gevent import monkey
 
-    monkey.patch_all()
+    monkey.patch_all()  # before anything else imports sockets or threads
 
-    from ddc.config import load_config
-    from ddc.daemon import config_error_exit, configure_logging, serve
+    from ddc.daemon import run_proxy
     from ddc.egress.proxy import EgressProxy
-    from ddc.errors import ConfigError
 
-    try:
-        config = load_config(args.config, "egress")
-        configure_logging(config["log_level"])
-        proxy = EgressProxy(config)
-    except ConfigError as exc:
-        return config_error_exit(exc)
-    return serve(proxy, args.drain_timeout)
+    return run_proxy(
+        args.config, "egress", lambda config, _base_dir: EgressProxy(config), args.drain_timeout
+    )

@@ -13,18 +13,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from gevent import monkey
 
-    monkey.patch_all()
+    monkey.patch_all()  # before anything else imports sockets or threads
 
-    from ddc.config import load_config
-    from ddc.config.loader import config_dir
-    from ddc.daemon import config_error_exit, configure_logging, serve
-    from ddc.errors import ConfigError
+    from ddc.daemon import run_proxy
     from ddc.ingress.proxy import IngressProxy
 
-    try:
-        config = load_config(args.config, "ingress")
-        configure_logging(config["log_level"])
-        proxy = IngressProxy(config, config_dir(args.config))
-    except ConfigError as exc:
-        return config_error_exit(exc)
-    return serve(proxy, args.drain_timeout)
+    return run_proxy(args.config, "ingress", IngressProxy, args.drain_timeout)

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import os
 import random
-import signal
 import socket
 import subprocess
 import sys
@@ -19,6 +17,8 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 
 from ddc.embedded import EmbeddedKafka, free_port, wait_for_port
+from tests.procs import Daemon as ProcessDaemon
+from tests.procs import write_toml
 
 _SCRIPT = Path(sys.executable).with_name("ddc")
 DDC = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "ddc.cli"]
@@ -159,107 +159,26 @@ def moto_available() -> bool:
 # --- DDC processes -------------------------------------------------------------------------
 
 
-def toml_value(value: Any) -> str:
-    if isinstance(value, str):
-        return json.dumps(value)
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(toml_value(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return (
-            "{ " + ", ".join(f"{json.dumps(k)} = {toml_value(v)}" for k, v in value.items()) + " }"
-        )
-    return str(value)
-
-
-def toml_document(tables: dict[str, dict[str, Any]]) -> str:
-    lines = []
-    for name, table in tables.items():
-        lines.append(f"[{name}]")
-        lines.extend(f"{key} = {toml_value(value)}" for key, value in table.items())
-        lines.append("")
-    return "\n".join(lines)
-
-
-class Daemon:
-    """One `ddc ingress|egress -c FILE` child process with its log file and HTTP address."""
+class Daemon(ProcessDaemon):
+    """One `ddc ingress|egress -c FILE` child process, its config written from `tables`."""
 
     def __init__(self, role: str, name: str, directory: Path, tables: dict[str, dict[str, Any]]):
-        self.role = role
-        self.http_port = free_port()
-        tables[role]["http_listen"] = f"127.0.0.1:{self.http_port}"
-        self.config = directory / f"{role}-{name}.toml"
-        self.config.write_text(toml_document(tables))
-        self.log_path = directory / f"{role}-{name}.log"
-        self.process: subprocess.Popen | None = None
+        http_port = free_port()
+        tables[role]["http_listen"] = f"127.0.0.1:{http_port}"
+        config = write_toml(directory / f"{role}-{name}.toml", tables)
+        super().__init__(role, config, http_port, directory / f"{role}-{name}.log")
 
     def start(self) -> Daemon:
-        log = open(self.log_path, "ab")
-        self.process = subprocess.Popen(
-            [*DDC, self.role, "-c", str(self.config)], stdout=log, stderr=subprocess.STDOUT
-        )
-        log.close()
-        self.wait_http()
+        super().start(wait=20.0)
         return self
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.http_port}{path}"
-
-    def wait_http(self, timeout: float = 20.0) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.process.poll() is not None:
-                raise RuntimeError(
-                    f"{self.role} exited with {self.process.returncode}:\n{self.log()}"
-                )
-            try:
-                self.health()
-                return
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"{self.role} HTTP not up:\n{self.log()}") from None
-                time.sleep(0.05)
-
-    def health(self) -> dict[str, Any]:
-        with urllib.request.urlopen(self.url("/healthz"), timeout=2) as response:
-            return json.loads(response.read())
-
-    def post(self, path: str) -> dict[str, Any]:
-        request = urllib.request.Request(self.url(path), data=b"", method="POST")
-        with urllib.request.urlopen(request, timeout=5) as response:
-            return json.loads(response.read())
 
     def metrics_text(self) -> str:
         with urllib.request.urlopen(self.url("/metrics"), timeout=2) as response:
             return response.read().decode()
 
     def metric(self, name: str) -> float:
-        text = self.metrics_text()
-        total = 0.0
-        for line in text.splitlines():
-            if line.startswith(name) and line[len(name) : len(name) + 1] in (" ", "{"):
-                total += float(line.rsplit(" ", 1)[1])
-        return total
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(10)
-
-    def stop(self, timeout: float = 15.0) -> int | None:
-        if self.process is None:
-            return None
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        return self.process.returncode
+        """The value of `name`, summed over its labels."""
+        return self.metrics().get(name, 0.0)
 
 
 def free_udp_port() -> int:
