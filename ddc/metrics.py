@@ -5,6 +5,19 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 
+class Exporter:
+    """Moves plain integer counts kept on a hot path into Prometheus counters, as deltas."""
+
+    def __init__(self) -> None:
+        self._exported: dict[str, float] = {}
+
+    def export(self, name: str, counter: Counter, value: float) -> None:
+        delta = value - self._exported.get(name, 0)
+        if delta > 0:
+            counter.inc(delta)
+            self._exported[name] = value
+
+
 class IngressMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()

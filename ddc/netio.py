@@ -13,6 +13,7 @@ import socket
 
 import gevent
 from gevent import monkey
+from gevent.lock import Semaphore
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +80,8 @@ class UdpSocket:
         loop = gevent.get_hub().loop
         self._readable = loop.io(self.sock.fileno(), 1)
         self._writable = loop.io(self.sock.fileno(), 2)
+        # a libev watcher wakes one waiter: greenlets that find the socket full queue here
+        self._write_waiters = Semaphore()
 
     @classmethod
     def bound(cls, address: tuple[str, int], receive_buffer: int | None = None) -> UdpSocket:
@@ -124,19 +127,23 @@ class UdpSocket:
             except BlockingIOError:
                 gevent.get_hub().wait(self._readable)
 
+    def _wait_writable(self) -> None:
+        with self._write_waiters:
+            gevent.get_hub().wait(self._writable)
+
     def sendto(self, data: bytes | memoryview, address: tuple) -> int:
         while True:
             try:
                 return self.sock.sendto(data, address)
             except BlockingIOError:
-                gevent.get_hub().wait(self._writable)
+                self._wait_writable()
 
     def sendmsg(self, buffers: list, address: tuple) -> int:
         while True:
             try:
                 return self.sock.sendmsg(buffers, (), 0, address)
             except BlockingIOError:
-                gevent.get_hub().wait(self._writable)
+                self._wait_writable()
 
     def close(self) -> None:
         self._readable.close()

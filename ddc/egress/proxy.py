@@ -14,7 +14,7 @@ from ddc.egress.receiver import Receiver
 from ddc.egress.sinks import make_sink
 from ddc.errors import EnvelopeError
 from ddc.http import HttpServer
-from ddc.metrics import EgressMetrics
+from ddc.metrics import EgressMetrics, Exporter
 from ddc.netio import UdpSocket, socket_drops
 from ddc.protocol.envelope import decode_records, is_records
 from ddc.protocol.reassembly import Reassembler
@@ -52,7 +52,8 @@ class EgressProxy(Service):
             self.http = HttpServer(
                 config["http_listen"], self.metrics.registry, routes, self.sync_metrics
             )
-        self._exported: dict[str, int] = {}
+        self._exporter = Exporter()
+        self.records_delivered = 0
         self._deliverer: gevent.Greenlet | None = None
 
     # --- pipeline -----------------------------------------------------------------------------
@@ -85,7 +86,7 @@ class EgressProxy(Service):
             if records:
                 try:
                     self.sink.send(records)
-                    self.metrics.records_delivered.inc(len(records))
+                    self.records_delivered += len(records)
                 except Exception:
                     # a sink must count its own failures; this is the net under a broken one
                     self.metrics.records_dropped.labels(reason="sink_error").inc(len(records))
@@ -148,43 +149,42 @@ class EgressProxy(Service):
 
     # --- metrics and health ------------------------------------------------------------------
 
-    def _export(self, name: str, counter: Any, value: int) -> None:
-        delta = value - self._exported.get(name, 0)
-        if delta > 0:
-            counter.inc(delta)
-            self._exported[name] = value
-
     def sync_metrics(self) -> None:
         """Moves the hot path's plain integer counts into the Prometheus counters."""
         receiver, stats, m = self.receiver, self.reassembler.stats, self.metrics
         if receiver is not None:
             for kind in MessageType:
-                self._export(
+                self._exporter.export(
                     f"rx{kind}",
                     m.packets_received.labels(type=kind.name.lower()),
                     receiver.received[kind],
                 )
-            self._export("bytes", m.bytes_received, receiver.bytes)
-            self._export("foreign", m.foreign_packets, receiver.foreign)
-            self._export("startups", m.startups, receiver.startups)
+            self._exporter.export("bytes", m.bytes_received, receiver.bytes)
+            self._exporter.export("foreign", m.foreign_packets, receiver.foreign)
+            self._exporter.export("startups", m.startups, receiver.startups)
             for reason, count in receiver.malformed.items():
-                self._export(
+                self._exporter.export(
                     f"malformed.{reason}", m.malformed_packets.labels(reason=reason), count
                 )
         for reason, count in stats.malformed.items():
-            self._export(f"malformed.{reason}", m.malformed_packets.labels(reason=reason), count)
+            self._exporter.export(
+                f"malformed.{reason}", m.malformed_packets.labels(reason=reason), count
+            )
         for reason, count in stats.aborted.items():
-            self._export(f"aborted.{reason}", m.chunks_aborted.labels(reason=reason), count)
-        self._export("lost", m.packets_lost, stats.lost)
-        self._export("resyncs", m.resyncs, stats.resyncs)
-        self._export("late", m.packets_late, stats.late)
-        self._export("orphaned", m.packets_orphaned, stats.orphaned)
-        self._export("delivered", m.chunks_delivered, stats.delivered)
+            self._exporter.export(
+                f"aborted.{reason}", m.chunks_aborted.labels(reason=reason), count
+            )
+        self._exporter.export("lost", m.packets_lost, stats.lost)
+        self._exporter.export("records_delivered", m.records_delivered, self.records_delivered)
+        self._exporter.export("resyncs", m.resyncs, stats.resyncs)
+        self._exporter.export("late", m.packets_late, stats.late)
+        self._exporter.export("orphaned", m.packets_orphaned, stats.orphaned)
+        self._exporter.export("delivered", m.chunks_delivered, stats.delivered)
         m.link_up.set(1 if self.link.up else 0)
         m.queue_bytes.set(self.chunks.cost)
         drops = socket_drops(self.udp.sock) if self.udp is not None else None
         if drops is not None:
-            self._export("kernel_drops", m.kernel_drops, drops)
+            self._exporter.export("kernel_drops", m.kernel_drops, drops)
 
     def healthz(self) -> tuple[int, dict[str, Any]]:
         sink_health = self.sink.health()

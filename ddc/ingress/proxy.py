@@ -15,7 +15,7 @@ from ddc.http import HttpServer
 from ddc.ingress.framer import STOP, Ack, Framer, value_of
 from ddc.ingress.sources import make_source
 from ddc.ingress.transport import Transport
-from ddc.metrics import IngressMetrics
+from ddc.metrics import Exporter, IngressMetrics
 from ddc.protocol.fragment import ChunkTooLarge
 from ddc.protocol.record import Record
 from ddc.queues import CostQueue
@@ -68,6 +68,7 @@ class IngressProxy(Service):
         self._source_greenlet: gevent.Greenlet | None = None
         self._pipeline: list[gevent.Greenlet] = []
         self._last_drop_log = 0.0
+        self._exporter = Exporter()
 
     # --- the pipeline -----------------------------------------------------------------
 
@@ -178,6 +179,12 @@ class IngressProxy(Service):
 
     def _sync_gauges(self) -> None:
         self.source.health()  # sources export what they count lazily (kernel drops)
+        transport, m = self.transport, self.metrics
+        self._exporter.export(
+            "data_packets", m.packets_sent.labels(type="data"), transport.data_packets
+        )
+        self._exporter.export("data_bytes", m.bytes_sent, transport.data_bytes)
+        self._exporter.export("chunks", m.chunks_sent, transport.chunks)
         self.metrics.queue_depth.labels(stage="records").set(self.records_queue.cost)
         self.metrics.queue_depth.labels(stage="chunks").set(self.chunks_queue.cost)
         self.metrics.seq.set(self.transport.sequence.next)
