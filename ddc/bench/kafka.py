@@ -39,7 +39,7 @@ GROUP_OPTIONS = {
     "heartbeat_interval_ms": 1000,
     "max_poll_interval_ms": 10000,
 }
-PRODUCER_OPTIONS = {"acks": "all", "linger_ms": 5, "batch_size": 256 * 1024}
+PRODUCER_OPTIONS = {"acks": "all", "linger_ms": 20, "batch_size": 256 * 1024}
 
 
 # --- Kafka helpers -------------------------------------------------------------------------
@@ -188,7 +188,7 @@ def run_ddc(bootstrap: str, src: str, count: int, timeout: float, work: Path) ->
             "type": "kafka", "bootstrap_servers": [bootstrap], "topic_map": {src: dst},
             "buffer_max_records": count + 1,
         },
-        "egress.sink.options": {"linger_ms": 5, "batch_size": 256 * 1024},
+        "egress.sink.options": {"linger_ms": 20, "batch_size": 256 * 1024},
     }))  # fmt: skip
     (work / "ingress.toml").write_text(_toml({
         "ingress": {"name": "bench", "http_listen": f"127.0.0.1:{http_in}"},
