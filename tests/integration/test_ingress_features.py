@@ -6,28 +6,12 @@ import signal
 import socket
 import time
 
-import pytest
-
 from tests.integration.streams import ID, Collector, make_record, send_tcp_records, send_udp_paced
-from tests.procs import Pair, wait_until
+from tests.procs import wait_until
 
 
-@pytest.fixture
-def pair_factory(tmp_path):
-    made: list[Pair] = []
-
-    def make(**options) -> Pair:
-        pair = Pair(tmp_path, name=f"f{len(made)}", **options)
-        made.append(pair)
-        return pair
-
-    yield make
-    for pair in made:
-        pair.stop()
-
-
-def test_records_envelope_batches_small_datagrams(pair_factory):
-    pair = pair_factory(source="udp", sink="udp", transport={"envelope": "records", "linger_ms": 2})
+def test_records_envelope_batches_small_datagrams(pairs):
+    pair = pairs(source="udp", sink="udp", transport={"envelope": "records", "linger_ms": 2})
     collector = Collector("udp", pair.sink_port)
     collector.start()
     pair.start()
@@ -41,12 +25,12 @@ def test_records_envelope_batches_small_datagrams(pair_factory):
     assert pair.egress.metrics()["ddc_egress_records_delivered_total"] == count
 
 
-def test_filters_drop_count_and_let_the_rest_through(pair_factory):
+def test_filters_drop_count_and_let_the_rest_through(pairs):
     filters = [
         {"type": "keyword", "words": ["SECRET"]},
         {"type": "max_size", "max_bytes": 1000},
     ]
-    pair = pair_factory(source="tcp", sink="tcp", filters=filters)
+    pair = pairs(source="tcp", sink="tcp", filters=filters)
     collector = Collector("tcp", pair.sink_port)
     collector.start()
     pair.start()
@@ -62,8 +46,8 @@ def test_filters_drop_count_and_let_the_rest_through(pair_factory):
     assert "filter keyword dropped a record" in pair.ingress.log()
 
 
-def test_pause_stops_reading_and_resume_loses_nothing(pair_factory):
-    pair = pair_factory(source="tcp", sink="tcp")
+def test_pause_stops_reading_and_resume_loses_nothing(pairs):
+    pair = pairs(source="tcp", sink="tcp")
     collector = Collector("tcp", pair.sink_port)
     collector.start()
     pair.start()
@@ -85,9 +69,9 @@ def test_pause_stops_reading_and_resume_loses_nothing(pair_factory):
     assert [ID.unpack_from(r)[0] for r in collector.records] == list(range(500))
 
 
-def test_sigterm_drains_the_queue_before_shutdown(pair_factory):
+def test_sigterm_drains_the_queue_before_shutdown(pairs):
     # 2 Mbit/s: 200 × 5 KB take ~4 s to send; SIGTERM after 1 s must still send them all
-    pair = pair_factory(source="tcp", sink="tcp", transport={"rate": "2Mbit"})
+    pair = pairs(source="tcp", sink="tcp", transport={"rate": "2Mbit"})
     collector = Collector("tcp", pair.sink_port)
     collector.start()
     pair.start()
@@ -107,9 +91,9 @@ def test_sigterm_drains_the_queue_before_shutdown(pair_factory):
     )
 
 
-def test_file_sink_and_reference_send_delay(pair_factory, tmp_path):
+def test_file_sink_and_reference_send_delay(pairs, tmp_path):
     out = tmp_path / "out.bin"
-    pair = pair_factory(
+    pair = pairs(
         source="udp", sink="file", sink_options={"path": str(out)}, transport={"send_delay_ms": 1.0}
     )
     pair.start()
@@ -128,8 +112,8 @@ def test_file_sink_and_reference_send_delay(pair_factory, tmp_path):
     assert records == [b"line %d" % i for i in range(50)]
 
 
-def test_oversized_tcp_record_is_skipped_whole_and_counted(pair_factory):
-    pair = pair_factory(source="tcp", sink="tcp", source_options={"max_record_size": 1000})
+def test_oversized_tcp_record_is_skipped_whole_and_counted(pairs):
+    pair = pairs(source="tcp", sink="tcp", source_options={"max_record_size": 1000})
     collector = Collector("tcp", pair.sink_port)
     collector.start()
     pair.start()
@@ -141,8 +125,8 @@ def test_oversized_tcp_record_is_skipped_whole_and_counted(pair_factory):
     assert metrics['ddc_ingress_records_dropped_total{reason="oversized"}'] == 2
 
 
-def test_destination_by_name_and_unwritable_file_sink(pair_factory):
-    pair = pair_factory(
+def test_destination_by_name_and_unwritable_file_sink(pairs):
+    pair = pairs(
         source="udp",
         sink="file",
         sink_options={"path": "/dev/full"},

@@ -8,7 +8,6 @@ import socket
 import time
 
 import psutil
-import pytest
 
 from ddc.protocol.wire import encode_header
 from tests.integration.streams import (
@@ -20,21 +19,7 @@ from tests.integration.streams import (
     send_tcp_records,
     send_udp_paced,
 )
-from tests.procs import Daemon, Pair, wait_until
-
-
-@pytest.fixture
-def pairs(tmp_path):
-    started: list[Pair] = []
-
-    def make(**options) -> Pair:
-        pair = Pair(tmp_path, name=f"p{len(started)}", **options)
-        started.append(pair)
-        return pair
-
-    yield make
-    for pair in started:
-        pair.stop()
+from tests.procs import Daemon, wait_until
 
 
 def test_tcp_to_tcp_10000_records_arrive_byte_identical_in_order(pairs):

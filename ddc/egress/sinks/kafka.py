@@ -23,7 +23,7 @@ from kafka import KafkaProducer
 from kafka import errors as kafka_errors
 
 from ddc.egress.sinks.base import Sink
-from ddc.errors import ConfigError
+from ddc.kafka_options import client_options
 from ddc.protocol.record import Record
 
 log = logging.getLogger(__name__)
@@ -51,13 +51,9 @@ REJECTED = (
 
 def producer_options(config: dict[str, Any]) -> dict[str, Any]:
     """KafkaProducer keyword arguments for a validated sink config; ConfigError if unusable."""
-    options = dict(config.get("options") or {})
-    for key, owner in RESERVED_OPTIONS.items():
-        if key in options:
-            raise ConfigError(f"egress.sink.options.{key}", f"not allowed here; set by {owner}")
-    unknown = sorted(set(options) - set(KafkaProducer.DEFAULT_CONFIG))
-    if unknown:
-        raise ConfigError(f"egress.sink.options.{unknown[0]}", "not a KafkaProducer option")
+    options = client_options(
+        config.get("options"), RESERVED_OPTIONS, KafkaProducer, "egress.sink.options"
+    )
     return {**OPTION_DEFAULTS, **options, "bootstrap_servers": list(config["bootstrap_servers"])}
 
 

@@ -19,8 +19,8 @@ from kafka import AsyncConsumerRebalanceListener, KafkaConsumer
 from kafka import errors as kafka_errors
 from kafka.structs import OffsetAndMetadata
 
-from ddc.errors import ConfigError
 from ddc.ingress.sources.base import Source, Submit
+from ddc.kafka_options import client_options
 from ddc.protocol.record import Record
 
 log = logging.getLogger(__name__)
@@ -60,13 +60,9 @@ class _Partition:
 
 def consumer_options(config: dict[str, Any]) -> dict[str, Any]:
     """KafkaConsumer keyword arguments for a validated source config; ConfigError if unusable."""
-    options = dict(config.get("options") or {})
-    for key, owner in RESERVED_OPTIONS.items():
-        if key in options:
-            raise ConfigError(f"ingress.source.options.{key}", f"not allowed here; set by {owner}")
-    unknown = sorted(set(options) - set(KafkaConsumer.DEFAULT_CONFIG))
-    if unknown:
-        raise ConfigError(f"ingress.source.options.{unknown[0]}", "not a KafkaConsumer option")
+    options = client_options(
+        config.get("options"), RESERVED_OPTIONS, KafkaConsumer, "ingress.source.options"
+    )
     return {
         **OPTION_DEFAULTS,
         **options,
