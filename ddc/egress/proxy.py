@@ -64,9 +64,10 @@ class EgressProxy(Service):
     def _records_of(self, chunk: bytes | bytearray) -> list[Record] | None:
         # auto: a chunk is a records batch only if its header and checksum say so; anything
         # else (a raw record that merely starts with the magic) is delivered as raw
-        if self.envelope == "records" or (self.envelope == "auto" and is_records(chunk)):
+        checked = self.envelope == "auto" and is_records(chunk)
+        if checked or self.envelope == "records":
             try:
-                return decode_records(chunk)
+                return decode_records(chunk, checked)
             except EnvelopeError as exc:
                 self.metrics.envelope_errors.inc()
                 self.metrics.records_dropped.labels(reason="envelope").inc()
