@@ -141,7 +141,7 @@ def test_dead_egress_pauses_its_ingress_partitions_move_nothing_lost_then_resume
         wait_until(
             lambda: assigned(one.ingress) and assigned(two.ingress),
             30,
-            what="both pairs in the group",
+            message="both pairs in the group",
         )
 
         # phase 1: both pairs carry traffic
@@ -156,7 +156,10 @@ def test_dead_egress_pauses_its_ingress_partitions_move_nothing_lost_then_resume
         killed_at = time.monotonic()
         one.egress.kill()
         wait_until(
-            lambda: paused(one.ingress), GRACE + POLL + 5, interval=0.05, what="ingress one paused"
+            lambda: paused(one.ingress),
+            GRACE + POLL + 5,
+            interval=0.05,
+            message="ingress one paused",
         )
         paused_after = time.monotonic() - killed_at
         print(
@@ -164,12 +167,14 @@ def test_dead_egress_pauses_its_ingress_partitions_move_nothing_lost_then_resume
         )
         assert paused_after <= GRACE + POLL + SLACK, f"paused {paused_after:.2f}s after the kill"
         assert "pair one: PAUSED ingress" in supervisor.log()
-        wait_until(lambda: "hook: paused one" in supervisor.log(), 10, what="the on_pause hook")
+        wait_until(lambda: "hook: paused one" in supervisor.log(), 10, message="the on_pause hook")
         assert paused(two.ingress) is False
 
         # its partitions move to pair two, which carries everything produced now
         wait_until(
-            lambda: len(assigned(two.ingress)) == PARTITIONS, 30, what="all partitions on pair two"
+            lambda: len(assigned(two.ingress)) == PARTITIONS,
+            30,
+            message="all partitions on pair two",
         )
         assert assigned(one.ingress) == []
         before = two.egress.metric("ddc_egress_records_delivered_total")
@@ -183,13 +188,13 @@ def test_dead_egress_pauses_its_ingress_partitions_move_nothing_lost_then_resume
         # the egress comes back: the supervisor resumes the ingress, which rejoins the group
         one.egress.start()
         wait_until(
-            lambda: paused(one.ingress) is False, 10, interval=0.05, what="ingress one resumed"
+            lambda: paused(one.ingress) is False, 10, interval=0.05, message="ingress one resumed"
         )
         assert "RESUMED ingress" in supervisor.log()
         wait_until(
             lambda: assigned(one.ingress) and assigned(two.ingress),
             30,
-            what="both pairs in the group again",
+            message="both pairs in the group again",
         )
         produce(kafka_bootstrap, source_topic, 800, 400)
         assert (

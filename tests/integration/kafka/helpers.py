@@ -18,7 +18,7 @@ from kafka.admin import NewTopic
 
 from ddc.embedded import EmbeddedKafka, free_port, wait_for_port
 from tests.procs import Daemon as ProcessDaemon
-from tests.procs import write_toml
+from tests.procs import wait_until, write_toml  # noqa: F401 (re-exported for the tests)
 
 _SCRIPT = Path(sys.executable).with_name("ddc")
 DDC = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "ddc.cli"]
@@ -251,16 +251,3 @@ class Pair:
     def stop(self) -> None:
         self.ingress.stop()
         self.egress.stop()
-
-
-def wait_until(
-    condition: Any, timeout: float, interval: float = 0.2, what: str = "condition"
-) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)

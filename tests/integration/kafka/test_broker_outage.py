@@ -61,7 +61,7 @@ def test_source_broker_down_10s_nothing_lost_or_skipped(
         wait_until(
             lambda: len(read_topic(target, dst, lambda c: len(c) >= 1500, 5)) >= 1500,
             30,
-            what="flow",
+            message="flow",
         )
         broker.kill()
         time.sleep(10)
@@ -106,18 +106,20 @@ def test_target_broker_down_buffers_then_delivers(tmp_path: Path, kafka_bootstra
         wait_until(
             lambda: pair.egress.health()["sink_buffered_records"] >= 2000,
             30,
-            what="records buffered",
+            message="records buffered",
         )
         # the producer retries silently; no acknowledgement for 5 s makes the sink unhealthy
         health = wait_until(
-            lambda: (h := pair.egress.health())["sink_ok"] is False and h, 15, what="sink degraded"
+            lambda: (h := pair.egress.health())["sink_ok"] is False and h,
+            15,
+            message="sink degraded",
         )
         assert health["status"] == "degraded"
         produce(kafka_bootstrap, src, 2500, 2000)  # 1000 more than the buffer holds
         wait_until(
             lambda: pair.egress.metric("ddc_egress_records_dropped_total") >= 1000,
             30,
-            what="drops counted",
+            message="drops counted",
         )
         dropped = pair.egress.metric("ddc_egress_records_dropped_total")
         assert dropped == 1000
@@ -130,7 +132,7 @@ def test_target_broker_down_buffers_then_delivers(tmp_path: Path, kafka_bootstra
         # every record the sink kept reached the broker: the 3000 buffered ones
         assert len(keys) == 3000, len(keys)
         assert keys <= {b"%08d" % i for i in range(500, 4500)}
-        wait_until(lambda: pair.egress.health()["sink_ok"], 20, what="sink recovered")
+        wait_until(lambda: pair.egress.health()["sink_ok"], 20, message="sink recovered")
         log = pair.egress.log()
         assert log.count("Kafka sink: cannot deliver") == 1, log[-4000:]
         pair.stop()

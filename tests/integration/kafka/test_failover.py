@@ -49,7 +49,7 @@ def two_pairs(
     )
     wait_until(
         lambda: all(len(p.ingress.health()["assigned_partitions"]) == 2 for p in pairs),
-        30, what="both ingresses to own two partitions",
+        30, message="both ingresses to own two partitions",
     )  # fmt: skip
     return pairs
 
@@ -77,7 +77,7 @@ def test_kill_9_first_ingress_every_record_still_arrives(kafka_bootstrap: str, m
     scan_topic(kafka_bootstrap, dst, visit, lambda: len(arrived) >= count // 5, 30)
     a.ingress.kill()
     killed_at = time.monotonic()
-    wait_until(lambda: len(assigned(b)) == 4, 30, what="the survivor to take all partitions")
+    wait_until(lambda: len(assigned(b)) == 4, 30, message="the survivor to take all partitions")
     takeover = time.monotonic() - killed_at
 
     arrived.clear()
@@ -105,7 +105,7 @@ def test_pause_moves_all_partitions_and_resume_takes_some_back(kafka_bootstrap: 
     assert a.ingress.post("/admin/pause") == {"paused": True}
     paused_at = time.monotonic()
     wait_until(
-        lambda: len(assigned(b)) == 4 and assigned(a) == [], 15, what="partitions to move to b"
+        lambda: len(assigned(b)) == 4 and assigned(a) == [], 15, message="partitions to move to b"
     )
     moved = time.monotonic() - paused_at
     health = a.ingress.health()
@@ -118,7 +118,7 @@ def test_pause_moves_all_partitions_and_resume_takes_some_back(kafka_bootstrap: 
 
     assert a.ingress.post("/admin/resume") == {"paused": False}
     wait_until(
-        lambda: assigned(a) and len(assigned(a)) + len(assigned(b)) == 4, 15, what="a to rejoin"
+        lambda: assigned(a) and len(assigned(a)) + len(assigned(b)) == 4, 15, message="a to rejoin"
     )
     print(f"partitions moved {moved:.1f}s after /admin/pause; after resume a owns {assigned(a)}")
     for pair in (a, b):
