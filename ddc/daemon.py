@@ -7,6 +7,7 @@ graceful stop; a second signal forces the exit (gevent's servers).
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import signal
@@ -25,6 +26,10 @@ log = logging.getLogger(__name__)
 EXIT_CONFIG = 2
 EXIT_CRASH = 1
 EXIT_FORCED = 130
+# Objects allocated between young-generation collections (CPython's default is 700). A
+# daemon that buffers a backlog keeps most of what it allocates alive, so at the default every
+# collection walks surviving records again: 26 % of the egress's CPU in `scripts/bench kafka`.
+GC_YOUNG_THRESHOLD = 10_000
 
 
 def configure_logging(level: str = "INFO") -> None:
@@ -74,6 +79,13 @@ class Service:
         raise NotImplementedError
 
 
+def tune_gc() -> None:
+    """Collect less often, and never again walk what start-up allocated (modules, config)."""
+    gc.freeze()
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
+
+
 def serve(service: Service, drain_timeout: float = 10.0) -> int:
     """Run a service until a signal or a crash; the process exit code."""
     signals = {"count": 0}
@@ -99,6 +111,7 @@ def serve(service: Service, drain_timeout: float = 10.0) -> int:
             log.error("%s cannot start: %s", service.name, exc)
             print(f"error: {service.name} cannot start: {exc}", file=sys.stderr)
             return EXIT_CRASH
+        tune_gc()
         service.stopping.wait()
         service.stop(drain_timeout)
     finally:

@@ -65,3 +65,18 @@ def test_second_signal_forces_exit():
     process.send_signal(signal.SIGINT)
     assert process.wait(10) == 130
     assert "forcing exit" in process.stderr.read()
+
+
+def test_tune_gc_collects_less_often_and_freezes_start_up_objects():
+    import gc
+
+    from ddc.daemon import GC_YOUNG_THRESHOLD, tune_gc
+
+    before = gc.get_threshold()
+    try:
+        tune_gc()
+        assert gc.get_threshold() == (GC_YOUNG_THRESHOLD, *before[1:])
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)

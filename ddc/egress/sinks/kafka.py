@@ -13,7 +13,6 @@ import itertools
 import logging
 import time
 from collections import deque
-from types import SimpleNamespace
 from typing import Any
 
 import gevent
@@ -23,6 +22,7 @@ from kafka import KafkaProducer
 from kafka import errors as kafka_errors
 
 from ddc.egress.sinks.base import Sink
+from ddc.egress.sinks.kafka_gevent import coalesce_wakeups, native_producer_locks
 from ddc.kafka_options import client_options
 from ddc.protocol.record import Record
 
@@ -76,23 +76,6 @@ def outgoing_headers(record: Record) -> list[tuple[str, bytes]]:
     return headers
 
 
-def native_future_locks() -> None:
-    """Give kafka-python's per-record futures native locks when threading is gevent-patched.
-
-    Every produced record gets a Future with its own lock; gevent's patched Lock is a Python
-    object whose construction alone took a quarter of the egress's CPU (py-spy, bench kafka).
-    The futures' critical sections only swap a few attributes and never switch greenlets, so
-    a native lock is safe in this one-OS-thread process.
-    """
-    import kafka.future
-    from gevent import monkey
-
-    if monkey.is_module_patched("threading"):
-        kafka.future.threading = SimpleNamespace(
-            Lock=monkey.get_original("_thread", "allocate_lock")
-        )
-
-
 class KafkaSink(Sink):
     def __init__(self, config: dict[str, Any], metrics: Any) -> None:
         super().__init__(config, metrics)
@@ -125,7 +108,7 @@ class KafkaSink(Sink):
     # --- interface --------------------------------------------------------------------------
 
     def start(self) -> None:
-        native_future_locks()
+        native_producer_locks()
         self._spawn(self._pump, "kafka-sink")
         log.info(
             "Kafka sink: brokers %s, topic %s%s",
@@ -214,6 +197,7 @@ class KafkaSink(Sink):
     def _connect(self) -> None:
         try:
             self.producer = KafkaProducer(**self.options)
+            coalesce_wakeups(self.producer)
         except Exception as exc:
             self._failed(exc)
             return
