@@ -5,6 +5,9 @@ code that calls send(), so two things built for real threads cost CPU for nothin
 `scripts/bench kafka`): gevent's Python-level locks, taken several times per record, and a
 wakeup byte written to the producer's socketpair on every send() while its IO greenlet has not
 yet run to drain a full batch.
+
+Both reach into kafka-python internals (checked against 3.0.12), which is why setup.cfg keeps
+kafka-python below 4.
 """
 
 from __future__ import annotations
