@@ -131,14 +131,17 @@ class Daemon:
         return self.process.returncode
 
 
-def wait_until(predicate, timeout: float, interval: float = 0.05, message: str = "condition"):
+def wait_until(predicate, timeout: float, interval: float = 0.05, message="condition"):
+    """predicate()'s first truthy result; AssertionError naming `message` (a str, or a callable
+    that describes the state at the timeout) if none comes within `timeout` seconds."""
     deadline = time.monotonic() + timeout
     while True:
         result = predicate()
         if result:
             return result
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+            what = message() if callable(message) else message
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(interval)
 
 

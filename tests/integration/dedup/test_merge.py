@@ -11,6 +11,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
 
 from ddc.embedded import EmbeddedRedis
+from tests.procs import wait_until
 
 pytestmark = pytest.mark.kafka
 FAST_GROUP = {
@@ -59,15 +60,6 @@ def committed(bootstrap, group, topics, partitions=2):
         consumer.close()
 
 
-def wait_until(predicate, timeout):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.2)
-    return True
-
-
 def test_merge_loop_exactly_once_offsets_after_ack_pauses_while_redis_is_down(
     dedup_server, kafka_bootstrap, tmp_path
 ):
@@ -109,20 +101,29 @@ def test_merge_loop_exactly_once_offsets_after_ack_pauses_while_redis_is_down(
         sources = Counter(dict(r.headers)["ddc-src"] for r in got)
         assert len(sources) == total and set(sources.values()) == {1}
         assert {r.value for r in got} == {b"v-%d" % i for i in range(total)}
-        assert wait_until(lambda: committed(kafka_bootstrap, group, (out_a, out_b)) == ends, 10)
+        wait_until(
+            lambda: committed(kafka_bootstrap, group, (out_a, out_b)) == ends, 10, interval=0.2,
+            message=lambda: f"committed {committed(kafka_bootstrap, group, (out_a, out_b))} == {ends}",
+        )  # fmt: skip
 
         def missing():
             links = server.get("/v1/stats").json()["links"]
             return links["a"]["missing"], links["b"]["missing"]
 
-        assert wait_until(lambda: missing() == (len(lost_a), len(lost_b)), 10), missing()
+        wait_until(
+            lambda: missing() == (len(lost_a), len(lost_b)), 10, interval=0.2,
+            message=lambda: f"missing per link {missing()} == {(len(lost_a), len(lost_b))}",
+        )  # fmt: skip
 
         # Redis down: the loop stops consuming (no output, no offset commits) and resumes after.
         own.stop()
         before = committed(kafka_bootstrap, group, (out_a, out_b))
         produce(kafka_bootstrap, out_a, range(total, total + 500), ends)
         produce(kafka_bootstrap, out_b, range(total, total + 500), ends)
-        assert wait_until(lambda: server.get("/healthz").json()["merge"]["paused"], 10)
+        wait_until(
+            lambda: server.get("/healthz").json()["merge"]["paused"], 10, interval=0.2,
+            message="the merge loop paused",
+        )  # fmt: skip
         assert drain(reader, 1, timeout=2) == []
         assert committed(kafka_bootstrap, group, (out_a, out_b)) == before
         assert server.metric("ddc_dedup_merge_paused") == 1
@@ -132,7 +133,10 @@ def test_merge_loop_exactly_once_offsets_after_ack_pauses_while_redis_is_down(
         assert sorted(dict(r.headers)["ddc-src"] for r in later) == sorted(
             b"src/0/%d" % i for i in range(total, total + 500)
         )
-        assert wait_until(lambda: committed(kafka_bootstrap, group, (out_a, out_b)) == ends, 10)
+        wait_until(
+            lambda: committed(kafka_bootstrap, group, (out_a, out_b)) == ends, 10, interval=0.2,
+            message=lambda: f"committed {committed(kafka_bootstrap, group, (out_a, out_b))} == {ends}",
+        )  # fmt: skip
         assert server.get("/healthz").json()["merge"]["paused"] is False
         assert "merge loop paused" in server.log() and "merge loop resumes" in server.log()
     finally:

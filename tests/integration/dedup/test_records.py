@@ -7,6 +7,7 @@ import time
 from collections import Counter
 
 from tests.integration.dedup.conftest import SinkTarget, b64, read_length_prefixed
+from tests.procs import wait_until
 
 TOTAL = 100_000
 BATCH = 1000
@@ -23,15 +24,6 @@ def post_link(server, link, indices, errors):
             assert response.status_code == 200, response.text
     except BaseException as exc:  # surfaced by the test thread
         errors.append(exc)
-
-
-def wait_for(predicate, timeout, interval=0.2):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(interval)
-    return True
 
 
 def test_100k_records_two_links_each_losing_a_different_5_percent(dedup_server, tmp_path):
@@ -63,7 +55,10 @@ def test_100k_records_two_links_each_losing_a_different_5_percent(dedup_server, 
         links = server.get("/v1/stats").json()["links"]
         return links["a"]["missing"], links["b"]["missing"]
 
-    assert wait_for(lambda: missing() == (len(lost_on_a), len(lost_on_b)), timeout=15), missing()
+    wait_until(
+        lambda: missing() == (len(lost_on_a), len(lost_on_b)), 15, interval=0.2,
+        message=lambda: f"missing per link {missing()} == {(len(lost_on_a), len(lost_on_b))}",
+    )  # fmt: skip
     assert server.metric("ddc_dedup_missing_on_link_total", link="a") == len(lost_on_a)
     assert server.metric("ddc_dedup_missing_on_link_total", link="b") == len(lost_on_b)
     forwarded = sum(server.metric("ddc_dedup_records_forwarded_total", link=link) for link in "ab")
@@ -107,7 +102,10 @@ def test_concurrent_copy_waits_for_the_pending_claim_and_wins_after_release(dedu
         assert target.holding.wait(10)  # link a holds the pending claim, its delivery in flight
         second = threading.Thread(target=post, args=("b",))
         second.start()
-        assert wait_for(lambda: server.metric("ddc_dedup_pending_waits_total") == 1, 10)
+        wait_until(
+            lambda: server.metric("ddc_dedup_pending_waits_total") == 1, 10, interval=0.2,
+            message="ddc_dedup_pending_waits_total == 1",
+        )  # fmt: skip
         gate.set()
         first.join(10)
         second.join(10)
