@@ -11,8 +11,8 @@ import sys
 
 # sub-command → (module exposing configure_parser(parser) and run(args) -> int, help)
 COMMANDS = {
-    "ingress": ("ddc.ingress.main", "run an ingress proxy"),
-    "egress": ("ddc.egress.main", "run an egress proxy"),
+    "ingress": ("ddc.ingress.cli", "run an ingress proxy"),
+    "egress": ("ddc.egress.cli", "run an egress proxy"),
     "diode-sim": ("ddc.diode_sim", "a one-way UDP relay standing in for a data diode"),
     "topology": ("ddc.topology.cli", "check compose/k8s/ddc configs for pairing violations"),
     "supervise": ("ddc.supervisor.cli", "out-of-band monitor of all link pairs"),

@@ -13,11 +13,11 @@ from typing import Any
 from gevent.pywsgi import WSGIServer
 
 from ddc.daemon import Service
-from ddc.embedded import EmbeddedRedis
 from ddc.errors import ConfigError
 from ddc.units import format_hostport
 from dedup_service.app import create_app
 from dedup_service.divergence import DivergenceWatch
+from dedup_service.embedded import EmbeddedRedis
 from dedup_service.errors import RedisUnavailable
 from dedup_service.extension import EXTENSION, Dedup
 from dedup_service.merger import MergeLoop

@@ -9,7 +9,8 @@ import os
 
 import pytest
 
-from ddc.embedded import EmbeddedKafka, EmbeddedRedis
+from dedup_service.embedded import EmbeddedRedis
+from devtools.embedded_kafka import EmbeddedKafka
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ddc.filters import FilterChain
+from ddc.ingress.filters import FilterChain
 from ddc.protocol.envelope import BATCH_OVERHEAD, encode_records, record_size
 from ddc.protocol.record import Record
 from ddc.queues import CostQueue

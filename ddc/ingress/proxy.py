@@ -10,8 +10,8 @@ from typing import Any
 import gevent
 
 from ddc.daemon import Service
-from ddc.filters import FilterChain, build_filter
 from ddc.http import HttpServer
+from ddc.ingress.filters import FilterChain, build_filter
 from ddc.ingress.framer import STOP, Ack, Framer, value_of
 from ddc.ingress.sources import make_source
 from ddc.ingress.transport import Transport

@@ -10,10 +10,10 @@ from typing import Any
 
 import gevent
 
+from ddc.ingress.pacing import make_pacer
 from ddc.netio import UdpSocket, set_send_buffer
 from ddc.protocol.fragment import Sequence, split
 from ddc.protocol.wire import HEADER, HEADER_SIZE, MessageType, encode_header
-from ddc.ratelimit import make_pacer
 from ddc.units import format_hostport
 
 log = logging.getLogger(__name__)

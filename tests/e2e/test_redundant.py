@@ -11,12 +11,12 @@ import time
 import pytest
 
 from ddc import demo
-from tests.procs import wait_until
+from devtools.harness import wait_until
 
 
 def test_demo_delivers_every_record_exactly_once():
     result = subprocess.run(
-        [sys.executable, "-m", "ddc.demo", "--records", "3000", "--rate", "3000"],
+        [sys.executable, "-m", "devtools.demo", "--records", "3000", "--rate", "3000"],
         capture_output=True, text=True, timeout=180,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.procs import Pair
+from devtools.harness import Pair
 
 
 @pytest.fixture

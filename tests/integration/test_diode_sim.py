@@ -15,7 +15,7 @@ import urllib.request
 
 import pytest
 
-from ddc.embedded import free_port
+from dedup_service.embedded import free_port
 
 SO_RCVBUFFORCE = 33
 SEQ = struct.Struct(">Q")  # first byte 0: never mistaken for a DDC message type

@@ -6,8 +6,8 @@ import signal
 import socket
 import time
 
+from devtools.harness import wait_until
 from tests.integration.streams import ID, Collector, make_record, send_tcp_records, send_udp_paced
-from tests.procs import wait_until
 
 
 def test_records_envelope_batches_small_datagrams(pairs):

@@ -10,6 +10,7 @@ import time
 import psutil
 
 from ddc.protocol.wire import encode_header
+from devtools.harness import Daemon, wait_until
 from tests.integration.streams import (
     ID,
     Collector,
@@ -19,7 +20,6 @@ from tests.integration.streams import (
     send_tcp_records,
     send_udp_paced,
 )
-from tests.procs import Daemon, wait_until
 
 
 def test_tcp_to_tcp_10000_records_arrive_byte_identical_in_order(pairs):

@@ -10,9 +10,9 @@ import urllib.request
 
 import pytest
 
-from ddc.embedded import free_port
+from dedup_service.embedded import free_port
+from devtools.harness import Pair, wait_until
 from tests.integration.streams import ID, Collector, make_record, record_ok, send_tcp_records
-from tests.procs import Pair, wait_until
 
 
 def sim_counters(port: int) -> dict:

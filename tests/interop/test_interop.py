@@ -8,7 +8,8 @@ import time
 
 import pytest
 
-from ddc.embedded import free_port
+from dedup_service.embedded import free_port
+from devtools.harness import Daemon, wait_until, write_toml
 from tests.interop.v1peer import (
     DATA,
     DATA_FIRST,
@@ -19,7 +20,6 @@ from tests.interop.v1peer import (
     Encoder,
     parse,
 )
-from tests.procs import Daemon, wait_until, write_toml
 
 STARTUP_BURST = 20
 

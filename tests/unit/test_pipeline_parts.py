@@ -10,11 +10,17 @@ import pytest
 
 from ddc import units
 from ddc.egress.link import LinkState
-from ddc.filters import FilterChain, JsonSchemaFilter, KeywordFilter, MaxSizeFilter, RegexFilter
+from ddc.ingress.filters import (
+    FilterChain,
+    JsonSchemaFilter,
+    KeywordFilter,
+    MaxSizeFilter,
+    RegexFilter,
+)
+from ddc.ingress.pacing import TokenBucket
 from ddc.metrics import IngressMetrics
 from ddc.protocol.record import Record
 from ddc.queues import CostQueue
-from ddc.ratelimit import TokenBucket
 
 
 def test_filter_chain_drops_and_counts():

@@ -22,8 +22,8 @@ from kafka import KafkaProducer
 from kafka import errors as kafka_errors
 
 from ddc.egress.sinks.base import Sink
-from ddc.egress.sinks.kafka_gevent import coalesce_wakeups, native_producer_locks
-from ddc.kafka_options import client_options
+from ddc.kafka.gevent_adapter import coalesce_wakeups, native_producer_locks
+from ddc.kafka.options import client_options
 from ddc.protocol.record import Record
 
 log = logging.getLogger(__name__)

@@ -20,7 +20,7 @@ from kafka import errors as kafka_errors
 from kafka.structs import OffsetAndMetadata
 
 from ddc.ingress.sources.base import Source, Submit
-from ddc.kafka_options import client_options
+from ddc.kafka.options import client_options
 from ddc.protocol.record import Record
 
 log = logging.getLogger(__name__)

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import requests
 
-from ddc.embedded import free_port
+from dedup_service.embedded import free_port
 
 ROOT = Path(__file__).resolve().parents[3]
 

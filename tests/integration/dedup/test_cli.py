@@ -8,7 +8,7 @@ import sys
 
 import redis
 
-from ddc.embedded import EmbeddedRedis, free_port
+from dedup_service.embedded import EmbeddedRedis, free_port
 from tests.integration.dedup.conftest import ROOT, DedupServer, subprocess_env, write_config
 
 

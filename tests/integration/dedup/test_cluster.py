@@ -11,10 +11,10 @@ import uuid
 import pytest
 import redis
 
-from ddc.embedded import redis_binary, wait_for_port
 from dedup_service import lua
 from dedup_service.app import create_app
 from dedup_service.config import load_dedup_config
+from dedup_service.embedded import redis_binary, wait_for_port
 from dedup_service.store import Store, connect
 
 

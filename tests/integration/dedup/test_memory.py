@@ -11,7 +11,7 @@ import uuid
 
 import redis
 
-from ddc.embedded import EmbeddedRedis
+from dedup_service.embedded import EmbeddedRedis
 from dedup_service.store import Store, connect
 
 IDS = 100_000

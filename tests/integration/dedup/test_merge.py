@@ -10,8 +10,8 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
 
-from ddc.embedded import EmbeddedRedis
-from tests.procs import wait_until
+from dedup_service.embedded import EmbeddedRedis
+from devtools.harness import wait_until
 
 pytestmark = pytest.mark.kafka
 FAST_GROUP = {

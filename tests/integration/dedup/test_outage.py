@@ -9,7 +9,7 @@ from collections import Counter
 import redis
 import requests
 
-from ddc.embedded import EmbeddedRedis
+from dedup_service.embedded import EmbeddedRedis
 from tests.integration.dedup.conftest import SinkTarget, b64, read_length_prefixed
 
 

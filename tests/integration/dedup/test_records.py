@@ -6,8 +6,8 @@ import threading
 import time
 from collections import Counter
 
+from devtools.harness import wait_until
 from tests.integration.dedup.conftest import SinkTarget, b64, read_length_prefixed
-from tests.procs import wait_until
 
 TOTAL = 100_000
 BATCH = 1000

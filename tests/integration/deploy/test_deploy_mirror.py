@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from ddc.embedded import free_port
+from dedup_service.embedded import free_port
 
 MIRROR = Path(__file__).resolve().parents[3] / "compose" / "config" / "redundant" / "mirror.py"
 

@@ -74,7 +74,7 @@ def paused(daemon) -> bool | None:
 
 class SupervisorProcess:
     def __init__(self, directory: Path, pairs) -> None:
-        from ddc.embedded import free_port
+        from dedup_service.embedded import free_port
 
         self.port = free_port()
         lines = [

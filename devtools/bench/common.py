@@ -1,7 +1,7 @@
 """Helpers the benchmarks share: UDP blaster and receiver processes, peak RSS, tables, rate search.
 
 The blaster and the receiver are plain (non-gevent) Python processes with tight socket loops,
-run as `python -m ddc.bench.common blast|receive ...`; a blast straight from one to the other is
+run as `python -m devtools.bench.common blast|receive ...`; a blast straight from one to the other is
 the raw baseline every UDP benchmark compares against.
 """
 
@@ -237,7 +237,9 @@ class Receiver:
         args = ["receive", "--idle", str(self.idle), "--timeout", str(self.timeout)]
         if self.expect is not None:
             args += ["--expect", str(self.expect)]
-        self.process = python_module("ddc.bench.common", *args, stdout=subprocess.PIPE, text=True)
+        self.process = python_module(
+            "devtools.bench.common", *args, stdout=subprocess.PIPE, text=True
+        )
         line = self.process.stdout.readline()
         if not line:
             raise RuntimeError("receiver did not start")
@@ -273,7 +275,7 @@ def run_blaster(
         args += ["--duration", str(duration)]
     if rate is not None:
         args += ["--rate", str(rate)]
-    process = python_module("ddc.bench.common", *args, stdout=subprocess.PIPE, text=True)
+    process = python_module("devtools.bench.common", *args, stdout=subprocess.PIPE, text=True)
     out, _ = process.communicate()
     if process.returncode != 0:
         raise RuntimeError(f"blaster exited with code {process.returncode}")
@@ -382,7 +384,7 @@ def _hostport(text: str) -> tuple[str, int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ddc.bench.common")
+    parser = argparse.ArgumentParser(prog="python -m devtools.bench.common")
     commands = parser.add_subparsers(dest="command", required=True)
     b = commands.add_parser("blast", help="send datagrams as fast as allowed")
     b.add_argument("--target", type=_hostport, required=True)

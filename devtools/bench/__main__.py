@@ -1,11 +1,11 @@
-"""`python -m ddc.bench NAME [args]`: runs ddc.bench.NAME.main(args)."""
+"""`python -m devtools.bench NAME [args]`: runs devtools.bench.NAME.main(args)."""
 
 from __future__ import annotations
 
 import importlib
 import sys
 
-from ddc.bench import BENCHES
+from devtools.bench import BENCHES
 
 USAGE = "usage: scripts/bench NAME [options]   ('scripts/bench NAME --help' for a bench's options)"
 
@@ -26,9 +26,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"unknown benchmark {name!r}\n\n{usage()}", file=sys.stderr)
         return 2
     try:
-        module = importlib.import_module(f"ddc.bench.{name}")
+        module = importlib.import_module(f"devtools.bench.{name}")
     except ModuleNotFoundError as exc:
-        if exc.name != f"ddc.bench.{name}":
+        if exc.name != f"devtools.bench.{name}":
             raise
         print(f"benchmark {name!r} is not available in this build", file=sys.stderr)
         return 2

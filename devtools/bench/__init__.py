@@ -1,4 +1,4 @@
-"""Benchmarks run by `scripts/bench NAME` (`python -m ddc.bench NAME`); each module has main(argv)."""
+"""Benchmarks run by `scripts/bench NAME` (`python -m devtools.bench NAME`); each module has main(argv)."""
 
 BENCHES = {
     "link": "an ingress/egress pair on loopback vs a raw Python UDP blast",

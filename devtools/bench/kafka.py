@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ddc.bench.common import (
+from devtools.bench.common import (
     cpu_seconds,
     free_tcp_port,
     free_udp_port,
@@ -142,7 +142,7 @@ def run_baseline(bootstrap: str, src: str, count: int, timeout: float) -> dict[s
     arrivals.start()
     arrivals.ready.wait(30)
     process = python_module(
-        "ddc.bench.kafka", "copy", "--bootstrap", bootstrap, "--src", src, "--dst", dst,
+        "devtools.bench.kafka", "copy", "--bootstrap", bootstrap, "--src", src, "--dst", dst,
         "--group", f"{src}-baseline", "--count", str(count),
     )  # fmt: skip
     rss, cpu = 0, 0.0
@@ -238,7 +238,7 @@ def run_ddc(bootstrap: str, src: str, count: int, timeout: float, work: Path) ->
 
 
 def bench(args: argparse.Namespace) -> int:
-    from ddc.embedded import EmbeddedKafka
+    from devtools.embedded_kafka import EmbeddedKafka
 
     broker = None
     bootstrap = args.bootstrap or os.environ.get("KAFKA_BOOTSTRAP")

@@ -12,7 +12,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from ddc.embedded import free_port
+from dedup_service.embedded import free_port
 
 DDC = [sys.executable, "-m", "ddc.cli"]
 

@@ -28,7 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ddc.embedded import EmbeddedKafka, EmbeddedRedis, free_port, wait_for_port
+from dedup_service.embedded import EmbeddedRedis, free_port, wait_for_port
+from devtools.embedded_kafka import EmbeddedKafka
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "compose" / "config" / "redundant"

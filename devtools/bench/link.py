@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ddc.bench.common import (
+from devtools.bench.common import (
     Receiver,
     cpu_seconds,
     free_tcp_port,

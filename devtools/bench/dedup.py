@@ -63,7 +63,7 @@ def baseline_set_nx(redis_url: str, ids: list[str], batch: int, clients: int) ->
 
 
 def start_service(tmp: Path, dedup: dict, sink: dict, merge: dict | None = None) -> tuple:
-    from ddc.embedded import free_port, wait_for_port
+    from dedup_service.embedded import free_port, wait_for_port
 
     port = free_port()
     lines = ["[dedup]", f'http_listen = "127.0.0.1:{port}"', 'log_level = "WARNING"']
@@ -125,7 +125,7 @@ def merge_loop(redis_url: str, tmp: Path, records: int) -> tuple[float, float]:
     from kafka import KafkaProducer
     from kafka.admin import KafkaAdminClient, NewTopic
 
-    from ddc.embedded import EmbeddedKafka
+    from devtools.embedded_kafka import EmbeddedKafka
 
     with EmbeddedKafka() as broker:
         tag = uuid.uuid4().hex[:6]
@@ -181,7 +181,7 @@ def merge_loop(redis_url: str, tmp: Path, records: int) -> tuple[float, float]:
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     sys.path.insert(0, str(ROOT))
-    from ddc.embedded import EmbeddedRedis
+    from dedup_service.embedded import EmbeddedRedis
 
     tmp = Path(tempfile.mkdtemp(prefix="ddc-bench-dedup-"))
     ids = [str(uuid.uuid4()) for _ in range(args.ids)]

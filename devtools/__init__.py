@@ -1,0 +1,1 @@
+"""Development tools kept out of the runtime wheel: demo, benchmarks, the process harness."""
