@@ -46,7 +46,16 @@ def configure_logging(level: str = "INFO") -> None:
 
 
 class Service:
-    """Something with start() and stop(timeout) whose greenlets live in self.group."""
+    """Something with start() and stop(timeout) whose greenlets live in self.group.
+
+    Two ways to run a greenlet, and no third:
+    * spawn(): the greenlet is essential; if it raises, the failure is logged, `crashed` is set
+      and the daemon stops and exits non-zero (so an orchestrator restarts it).
+    * supervise(): the greenlet may fail and be restarted; each failure is logged with its cause
+      and counted in `restarts[name]`, and the greenlet runs again after `restart_delay`
+      seconds, until the service stops. A component running one reports itself unhealthy
+      while `failing(name)` is true.
+    """
 
     name = "service"
 
@@ -54,6 +63,8 @@ class Service:
         self.group = Group()
         self.crashed: BaseException | None = None
         self.stopping = Event()
+        self.restarts: dict[str, int] = {}
+        self._failing: dict[str, str] = {}
 
     def spawn(
         self, func: Callable[..., Any], *args: Any, name: str | None = None
@@ -63,11 +74,64 @@ class Service:
         greenlet.link_exception(self._greenlet_failed)
         return greenlet
 
+    def supervise(
+        self,
+        func: Callable[..., Any],
+        *args: Any,
+        name: str,
+        restart_delay: float = 1.0,
+        delay: float = 0.0,
+    ) -> gevent.Greenlet:
+        """Run func(*args) now (or after `delay`), restarting it after every failure."""
+        greenlet = gevent.Greenlet(func, *args)
+        greenlet.name = name
+        greenlet.link_exception(
+            lambda failed: self._supervised_failed(failed, func, args, restart_delay)
+        )
+        greenlet.link_value(lambda _done: self._failing.pop(name, None))
+        self.group.add(greenlet)
+        if delay > 0:
+            greenlet.start_later(delay)
+        else:
+            greenlet.start()
+        return greenlet
+
+    def failing(self, name: str) -> str | None:
+        """The last failure of the supervised greenlet `name` while it waits to restart."""
+        return self._failing.get(name)
+
+    def _supervised_failed(
+        self,
+        greenlet: gevent.Greenlet,
+        func: Callable[..., Any],
+        args: tuple[Any, ...],
+        restart_delay: float,
+    ) -> None:
+        name = greenlet.name
+        self.restarts[name] = self.restarts.get(name, 0) + 1
+        self._failing[name] = repr(greenlet.exception)
+        if self.stopping.is_set():
+            log.error("%s: %s failed while stopping: %r", self.name, name, greenlet.exception)
+            return
+        log.error(
+            "%s: %s failed (%r); restarting in %.1fs (restart %d)",
+            self.name,
+            name,
+            greenlet.exception,
+            restart_delay,
+            self.restarts[name],
+            exc_info=greenlet.exc_info,
+        )
+        self.supervise(func, *args, name=name, restart_delay=restart_delay, delay=restart_delay)
+
     def _greenlet_failed(self, greenlet: gevent.Greenlet) -> None:
         log.error(
-            "%s: greenlet %s failed: %r", self.name, greenlet.name, greenlet.exception,
+            "%s: greenlet %s failed: %r",
+            self.name,
+            greenlet.name,
+            greenlet.exception,
             exc_info=greenlet.exc_info,
-        )  # fmt: skip
+        )
         if self.crashed is None:
             self.crashed = greenlet.exception
         self.stopping.set()
