@@ -43,7 +43,7 @@ class EgressProxy(Service):
         self.chunks = CostQueue(transport["queue_bytes"])
         self.envelope = transport["envelope"]
         self.sink = make_sink(config["sink"], self.metrics)
-        self.sink.spawn = self.spawn
+        self.sink.owner = self
         self.udp: UdpSocket | None = None
         self.receiver: Receiver | None = None
         self.http: HttpServer | None = None

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
-import gevent
-
+from ddc.daemon import Service
 from ddc.protocol.record import Record
 
 
@@ -25,9 +23,11 @@ class Sink:
     def __init__(self, config: dict[str, Any], metrics: Any) -> None:
         self.config = config
         self.metrics = metrics
-        # The egress replaces this with its Service.spawn before start(), so a sink's background
-        # greenlets are owned by the daemon's Group and a crash in one stops the process.
-        self.spawn: Callable[..., gevent.Greenlet] = gevent.spawn
+        # The egress sets itself as the owner before start(): a sink runs its background
+        # greenlets with owner.supervise() (restarted after a failure, which it reports as
+        # "sink_ok": false while owner.failing(name)) or owner.spawn() (a failure ends the
+        # process). Never a bare gevent.spawn: nothing may die silently.
+        self.owner = Service()
 
     def start(self) -> None:
         """Open connections; raise only for errors the operator must fix."""

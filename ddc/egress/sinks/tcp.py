@@ -45,8 +45,7 @@ class TcpSink(Sink):
         self._dropped = metrics.records_dropped.labels(reason="buffer_full")
 
     def start(self) -> None:
-        self._writer = self.spawn(self._write_loop)
-        self._writer.name = "tcp-sink"
+        self._writer = self.owner.spawn(self._write_loop, name="tcp-sink")
 
     def send(self, records: list[Record]) -> None:
         data = frame(records)
