@@ -8,10 +8,12 @@ graceful stop; a second signal forces the exit (gevent's servers).
 from __future__ import annotations
 
 import gc
+import importlib
 import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -26,10 +28,22 @@ log = logging.getLogger(__name__)
 EXIT_CONFIG = 2
 EXIT_CRASH = 1
 EXIT_FORCED = 130
+DRAIN_TIMEOUT = 10.0  # seconds a graceful stop may take
 # Objects allocated between young-generation collections (CPython's default is 700). A
 # daemon that buffers a backlog keeps most of what it allocates alive, so at the default every
 # collection walks surviving records again: 26 % of the egress's CPU in `scripts/bench kafka`.
 GC_YOUNG_THRESHOLD = 10_000
+
+
+class Deadline:
+    """The end of a time budget (a graceful stop's) that several steps share."""
+
+    def __init__(self, seconds: float) -> None:
+        self.end = time.monotonic() + seconds
+
+    def left(self, at_least: float = 0.1) -> float:
+        """Seconds until the end, but `at_least` (a step past the deadline still gets a try)."""
+        return max(at_least, self.end - time.monotonic())
 
 
 def configure_logging(level: str = "INFO") -> None:
@@ -139,7 +153,7 @@ class Service:
     def start(self) -> None:
         raise NotImplementedError
 
-    def stop(self, timeout: float = 10.0) -> None:
+    def stop(self, timeout: float = DRAIN_TIMEOUT) -> None:
         raise NotImplementedError
 
 
@@ -150,7 +164,7 @@ def tune_gc() -> None:
     gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
 
 
-def serve(service: Service, drain_timeout: float = 10.0) -> int:
+def serve(service: Service, drain_timeout: float = DRAIN_TIMEOUT) -> int:
     """Run a service until a signal or a crash; the process exit code."""
     signals = {"count": 0}
 
@@ -192,17 +206,27 @@ def config_error_exit(exc: ConfigError) -> int:
     return EXIT_CONFIG
 
 
-def run_proxy(
-    config_path: str, role: str, build: Callable[[dict[str, Any], Any], Service], drain: float
-) -> int:
-    """Load and validate the role's config, build the service, serve it: the process exit code."""
-    from ddc.config import load_config
-    from ddc.config.loader import config_dir
+def boot(config_path: str, load: str, service: str, drain_timeout: float = DRAIN_TIMEOUT) -> int:
+    """The one way a daemon command starts; the process exit code.
 
+    Monkey-patches first, then imports `load` and `service` ("module:name"): load(config_path)
+    returns the validated config, service(config) builds the Service. A config error is one line
+    on stderr and exit 2, before anything started; logging is configured from `log_level`; the
+    service runs until a signal or a crash (serve()).
+    """
+    from gevent import monkey
+
+    monkey.patch_all()  # before anything imports sockets or threads
     try:
-        config = load_config(config_path, role)
+        config = import_named(load)(config_path)
         configure_logging(config["log_level"])
-        service = build(config, config_dir(config_path))
+        built = import_named(service)(config)
     except ConfigError as exc:
         return config_error_exit(exc)
-    return serve(service, drain)
+    return serve(built, drain_timeout)
+
+
+def import_named(name: str) -> Any:
+    """The object a "package.module:attribute" string names."""
+    module_name, _, attribute = name.partition(":")
+    return getattr(importlib.import_module(module_name), attribute)

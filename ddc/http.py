@@ -82,3 +82,13 @@ class HttpServer:
             [("Content-Type", "application/json"), ("Content-Length", str(len(body)))],
         )
         return [body]
+
+
+def http_server(
+    listen: tuple[str, int] | None,
+    registry: CollectorRegistry,
+    routes: Routes,
+    before_scrape: Callable[[], None] | None = None,
+) -> HttpServer | None:
+    """The daemon's HTTP server, or None when its `http_listen` is not set."""
+    return None if listen is None else HttpServer(listen, registry, routes, before_scrape)

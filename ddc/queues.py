@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import time
 from collections import deque
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, Final
 
+import gevent
 from gevent.event import Event
+
+# Put behind the last item: the greenlet consuming the queue returns when it takes it.
+STOP: Final = object()
+# Cost charged per queued item on top of its bytes, so empty items cannot queue without bound.
+ITEM_OVERHEAD: Final = 64
 
 
 class CostQueue:
@@ -73,3 +81,21 @@ class CostQueue:
         if not self._items:
             raise TimeoutError
         return self.get(0)
+
+    def drain(self) -> Iterator[Any]:
+        """Takes every item left (STOP markers skipped), for counting what was never consumed."""
+        while self._items:
+            item = self.get_nowait()
+            if item is not STOP:
+                yield item
+
+
+def finish(queue: CostQueue, consumer: gevent.Greenlet | None, timeout: float) -> bool:
+    """Puts STOP behind what `consumer` still has to take from `queue` and waits up to `timeout`
+    seconds for it to return; True when it did (or was not running)."""
+    if consumer is None or consumer.dead:
+        return True
+    deadline = time.monotonic() + timeout
+    queue.put(STOP, 1, timeout=max(0.1, timeout))
+    consumer.join(max(0.1, deadline - time.monotonic()))
+    return consumer.dead

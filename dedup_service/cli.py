@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
+
+from ddc.daemon import boot
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,25 +22,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def serve(config_path: str) -> int:
-    from gevent import monkey
-
-    monkey.patch_all()
-
-    from ddc.daemon import config_error_exit, configure_logging
-    from ddc.daemon import serve as run_service
-    from ddc.errors import ConfigError
-    from dedup_service.config import load_dedup_config
-
-    try:
-        config = load_dedup_config(config_path)
-    except ConfigError as exc:
-        return config_error_exit(exc)
-    configure_logging(config["log_level"])
-    if config["log_level"] != "DEBUG":  # kafka-python logs every connection attempt at INFO
-        logging.getLogger("kafka").setLevel(logging.WARNING)
-    from dedup_service.service import DedupService
-
-    return run_service(DedupService(config))
+    return boot(
+        config_path, "dedup_service.config:load_dedup_config", "dedup_service.service:DedupService"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

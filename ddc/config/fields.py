@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from marshmallow import ValidationError, fields
+from marshmallow import ValidationError, fields, validate
 
 from ddc import units
 
@@ -52,6 +52,15 @@ class HostPort(_Parsed):
             return units.parse_hostport(value, allow_zero_port=self.allow_zero_port)
         except ValueError as exc:
             raise ValidationError(str(exc)) from exc
+
+
+class FilePath(fields.String):
+    """A file or directory path; the loader makes a relative one absolute against the directory
+    of the config file (config.loader.resolve_paths), so no component sees the working directory."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("validate", validate.Length(min=1))
+        super().__init__(**kwargs)
 
 
 class HostPortList(fields.Field):

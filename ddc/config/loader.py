@@ -8,8 +8,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from marshmallow import Schema, ValidationError
+from marshmallow import Schema, ValidationError, fields
 
+from ddc.config.fields import FilePath, TypedTable
 from ddc.errors import ConfigError
 
 ENV_PREFIX = "DDC__"
@@ -90,7 +91,17 @@ def load_role_config(
     if not isinstance(table, dict):
         raise ConfigError(role, "expected a table")
     apply_env_overrides(table, role, os.environ if environ is None else environ)
-    return validate(schema, table, role)
+    config = validate(schema, table, role)
+    resolve_paths(schema, config, config_dir(path))
+    return config
+
+
+def load_ingress_config(path: str | os.PathLike[str] | None) -> dict[str, Any]:
+    return load_config(path, "ingress")
+
+
+def load_egress_config(path: str | os.PathLike[str] | None) -> dict[str, Any]:
+    return load_config(path, "egress")
 
 
 def load_config(
@@ -107,4 +118,32 @@ def load_config(
 
 
 def config_dir(path: str | os.PathLike[str] | None) -> Path:
+    """Where a config file's relative paths start: its directory (no file: the working one)."""
     return Path(path).resolve().parent if path else Path.cwd()
+
+
+def resolve_paths(schema: Schema, data: dict[str, Any], base: Path) -> None:
+    """Makes every FilePath value in the validated `data` of `schema` absolute against `base`,
+    in nested tables, typed tables and lists of them too."""
+    for name, field in schema.fields.items():
+        value = data.get(name)
+        if value is None:
+            continue
+        if isinstance(field, FilePath):
+            data[name] = str(base / value)
+            continue
+        for sub_schema, table in _tables(field, value):
+            resolve_paths(sub_schema, table, base)
+
+
+def _tables(field: fields.Field, value: Any) -> list[tuple[Schema, dict[str, Any]]]:
+    """The (schema, table) pairs a nested field holds."""
+    if isinstance(field, fields.List) and isinstance(value, list):
+        return [pair for item in value for pair in _tables(field.inner, item)]
+    if not isinstance(value, dict):
+        return []
+    if isinstance(field, fields.Nested) and isinstance(field.schema, Schema):
+        return [(field.schema, value)]
+    if isinstance(field, TypedTable) and value.get("type") in field.schemas:
+        return [(field.schemas[value["type"]](), value)]
+    return []

@@ -1,4 +1,4 @@
-"""marshmallow schemas of the ingress and egress configs (DESIGN.md §3).
+"""marshmallow schemas of the ingress and egress configs (docs/configuration.md).
 
 Every default lives here; unknown keys are rejected.
 """
@@ -7,18 +7,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import Schema, ValidationError, fields, post_load, validate, validates_schema
 
-from ddc.config.fields import Duration, HostPort, HostPortList, Rate, Size, TypedTable
+from ddc.config.base import LOG_LEVELS, StrictSchema, log_level, require_positive
+from ddc.config.fields import Duration, FilePath, HostPort, HostPortList, Rate, Size, TypedTable
 from ddc.protocol.wire import HEADER_SIZE, MAX_DATAGRAM
 
+__all__ = ["LOG_LEVELS", "ROLE_SCHEMAS", "StrictSchema"]
+
 MIN_PACKET_SIZE = HEADER_SIZE + 55  # 64 bytes: the smallest datagram the fragmenter accepts
-LOG_LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR"]
-
-
-class StrictSchema(Schema):
-    class Meta:
-        unknown = RAISE
 
 
 # --- ingress -----------------------------------------------------------------------------
@@ -73,7 +70,7 @@ class MaxSizeFilterSchema(StrictSchema):
 
 class JsonSchemaFilterSchema(StrictSchema):
     type = fields.String(required=True)
-    schema = fields.String(required=True)
+    schema = FilePath(required=True)
 
 
 FILTER_SCHEMAS: dict[str, type[Schema]] = {
@@ -107,17 +104,24 @@ class IngressTransportSchema(StrictSchema):
     def _one_pacing(self, data: dict[str, Any], **kwargs: Any) -> None:
         if data.get("rate") is not None and data.get("send_delay_ms") is not None:
             raise ValidationError("set rate or send_delay_ms, not both", "send_delay_ms")
-        if data.get("heartbeat_interval", 1.0) <= 0:
-            raise ValidationError("must be greater than 0", "heartbeat_interval")
+        require_positive(data, "heartbeat_interval")
 
 
 class IngressSchema(StrictSchema):
     name = fields.String(load_default="ddc")
     http_listen = HostPort(load_default=None, allow_zero_port=True)
-    log_level = fields.String(load_default="INFO", validate=validate.OneOf(LOG_LEVELS))
+    log_level = log_level()
     source = TypedTable(SOURCE_SCHEMAS, required=True)
     filters = fields.List(TypedTable(FILTER_SCHEMAS), load_default=list)
     transport = fields.Nested(IngressTransportSchema, required=True)
+
+    @post_load
+    def _default_envelope(self, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        # unset: Kafka records keep their key, headers and topic; other sources send values raw
+        if data["transport"]["envelope"] is None:
+            kafka = data["source"]["type"] == "kafka"
+            data["transport"]["envelope"] = "records" if kafka else "raw"
+        return data
 
 
 # --- egress ------------------------------------------------------------------------------
@@ -144,8 +148,7 @@ class EgressTransportSchema(StrictSchema):
                 parse_hostport(sender, allow_zero_port=True)
             except ValueError as exc:
                 raise ValidationError(str(exc), "expected_sender") from exc
-        if data.get("heartbeat_timeout", 5.0) <= 0:
-            raise ValidationError("must be greater than 0", "heartbeat_timeout")
+        require_positive(data, "heartbeat_timeout")
 
 
 class UdpSinkSchema(StrictSchema):
@@ -163,7 +166,7 @@ class TcpSinkSchema(StrictSchema):
 
 class FileSinkSchema(StrictSchema):
     type = fields.String(required=True)
-    path = fields.String(required=True, validate=validate.Length(min=1))
+    path = FilePath(required=True)
     framing = fields.String(
         load_default="length_prefixed",
         validate=validate.OneOf(["length_prefixed", "lines", "none"]),
@@ -202,7 +205,7 @@ SINK_SCHEMAS: dict[str, type[Schema]] = {
 class EgressSchema(StrictSchema):
     name = fields.String(load_default="ddc")
     http_listen = HostPort(load_default=None, allow_zero_port=True)
-    log_level = fields.String(load_default="INFO", validate=validate.OneOf(LOG_LEVELS))
+    log_level = log_level()
     transport = fields.Nested(EgressTransportSchema, required=True)
     sink = TypedTable(SINK_SCHEMAS, required=True)
 

@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import argparse
 
+from ddc.daemon import DRAIN_TIMEOUT, boot
+
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-c", "--config", required=True, help="ingress TOML config")
-    parser.add_argument("--drain-timeout", type=float, default=10.0, help="graceful stop limit (s)")
+    parser.add_argument(
+        "--drain-timeout", type=float, default=DRAIN_TIMEOUT, help="graceful stop limit (s)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    from gevent import monkey
-
-    monkey.patch_all()  # before anything else imports sockets or threads
-
-    from ddc.daemon import run_proxy
-    from ddc.ingress.proxy import IngressProxy
-
-    return run_proxy(args.config, "ingress", IngressProxy, args.drain_timeout)
+    return boot(
+        args.config,
+        "ddc.config:load_ingress_config",
+        "ddc.ingress.proxy:IngressProxy",
+        args.drain_timeout,
+    )

@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import logging
 import re
-import time
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 
 from ddc.errors import ConfigError
+from ddc.logs import ThrottledLog
+from ddc.metrics import IngressMetrics
 from ddc.protocol.record import Record
 
 log = logging.getLogger(__name__)
@@ -88,7 +89,8 @@ class JsonSchemaFilter(Filter):
         return f"schema violation: {error.message}" if error is not None else None
 
 
-def build_filter(spec: dict[str, Any], index: int, base_dir: Path) -> Filter:
+def build_filter(spec: dict[str, Any], index: int) -> Filter:
+    """The filter a validated `[[ingress.filters]]` table describes (its schema path absolute)."""
     kind = spec["type"]
     if kind == "keyword":
         return KeywordFilter(spec["words"], spec["case_sensitive"])
@@ -99,7 +101,7 @@ def build_filter(spec: dict[str, Any], index: int, base_dir: Path) -> Filter:
             raise ConfigError(f"ingress.filters.{index}.pattern", f"invalid regex: {exc}") from None
     if kind == "max_size":
         return MaxSizeFilter(spec["max_bytes"])
-    path = base_dir / spec["schema"]
+    path = Path(spec["schema"])
     try:
         return JsonSchemaFilter(json.loads(path.read_text()))
     except (OSError, ValueError, jsonschema.exceptions.SchemaError) as exc:
@@ -111,11 +113,10 @@ class FilterChain:
 
     LOG_EVERY = 1.0
 
-    def __init__(self, filters: list[Filter], metrics: Any) -> None:
+    def __init__(self, filters: list[Filter], metrics: IngressMetrics) -> None:
         self.filters = filters
         self.metrics = metrics
-        self._last_log: dict[str, float] = {}
-        self._unlogged: dict[str, int] = {}
+        self._drop_log = ThrottledLog(log, self.LOG_EVERY, logging.WARNING)
 
     def __bool__(self) -> bool:
         return bool(self.filters)
@@ -138,11 +139,4 @@ class FilterChain:
 
     def _dropped(self, kind: str, reason: str) -> None:
         self.metrics.records_filtered.labels(filter=kind).inc()
-        now = time.monotonic()
-        if now - self._last_log.get(kind, 0.0) >= self.LOG_EVERY:
-            skipped = self._unlogged.pop(kind, 0)
-            more = f" (and {skipped} more since the last report)" if skipped else ""
-            log.warning("filter %s dropped a record: %s%s", kind, reason, more)
-            self._last_log[kind] = now
-        else:
-            self._unlogged[kind] = self._unlogged.get(kind, 0) + 1
+        self._drop_log(kind, "filter %s dropped a record: %s", kind, reason)

@@ -10,12 +10,10 @@ from typing import Any
 from ddc.ingress.filters import FilterChain
 from ddc.protocol.envelope import BATCH_OVERHEAD, encode_records, record_size
 from ddc.protocol.record import Record
-from ddc.queues import CostQueue
+from ddc.queues import ITEM_OVERHEAD, STOP, CostQueue
 
 log = logging.getLogger(__name__)
 
-STOP = object()
-ITEM_OVERHEAD = 64
 Ack = Callable[[], None]
 
 

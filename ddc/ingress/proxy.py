@@ -3,48 +3,45 @@
 from __future__ import annotations
 
 import logging
-import time
-from pathlib import Path
 from typing import Any
 
 import gevent
 
-from ddc.daemon import Service
-from ddc.http import HttpServer
+from ddc.daemon import DRAIN_TIMEOUT, Deadline, Service
+from ddc.http import http_server
 from ddc.ingress.filters import FilterChain, build_filter
-from ddc.ingress.framer import STOP, Ack, Framer, value_of
+from ddc.ingress.framer import Ack, Framer, value_of
 from ddc.ingress.sources import make_source
 from ddc.ingress.transport import Transport
+from ddc.logs import ThrottledLog
 from ddc.metrics import Exporter, IngressMetrics
 from ddc.protocol.fragment import ChunkTooLarge
 from ddc.protocol.record import Record
-from ddc.queues import CostQueue
+from ddc.queues import STOP, CostQueue, finish
 
 log = logging.getLogger(__name__)
 
 CHUNK_QUEUE_BYTES = 64 * 1024**2
+DROP_LOG_INTERVAL = 1.0  # seconds between two "record queue full" lines
 
 
 class IngressProxy(Service):
     name = "ingress"
 
-    def __init__(self, config: dict[str, Any], base_dir: Path | None = None) -> None:
+    def __init__(self, config: dict[str, Any]) -> None:
         super().__init__()
         self.config = config
         self.name = f"ingress {config['name']}"
         transport_config = config["transport"]
         self.metrics = IngressMetrics()
         self.transport = Transport(transport_config, self.metrics)
-        self.envelope = transport_config["envelope"] or (
-            "records" if config["source"]["type"] == "kafka" else "raw"
-        )
+        self.envelope = transport_config["envelope"]
         self.queue_policy = transport_config["queue_policy"]
         self.records_queue = CostQueue(
             transport_config["queue_size"], transport_config["queue_bytes"]
         )
         self.chunks_queue = CostQueue(CHUNK_QUEUE_BYTES)
-        base_dir = base_dir or Path.cwd()
-        filters = [build_filter(spec, i, base_dir) for i, spec in enumerate(config["filters"])]
+        filters = [build_filter(spec, i) for i, spec in enumerate(config["filters"])]
         self.framer = Framer(
             self.envelope,
             transport_config["batch_max_bytes"],
@@ -55,19 +52,18 @@ class IngressProxy(Service):
         )
         self.source = make_source(config["source"], self.submit, self.metrics)
         self.paused = False
-        self.http: HttpServer | None = None
-        if config["http_listen"]:
-            routes = {
-                ("GET", "/healthz"): self.healthz,
-                ("POST", "/admin/pause"): self.admin_pause,
-                ("POST", "/admin/resume"): self.admin_resume,
-            }
-            self.http = HttpServer(
-                config["http_listen"], self.metrics.registry, routes, self._sync_gauges
-            )
+        routes = {
+            ("GET", "/healthz"): self.healthz,
+            ("POST", "/admin/pause"): self.admin_pause,
+            ("POST", "/admin/resume"): self.admin_resume,
+        }
+        self.http = http_server(
+            config["http_listen"], self.metrics.registry, routes, self._sync_gauges
+        )
         self._source_greenlet: gevent.Greenlet | None = None
-        self._pipeline: list[gevent.Greenlet] = []
-        self._last_drop_log = 0.0
+        self._framer: gevent.Greenlet | None = None
+        self._sender: gevent.Greenlet | None = None
+        self._drop_log = ThrottledLog(log, DROP_LOG_INTERVAL)
         self._exporter = Exporter()
 
     # --- the pipeline -----------------------------------------------------------------
@@ -88,10 +84,9 @@ class IngressProxy(Service):
             self.records_queue.put((items, ack), cost, size=size)
             return
         self.metrics.records_dropped.labels(reason="buffer_full").inc(len(items))
-        now = time.monotonic()
-        if now - self._last_drop_log > 1.0:
-            log.error("record queue full (queue_policy = drop): dropped %d records", len(items))
-            self._last_drop_log = now
+        self._drop_log(
+            "buffer_full", "record queue full (queue_policy = drop): dropped %d records", len(items)
+        )
         if ack is not None:
             ack()
 
@@ -128,31 +123,28 @@ class IngressProxy(Service):
         if self.http is not None:
             self.http.start()
         self.transport.send_startup()
-        self._pipeline = [
-            self.spawn(self.framer.run, name="framer"),
-            self.spawn(self._send_chunks, name="sender"),
-        ]
+        self._framer = self.spawn(self.framer.run, name="framer")
+        self._sender = self.spawn(self._send_chunks, name="sender")
         self.spawn(self._heartbeat, name="heartbeat")
         self._source_greenlet = self.spawn(self.source.run, name="source")
         log.info("%s started (envelope %s)", self.name, self.envelope)
 
-    def stop(self, timeout: float = 10.0) -> None:
+    def stop(self, timeout: float = DRAIN_TIMEOUT) -> None:
         """Stop reading, send what was read, commit, send Shutdown, close."""
-        deadline = time.monotonic() + timeout
+        deadline = Deadline(timeout)
         self.source.stop()
         if self._source_greenlet is not None:
-            self._source_greenlet.join(max(0.1, min(5.0, deadline - time.monotonic())))
+            self._source_greenlet.join(min(5.0, deadline.left()))
             self._source_greenlet.kill(block=True, timeout=1.0)
-        framer, sender = self._pipeline or (None, None)
-        if framer is not None and not framer.dead:
-            self.records_queue.put(STOP, 1, timeout=max(0.1, deadline - time.monotonic()))
-            framer.join(max(0.1, deadline - time.monotonic()))
-        elif sender is not None and not sender.dead:
-            self.chunks_queue.put(STOP, 1, timeout=max(0.1, deadline - time.monotonic()))
-        if sender is not None:
-            sender.join(max(0.1, deadline - time.monotonic()))
+        # STOP goes through the framer (which passes it on to the sender) while it runs
+        if self._framer is not None and not self._framer.dead:
+            finish(self.records_queue, self._framer, deadline.left())
+            if self._sender is not None:
+                self._sender.join(deadline.left())
+        else:
+            finish(self.chunks_queue, self._sender, deadline.left())
         self._count_unsent()
-        self.source.close(max(0.5, deadline - time.monotonic()))
+        self.source.close(deadline.left(0.5))
         self.transport.send_shutdown()
         if self.http is not None:
             self.http.stop(1.0)
@@ -162,15 +154,8 @@ class IngressProxy(Service):
 
     def _count_unsent(self) -> None:
         """Whatever is still queued after the drain timeout is dropped: count it, say it."""
-        left = 0
-        while len(self.records_queue):
-            item = self.records_queue.get_nowait()
-            if item is not STOP:
-                left += len(item[0])
-        while len(self.chunks_queue):
-            item = self.chunks_queue.get_nowait()
-            if item is not STOP:
-                left += item[2]
+        left = sum(len(items) for items, _ack in self.records_queue.drain())
+        left += sum(records for _chunk, _acks, records in self.chunks_queue.drain())
         if left:
             self.metrics.records_dropped.labels(reason="shutdown").inc(left)
             log.error("drain timed out: %d records read but not sent (counted as dropped)", left)

@@ -22,9 +22,9 @@ from typing import Any
 
 from marshmallow import ValidationError, fields, validate, validates_schema
 
+from ddc.config.base import StrictSchema, log_level, require_positive
 from ddc.config.fields import Duration, HostPort
 from ddc.config.loader import load_role_config
-from ddc.config.schemas import LOG_LEVELS, StrictSchema
 
 HOOK_EVENTS = ("on_pause", "on_resume", "on_down")
 
@@ -44,14 +44,12 @@ class SupervisorSchema(StrictSchema):
     grace = Duration(load_default=5.0)
     timeout = Duration(load_default=2.0)
     hook_timeout = Duration(load_default=30.0)
-    log_level = fields.String(load_default="INFO", validate=validate.OneOf(LOG_LEVELS))
+    log_level = log_level()
     pairs = fields.List(fields.Nested(PairSchema), required=True, validate=validate.Length(min=1))
 
     @validates_schema
     def _checks(self, data: dict[str, Any], **kwargs: Any) -> None:
-        for name in ("poll_interval", "timeout", "hook_timeout"):
-            if name in data and data[name] <= 0:
-                raise ValidationError("must be greater than 0", name)
+        require_positive(data, "poll_interval", "timeout", "hook_timeout")
         names = [pair["name"] for pair in data.get("pairs", [])]
         duplicates = sorted({name for name in names if names.count(name) > 1})
         if duplicates:

@@ -45,8 +45,39 @@ def test_ingress_defaults_and_units(tmp_path):
     assert transport["rate"] == 800e6
     assert transport["max_packet_size"] == 65507
     assert transport["heartbeat_interval"] == 1.0
-    assert transport["envelope"] is None  # decided by the source type
+    assert transport["envelope"] == "raw"  # decided by the source type: records for Kafka
     assert config["filters"] == []
+    kafka = INGRESS.replace(
+        'type = "udp"\nlisten = "127.0.0.1:7000"',
+        'type = "kafka"\nbootstrap_servers = "127.0.0.1:9092"\ntopics = ["t"]\ngroup_id = "g"',
+    )
+    config = load_config(write(tmp_path, kafka), "ingress", environ={})
+    assert config["transport"]["envelope"] == "records"
+    explicit = INGRESS.replace('rate = "800Mbit"', 'envelope = "raw"')
+    kafka_raw = explicit.replace(
+        'type = "udp"\nlisten = "127.0.0.1:7000"',
+        'type = "kafka"\nbootstrap_servers = "127.0.0.1:9092"\ntopics = ["t"]\ngroup_id = "g"',
+    )
+    assert (
+        load_config(write(tmp_path, kafka_raw), "ingress", environ={})["transport"]["envelope"]
+        == "raw"
+    )
+
+
+def test_relative_paths_resolve_against_the_config_files_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "conf").mkdir()
+    egress = EGRESS.replace(
+        'type = "udp"\ntarget = "127.0.0.1:7002"', 'type = "file"\npath = "out/x.bin"'
+    )
+    config = load_config(write(tmp_path / "conf", egress), "egress", environ={})
+    assert config["sink"]["path"] == str(tmp_path / "conf" / "out" / "x.bin")
+    ingress = INGRESS + '[[ingress.filters]]\ntype = "json_schema"\nschema = "s.json"\n'
+    config = load_config(write(tmp_path / "conf", ingress), "ingress", environ={})
+    assert config["filters"][0]["schema"] == str(tmp_path / "conf" / "s.json")
+    absolute = egress.replace('"out/x.bin"', '"/var/lib/x.bin"')
+    config = load_config(write(tmp_path / "conf", absolute), "egress", environ={})
+    assert config["sink"]["path"] == "/var/lib/x.bin"
 
 
 def test_egress_sizes(tmp_path):
