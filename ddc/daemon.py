@@ -33,6 +33,8 @@ DRAIN_TIMEOUT = 10.0  # seconds a graceful stop may take
 # daemon that buffers a backlog keeps most of what it allocates alive, so at the default every
 # collection walks surviving records again: 26 % of the egress's CPU in `scripts/bench kafka`.
 GC_YOUNG_THRESHOLD = 10_000
+# A restarted greenlet that has run this long (seconds) without failing is healthy again.
+STABLE_AFTER = 3.0
 
 
 class Deadline:
@@ -68,7 +70,9 @@ class Service:
     * supervise(): the greenlet may fail and be restarted; each failure is logged with its cause
       and counted in `restarts[name]`, and the greenlet runs again after `restart_delay`
       seconds, until the service stops. A component running one reports itself unhealthy
-      while `failing(name)` is true.
+      (/healthz "degraded") while `failing(name)` is not None: from the failure until the
+      restarted greenlet has run STABLE_AFTER seconds without failing, or returned.
+      `supervised(name)` is its current greenlet (a restart replaces it), to join at stop.
     """
 
     name = "service"
@@ -78,7 +82,8 @@ class Service:
         self.crashed: BaseException | None = None
         self.stopping = Event()
         self.restarts: dict[str, int] = {}
-        self._failing: dict[str, str] = {}
+        self._failing: dict[str, tuple[str, float]] = {}  # name → (failure, restarted at)
+        self._supervised: dict[str, gevent.Greenlet] = {}
 
     def spawn(
         self, func: Callable[..., Any], *args: Any, name: str | None = None
@@ -104,6 +109,7 @@ class Service:
         )
         greenlet.link_value(lambda _done: self._failing.pop(name, None))
         self.group.add(greenlet)
+        self._supervised[name] = greenlet
         if delay > 0:
             greenlet.start_later(delay)
         else:
@@ -111,8 +117,21 @@ class Service:
         return greenlet
 
     def failing(self, name: str) -> str | None:
-        """The last failure of the supervised greenlet `name` while it waits to restart."""
-        return self._failing.get(name)
+        """The last failure of the supervised greenlet `name`, until its restart proved stable."""
+        failure = self._failing.get(name)
+        if failure is None:
+            return None
+        reason, restarted_at = failure
+        current = self._supervised.get(name)
+        running = current is not None and not current.dead
+        if running and time.monotonic() - restarted_at >= STABLE_AFTER:
+            del self._failing[name]
+            return None
+        return reason
+
+    def supervised(self, name: str) -> gevent.Greenlet | None:
+        """The current greenlet of the supervised `name` (also one waiting to restart)."""
+        return self._supervised.get(name)
 
     def _supervised_failed(
         self,
@@ -123,7 +142,7 @@ class Service:
     ) -> None:
         name = greenlet.name
         self.restarts[name] = self.restarts.get(name, 0) + 1
-        self._failing[name] = repr(greenlet.exception)
+        self._failing[name] = (repr(greenlet.exception), time.monotonic() + restart_delay)
         if self.stopping.is_set():
             log.error("%s: %s failed while stopping: %r", self.name, name, greenlet.exception)
             return

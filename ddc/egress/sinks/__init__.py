@@ -6,6 +6,7 @@ import importlib
 from typing import Any
 
 from ddc.egress.sinks.base import Sink
+from ddc.metrics import EgressMetrics
 
 SINK_CLASSES = {
     "udp": "ddc.egress.sinks.udp:UdpSink",
@@ -16,6 +17,6 @@ SINK_CLASSES = {
 }
 
 
-def make_sink(config: dict[str, Any], metrics: Any) -> Sink:
+def make_sink(config: dict[str, Any], metrics: EgressMetrics) -> Sink:
     module_name, _, class_name = SINK_CLASSES[config["type"]].partition(":")
     return getattr(importlib.import_module(module_name), class_name)(config, metrics)

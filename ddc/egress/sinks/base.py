@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ddc.daemon import Service
+from ddc.metrics import EgressMetrics
 from ddc.protocol.record import Record
 
 
@@ -20,7 +21,7 @@ class Sink:
     # every raw chunk); sinks that hand values to libraries expecting bytes leave it False.
     accepts_views = False
 
-    def __init__(self, config: dict[str, Any], metrics: Any) -> None:
+    def __init__(self, config: dict[str, Any], metrics: EgressMetrics) -> None:
         self.config = config
         self.metrics = metrics
         # The egress sets itself as the owner before start(): a sink runs its background

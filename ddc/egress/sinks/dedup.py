@@ -19,22 +19,23 @@ import base64
 import http.client
 import json
 import logging
-import time
 from collections import deque
 from typing import Any
 from urllib.parse import urlsplit
 
-import gevent
 from gevent.event import Event
-from gevent.pool import Group
 
 from ddc.egress.sinks.base import Sink
+from ddc.logs import ThrottledLog
+from ddc.metrics import EgressMetrics
 from ddc.protocol.record import Record
 
 log = logging.getLogger(__name__)
 
 SOURCE_HEADER = "ddc-src"
 LOG_EVERY = 10.0  # seconds between repeated drop/outage log lines
+SENDER = "dedup-sink"  # the supervised sender greenlet's name
+RESTART_DELAY = 1.0  # seconds before a failed sender runs again
 
 
 def _b64(data: bytes | None) -> str | None:
@@ -60,26 +61,24 @@ def to_json(record: Record) -> dict[str, Any]:
 
 
 class DedupSink(Sink):
-    def __init__(self, config: dict[str, Any], metrics: Any) -> None:
+    def __init__(self, config: dict[str, Any], metrics: EgressMetrics) -> None:
         super().__init__(config, metrics)
         url = urlsplit(config["url"])
         self.scheme, self.netloc = url.scheme, url.netloc
         self.path = url.path.rstrip("/") + "/v1/records"
         self.buffer: deque[Record] = deque()
         self.batch_size = config["batch_max_records"]
-        self.group = Group()
         self.wake = Event()
         self.stopping = False
         self.ok = True
         self.conn: http.client.HTTPConnection | None = None
-        self._last_log: dict[str, float] = {}
+        self._drop_log = ThrottledLog(log, LOG_EVERY)
+        self._outage_log = ThrottledLog(log, LOG_EVERY, logging.WARNING)
 
     # --- the egress side -------------------------------------------------------------------
 
     def start(self) -> None:
-        sender = self.group.spawn(self._run)
-        sender.name = "dedup-sink"
-        sender.link_exception(self._sender_failed)
+        self.owner.supervise(self._run, name=SENDER, restart_delay=RESTART_DELAY)
 
     def send(self, records: list[Record]) -> None:
         room = self.config["buffer_max_records"] - len(self.buffer)
@@ -94,8 +93,10 @@ class DedupSink(Sink):
     def stop(self, timeout: float) -> None:
         self.stopping = True
         self.wake.set()
-        self.group.join(timeout=timeout)
-        self.group.kill(timeout=1.0)
+        sender = self.owner.supervised(SENDER)
+        if sender is not None:
+            sender.join(timeout=timeout)
+            sender.kill(timeout=1.0)
         if self.buffer:
             self._drop(
                 len(self.buffer), "shutdown", "dedup sink stopped before delivering", force=True
@@ -104,26 +105,30 @@ class DedupSink(Sink):
         self._close()
 
     def health(self) -> dict[str, Any]:
-        return {"sink_ok": self.ok, "dedup_buffered": len(self.buffer)}
+        failure = self.owner.failing(SENDER)
+        return {
+            "sink_ok": self.ok and failure is None,
+            "dedup_buffered": len(self.buffer),
+            "sink_error": failure,
+        }
 
     # --- the sender greenlet ---------------------------------------------------------------
 
-    def _sender_failed(self, greenlet: gevent.Greenlet) -> None:
-        log.error("dedup sink sender failed: %r", greenlet.exception, exc_info=greenlet.exc_info)
-
-    def _log(self, kind: str, force: bool = False) -> bool:
-        now = time.monotonic()
-        if force or now - self._last_log.get(kind, -LOG_EVERY) >= LOG_EVERY:
-            self._last_log[kind] = now
-            return True
-        return False
-
     def _drop(self, count: int, reason: str, why: str, force: bool = False) -> None:
         self.metrics.records_dropped.labels(reason=reason).inc(count)
-        if self._log(reason, force):
-            log.error("dedup sink: %d record(s) dropped: %s (reason %s)", count, why, reason)
+        self._drop_log(
+            reason,
+            "dedup sink: %d record(s) dropped: %s (reason %s)",
+            count,
+            why,
+            reason,
+            force=force,
+        )
 
     def _run(self) -> None:
+        """The sender: posts the head of the buffer until stopped (restarted after a failure:
+        the batch it was posting is still at the head, so it is posted again)."""
+        self._close()  # a restart does not reuse a connection left in an unknown state
         while True:
             if not self.buffer:
                 if self.stopping:
@@ -171,8 +176,12 @@ class DedupSink(Sink):
             payload = response.read()
         except (OSError, http.client.HTTPException) as exc:
             self._close()
-            if self._log("unreachable"):
-                log.warning("dedup service %s unreachable (%r); buffering", self.config["url"], exc)
+            self._outage_log(
+                "unreachable",
+                "dedup service %s unreachable (%r); buffering",
+                self.config["url"],
+                exc,
+            )
             return "retry"
         if response.status == 200:
             self.ok = True
@@ -190,11 +199,13 @@ class DedupSink(Sink):
             )
             return "resend"
         if response.status >= 500 or response.status in (408, 429):
-            if self._log("unavailable"):
-                log.warning(
-                    "dedup service answered %d (%s); retrying every %.1fs",
-                    response.status, payload[:200], self.config["retry_interval"],
-                )  # fmt: skip
+            self._outage_log(
+                "unavailable",
+                "dedup service answered %d (%s); retrying every %.1fs",
+                response.status,
+                payload[:200],
+                self.config["retry_interval"],
+            )
             return "retry"
         self._drop(
             len(batch), "dedup_rejected", f"HTTP {response.status}: {payload[:200]!r}", force=True

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any
+from typing import Any, BinaryIO
 
 from ddc.egress.sinks.base import Sink
+from ddc.egress.sinks.framing import framed
+from ddc.metrics import EgressMetrics
 from ddc.protocol.record import Record
 
 log = logging.getLogger(__name__)
@@ -15,34 +17,26 @@ log = logging.getLogger(__name__)
 class FileSink(Sink):
     accepts_views = True
 
-    def __init__(self, config: dict[str, Any], metrics: Any) -> None:
+    def __init__(self, config: dict[str, Any], metrics: EgressMetrics) -> None:
         super().__init__(config, metrics)
         self.framing = config["framing"]
-        self.handle = None
+        self.handle: BinaryIO | None = None  # open for the daemon's life (reopened after an error)
 
     def start(self) -> None:
-        self.handle = open(self.config["path"], "ab")  # noqa: SIM115 - held open for the daemon's life
+        self._open()
+
+    def _open(self) -> BinaryIO:
+        self.handle = open(self.config["path"], "ab")
+        return self.handle
 
     def send(self, records: list[Record]) -> None:
-        parts = []
-        for record in records:
-            if record.value is None:
-                record.value = b""
-            if self.framing == "length_prefixed":
-                parts.append(len(record.value).to_bytes(4, "big"))
-                parts.append(record.value)
-            elif self.framing == "lines":
-                parts.append(record.value)
-                parts.append(b"\n")
-            else:
-                parts.append(record.value)
+        data = framed(records, self.framing)
         try:
-            if self.handle is None:
-                self.start()
-            self.handle.write(b"".join(parts))
-            self.handle.flush()
+            handle = self.handle or self._open()
+            handle.write(data)
+            handle.flush()
             if self.config["fsync"]:
-                os.fsync(self.handle.fileno())
+                os.fsync(handle.fileno())
         except OSError as exc:
             self.metrics.records_dropped.labels(reason="write_error").inc(len(records))
             self.metrics.sink_errors.inc()

@@ -2,7 +2,9 @@
 
 A writer greenlet owns the connection; send() only queues. While the target is down frames
 wait in a buffer of `buffer_max_bytes`; beyond it they are dropped and counted. A batch whose
-write failed is written again on the next connection (at-least-once).
+write failed is written again on the next connection (at-least-once). The writer runs under the
+egress's supervision: if it fails it is restarted (the batch it held is kept) and /healthz says
+"sink_ok": false until the restart proved stable.
 """
 
 from __future__ import annotations
@@ -15,53 +17,53 @@ import gevent
 from gevent import socket as gsocket
 
 from ddc.egress.sinks.base import Sink
+from ddc.egress.sinks.framing import framed
+from ddc.logs import ThrottledLog
+from ddc.metrics import EgressMetrics
 from ddc.protocol.record import Record
-from ddc.queues import CostQueue
+from ddc.queues import STOP, CostQueue, finish
 
 log = logging.getLogger(__name__)
 
-STOP = object()
-
-
-def frame(records: list[Record]) -> bytes:
-    parts = []
-    for record in records:
-        value = record.value or b""
-        parts.append(len(value).to_bytes(4, "big"))
-        parts.append(value)
-    return b"".join(parts)
+WRITER = "tcp-sink"  # the supervised writer greenlet's name
+CONNECT_TIMEOUT = 10.0
+DROP_LOG_INTERVAL = 1.0
 
 
 class TcpSink(Sink):
     accepts_views = True
 
-    def __init__(self, config: dict[str, Any], metrics: Any) -> None:
+    def __init__(self, config: dict[str, Any], metrics: EgressMetrics) -> None:
         super().__init__(config, metrics)
         self.target = config["target"]
         self.buffer = CostQueue(config["buffer_max_bytes"])
         self.conn: socket.socket | None = None
         self.connected = False
-        self._writer: gevent.Greenlet | None = None
+        self._pending: tuple[bytes, int] | None = None  # the batch being written
         self._dropped = metrics.records_dropped.labels(reason="buffer_full")
+        self._drop_log = ThrottledLog(log, DROP_LOG_INTERVAL)
 
     def start(self) -> None:
-        self._writer = self.owner.spawn(self._write_loop, name="tcp-sink")
+        self.owner.supervise(self._write_loop, name=WRITER)
 
     def send(self, records: list[Record]) -> None:
-        data = frame(records)
+        data = framed(records)
         if not self.buffer.put_nowait((data, len(records)), len(data)):
             self._dropped.inc(len(records))
-            log.error(
+            self._drop_log(
+                "buffer_full",
                 "TCP sink buffer full (%d bytes, target %s:%s down?): dropped %d records",
-                self.buffer.cost, *self.target, len(records),
-            )  # fmt: skip
+                self.buffer.cost,
+                *self.target,
+                len(records),
+            )
 
     def _connect(self) -> socket.socket:
         interval = self.config["reconnect_interval"]
         failures = 0
         while True:
             try:
-                conn = gsocket.create_connection(self.target, timeout=10)
+                conn = gsocket.create_connection(self.target, timeout=CONNECT_TIMEOUT)
                 conn.settimeout(None)
                 conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 if failures:
@@ -75,36 +77,49 @@ class TcpSink(Sink):
                 gevent.sleep(interval)
 
     def _write_loop(self) -> None:
-        pending = None
         while True:
-            if pending is None:
-                pending = self.buffer.get()
-                if pending is STOP:
+            if self._pending is None:
+                item = self.buffer.get()
+                if item is STOP:
                     return
+                self._pending = item
             if self.conn is None:
                 self.conn = self._connect()
                 self.connected = True
             try:
-                self.conn.sendall(pending[0])
-                pending = None
+                self.conn.sendall(self._pending[0])
+                self._pending = None
             except OSError as exc:
                 log.error("TCP sink lost %s:%s: %s; reconnecting", *self.target, exc)
                 self.metrics.sink_errors.inc()
-                self.conn.close()
-                self.conn = None
-                self.connected = False
+                self._close()
 
-    def stop(self, timeout: float) -> None:
-        self.buffer.put(STOP, 1, timeout=timeout)
-        if self._writer is not None:
-            self._writer.join(timeout)
-            if not self._writer.dead:
-                left = len(self.buffer)
-                log.error("TCP sink stopped with %d batches not written", left)
-                self._writer.kill(block=True, timeout=1)
+    def _close(self) -> None:
         if self.conn is not None:
             self.conn.close()
             self.conn = None
+        self.connected = False
+
+    def stop(self, timeout: float) -> None:
+        writer = self.owner.supervised(WRITER)
+        if not finish(self.buffer, writer, timeout) and writer is not None:
+            writer.kill(block=True, timeout=1)
+        batches = list(self.buffer.drain())
+        if self._pending is not None:
+            batches.append(self._pending)
+            self._pending = None
+        if batches:
+            records = sum(count for _data, count in batches)
+            self.metrics.records_dropped.labels(reason="shutdown").inc(records)
+            log.error(
+                "TCP sink stopped with %d batches (%d records) not written", len(batches), records
+            )
+        self._close()
 
     def health(self) -> dict[str, Any]:
-        return {"sink_ok": self.connected, "sink_buffered_bytes": self.buffer.cost}
+        failure = self.owner.failing(WRITER)
+        return {
+            "sink_ok": self.connected and failure is None,
+            "sink_buffered_bytes": self.buffer.cost,
+            "sink_error": failure,
+        }

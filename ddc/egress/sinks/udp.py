@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 from ddc.egress.sinks.base import Sink
+from ddc.metrics import EgressMetrics
 from ddc.netio import UdpSocket, family_of, set_send_buffer
 from ddc.protocol.record import Record
 from ddc.protocol.wire import MAX_DATAGRAM
@@ -16,7 +17,7 @@ log = logging.getLogger(__name__)
 class UdpSink(Sink):
     accepts_views = True
 
-    def __init__(self, config: dict[str, Any], metrics: Any) -> None:
+    def __init__(self, config: dict[str, Any], metrics: EgressMetrics) -> None:
         super().__init__(config, metrics)
         self.target = config["target"]
         self.udp: UdpSocket | None = None

@@ -1,10 +1,20 @@
-"""The egress dedup sink's record encoding and its buffer bound (no sockets: sender not started)."""
+"""The egress dedup sink's record encoding, its buffer bound and its supervised sender (no sockets)."""
 
 import base64
 
 from ddc.egress.sinks.dedup import DedupSink, source_of, to_json
 from ddc.metrics import EgressMetrics
 from ddc.protocol.record import Record
+
+CONFIG = {
+    "type": "dedup",
+    "url": "http://127.0.0.1:9",
+    "link": "a",
+    "batch_max_records": 10,
+    "timeout": 1.0,
+    "retry_interval": 0.1,
+    "buffer_max_records": 5,
+}
 
 
 def b64(data):
@@ -39,11 +49,7 @@ def test_existing_source_header_and_plain_records_are_kept():
 
 def test_buffer_bound_drops_and_counts():
     metrics = EgressMetrics()
-    config = {
-        "type": "dedup", "url": "http://127.0.0.1:9", "link": "a", "batch_max_records": 10,
-        "timeout": 1.0, "retry_interval": 0.1, "buffer_max_records": 5,
-    }  # fmt: skip
-    sink = DedupSink(config, metrics)
+    sink = DedupSink(CONFIG, metrics)
     sink.send([Record(value=b"%d" % i) for i in range(4)])
     sink.send([Record(value=b"%d" % i) for i in range(4)])
     assert len(sink.buffer) == 5
@@ -58,3 +64,49 @@ def test_buffer_bound_drops_and_counts():
         )
         == 5
     )
+
+
+def test_a_dying_sender_is_restarted_and_health_is_degraded_until_it_is_stable(monkeypatch):
+    import gevent
+    from gevent.event import Event
+
+    from ddc import daemon
+    from ddc.egress.sinks import dedup
+
+    monkeypatch.setattr(dedup, "RESTART_DELAY", 0.05)
+    monkeypatch.setattr(daemon, "STABLE_AFTER", 0.3)
+    metrics = EgressMetrics()
+    sink = DedupSink(CONFIG, metrics)
+    posted: list[int] = []
+    delivered = Event()
+
+    def post(batch):
+        posted.append(len(batch))
+        if len(posted) == 1:
+            raise RuntimeError("sender bug")
+        delivered.set()
+        return "done"
+
+    monkeypatch.setattr(sink, "_post", post)
+    assert sink.health()["sink_ok"] is True
+    sink.start()
+    sink.send([Record(value=b"%d" % i) for i in range(3)])
+    assert delivered.wait(5)
+    # the restarted sender posted the batch the dead one held, nothing was dropped
+    assert posted == [3, 3]
+    assert not sink.buffer
+    assert sink.owner.restarts == {"dedup-sink": 1}
+    health = sink.health()
+    assert health["sink_ok"] is False
+    assert "sender bug" in health["sink_error"]
+    gevent.sleep(0.4)
+    assert sink.health() == {"sink_ok": True, "dedup_buffered": 0, "sink_error": None}
+    delivered.clear()
+    sink.send([Record(value=b"%d" % i) for i in range(5)])
+    assert delivered.wait(5)
+    assert posted == [3, 3, 5]
+    sink.stop(1.0)
+    dropped = metrics.registry.get_sample_value(
+        "ddc_egress_records_dropped_total", {"reason": "dedup_buffer_full"}
+    )
+    assert not dropped
