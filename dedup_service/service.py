@@ -12,7 +12,7 @@ from typing import Any
 
 from gevent.pywsgi import WSGIServer
 
-from ddc.daemon import Service
+from ddc.daemon import DRAIN_TIMEOUT, Service
 from ddc.errors import ConfigError
 from ddc.units import format_hostport
 from dedup_service.app import create_app
@@ -91,7 +91,7 @@ class DedupService(Service):
         try:
             for warning in ext.store.server_warnings():
                 log.warning("%s", warning)
-            for link in (config["merge"] or {}).get("links", {}):
+            for link in config["merge"]["links"] if config["merge"] else ():
                 ext.store.link_bit(link)  # known to the divergence watch before any record
             ext.store.links(refresh=True)
         except RedisUnavailable as exc:
@@ -117,10 +117,13 @@ class DedupService(Service):
             self.spawn(self.merger.run, self.stopping, name="merge")
         log.info(
             "dedup service on http://%s (sink %s, id_from %s, window %gs)",
-            format_hostport(self.address), config["sink"]["type"], config["id_from"], config["window"],
-        )  # fmt: skip
+            format_hostport(self.address),
+            config["sink"]["type"],
+            config["id_from"],
+            config["window"],
+        )
 
-    def stop(self, timeout: float = 10.0) -> None:
+    def stop(self, timeout: float = DRAIN_TIMEOUT) -> None:
         self.stopping.set()
         if self.server is not None:
             self.server.stop(timeout=min(timeout, 5.0))

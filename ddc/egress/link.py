@@ -71,8 +71,9 @@ class LinkState:
         else:
             log.warning(
                 "sender %s pinned, replacing %s (silent or shut down)",
-                format_hostport(address), format_hostport(previous),
-            )  # fmt: skip
+                format_hostport(address),
+                format_hostport(previous),
+            )
 
     def heard(self, now: float) -> None:
         self.last_packet = now
@@ -100,8 +101,10 @@ class LinkState:
             self.down_reason = "heartbeat timeout"
             log.error(
                 "link interrupted: nothing from %s for %.1fs (heartbeat_timeout %.1fs)",
-                format_hostport(self.pinned), now - self.last_packet, self.timeout,
-            )  # fmt: skip
+                format_hostport(self.pinned),
+                now - self.last_packet,
+                self.timeout,
+            )
             return True
         return False
 

@@ -36,8 +36,12 @@ def request(method: str, url: str, timeout: float) -> Reply:
     connection = _GeventConnection(parts.hostname or "", parts.port or 80, timeout=timeout)
     try:
         with gevent.Timeout(timeout):
-            connection.request(method, parts.path or "/", body=b"" if method == "POST" else None,
-                               headers={"Accept": "application/json", "Connection": "close"})  # fmt: skip
+            connection.request(
+                method,
+                parts.path or "/",
+                body=b"" if method == "POST" else None,
+                headers={"Accept": "application/json", "Connection": "close"},
+            )
             response = connection.getresponse()
             raw = response.read()
     except gevent.Timeout:

@@ -14,9 +14,12 @@ def run_hook(command: str, env: dict[str, str], timeout: float) -> str:
     """Run `command` with `sh -c`; 'ok', 'failed' or 'timeout'. Never raises."""
     try:
         process = subprocess.Popen(
-            command, shell=True, env={**os.environ, **env},
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+            command,
+            shell=True,
+            env={**os.environ, **env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
     except OSError as exc:
         log.error("hook %r could not start: %s", command, exc)
         return "failed"

@@ -10,9 +10,11 @@ class SupervisorMetrics:
         self.registry = registry or CollectorRegistry()
         r = self.registry
         self.polls = Counter(
-            "ddc_supervisor_polls", "/healthz polls, by side and result (ok | unreachable | http_error)",
-            ["pair", "side", "result"], registry=r,
-        )  # fmt: skip
+            "ddc_supervisor_polls",
+            "/healthz polls, by side and result (ok | unreachable | http_error)",
+            ["pair", "side", "result"],
+            registry=r,
+        )
         self.egress_healthy = Gauge(
             "ddc_supervisor_egress_healthy",
             "1 while the egress is reachable with its link up",
@@ -38,6 +40,8 @@ class SupervisorMetrics:
             registry=r,
         )
         self.hooks = Counter(
-            "ddc_supervisor_hooks", "Hook runs, by event and result (ok | failed | timeout)",
-            ["pair", "event", "result"], registry=r,
-        )  # fmt: skip
+            "ddc_supervisor_hooks",
+            "Hook runs, by event and result (ok | failed | timeout)",
+            ["pair", "event", "result"],
+            registry=r,
+        )

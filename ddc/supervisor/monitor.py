@@ -55,8 +55,12 @@ class PairMonitor:
         if problem is not None:
             if self.down_since is None:
                 self.down_since = now
-                log.warning("pair %s: %s; pausing its ingress if this lasts %.1fs",
-                            self.name, problem, self.grace)  # fmt: skip
+                log.warning(
+                    "pair %s: %s; pausing its ingress if this lasts %.1fs",
+                    self.name,
+                    problem,
+                    self.grace,
+                )
             self.reason = problem
             if now - self.down_since < self.grace:
                 return []
@@ -70,8 +74,11 @@ class PairMonitor:
                 self._warned_ingress = False
             elif ingress_paused is None and not self._warned_ingress:
                 self._warned_ingress = True
-                log.error("pair %s: cannot pause the ingress: %s", self.name,
-                          ingress.error or "its /healthz has no 'paused'")  # fmt: skip
+                log.error(
+                    "pair %s: cannot pause the ingress: %s",
+                    self.name,
+                    ingress.error or "its /healthz has no 'paused'",
+                )
             return actions
 
         if self.down_since is not None:

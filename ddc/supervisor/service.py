@@ -9,7 +9,7 @@ from typing import Any
 from gevent.event import Event
 from gevent.lock import Semaphore
 
-from ddc.daemon import Service
+from ddc.daemon import DRAIN_TIMEOUT, Service
 from ddc.http import HttpServer
 from ddc.supervisor.client import Reply, request
 from ddc.supervisor.hooks import run_hook
@@ -54,10 +54,12 @@ class Supervisor(Service):
             self.spawn(self._watch, pair, name=f"watch {pair['name']}")
         log.info(
             "watching %d pair(s): poll every %.1fs, pause after %.1fs of egress trouble",
-            len(self.config["pairs"]), self.config["poll_interval"], self.config["grace"],
-        )  # fmt: skip
+            len(self.config["pairs"]),
+            self.config["poll_interval"],
+            self.config["grace"],
+        )
 
-    def stop(self, timeout: float = 10.0) -> None:
+    def stop(self, timeout: float = DRAIN_TIMEOUT) -> None:
         self.halt.set()
         self.group.join(timeout=timeout)
         self.group.kill(block=True, timeout=1.0)
@@ -132,7 +134,7 @@ class Supervisor(Service):
         self._hook(pair, f"on_{action}", reason)
 
     def _hook(self, pair: dict[str, Any], event: str, reason: str) -> None:
-        command = pair.get(event)
+        command = pair[event]
         if not command:
             return
         env = {

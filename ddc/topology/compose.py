@@ -10,12 +10,11 @@ from typing import Any
 
 from ddc.topology.configs import (
     DdcCommand,
-    document_role,
-    hostport,
+    command_config,
     parse_command,
-    parse_toml,
+    proxy_node,
     read_text,
-    validated,
+    relay_node,
 )
 from ddc.topology.errors import TopologyInputError
 from ddc.topology.model import (
@@ -24,7 +23,7 @@ from ddc.topology.model import (
     Address,
     Node,
     local_addresses,
-    normalize_host,
+    open_addresses,
 )
 from ddc.topology.paths import display_path
 
@@ -119,36 +118,28 @@ class ComposeFile:
 
     def _node(self, name: str, service: dict[str, Any], command: DdcCommand) -> Node:
         where = self._where(name)
-        names = self._names(name, service)
+        visible = (self.scope, None)
+
+        def addresses(listen: tuple[str, int]) -> list[Address]:
+            return self._addresses(service, listen, self._names(name, service))
+
         if command.command == "diode-sim":
-            if not command.listen or not command.forward:
-                raise TopologyInputError(f"{where}: ddc diode-sim needs --listen and --forward")
-            listen = hostport(command.listen, where)
-            return Node("relay", where, self.scope, (self.scope, None),
-                        destination=hostport(command.forward, where), listen=listen,
-                        addresses=self._addresses(service, listen, names))  # fmt: skip
-        if not command.config:
-            raise TopologyInputError(f"{where}: 'ddc {command.command}' without -c CONFIG")
-        host_path = self._host_path(name, service, command.config)
-        document = parse_toml(read_text(host_path, where), f"{where} config {host_path}")
-        role = document_role(document)
-        if role != command.command:
-            raise TopologyInputError(
-                f"{where}: runs 'ddc {command.command}' but {host_path} is a {role or 'non-ddc'} config"
-            )
-        self.mounted.add(str(host_path))
-        config = validated(
-            document, role, self._environment(name, service), f"{where} config {host_path}"
+            return relay_node(command, where, self.scope, visible, addresses)
+        host_path = self._host_path(name, service, command_config(command, where))
+        node = proxy_node(
+            command,
+            where,
+            read_text(host_path, where),
+            str(host_path),
+            self._environment(name, service),
+            self.scope,
+            visible,
+            addresses,
+            shown_source=f"config {display_path(host_path)}",
+            config_path=str(host_path),
         )
-        origin = f"{where} ({role} {config['name']!r}, config {display_path(host_path)})"
-        if role == "ingress":
-            return Node("ingress", origin, self.scope, (self.scope, None),
-                        destination=config["transport"]["destination"],
-                        config_path=str(host_path))  # fmt: skip
-        listen = config["transport"]["listen"]
-        return Node("egress", origin, self.scope, listen=listen,
-                    addresses=self._addresses(service, listen, names),
-                    config_path=str(host_path))  # fmt: skip
+        self.mounted.add(str(host_path))
+        return node
 
     def _replicas(self, service: dict[str, Any]) -> int:
         deploy = service.get("deploy") or {}
@@ -172,8 +163,7 @@ class ComposeFile:
         self, service: dict[str, Any], listen: tuple[str, int], names: list[str]
     ) -> list[Address]:
         if service.get("network_mode") == "host":
-            host = normalize_host(listen[0])
-            return [Address(None, ANY_HOST if host in WILDCARD_HOSTS else host, listen[1])]
+            return open_addresses(listen)
         addresses = local_addresses(self.scope, listen, names)
         for published in self._published_udp(service):
             if published[2] == listen[1]:

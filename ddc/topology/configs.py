@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shlex
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,10 +13,12 @@ from ddc.config.loader import load_role_config
 from ddc.config.schemas import ROLE_SCHEMAS
 from ddc.errors import ConfigError
 from ddc.topology.errors import TopologyInputError
-from ddc.topology.model import ANY_HOST, WILDCARD_HOSTS, Address, Node, normalize_host
+from ddc.topology.model import Address, Node, Scope, open_addresses
 from ddc.units import parse_hostport
 
 COMMANDS = ("ingress", "egress", "diode-sim")
+# where other nodes reach a node listening on the given address
+Addresses = Callable[[tuple[str, int]], list[Address]]
 OTHER_ROLES = ("dedup", "supervisor")  # ddc configs that take no part in the pairing
 
 
@@ -127,11 +129,78 @@ def node_from_toml(path: Path, display: str) -> Node | None:
         return None
     config = validated(document, role, {}, display)
     origin = f"{display} ({role} {config['name']!r})"
+    return config_node(
+        role, config, origin, None, (None,), open_addresses, config_path=str(path.resolve())
+    )
+
+
+def config_node(
+    role: str,
+    config: dict[str, Any],
+    origin: str,
+    scope: Scope,
+    visible: tuple[Scope, ...],
+    addresses: Addresses,
+    config_path: str | None = None,
+) -> Node:
+    """The ingress or egress a validated config describes; `addresses(listen)`: where others
+    reach an egress listening on `listen`."""
     if role == "ingress":
-        return Node("ingress", origin, None, destination=config["transport"]["destination"],
-                    config_path=str(path.resolve()))  # fmt: skip
+        destination = config["transport"]["destination"]
+        return Node(
+            "ingress", origin, scope, visible, destination=destination, config_path=config_path
+        )
     listen = config["transport"]["listen"]
-    host = normalize_host(listen[0])
-    address = Address(None, ANY_HOST if host in WILDCARD_HOSTS else host, listen[1])
-    return Node("egress", origin, None, listen=listen, addresses=[address],
-                config_path=str(path.resolve()))  # fmt: skip
+    return Node(
+        "egress", origin, scope, listen=listen, addresses=addresses(listen), config_path=config_path
+    )
+
+
+def relay_node(
+    command: DdcCommand, where: str, scope: Scope, visible: tuple[Scope, ...], addresses: Addresses
+) -> Node:
+    """The diode relay a `ddc diode-sim --listen A --forward B` container stands for."""
+    if not command.listen or not command.forward:
+        raise TopologyInputError(f"{where}: ddc diode-sim needs --listen and --forward")
+    listen = hostport(command.listen, where)
+    return Node(
+        "relay",
+        where,
+        scope,
+        visible,
+        destination=hostport(command.forward, where),
+        listen=listen,
+        addresses=addresses(listen),
+    )
+
+
+def command_config(command: DdcCommand, where: str) -> str:
+    """The -c CONFIG of a `ddc ingress|egress` command line."""
+    if not command.config:
+        raise TopologyInputError(f"{where}: 'ddc {command.command}' without -c CONFIG")
+    return command.config
+
+
+def proxy_node(
+    command: DdcCommand,
+    where: str,
+    text: str,
+    source: str,
+    environ: Mapping[str, str],
+    scope: Scope,
+    visible: tuple[Scope, ...],
+    addresses: Addresses,
+    *,
+    shown_source: str | None = None,
+    config_path: str | None = None,
+) -> Node:
+    """The ingress or egress a container runs: `text` is its config, read from `source`."""
+    document = parse_toml(text, f"{where} config {source}")
+    role = document_role(document)
+    if role != command.command:
+        raise TopologyInputError(
+            f"{where}: runs 'ddc {command.command}' but {source} is a {role or 'non-ddc'} config"
+        )
+    config = validated(document, role, environ, f"{where} config {source}")
+    origin = f"{where} ({role} {config['name']!r}, {shown_source or source})"
+    return config_node(role, config, origin, scope, visible, addresses, config_path)

@@ -57,34 +57,42 @@ def analyze(graph: Graph) -> Analysis:
     for egress in egresses:
         incoming = senders[id(egress)]
         if len(incoming) > 1:
-            result.violations.append(Violation(
-                "many-to-one",
-                f"{len(incoming)} ingresses are aimed at one egress (multi-to-one is forbidden: "
-                f"one egress has one sequence space and one reassembly state)\n"
-                f"  egress:\n    - {egress.label}\n  ingresses:\n{_names(incoming)}",
-            ))  # fmt: skip
+            result.violations.append(
+                Violation(
+                    "many-to-one",
+                    f"{len(incoming)} ingresses are aimed at one egress (multi-to-one is forbidden: "
+                    f"one egress has one sequence space and one reassembly state)\n"
+                    f"  egress:\n    - {egress.label}\n  ingresses:\n{_names(incoming)}",
+                )
+            )
         elif not incoming and ingresses:
-            result.violations.append(Violation(
-                "egress-without-ingress",
-                f"an egress that no ingress is aimed at (listening on "
-                f"{format_hostport(egress.listen)})\n  egress:\n    - {egress.label}",
-            ))  # fmt: skip
+            result.violations.append(
+                Violation(
+                    "egress-without-ingress",
+                    f"an egress that no ingress is aimed at (listening on "
+                    f"{format_hostport(egress.listen)})\n  egress:\n    - {egress.label}",
+                )
+            )
 
     for ingress in ingresses:
         aimed = reached[id(ingress)]
         destination = format_hostport(ingress.destination)
         if len(aimed) > 1:
-            result.violations.append(Violation(
-                "one-to-many",
-                f"one ingress is aimed at {len(aimed)} egresses through {destination} "
-                f"(one-to-many is forbidden)\n  ingress:\n    - {ingress.label}\n  egresses:\n{_names(aimed)}",
-            ))  # fmt: skip
+            result.violations.append(
+                Violation(
+                    "one-to-many",
+                    f"one ingress is aimed at {len(aimed)} egresses through {destination} "
+                    f"(one-to-many is forbidden)\n  ingress:\n    - {ingress.label}\n  egresses:\n{_names(aimed)}",
+                )
+            )
         elif not aimed and egresses:
-            result.violations.append(Violation(
-                "ingress-without-egress",
-                f"no egress in the input listens on the destination {destination} of an ingress\n"
-                f"  ingress:\n    - {ingress.label}",
-            ))  # fmt: skip
+            result.violations.append(
+                Violation(
+                    "ingress-without-egress",
+                    f"no egress in the input listens on the destination {destination} of an ingress\n"
+                    f"  ingress:\n    - {ingress.label}",
+                )
+            )
         elif len(aimed) == 1 and len(senders[id(aimed[0])]) == 1:
             result.pairs.append((ingress, aimed[0]))
 
@@ -104,11 +112,13 @@ def _shared_ports(
     for (scope, port), nodes in by_port.items():
         if len({node.origin for node in nodes}) > 1:
             reported.add((scope, port))
-            violations.append(Violation(
-                "shared-port",
-                f"{len(nodes)} egresses of different pairs listen on port {port}{_where(scope)} "
-                f"(each link pair needs its own port)\n  egresses:\n{_names(nodes)}",
-            ))  # fmt: skip
+            violations.append(
+                Violation(
+                    "shared-port",
+                    f"{len(nodes)} egresses of different pairs listen on port {port}{_where(scope)} "
+                    f"(each link pair needs its own port)\n  egresses:\n{_names(nodes)}",
+                )
+            )
     by_port = defaultdict(list)
     for ingress in ingresses:
         by_port[(ingress.scope, ingress.destination[1])].append(ingress)
@@ -118,11 +128,13 @@ def _shared_ports(
         ends = {tuple(id(egress) for egress in reached[id(node)]) for node in nodes}
         if len(ends) == 1 and len(next(iter(ends))) == 1:
             continue  # all aimed at the one same egress: reported as many-to-one
-        violations.append(Violation(
-            "shared-port",
-            f"{len(nodes)} ingresses of different pairs send to port {port}{_where(scope)} "
-            f"(each link pair needs its own port)\n  ingresses:\n{_names(nodes)}",
-        ))  # fmt: skip
+        violations.append(
+            Violation(
+                "shared-port",
+                f"{len(nodes)} ingresses of different pairs send to port {port}{_where(scope)} "
+                f"(each link pair needs its own port)\n  ingresses:\n{_names(nodes)}",
+            )
+        )
     return violations
 
 

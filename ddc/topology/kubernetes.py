@@ -7,20 +7,19 @@ from typing import Any
 
 from ddc.topology.configs import (
     DdcCommand,
-    document_role,
-    hostport,
+    command_config,
     parse_command,
-    parse_toml,
-    validated,
+    proxy_node,
+    relay_node,
 )
 from ddc.topology.errors import TopologyInputError
 from ddc.topology.model import (
     ANY_HOST,
-    WILDCARD_HOSTS,
     Address,
     Node,
     local_addresses,
     normalize_host,
+    open_addresses,
 )
 
 WORKLOADS = ("Deployment", "StatefulSet", "ReplicaSet", "Pod")
@@ -94,40 +93,37 @@ class Manifests:
 
     # --- one container ----------------------------------------------------------------
 
-    def _node(self, workload: K8sObject, pod_spec: dict[str, Any], labels: dict[str, Any],
-              container: dict[str, Any], command: DdcCommand, where: str) -> Node:  # fmt: skip
+    def _node(
+        self,
+        workload: K8sObject,
+        pod_spec: dict[str, Any],
+        labels: dict[str, Any],
+        container: dict[str, Any],
+        command: DdcCommand,
+        where: str,
+    ) -> Node:
         ns = workload.namespace
         scope = f"k8s:{ns}"
         visible = (scope, "k8s", None)
-        if command.command == "diode-sim":
-            if not command.listen or not command.forward:
-                raise TopologyInputError(f"{where}: ddc diode-sim needs --listen and --forward")
-            listen = hostport(command.listen, where)
-            return Node("relay", where, scope, visible, destination=hostport(command.forward, where),
-                        listen=listen, addresses=self._addresses(workload, pod_spec, labels, listen))  # fmt: skip
-        if not command.config:
-            raise TopologyInputError(f"{where}: 'ddc {command.command}' without -c CONFIG")
-        text, source = self._config_text(workload, pod_spec, container, command.config, where)
-        document = parse_toml(text, f"{where} config {source}")
-        role = document_role(document)
-        if role != command.command:
-            raise TopologyInputError(
-                f"{where}: runs 'ddc {command.command}' but {source} is a {role or 'non-ddc'} config"
-            )
-        config = validated(
-            document, role, self._environment(ns, container), f"{where} config {source}"
-        )
-        origin = f"{where} ({role} {config['name']!r}, {source})"
-        if role == "ingress":
-            return Node(
-                "ingress", origin, scope, visible, destination=config["transport"]["destination"]
-            )
-        listen = config["transport"]["listen"]
-        return Node("egress", origin, scope, listen=listen,
-                    addresses=self._addresses(workload, pod_spec, labels, listen))  # fmt: skip
 
-    def _config_text(self, workload: K8sObject, pod_spec: dict[str, Any], container: dict[str, Any],
-                     config: str, where: str) -> tuple[str, str]:  # fmt: skip
+        def addresses(listen: tuple[str, int]) -> list[Address]:
+            return self._addresses(workload, pod_spec, labels, listen)
+
+        if command.command == "diode-sim":
+            return relay_node(command, where, scope, visible, addresses)
+        config = command_config(command, where)
+        text, source = self._config_text(workload, pod_spec, container, config, where)
+        environ = self._environment(ns, container)
+        return proxy_node(command, where, text, source, environ, scope, visible, addresses)
+
+    def _config_text(
+        self,
+        workload: K8sObject,
+        pod_spec: dict[str, Any],
+        container: dict[str, Any],
+        config: str,
+        where: str,
+    ) -> tuple[str, str]:
         target = PurePosixPath(config)
         volumes = {v.get("name"): v for v in _as_list(pod_spec.get("volumes"))}
         for mount in _as_list(container.get("volumeMounts")):
@@ -189,12 +185,16 @@ class Manifests:
                 env[str(item.get("name"))] = str(item["value"])
         return env
 
-    def _addresses(self, workload: K8sObject, pod_spec: dict[str, Any], labels: dict[str, Any],
-                   listen: tuple[str, int]) -> list[Address]:  # fmt: skip
+    def _addresses(
+        self,
+        workload: K8sObject,
+        pod_spec: dict[str, Any],
+        labels: dict[str, Any],
+        listen: tuple[str, int],
+    ) -> list[Address]:
         ns, port = workload.namespace, listen[1]
         if pod_spec.get("hostNetwork"):
-            host = normalize_host(listen[0])
-            return [Address(None, ANY_HOST if host in WILDCARD_HOSTS else host, port)]
+            return open_addresses(listen)
         addresses: list[Address] = []
         named_ports: dict[str, int] = {}
         for container in _as_list(pod_spec.get("containers")):

@@ -81,3 +81,9 @@ def local_addresses(scope: Scope, listen: tuple[str, int], names: list[str]) -> 
     if host.startswith("127."):
         return []  # loopback inside a container or pod: nobody else can reach it
     return [Address(scope, host, port)]
+
+
+def open_addresses(listen: tuple[str, int]) -> list[Address]:
+    """A node on the host's network (or a plain config): its listen address, from anywhere."""
+    host = normalize_host(listen[0])
+    return [Address(None, ANY_HOST if host in WILDCARD_HOSTS else host, listen[1])]

@@ -173,8 +173,10 @@ def test_cli_invalid_config_prints_one_line_and_exits_2(tmp_path):
 def test_cli_missing_file_exits_2(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "ddc.cli", "egress", "-c", str(tmp_path / "nope.toml")],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 2
     assert "config file not found" in result.stderr
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
+from ddc.daemon import import_named
 from ddc.egress.sinks.base import Sink
 from ddc.metrics import EgressMetrics
 
@@ -18,5 +18,5 @@ SINK_CLASSES = {
 
 
 def make_sink(config: dict[str, Any], metrics: EgressMetrics) -> Sink:
-    module_name, _, class_name = SINK_CLASSES[config["type"]].partition(":")
-    return getattr(importlib.import_module(module_name), class_name)(config, metrics)
+    sink: Sink = import_named(SINK_CLASSES[config["type"]])(config, metrics)
+    return sink

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
+from ddc.daemon import import_named
 from ddc.ingress.sources.base import Source, Submit
+from ddc.metrics import IngressMetrics
 
 SOURCE_CLASSES = {
     "udp": "ddc.ingress.sources.udp:UdpSource",
@@ -14,6 +15,6 @@ SOURCE_CLASSES = {
 }
 
 
-def make_source(config: dict[str, Any], submit: Submit, metrics: Any) -> Source:
-    module_name, _, class_name = SOURCE_CLASSES[config["type"]].partition(":")
-    return getattr(importlib.import_module(module_name), class_name)(config, submit, metrics)
+def make_source(config: dict[str, Any], submit: Submit, metrics: IngressMetrics) -> Source:
+    source: Source = import_named(SOURCE_CLASSES[config["type"]])(config, submit, metrics)
+    return source

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from ddc.metrics import IngressMetrics
 from ddc.protocol.record import Record
 
 # A source hands records to the pipeline with submit(records, ack). `records` holds Record
@@ -17,7 +18,7 @@ Submit = Callable[[list[Record | bytes], Callable[[], None] | None], None]
 class Source:
     """Reads records from the outside world and submits them; runs in its own greenlet."""
 
-    def __init__(self, config: dict[str, Any], submit: Submit, metrics: Any) -> None:
+    def __init__(self, config: dict[str, Any], submit: Submit, metrics: IngressMetrics) -> None:
         self.config = config
         self.submit = submit
         self.metrics = metrics

@@ -11,6 +11,7 @@ from gevent.pool import Pool
 from gevent.server import StreamServer
 
 from ddc.ingress.sources.base import Source, Submit
+from ddc.metrics import IngressMetrics
 
 log = logging.getLogger(__name__)
 
@@ -19,7 +20,7 @@ PREFIX = 4
 
 
 class TcpSource(Source):
-    def __init__(self, config: dict[str, Any], submit: Submit, metrics: Any) -> None:
+    def __init__(self, config: dict[str, Any], submit: Submit, metrics: IngressMetrics) -> None:
         super().__init__(config, submit, metrics)
         self.max_record_size = config["max_record_size"]
         self.pool = Pool(config["max_connections"])
@@ -88,8 +89,10 @@ class TcpSource(Source):
             self.metrics.records_dropped.labels(reason="truncated").inc()
             log.error(
                 "TCP source: %s:%s closed inside a record (%d bytes of it received); dropped",
-                peer[0], peer[1], len(pending),
-            )  # fmt: skip
+                peer[0],
+                peer[1],
+                len(pending),
+            )
         log.info("TCP source: %s:%s closed", *peer[:2])
 
     def _split(self, pending: bytearray, peer: tuple) -> tuple[list[bytes], int, int]:
@@ -105,8 +108,11 @@ class TcpSource(Source):
                     self.metrics.records_dropped.labels(reason="oversized").inc()
                     log.error(
                         "TCP source: %s:%s sent a %d-byte record, over max_record_size %d; dropped",
-                        peer[0], peer[1], size, self.max_record_size,
-                    )  # fmt: skip
+                        peer[0],
+                        peer[1],
+                        size,
+                        self.max_record_size,
+                    )
                     available = min(size, end - pos - PREFIX)
                     if available < size:
                         return records, pos + PREFIX + available, size - available

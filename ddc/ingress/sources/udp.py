@@ -9,6 +9,7 @@ import gevent
 from gevent.event import Event
 
 from ddc.ingress.sources.base import Source, Submit
+from ddc.metrics import IngressMetrics
 from ddc.netio import UdpSocket, socket_drops
 
 log = logging.getLogger(__name__)
@@ -19,7 +20,7 @@ BURST_BYTES = 1024 * 1024
 
 
 class UdpSource(Source):
-    def __init__(self, config: dict[str, Any], submit: Submit, metrics: Any) -> None:
+    def __init__(self, config: dict[str, Any], submit: Submit, metrics: IngressMetrics) -> None:
         super().__init__(config, submit, metrics)
         self.udp: UdpSocket | None = None
         self._running = Event()

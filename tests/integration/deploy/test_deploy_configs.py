@@ -44,16 +44,26 @@ def test_every_ingress_and_egress_role_is_covered():
 def test_demo_can_override_every_address_with_env():
     """scripts/demo runs the redundant configs on loopback, overriding addresses with DDC__ vars."""
     base = ROOT / "compose" / "config" / "redundant"
-    ingress = load_config(base / "ingress-a.toml", "ingress", {
-        "DDC__TRANSPORT__DESTINATION": "127.0.0.1:17111", "DDC__SOURCE__LISTEN": "127.0.0.1:17110",
-        "DDC__HTTP_LISTEN": "127.0.0.1:19131",
-    })  # fmt: skip
+    ingress = load_config(
+        base / "ingress-a.toml",
+        "ingress",
+        {
+            "DDC__TRANSPORT__DESTINATION": "127.0.0.1:17111",
+            "DDC__SOURCE__LISTEN": "127.0.0.1:17110",
+            "DDC__HTTP_LISTEN": "127.0.0.1:19131",
+        },
+    )
     assert ingress["transport"]["destination"] == ("127.0.0.1", 17111)
     assert ingress["source"]["listen"] == ("127.0.0.1", 17110)
     assert ingress["http_listen"] == ("127.0.0.1", 19131)
-    egress = load_config(base / "egress-a.toml", "egress", {
-        "DDC__TRANSPORT__LISTEN": "127.0.0.1:17111", "DDC__SINK__URL": "http://127.0.0.1:18080",
-    })  # fmt: skip
+    egress = load_config(
+        base / "egress-a.toml",
+        "egress",
+        {
+            "DDC__TRANSPORT__LISTEN": "127.0.0.1:17111",
+            "DDC__SINK__URL": "http://127.0.0.1:18080",
+        },
+    )
     assert egress["transport"]["listen"] == ("127.0.0.1", 17111)
     assert egress["sink"]["url"] == "http://127.0.0.1:18080" and egress["sink"]["link"] == "a"
 

@@ -97,9 +97,21 @@ def test_the_copied_files_build_a_wheel_with_both_commands(tmp_path):
             else:
                 shutil.copy2(path, context / source)
     result = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "--wheel-dir", str(tmp_path / "wheels"), str(context)],
-        capture_output=True, text=True, timeout=170,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "-q",
+            "--wheel-dir",
+            str(tmp_path / "wheels"),
+            str(context),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=170,
+    )
     if (
         result.returncode != 0
         and "setuptools" in result.stderr

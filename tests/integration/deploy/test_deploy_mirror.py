@@ -25,11 +25,22 @@ def test_every_datagram_reaches_both_pairs_and_generated_records_have_unique_ids
     a, b = receiver(), receiver()
     listen = free_port(socket.SOCK_DGRAM)
     process = subprocess.Popen(
-        [sys.executable, str(MIRROR), "--listen", f"127.0.0.1:{listen}",
-         "--to", f"127.0.0.1:{a.getsockname()[1]}", "--to", f"127.0.0.1:{b.getsockname()[1]}",
-         "--generate", "50", "--count", "20"],
+        [
+            sys.executable,
+            str(MIRROR),
+            "--listen",
+            f"127.0.0.1:{listen}",
+            "--to",
+            f"127.0.0.1:{a.getsockname()[1]}",
+            "--to",
+            f"127.0.0.1:{b.getsockname()[1]}",
+            "--generate",
+            "50",
+            "--count",
+            "20",
+        ],
         stderr=subprocess.PIPE,
-    )  # fmt: skip
+    )
     try:
         sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         time.sleep(0.3)

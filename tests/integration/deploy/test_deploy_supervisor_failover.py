@@ -126,12 +126,18 @@ def test_dead_egress_pauses_its_ingress_partitions_move_nothing_lost_then_resume
     create_topics(kafka_bootstrap, source_topic, target_topic, partitions=PARTITIONS)
     pairs = {
         name: Pair(
-            tmp_path, name, source=kafka_bootstrap, sink=kafka_bootstrap, topics=[source_topic],
-            group=group, sink_config={"topic": target_topic},
-            ingress_transport={"heartbeat_interval": 0.2}, egress_transport={"heartbeat_timeout": 1.0},
+            tmp_path,
+            name,
+            source=kafka_bootstrap,
+            sink=kafka_bootstrap,
+            topics=[source_topic],
+            group=group,
+            sink_config={"topic": target_topic},
+            ingress_transport={"heartbeat_interval": 0.2},
+            egress_transport={"heartbeat_timeout": 1.0},
         )
         for name in ("one", "two")
-    }  # fmt: skip
+    }
     one, two = pairs["one"], pairs["two"]
     supervisor = SupervisorProcess(tmp_path, pairs)
     try:

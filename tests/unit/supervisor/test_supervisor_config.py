@@ -87,7 +87,9 @@ def test_cli_invalid_config_exits_2_with_one_line(tmp_path):
     path = write(tmp_path, VALID.replace('grace = "3s"', "graze = 3"))
     result = subprocess.run(
         [sys.executable, "-m", "ddc.cli", "supervise", "-c", str(path)],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == ["config error: supervisor.graze: unknown key"]
