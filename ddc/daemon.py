@@ -7,6 +7,7 @@ graceful stop; a second signal forces the exit (gevent's servers).
 
 from __future__ import annotations
 
+import argparse
 import gc
 import importlib
 import logging
@@ -243,6 +244,23 @@ def boot(config_path: str, load: str, service: str, drain_timeout: float = DRAIN
     except ConfigError as exc:
         return config_error_exit(exc)
     return serve(built, drain_timeout)
+
+
+def proxy_command(
+    role: str, service: str
+) -> tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]:
+    """configure_parser and run of `ddc ingress|egress -c FILE [--drain-timeout S]`."""
+
+    def configure_parser(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("-c", "--config", required=True, help=f"{role} TOML config")
+        parser.add_argument(
+            "--drain-timeout", type=float, default=DRAIN_TIMEOUT, help="graceful stop limit (s)"
+        )
+
+    def run(args: argparse.Namespace) -> int:
+        return boot(args.config, f"ddc.config:load_{role}_config", service, args.drain_timeout)
+
+    return configure_parser, run
 
 
 def import_named(name: str) -> Any:

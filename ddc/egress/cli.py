@@ -1,23 +1,5 @@
 """`ddc egress -c egress.toml`."""
 
-from __future__ import annotations
+from ddc.daemon import proxy_command
 
-import argparse
-
-from ddc.daemon import DRAIN_TIMEOUT, boot
-
-
-def configure_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-c", "--config", required=True, help="egress TOML config")
-    parser.add_argument(
-        "--drain-timeout", type=float, default=DRAIN_TIMEOUT, help="graceful stop limit (s)"
-    )
-
-
-def run(args: argparse.Namespace) -> int:
-    return boot(
-        args.config,
-        "ddc.config:load_egress_config",
-        "ddc.egress.proxy:EgressProxy",
-        args.drain_timeout,
-    )
+configure_parser, run = proxy_command("egress", "ddc.egress.proxy:EgressProxy")

@@ -1,23 +1,5 @@
 """`ddc ingress -c ingress.toml`."""
 
-from __future__ import annotations
+from ddc.daemon import proxy_command
 
-import argparse
-
-from ddc.daemon import DRAIN_TIMEOUT, boot
-
-
-def configure_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-c", "--config", required=True, help="ingress TOML config")
-    parser.add_argument(
-        "--drain-timeout", type=float, default=DRAIN_TIMEOUT, help="graceful stop limit (s)"
-    )
-
-
-def run(args: argparse.Namespace) -> int:
-    return boot(
-        args.config,
-        "ddc.config:load_ingress_config",
-        "ddc.ingress.proxy:IngressProxy",
-        args.drain_timeout,
-    )
+configure_parser, run = proxy_command("ingress", "ddc.ingress.proxy:IngressProxy")

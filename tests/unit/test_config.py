@@ -32,6 +32,12 @@ target = "127.0.0.1:7002"
 """
 
 
+def run_ddc(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "ddc.cli", *args], capture_output=True, text=True, timeout=60
+    )
+
+
 def write(tmp_path, text, name="c.toml"):
     path = tmp_path / name
     path.write_text(text)
@@ -157,12 +163,7 @@ def test_missing_table_and_wrong_role(tmp_path):
 
 def test_cli_invalid_config_prints_one_line_and_exits_2(tmp_path):
     path = write(tmp_path, INGRESS.replace('rate = "800Mbit"', 'rate = "fast"'))
-    result = subprocess.run(
-        [sys.executable, "-m", "ddc.cli", "ingress", "-c", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = run_ddc("ingress", "-c", str(path))
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert lines == [
@@ -171,23 +172,13 @@ def test_cli_invalid_config_prints_one_line_and_exits_2(tmp_path):
 
 
 def test_cli_missing_file_exits_2(tmp_path):
-    result = subprocess.run(
-        [sys.executable, "-m", "ddc.cli", "egress", "-c", str(tmp_path / "nope.toml")],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = run_ddc("egress", "-c", str(tmp_path / "nope.toml"))
     assert result.returncode == 2
     assert "config file not found" in result.stderr
 
 
 @pytest.mark.parametrize("command", ["ingress", "egress", "diode-sim", "topology", "supervise"])
 def test_every_command_has_help(command):
-    result = subprocess.run(
-        [sys.executable, "-m", "ddc.cli", command, "--help"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = run_ddc(command, "--help")
     assert result.returncode == 0, result.stderr
     assert "usage: ddc" in result.stdout

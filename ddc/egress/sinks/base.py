@@ -42,3 +42,9 @@ class Sink:
     def health(self) -> dict[str, Any]:
         """Extra fields for /healthz; include "sink_ok": bool when the sink can tell."""
         return {}
+
+    def supervised_health(self, name: str, ok: bool) -> dict[str, Any]:
+        """ "sink_ok" and "sink_error" of a sink whose greenlet `name` runs under supervision:
+        not ok while that greenlet is failing, whatever the sink's own state `ok` says."""
+        failure = self.owner.failing(name)
+        return {"sink_ok": ok and failure is None, "sink_error": failure}

@@ -105,12 +105,7 @@ class DedupSink(Sink):
         self._close()
 
     def health(self) -> dict[str, Any]:
-        failure = self.owner.failing(SENDER)
-        return {
-            "sink_ok": self.ok and failure is None,
-            "dedup_buffered": len(self.buffer),
-            "sink_error": failure,
-        }
+        return {**self.supervised_health(SENDER, self.ok), "dedup_buffered": len(self.buffer)}
 
     # --- the sender greenlet ---------------------------------------------------------------
 

@@ -117,9 +117,7 @@ class TcpSink(Sink):
         self._close()
 
     def health(self) -> dict[str, Any]:
-        failure = self.owner.failing(WRITER)
         return {
-            "sink_ok": self.connected and failure is None,
+            **self.supervised_health(WRITER, self.connected),
             "sink_buffered_bytes": self.buffer.cost,
-            "sink_error": failure,
         }

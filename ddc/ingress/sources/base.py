@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from gevent.event import Event
+
 from ddc.metrics import IngressMetrics
 from ddc.protocol.record import Record
 
@@ -22,6 +24,8 @@ class Source:
         self.config = config
         self.submit = submit
         self.metrics = metrics
+        self.running = Event()  # cleared while paused: run() waits on it before each read
+        self.running.set()
 
     def start(self) -> None:
         """Open sockets/consumers; raise on errors the operator must fix (port in use...)."""
@@ -32,9 +36,11 @@ class Source:
 
     def pause(self) -> None:
         """Stop reading (Kafka: leave the consumer group) until resume()."""
+        self.running.clear()
 
     def resume(self) -> None:
         """Start reading again (Kafka: rejoin the group)."""
+        self.running.set()
 
     def stop(self) -> None:
         """Stop reading; run() returns soon after."""

@@ -25,8 +25,6 @@ class TcpSource(Source):
         self.max_record_size = config["max_record_size"]
         self.pool = Pool(config["max_connections"])
         self.server: StreamServer | None = None
-        self._running = Event()
-        self._running.set()
         self._stopped = Event()
         self._connections: set[socket.socket] = set()
 
@@ -67,7 +65,7 @@ class TcpSource(Source):
         pending = bytearray()
         skip = 0  # bytes of an oversized record still to discard
         while True:
-            self._running.wait()
+            self.running.wait()
             data = conn.recv(READ_SIZE)
             if not data:
                 break
@@ -126,14 +124,8 @@ class TcpSource(Source):
             view.release()
         return records, pos, 0
 
-    def pause(self) -> None:
-        self._running.clear()
-
-    def resume(self) -> None:
-        self._running.set()
-
     def stop(self) -> None:
-        self._running.set()
+        self.running.set()
         self._stopped.set()
 
     def close(self, timeout: float) -> None:

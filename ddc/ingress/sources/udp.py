@@ -6,7 +6,6 @@ import logging
 from typing import Any
 
 import gevent
-from gevent.event import Event
 
 from ddc.ingress.sources.base import Source, Submit
 from ddc.metrics import IngressMetrics
@@ -23,8 +22,6 @@ class UdpSource(Source):
     def __init__(self, config: dict[str, Any], submit: Submit, metrics: IngressMetrics) -> None:
         super().__init__(config, submit, metrics)
         self.udp: UdpSocket | None = None
-        self._running = Event()
-        self._running.set()
         self._stopped = False
         self._runner: gevent.Greenlet | None = None
         self._receiving = False
@@ -39,7 +36,7 @@ class UdpSource(Source):
         raw_recv = self.udp.sock.recv
         records_counter = self.metrics.records
         while not self._stopped:
-            self._running.wait()
+            self.running.wait()
             self._receiving = True
             try:
                 first = self.udp.recv(65536)
@@ -65,15 +62,9 @@ class UdpSource(Source):
             self._drops_exported = max(drops, self._drops_exported)
         return {"source_kernel_drops": drops}
 
-    def pause(self) -> None:
-        self._running.clear()
-
-    def resume(self) -> None:
-        self._running.set()
-
     def stop(self) -> None:
         self._stopped = True
-        self._running.set()
+        self.running.set()
         # waiting for a datagram: wake it; in the middle of a submit: let it finish the batch
         if self._receiving and self._runner is not None and self._runner is not gevent.getcurrent():
             self._runner.kill(block=False)
