@@ -44,7 +44,9 @@ class Sink:
         return {}
 
     def supervised_health(self, name: str, ok: bool) -> dict[str, Any]:
-        """ "sink_ok" and "sink_error" of a sink whose greenlet `name` runs under supervision:
-        not ok while that greenlet is failing, whatever the sink's own state `ok` says."""
+        """ "sink_ok" of a sink whose greenlet `name` runs under supervision: false while that
+        greenlet is failing (its failure then in "sink_error"), else the sink's own state `ok`."""
         failure = self.owner.failing(name)
-        return {"sink_ok": ok and failure is None, "sink_error": failure}
+        if failure is not None:
+            return {"sink_ok": False, "sink_error": failure}
+        return {"sink_ok": ok}
