@@ -1,4 +1,4 @@
-"""Prometheus metrics of the proxies, each daemon with its own registry (DESIGN.md §3 names)."""
+"""Prometheus metrics of the proxies, each daemon with its own registry (names: docs/http-api.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Matching ingress destinations to egress listeners, and the pairing rules (DESIGN.md §1)."""
+"""Matching ingress destinations to egress listeners, and the pairing rules (docs/deployment.md)."""
 
 from __future__ import annotations
 

@@ -6,7 +6,6 @@ import json
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from dedup_service.embedded import free_port
@@ -43,7 +42,10 @@ def test_every_datagram_reaches_both_pairs_and_generated_records_have_unique_ids
     )
     try:
         sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        time.sleep(0.3)
+        assert process.stderr is not None
+        for line in process.stderr:  # it says "mirroring ..." once its socket is bound
+            if b"mirroring" in line:
+                break
         sent = [b"source datagram %d" % i for i in range(5)]
         for payload in sent:
             sender.sendto(payload, ("127.0.0.1", listen))
