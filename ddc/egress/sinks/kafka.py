@@ -237,7 +237,7 @@ class KafkaSink(Sink):
                 gevent.idle()  # let the receiver and the producer's IO run during a big backlog
 
     def _produce(self, record: Record) -> Any:
-        topic = self.topic or self.topic_map.get(record.topic, record.topic)
+        topic = self._target_topic(record)
         return self.producer.send(
             topic,
             value=record.value,
@@ -246,6 +246,13 @@ class KafkaSink(Sink):
             partition=self._partition(topic, record.partition),
             timestamp_ms=record.timestamp if record.timestamp >= 0 else None,
         )
+
+    def _target_topic(self, record: Record) -> str:
+        if self.topic:
+            return self.topic
+        if record.topic is None:  # send() drops these; RECORD_REJECTED if one got through
+            raise ValueError("record without a source topic, and no [egress.sink] topic")
+        return self.topic_map.get(record.topic, record.topic)
 
     def _partition(self, topic: str, source_partition: int) -> int | None:
         """The source partition modulo the target's count, so per-partition order holds."""
