@@ -159,4 +159,18 @@ def load_dedup_config(
     config["data_dir"] = str(base / config["data_dir"])
     if config["sink"]["type"] == "file":
         config["sink"]["path"] = str(base / config["sink"]["path"])
+    check_kafka_options(config)
     return config
+
+
+def check_kafka_options(config: dict[str, Any]) -> None:
+    """The Kafka clients' `options` tables, checked as the clients will build them: a misspelt
+    or reserved key is a ConfigError at start, not a client that never connects."""
+    if config["sink"]["type"] == "kafka":
+        from dedup_service.sinks.kafka import sink_producer_options
+
+        sink_producer_options(config["sink"])
+    if config["merge"]:
+        from dedup_service.merger import merge_consumer_options
+
+        merge_consumer_options(config["merge"])

@@ -14,10 +14,10 @@ import json
 import struct
 from dataclasses import dataclass
 
+from ddc.kafka.records import SRC_HEADER
 from ddc.protocol.record import Record
 from dedup_service.errors import InvalidRecord
 
-SOURCE_HEADER = "ddc-src"
 ID_HEADER = "ddc-id"
 MAX_ID_LENGTH = 1024
 SIMPLE_KINDS = ("id", "key", "source", "hash")
@@ -111,7 +111,7 @@ def extract_id(spec: IdSpec, record: Record, explicit_id: str | None = None) -> 
         found = None if record.key is None else text_of(record.key)
         missing = "no key"
     elif spec.kind in ("header", "source"):
-        name = spec.header if spec.kind == "header" else SOURCE_HEADER
+        name = spec.header if spec.kind == "header" else SRC_HEADER
         raw = header_value(record, name)
         found = None if raw is None else text_of(raw)
         missing = f"no {name!r} header"

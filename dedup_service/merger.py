@@ -9,12 +9,17 @@ so it stays in the group) and resumes once Redis answers again: nothing skipped,
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from typing import Any
 
 from gevent.event import Event
 
+from ddc.kafka import adapter
+from ddc.kafka.clients import KafkaConsumer, OffsetAndMetadata
+from ddc.kafka.options import consumer_options
+from ddc.kafka.records import to_record
 from ddc.protocol.record import Record
 from dedup_service.errors import InvalidRecord, RedisUnavailable, SinkFailed, StillPending
 from dedup_service.forwarder import Forwarder, Item
@@ -25,18 +30,36 @@ from dedup_service.store import Store
 
 log = logging.getLogger(__name__)
 PAUSED_POLL_MS = 200
+OPTION_DEFAULTS = {"bootstrap_timeout_ms": 5000}  # kafka-python's 30 s would hold up start-up
+RESERVED_OPTIONS = {
+    "bootstrap_servers": "bootstrap_servers",
+    "group_id": "group_id",
+    "auto_offset_reset": "auto_offset_reset",
+    "max_poll_records": "poll_max_records",
+    "enable_auto_commit": "the merge loop (offsets are committed after the sink acknowledged)",
+}
 
 
-def to_record(message: Any) -> Record:
-    return Record(
-        value=message.value if message.value is not None else b"",
-        key=message.key,
-        topic=message.topic,
-        partition=message.partition,
-        offset=message.offset,
-        timestamp=message.timestamp if message.timestamp is not None else -1,
-        headers=list(message.headers or []),
+def merge_consumer_options(config: dict[str, Any]) -> dict[str, Any]:
+    """KafkaConsumer keyword arguments for a validated [dedup.merge]; ConfigError if unusable."""
+    return consumer_options(
+        config.get("options"),
+        key="dedup.merge.options",
+        reserved=RESERVED_OPTIONS,
+        defaults=OPTION_DEFAULTS,
+        settings={
+            "bootstrap_servers": list(config["bootstrap_servers"]),
+            "group_id": config["group_id"],
+            "auto_offset_reset": config["auto_offset_reset"],
+            "max_poll_records": config["poll_max_records"],
+            "enable_auto_commit": False,
+        },
     )
+
+
+def identity_basis(record: Record) -> Record:
+    """The record ids and fingerprints are computed from: a tombstone's null value as empty."""
+    return record if record.value is not None else dataclasses.replace(record, value=b"")
 
 
 class MergeLoop:
@@ -56,6 +79,10 @@ class MergeLoop:
         self.metrics = metrics
         self.id_spec = id_spec
         self.link_of = {topic: link for link, topic in config["links"].items()}
+        adapter.check_version()
+        self.options = merge_consumer_options(config)
+        # Only a sink that can produce a tombstone gets a null value; the others get it empty.
+        self.keep_null_values = bool(getattr(forwarder.sink, "carries_tombstones", False))
         self.consumer: Any = None
         self.paused_since: float | None = None
         self.resume_at = 0.0
@@ -70,22 +97,8 @@ class MergeLoop:
 
     def _connect(self) -> bool:
         """Creates the consumer; False (logged) while the brokers are unreachable."""
-        from kafka import KafkaConsumer
-
-        options = {
-            "enable_auto_commit": False,
-            "auto_offset_reset": self.config["auto_offset_reset"],
-            "max_poll_records": self.config["poll_max_records"],
-            "bootstrap_timeout_ms": 5000,
-            **self.config["options"],
-        }
         try:
-            self.consumer = KafkaConsumer(
-                *self.link_of,
-                bootstrap_servers=self.config["bootstrap_servers"],
-                group_id=self.config["group_id"],
-                **options,
-            )
+            self.consumer = KafkaConsumer(*self.link_of, **self.options)
         except Exception as exc:  # KafkaTimeoutError, NoBrokersAvailable and kin
             self.pause_reason = f"Kafka unreachable: {exc}"
             log.error(
@@ -131,25 +144,31 @@ class MergeLoop:
             self.metrics.merge_records.labels(link).inc(len(messages))
             for message in messages:
                 record = to_record(message)
+                basis = identity_basis(record)
+                if not self.keep_null_values:
+                    record = basis
                 try:
-                    ident = extract_id(self.id_spec, record)
+                    ident = extract_id(self.id_spec, basis)
                 except InvalidRecord as exc:
                     self.metrics.records_invalid.labels(link).inc()
                     self.stats.add(link, "invalid")
                     log.error(
                         "link %s: %s[%d]@%d has no id (id_from %s: %s): not forwarded",
-                        link, tp.topic, tp.partition, message.offset, self.id_spec, exc,
-                    )  # fmt: skip
+                        link,
+                        tp.topic,
+                        tp.partition,
+                        message.offset,
+                        self.id_spec,
+                        exc,
+                    )
                     continue
-                per_link.setdefault(link, []).append(Item(ident, fingerprint(record), record))
+                per_link.setdefault(link, []).append(Item(ident, fingerprint(basis), record))
         for link, items in per_link.items():
             self.metrics.records_received.labels(link).inc(len(items))
             self.forwarder.forward(link, items)
         self._commit(batch)
 
     def _commit(self, batch: dict[Any, list[Any]]) -> None:
-        from kafka import OffsetAndMetadata
-
         offsets = {tp: OffsetAndMetadata(msgs[-1].offset + 1, "", -1) for tp, msgs in batch.items()}
         try:
             self.consumer.commit(offsets)

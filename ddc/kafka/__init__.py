@@ -1,0 +1,9 @@
+"""The one place that touches kafka-python (ruff's TID251 bans `import kafka` elsewhere).
+
+options    every Kafka client option a config passes goes through `client_options`
+records    Kafka message -> Record (tombstones stay None) and the `ddc-src` header
+clients    the kafka-python names the sources, sinks and the merge loop use
+errors     which kafka-python errors mean "this record" and which "a rebalance"
+adapter    the kafka-python version check and every use of a kafka-python private name
+gevent_adapter  the producer tuned for one gevent hub (private names too, version-checked)
+"""

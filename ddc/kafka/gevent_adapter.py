@@ -6,8 +6,9 @@ code that calls send(), so two things built for real threads cost CPU for nothin
 wakeup byte written to the producer's socketpair on every send() while its IO greenlet has not
 yet run to drain a full batch.
 
-Both reach into kafka-python internals (checked against 3.0.12), which is why setup.cfg keeps
-kafka-python below 4.
+Both reach into kafka-python internals, so both apply only inside adapter.TESTED_RANGE; the
+canary test tests/unit/kafka/test_gevent_adapt.py fails if the patched modules start using
+anything of `threading` other than Lock.
 """
 
 from __future__ import annotations
@@ -18,6 +19,12 @@ from typing import Any
 import gevent
 from gevent import monkey
 
+from ddc.kafka.adapter import check_version
+
+# The kafka-python modules whose `threading` global is swapped, and all they may use of it.
+PATCHED_MODULES = ("kafka.future", "kafka.producer.record_accumulator")
+NATIVE_THREADING_NAMES = frozenset({"Lock"})
+
 
 def native_producer_locks() -> None:
     """Give kafka-python's per-record futures and its record accumulator native locks.
@@ -27,7 +34,7 @@ def native_producer_locks() -> None:
     on gevent, so a greenlet never switches out while holding one. Waits that must cooperate
     (flush waiting on a batch's Event) keep gevent's primitives.
     """
-    if not monkey.is_module_patched("threading"):
+    if not monkey.is_module_patched("threading") or not check_version():
         return
     import kafka.future
     import kafka.producer.record_accumulator
@@ -43,8 +50,10 @@ def coalesce_wakeups(producer: Any) -> None:
     A wakeup cannot take effect before the caller yields anyway; kafka-python asks for one on
     every send() while more than one batch waits for a partition.
     """
+    if not monkey.is_module_patched("threading") or not check_version():
+        return
     sender = getattr(producer, "_sender", None)
-    if sender is None or not monkey.is_module_patched("threading"):
+    if sender is None:
         return
     wake = sender.wakeup
     loop = gevent.get_hub().loop

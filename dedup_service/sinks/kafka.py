@@ -1,21 +1,49 @@
-"""Produces each record to one topic with acks=all; a batch is acknowledged once flushed."""
+"""Produces each record to one topic with acks=all; a batch is acknowledged once flushed.
+
+A record with a null value (a tombstone read by the merge loop) is produced as a tombstone.
+"""
 
 from __future__ import annotations
 
 import logging
 from typing import Any
 
+from ddc.kafka import adapter
+from ddc.kafka.clients import KafkaProducer
+from ddc.kafka.options import producer_options
 from ddc.protocol.record import Record
 from dedup_service.errors import SinkFailed
 from dedup_service.sinks.base import Sink
 
 log = logging.getLogger(__name__)
 BOOTSTRAP_TIMEOUT_MS = 5000  # kafka-python's default (30 s) would hold up start-up that long
+RESERVED_OPTIONS = {"bootstrap_servers": "bootstrap_servers"}
+
+
+def sink_producer_options(config: dict[str, Any]) -> dict[str, Any]:
+    """KafkaProducer keyword arguments for a validated Kafka [dedup.sink]; ConfigError if unusable."""
+    return producer_options(
+        config.get("options"),
+        key="dedup.sink.options",
+        reserved=RESERVED_OPTIONS,
+        defaults={
+            "acks": "all",
+            "linger_ms": 5,
+            "retries": 3,
+            "bootstrap_timeout_ms": BOOTSTRAP_TIMEOUT_MS,
+            "max_block_ms": int(config["timeout"] * 1000),
+        },
+        settings={"bootstrap_servers": list(config["bootstrap_servers"])},
+    )
 
 
 class KafkaSink(Sink):
+    carries_tombstones = True  # the merge loop hands it null values as None
+
     def __init__(self, config: dict[str, Any]) -> None:
         super().__init__(config)
+        adapter.check_version()
+        self.options = sink_producer_options(config)
         self.producer: Any = None
 
     def start(self) -> None:
@@ -26,20 +54,8 @@ class KafkaSink(Sink):
 
     def _connect(self) -> Any:
         if self.producer is None:
-            from kafka import KafkaProducer
-
-            options = {
-                "acks": "all",
-                "linger_ms": 5,
-                "retries": 3,
-                "bootstrap_timeout_ms": BOOTSTRAP_TIMEOUT_MS,
-                "max_block_ms": int(self.config["timeout"] * 1000),
-                **self.config["options"],
-            }
             try:
-                self.producer = KafkaProducer(
-                    bootstrap_servers=self.config["bootstrap_servers"], **options
-                )
+                self.producer = KafkaProducer(**self.options)
             except Exception as exc:  # NoBrokersAvailable and kin
                 self.ok = False
                 raise SinkFailed(f"Kafka sink cannot connect: {exc!r}") from exc
@@ -77,5 +93,5 @@ class KafkaSink(Sink):
             try:
                 self.producer.flush(timeout=timeout)
             finally:
-                self.producer.close(timeout=timeout)
+                adapter.close_producer(self.producer, timeout)
                 self.producer = None

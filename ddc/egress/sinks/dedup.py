@@ -26,13 +26,14 @@ from urllib.parse import urlsplit
 from gevent.event import Event
 
 from ddc.egress.sinks.base import Sink
+from ddc.kafka.records import SRC_HEADER
+from ddc.kafka.records import source_id as source_of
 from ddc.logs import ThrottledLog
 from ddc.metrics import EgressMetrics
 from ddc.protocol.record import Record
 
 log = logging.getLogger(__name__)
 
-SOURCE_HEADER = "ddc-src"
 LOG_EVERY = 10.0  # seconds between repeated drop/outage log lines
 SENDER = "dedup-sink"  # the supervised sender greenlet's name
 RESTART_DELAY = 1.0  # seconds before a failed sender runs again
@@ -42,21 +43,14 @@ def _b64(data: bytes | None) -> str | None:
     return None if data is None else base64.b64encode(data).decode("ascii")
 
 
-def source_of(record: Record) -> str | None:
-    """ "topic/partition/offset" for a record read from Kafka, else None."""
-    if record.topic is None or record.partition < 0 or record.offset < 0:
-        return None
-    return f"{record.topic}/{record.partition}/{record.offset}"
-
-
 def to_json(record: Record) -> dict[str, Any]:
     """The /v1/records form of a record; the first header of a name wins."""
     headers: dict[str, str | None] = {}
     for name, value in record.headers:
         headers.setdefault(name, _b64(value))
     source = source_of(record)
-    if source is not None and SOURCE_HEADER not in headers:
-        headers[SOURCE_HEADER] = _b64(source.encode())
+    if source is not None and SRC_HEADER not in headers:
+        headers[SRC_HEADER] = _b64(source.encode())
     return {"key": _b64(record.key), "value": _b64(record.value), "headers": headers}
 
 

@@ -17,57 +17,47 @@ from typing import Any
 
 import gevent
 from gevent.event import Event
-from gevent.pool import Group
-from kafka import KafkaProducer
-from kafka import errors as kafka_errors
 
 from ddc.egress.sinks.base import Sink
+from ddc.kafka import adapter
+from ddc.kafka.clients import KafkaProducer
+from ddc.kafka.errors import RECORD_REJECTED
 from ddc.kafka.gevent_adapter import coalesce_wakeups, native_producer_locks
-from ddc.kafka.options import client_options
+from ddc.kafka.options import producer_options as build_producer_options
+from ddc.kafka.records import SRC_HEADER, source_id
+from ddc.logs import ThrottledLog
+from ddc.metrics import EgressMetrics
 from ddc.protocol.record import Record
 
 log = logging.getLogger(__name__)
 
-SRC_HEADER = "ddc-src"
+PUMP = "kafka-sink"  # the supervised pump greenlet's name
 BACKOFF_MIN = 0.2
 BACKOFF_MAX = 5.0
 PARTITIONS_TTL = 30.0  # seconds a topic's partition count is cached
 DROP_LOG_INTERVAL = 5.0
-STALL_AFTER = (
-    5.0  # seconds records may wait for the broker's acknowledgement before health degrades
-)
+# seconds records may wait for the broker's acknowledgement before health degrades
+STALL_AFTER = 5.0
 OPTION_DEFAULTS = {"acks": "all", "linger_ms": 5, "max_block_ms": 10000}
 RESERVED_OPTIONS = {"bootstrap_servers": "bootstrap_servers"}
-# errors about one record (too large, invalid): dropped and counted, never retried
-REJECTED = (
-    TypeError,
-    ValueError,
-    kafka_errors.MessageSizeTooLargeError,
-    kafka_errors.InvalidRecordError,
-    kafka_errors.CorruptRecordError,
-    kafka_errors.RecordListTooLargeError,
-)
 
 
 def producer_options(config: dict[str, Any]) -> dict[str, Any]:
     """KafkaProducer keyword arguments for a validated sink config; ConfigError if unusable."""
-    options = client_options(
-        config.get("options"), RESERVED_OPTIONS, KafkaProducer, "egress.sink.options"
+    return build_producer_options(
+        config.get("options"),
+        key="egress.sink.options",
+        reserved=RESERVED_OPTIONS,
+        defaults=OPTION_DEFAULTS,
+        settings={"bootstrap_servers": list(config["bootstrap_servers"])},
     )
-    return {**OPTION_DEFAULTS, **options, "bootstrap_servers": list(config["bootstrap_servers"])}
-
-
-def src_header(record: Record) -> bytes | None:
-    """`topic/partition/offset` of the source record, when it came from Kafka."""
-    if record.topic is None or record.partition < 0 or record.offset < 0:
-        return None
-    return f"{record.topic}/{record.partition}/{record.offset}".encode()
 
 
 def outgoing_headers(record: Record) -> list[tuple[str, bytes]]:
     """The record's headers plus ddc-src; a null header value goes out empty (kafka-python
     accepts bytes only)."""
-    origin = src_header(record)
+    source = source_id(record)
+    origin = None if source is None else source.encode()
     if not record.headers:
         return [] if origin is None else [(SRC_HEADER, origin)]
     headers = [(name, b"" if value is None else value) for name, value in record.headers]
@@ -77,14 +67,15 @@ def outgoing_headers(record: Record) -> list[tuple[str, bytes]]:
 
 
 class KafkaSink(Sink):
-    def __init__(self, config: dict[str, Any], metrics: Any) -> None:
+    def __init__(self, config: dict[str, Any], metrics: EgressMetrics) -> None:
         super().__init__(config, metrics)
+        adapter.check_version()
         self.options = producer_options(config)
         self.topic: str | None = config.get("topic")
         self.topic_map: dict[str, str] = dict(config.get("topic_map") or {})
         self.limit = int(config["buffer_max_records"])
         self.producer: Any = None
-        self.group = Group()
+        self._pump_greenlet: gevent.Greenlet | None = None  # the running one (restarts replace it)
         self._pending: deque[tuple[int, Record]] = deque()
         self._retry: list[tuple[int, Record]] = []  # heap by arrival number: resent first, in order
         self._inflight: dict[int, Record] = {}  # handed to the producer, not yet acknowledged
@@ -101,20 +92,20 @@ class KafkaSink(Sink):
         self._progress_at = 0.0  # last acknowledgement, or when records went in flight
         self._backoff = BACKOFF_MIN
         self._partitions: dict[str, tuple[float, int]] = {}
-        self._dropped: dict[str, int] = {}  # dropped since the last log line, by reason
-        self._last_drop_log: dict[str, float] = {}
-        self._why: dict[str, str] = {}
+        self._drop_log = ThrottledLog(log, DROP_LOG_INTERVAL)
+        self._unlogged_drops: dict[str, str] = {}  # reason → why, for drops not yet in a line
 
     # --- interface --------------------------------------------------------------------------
 
     def start(self) -> None:
         native_producer_locks()
-        self._spawn(self._pump, "kafka-sink")
+        self.owner.supervise(self._pump, name=PUMP, restart_delay=1.0)
         log.info(
             "Kafka sink: brokers %s, topic %s%s",
-            ",".join(self.options["bootstrap_servers"]), self.topic or "(source topic)",
+            ",".join(self.options["bootstrap_servers"]),
+            self.topic or "(source topic)",
             f", topic_map {self.topic_map}" if self.topic_map else "",
-        )  # fmt: skip
+        )
 
     def send(self, records: list[Record]) -> None:
         for record in records:
@@ -137,13 +128,16 @@ class KafkaSink(Sink):
         self._idle.wait(max(0.0, deadline - time.monotonic()))
         self._closing = True
         self._wake.set()
-        self.group.kill(block=True, timeout=1.0)
+        pump = self._pump_greenlet
+        if pump is not None:
+            pump.join(0.5)  # it leaves its loop at the next wakeup, unless blocked in send()
+            pump.kill(block=True, timeout=1.0)
         if self.producer is not None:
             try:
                 self.producer.flush(timeout=max(0.1, deadline - time.monotonic()))
             except Exception as exc:
                 log.error("Kafka sink flush at stop failed: %r", exc)
-            close_producer(self.producer, 0.5)
+            adapter.close_producer(self.producer, 0.5)
             self.producer = None
         left = self.buffered
         if left:
@@ -154,11 +148,12 @@ class KafkaSink(Sink):
             self._inflight.clear()
 
     def health(self) -> dict[str, Any]:
+        pump_failure = self.owner.failing(PUMP)
         return {
-            "sink_ok": self._connected is not False,
+            "sink_ok": self._connected is not False and pump_failure is None,
             "kafka_connected": bool(self._connected),
             "sink_buffered_records": self.buffered,
-            "sink_error": None if self._connected else self._last_error,
+            "sink_error": pump_failure or (None if self._connected else self._last_error),
         }
 
     @property
@@ -168,6 +163,8 @@ class KafkaSink(Sink):
     # --- the pump ---------------------------------------------------------------------------
 
     def _pump(self) -> None:
+        """The supervised greenlet that owns the producer (restarted by the owner if it fails)."""
+        self._pump_greenlet = gevent.getcurrent()
         while not self._closing:
             if self._replace:
                 self._replace_producer()
@@ -216,7 +213,7 @@ class KafkaSink(Sink):
             log.warning(
                 "Kafka sink: replacing the producer after a failed delivery (%s)", self._last_error
             )
-            self._spawn(close_producer, "kafka-sink-close", old, 1.0)
+            self.owner.spawn(adapter.close_producer, old, 1.0, name="kafka-sink-close")
 
     def _send_some(self) -> None:
         """Hand everything queued to the producer: the retries first, then new records."""
@@ -225,7 +222,7 @@ class KafkaSink(Sink):
             number, record = heapq.heappop(self._retry) if self._retry else self._pending.popleft()
             try:
                 future = self._produce(record)
-            except REJECTED as exc:
+            except RECORD_REJECTED as exc:
                 self._drop("rejected", f"the producer refused a record: {exc!r}")
                 continue
             except Exception as exc:
@@ -235,17 +232,12 @@ class KafkaSink(Sink):
             if not self._inflight:
                 self._progress_at = time.monotonic()
             self._inflight[number] = record
-            done = functools.partial(self._done, generation, number)
-            register = getattr(future, "_add_cb_eb", None)  # kafka-python's one-lock fast path
-            if register is not None:
-                register(done, done)
-            else:
-                future.add_both(done)
+            adapter.on_completion(future, functools.partial(self._done, generation, number))
             if len(self._inflight) % 1000 == 0:
                 gevent.idle()  # let the receiver and the producer's IO run during a big backlog
 
     def _produce(self, record: Record) -> Any:
-        topic = self.topic or self.topic_map.get(record.topic, record.topic)
+        topic = self._target_topic(record)
         return self.producer.send(
             topic,
             value=record.value,
@@ -254,6 +246,13 @@ class KafkaSink(Sink):
             partition=self._partition(topic, record.partition),
             timestamp_ms=record.timestamp if record.timestamp >= 0 else None,
         )
+
+    def _target_topic(self, record: Record) -> str:
+        if self.topic:
+            return self.topic
+        if record.topic is None:  # send() drops these; RECORD_REJECTED if one got through
+            raise ValueError("record without a source topic, and no [egress.sink] topic")
+        return self.topic_map.get(record.topic, record.topic)
 
     def _partition(self, topic: str, source_partition: int) -> int | None:
         """The source partition modulo the target's count, so per-partition order holds."""
@@ -293,7 +292,7 @@ class KafkaSink(Sink):
         if record is None:
             return
         self.metrics.sink_errors.inc()
-        if isinstance(exc, REJECTED):  # the broker refuses this record: resending cannot help
+        if isinstance(exc, RECORD_REJECTED):  # about this record: resending cannot help
             self._drop("rejected", f"the broker refused a record: {exc!r}")
             self._wake.set()
             return
@@ -319,57 +318,21 @@ class KafkaSink(Sink):
         else:
             log.error(
                 "Kafka sink: cannot deliver (%s); buffering up to %d records, retrying with backoff",
-                self._last_error, self.limit,
-            )  # fmt: skip
+                self._last_error,
+                self.limit,
+            )
 
     def _drop(self, reason: str, why: str) -> None:
         """Count a dropped record; ERROR log at most every DROP_LOG_INTERVAL per reason."""
         self.metrics.records_dropped.labels(reason=reason).inc()
-        self._dropped[reason] = self._dropped.get(reason, 0) + 1
-        self._why[reason] = why
-        self._log_drops()
+        if self._drop_log(reason, "Kafka sink dropped a record (%s): %s", reason, why):
+            self._unlogged_drops.pop(reason, None)
+        else:
+            self._unlogged_drops[reason] = why
 
     def _log_drops(self) -> None:
-        """Log the drops counted since the last line (also called by the pump, so the tail of a
-        burst of drops is logged too)."""
-        now = time.monotonic()
-        for reason, count in self._dropped.items():
-            if (
-                count
-                and now - self._last_drop_log.get(reason, -DROP_LOG_INTERVAL) >= DROP_LOG_INTERVAL
-            ):
-                log.error(
-                    "Kafka sink dropped %d record(s) (%s): %s", count, reason, self._why[reason]
-                )
-                self._dropped[reason] = 0
-                self._last_drop_log[reason] = now
-
-    def _spawn(self, func: Any, name: str, *args: Any, delay: float = 0.0) -> None:
-        greenlet = gevent.Greenlet(func, *args)
-        greenlet.name = name
-        greenlet.link_exception(self._greenlet_failed)
-        self.group.add(greenlet)
-        greenlet.start_later(delay)
-
-    def _greenlet_failed(self, greenlet: gevent.Greenlet) -> None:
-        log.error(
-            "Kafka sink: %s failed: %r",
-            greenlet.name,
-            greenlet.exception,
-            exc_info=greenlet.exc_info,
-        )
-        if greenlet.name == "kafka-sink" and not self._closing:
-            self._last_error = repr(greenlet.exception)
-            self._set_connected(False)
-            self._spawn(self._pump, "kafka-sink", delay=1.0)
-
-
-def close_producer(producer: Any, timeout: float) -> None:
-    """Close a producer whose broker may be gone: its close() raises when a flush times out."""
-    try:
-        producer.close(timeout=timeout)
-    except Exception as exc:
-        log.debug("producer close: %r", exc)
-        sender = getattr(producer, "_sender", None)
-        if sender is not None:
-            sender.force_close()  # kafka-python: abort what is left, stop the IO thread
+        """Log the drops not yet in a line (called by the pump, so the tail of a burst of drops
+        is logged too)."""
+        for reason, why in list(self._unlogged_drops.items()):
+            if self._drop_log(reason, "Kafka sink dropped records (%s): %s", reason, why, count=0):
+                del self._unlogged_drops[reason]

@@ -15,13 +15,14 @@ from typing import Any
 
 import gevent
 from gevent.event import Event
-from kafka import AsyncConsumerRebalanceListener, KafkaConsumer
-from kafka import errors as kafka_errors
-from kafka.structs import OffsetAndMetadata
 
 from ddc.ingress.sources.base import Source, Submit
-from ddc.kafka.options import client_options
-from ddc.protocol.record import Record
+from ddc.kafka import adapter
+from ddc.kafka.clients import AsyncConsumerRebalanceListener, KafkaConsumer, OffsetAndMetadata
+from ddc.kafka.errors import REBALANCING
+from ddc.kafka.options import consumer_options as build_consumer_options
+from ddc.kafka.records import to_record
+from ddc.metrics import IngressMetrics
 
 log = logging.getLogger(__name__)
 
@@ -40,12 +41,6 @@ RESERVED_OPTIONS = {
     "enable_auto_commit": "commit_interval (offsets are committed by DDC, after the send)",
 }
 OPTION_DEFAULTS = {"auto_offset_reset": "earliest"}
-REBALANCING = (
-    kafka_errors.CommitFailedError,
-    kafka_errors.RebalanceInProgressError,
-    kafka_errors.IllegalGenerationError,
-    kafka_errors.UnknownMemberIdError,
-)
 
 
 @dataclass(slots=True)
@@ -60,35 +55,24 @@ class _Partition:
 
 def consumer_options(config: dict[str, Any]) -> dict[str, Any]:
     """KafkaConsumer keyword arguments for a validated source config; ConfigError if unusable."""
-    options = client_options(
-        config.get("options"), RESERVED_OPTIONS, KafkaConsumer, "ingress.source.options"
-    )
-    return {
-        **OPTION_DEFAULTS,
-        **options,
-        "bootstrap_servers": list(config["bootstrap_servers"]),
-        "group_id": config["group_id"],
-        "enable_auto_commit": False,
-        "max_poll_records": config["poll_max_records"],
-    }
-
-
-def to_record(message: Any) -> Record:
-    """A kafka-python ConsumerRecord as a DDC Record (a null value, a tombstone, stays None)."""
-    return Record(
-        value=message.value,
-        key=message.key,
-        topic=message.topic,
-        partition=message.partition,
-        offset=message.offset,
-        timestamp=message.timestamp if message.timestamp is not None else -1,
-        headers=list(message.headers or ()),
+    return build_consumer_options(
+        config.get("options"),
+        key="ingress.source.options",
+        reserved=RESERVED_OPTIONS,
+        defaults=OPTION_DEFAULTS,
+        settings={
+            "bootstrap_servers": list(config["bootstrap_servers"]),
+            "group_id": config["group_id"],
+            "enable_auto_commit": False,
+            "max_poll_records": config["poll_max_records"],
+        },
     )
 
 
 class KafkaSource(Source):
-    def __init__(self, config: dict[str, Any], submit: Submit, metrics: Any) -> None:
+    def __init__(self, config: dict[str, Any], submit: Submit, metrics: IngressMetrics) -> None:
         super().__init__(config, submit, metrics)
+        adapter.check_version()
         self.options = consumer_options(config)
         self.topics = list(config["topics"])
         self.commit_interval = float(config["commit_interval"])
@@ -111,8 +95,10 @@ class KafkaSource(Source):
     def start(self) -> None:
         log.info(
             "Kafka source: topics %s, group %s, brokers %s",
-            ",".join(self.topics), self.options["group_id"], ",".join(self.options["bootstrap_servers"]),
-        )  # fmt: skip
+            ",".join(self.topics),
+            self.options["group_id"],
+            ",".join(self.options["bootstrap_servers"]),
+        )
 
     def run(self) -> None:
         self._run_done.clear()
@@ -290,8 +276,11 @@ class KafkaSource(Source):
             if state is not None and state.consumed > state.acked:
                 log.info(
                     "%s/%s revoked with offsets %s..%s not yet sent: the next owner reads them again",
-                    tp.topic, tp.partition, state.acked, state.consumed - 1,
-                )  # fmt: skip
+                    tp.topic,
+                    tp.partition,
+                    state.acked,
+                    state.consumed - 1,
+                )
 
     # --- connection state -------------------------------------------------------------------
 
@@ -307,10 +296,7 @@ class KafkaSource(Source):
             self._set_connected(False, f"no group coordinator for {COORDINATOR_GRACE:g}s")
 
     def _coordinator_known(self) -> bool:
-        try:
-            return not self.consumer._coordinator.coordinator_unknown()
-        except AttributeError:  # a kafka-python without that internal: trust the poll
-            return True
+        return adapter.coordinator_known(self.consumer)
 
     def _set_connected(self, connected: bool, error: BaseException | str | None = None) -> None:
         if error is not None:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import _thread
+import ast
+import importlib
+import inspect
 from types import SimpleNamespace
 
 import gevent
@@ -11,6 +14,7 @@ import kafka.future
 import kafka.producer.record_accumulator
 import pytest
 
+from ddc.kafka import gevent_adapter
 from ddc.kafka import gevent_adapter as kafka_gevent
 from ddc.kafka.gevent_adapter import coalesce_wakeups, native_producer_locks
 
@@ -70,3 +74,29 @@ def test_wakeups_untouched_when_the_sender_is_a_real_thread(monkeypatch):
     coalesce_wakeups(producer)
     producer._sender.wakeup()
     assert producer._sender.wakeups == 1
+
+
+@pytest.mark.parametrize("module_name", gevent_adapter.PATCHED_MODULES)
+def test_canary_patched_modules_use_nothing_of_threading_but_lock(module_name):
+    """native_producer_locks() hands these modules a `threading` holding only Lock: if a new
+    kafka-python uses anything else of it there, the swap must be revisited."""
+    module = importlib.import_module(module_name)
+    nodes = list(ast.walk(ast.parse(inspect.getsource(module))))
+    attributes = [
+        node.attr
+        for node in nodes
+        if isinstance(node, ast.Attribute)
+        and isinstance(node.value, ast.Name)
+        and node.value.id == "threading"
+    ]
+    names = [node for node in nodes if isinstance(node, ast.Name) and node.id == "threading"]
+    imported_from = [
+        alias.name
+        for node in nodes
+        if isinstance(node, ast.ImportFrom) and node.module == "threading"
+        for alias in node.names
+    ]
+    assert "threading" in vars(module), f"{module_name} no longer imports threading"
+    assert set(attributes) <= gevent_adapter.NATIVE_THREADING_NAMES, attributes
+    assert len(names) == len(attributes), "`threading` used other than as threading.X"
+    assert imported_from == [], f"{module_name} imports {imported_from} from threading"

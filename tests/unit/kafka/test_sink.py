@@ -28,9 +28,13 @@ def fake_producer(monkeypatch):
 
 def config(**overrides: Any) -> dict[str, Any]:
     base = {
-        "type": "kafka", "bootstrap_servers": ["127.0.0.1:9092"], "topic": None, "topic_map": {},
-        "buffer_max_records": 100, "options": {},
-    }  # fmt: skip
+        "type": "kafka",
+        "bootstrap_servers": ["127.0.0.1:9092"],
+        "topic": None,
+        "topic_map": {},
+        "buffer_max_records": 100,
+        "options": {},
+    }
     base.update(overrides)
     return base
 
@@ -78,9 +82,13 @@ def test_records_keep_key_value_headers_timestamp_and_partition_order():
     gevent.sleep(0.01)
     (first, _), (second, _) = FakeProducer.instances[0].sent
     assert first == {
-        "topic": "dst", "value": b"v1", "key": b"k1", "partition": 1, "timestamp_ms": 1700000000000,
+        "topic": "dst",
+        "value": b"v1",
+        "key": b"k1",
+        "partition": 1,
+        "timestamp_ms": 1700000000000,
         "headers": [("h", b"x"), ("ddc-src", b"src/1/1")],
-    }  # fmt: skip
+    }
     assert second["topic"] == "other"  # unmapped topics keep their name
     assert second["partition"] == 6 % 4  # the source partition modulo the target's count
 
@@ -133,8 +141,11 @@ def test_failed_deliveries_are_resent_first_and_in_order_by_a_new_producer():
     assert sink.health()["sink_buffered_records"] == 4
     second.ack_all()
     assert sink.health() == {
-        "sink_ok": True, "kafka_connected": True, "sink_buffered_records": 0, "sink_error": None,
-    }  # fmt: skip
+        "sink_ok": True,
+        "kafka_connected": True,
+        "sink_buffered_records": 0,
+        "sink_error": None,
+    }
 
 
 def test_broker_down_at_start_buffers_until_it_comes(caplog):
@@ -176,9 +187,10 @@ def test_the_tail_of_a_burst_of_drops_is_logged_too(monkeypatch, caplog):
         gevent.sleep(0.6)  # the pump logs what was dropped after the first line
     assert dropped(metrics, "buffer_full") == 4
     lines = [r.getMessage() for r in caplog.records if "buffer of 1 records" in r.getMessage()]
+    why = "buffer of 1 records full (target broker down?)"
     assert lines == [
-        "Kafka sink dropped 1 record(s) (buffer_full): buffer of 1 records full (target broker down?)",
-        "Kafka sink dropped 3 record(s) (buffer_full): buffer of 1 records full (target broker down?)",
+        f"Kafka sink dropped a record (buffer_full): {why}",
+        f"Kafka sink dropped records (buffer_full): {why} (3 such events since the last line)",
     ]
 
 
@@ -204,3 +216,30 @@ def test_a_record_the_producer_or_broker_refuses_is_dropped_not_retried(caplog):
     producer.ack_all()
     assert sink.health()["sink_buffered_records"] == 0
     assert [sent["value"] for sent, _ in producer.sent] == [b"v1", b"v2", b"v3"]
+
+
+def test_a_failed_pump_is_restarted_by_the_owner_and_unhealthy_meanwhile(monkeypatch, caplog):
+    sink, _ = started()
+    failures = [RuntimeError("pump bug")]
+
+    def check_stall() -> None:
+        if failures:
+            raise failures.pop()
+
+    monkeypatch.setattr(sink, "_check_stall", check_stall)
+    with caplog.at_level(logging.ERROR):
+        sink.send([record(1)])
+        gevent.sleep(0.05)
+        health = sink.health()
+        assert health["sink_ok"] is False and "pump bug" in health["sink_error"]
+        assert sink.owner.restarts == {"kafka-sink": 1}
+        assert "kafka-sink failed" in caplog.text
+        gevent.sleep(1.2)  # restart_delay
+    producer = FakeProducer.instances[0]
+    assert [sent["value"] for sent, _ in producer.sent] == [b"v1"]  # the restarted pump sent it
+    producer.ack_all()
+    gevent.sleep(0.05)
+    assert sink.health()["sink_buffered_records"] == 0
+    # healthy again once the owner no longer counts the pump as failing
+    assert sink.health()["sink_ok"] is (sink.owner.failing("kafka-sink") is None)
+    sink.stop(1.0)

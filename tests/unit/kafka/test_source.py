@@ -21,9 +21,14 @@ P0, P1 = TopicPartition("t", 0), TopicPartition("t", 1)
 
 def config(**overrides: Any) -> dict[str, Any]:
     base = {
-        "type": "kafka", "bootstrap_servers": ["127.0.0.1:9092"], "topics": ["t"], "group_id": "g",
-        "commit_interval": 1.0, "poll_max_records": 100, "options": {},
-    }  # fmt: skip
+        "type": "kafka",
+        "bootstrap_servers": ["127.0.0.1:9092"],
+        "topics": ["t"],
+        "group_id": "g",
+        "commit_interval": 1.0,
+        "poll_max_records": 100,
+        "options": {},
+    }
     base.update(overrides)
     return base
 
