@@ -6,8 +6,9 @@ import base64
 import binascii
 from typing import Any
 
-from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import ValidationError, fields, validate, validates_schema
 
+from ddc.config.schemas import StrictSchema
 from dedup_service.config import LINK_NAME, LINK_NAME_PROBLEM
 from dedup_service.keys import MAX_ID_LENGTH
 
@@ -85,22 +86,20 @@ def id_field(**kwargs: Any) -> fields.String:
     return fields.String(validate=[validate.Length(min=1, max=MAX_ID_LENGTH), encodable], **kwargs)
 
 
-class Strict(Schema):
-    class Meta:
-        unknown = RAISE
-
-
-class ErrorSchema(Strict):
+class ErrorSchema(StrictSchema):
     code = fields.String(required=True, metadata={"example": "redis_unavailable"})
     status = fields.Integer(required=True, metadata={"example": 503})
     message = fields.String(required=True)
     errors = fields.Dict(
-        keys=fields.String(), values=fields.Raw(), allow_none=True, required=True,
+        keys=fields.String(),
+        values=fields.Raw(),
+        allow_none=True,
+        required=True,
         metadata={"description": "field → problems, for invalid input; else null"},
-    )  # fmt: skip
+    )
 
 
-class ClaimRequestSchema(Strict):
+class ClaimRequestSchema(StrictSchema):
     link = link_field(required=True)
     ids = Strings(
         min_length=1, max_length=MAX_ID_LENGTH, required=True, validate=validate.Length(min=1)
@@ -121,28 +120,30 @@ class ClaimRequestSchema(Strict):
             raise ValidationError("must have one entry per id", "fingerprints")
 
 
-class ClaimResponseSchema(Strict):
+class ClaimResponseSchema(StrictSchema):
     results = fields.List(fields.String(validate=validate.OneOf(RESULTS)), required=True)
 
 
-class RecordSchema(Strict):
+class RecordSchema(StrictSchema):
     id = id_field(metadata={"description": 'the record id when id_from = "id"'})
     key = Base64(allow_none=True, load_default=None)
     value = Base64(required=True)
     headers = fields.Dict(
-        keys=fields.String(), values=Base64(allow_none=True), load_default=dict,
+        keys=fields.String(),
+        values=Base64(allow_none=True),
+        load_default=dict,
         metadata={"description": "header name → base64 value (the egress sink adds ddc-src)"},
-    )  # fmt: skip
+    )
 
 
-class RecordsRequestSchema(Strict):
+class RecordsRequestSchema(StrictSchema):
     link = link_field(required=True)
     records = fields.List(
         fields.Nested(RecordSchema), required=True, validate=validate.Length(min=1)
     )
 
 
-class RecordsResponseSchema(Strict):
+class RecordsResponseSchema(StrictSchema):
     received = fields.Integer(required=True)
     forwarded = fields.Integer(required=True)
     duplicates = fields.Integer(required=True)
@@ -150,12 +151,18 @@ class RecordsResponseSchema(Strict):
     invalid = fields.Integer(required=True)
     results = fields.List(fields.String(validate=validate.OneOf(RECORD_RESULTS)), required=True)
     errors = fields.Dict(
-        keys=fields.String(), values=fields.String(), required=True,
+        keys=fields.String(),
+        values=fields.String(),
+        required=True,
         metadata={"description": "record index → why it is invalid"},
-    )  # fmt: skip
+    )
 
 
-class IdResponseSchema(Strict):
+class IdPathSchema(StrictSchema):
+    ident = id_field(required=True, data_key="id")
+
+
+class IdResponseSchema(StrictSchema):
     id = fields.String(required=True)
     state = fields.String(required=True, validate=validate.OneOf(["pending", "committed"]))
     first_link = fields.String(required=True, allow_none=True)
@@ -164,7 +171,7 @@ class IdResponseSchema(Strict):
     ttl_s = fields.Float(required=True)
 
 
-class LinkStatsSchema(Strict):
+class LinkStatsSchema(StrictSchema):
     first = fields.Integer(required=True)
     duplicate = fields.Integer(required=True)
     conflict = fields.Integer(required=True)
@@ -177,14 +184,14 @@ class LinkStatsSchema(Strict):
     )
 
 
-class StatsResponseSchema(Strict):
+class StatsResponseSchema(StrictSchema):
     links = fields.Dict(keys=fields.String(), values=fields.Nested(LinkStatsSchema), required=True)
     window_s = fields.Float(required=True)
     divergence_window_s = fields.Float(required=True)
     id_from = fields.String(required=True)
 
 
-class HealthSchema(Strict):
+class HealthSchema(StrictSchema):
     status = fields.String(required=True, validate=validate.OneOf(["ok", "degraded"]))
     redis = fields.Boolean(required=True)
     sink = fields.String(required=True)
@@ -192,6 +199,6 @@ class HealthSchema(Strict):
     merge = fields.Dict(keys=fields.String(), values=fields.Raw(), allow_none=True, required=True)
 
 
-class ReadySchema(Strict):
+class ReadySchema(StrictSchema):
     status = fields.String(required=True, validate=validate.OneOf(["ready"]))
     redis = fields.Boolean(required=True)
