@@ -26,6 +26,7 @@ from dedup_service.metrics import DedupMetrics
 from dedup_service.schemas import ErrorSchema
 from dedup_service.sinks import build_sink
 from dedup_service.sinks.base import Sink
+from dedup_service.store import RedisClient, connect
 
 log = logging.getLogger(__name__)
 CONFIG_ENV = "DDC_DEDUP_CONFIG"
@@ -101,7 +102,7 @@ def _register_errors(app: Flask) -> None:
 def create_app(
     config: dict[str, Any] | None = None,
     *,
-    redis_client: Any = None,
+    redis_client: RedisClient | None = None,
     sink: Sink | None = None,
     metrics: DedupMetrics | None = None,
 ) -> Flask:
@@ -115,10 +116,8 @@ def create_app(
 
         config = load_dedup_config(os.environ.get(CONFIG_ENV))
     if redis_client is None:
-        if not config.get("redis_url"):
+        if not config["redis_url"]:
             raise ConfigError("dedup.redis_url", "required unless started by 'ddc-dedup serve'")
-        from dedup_service.store import connect
-
         redis_client = connect(
             config["redis_url"], cluster=config["redis_cluster"], timeout=config["redis_timeout"]
         )

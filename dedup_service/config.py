@@ -1,13 +1,8 @@
-"""The `[dedup]` config (DESIGN.md §3): marshmallow schemas, every default here, unknown keys rejected.
+"""The `[dedup]` config: marshmallow schemas holding every default, unknown keys rejected.
 
-[dedup]
-http_listen = "127.0.0.1:8080"
-redis_url = "redis://127.0.0.1:6379/0"   # absent: embedded Redis-compatible server in data_dir
-window = "24h"                           # how long an id is remembered
-id_from = "id"                           # id | key | header:NAME | json:path | source | hash
-divergence_window = "60s"                # seen on one link only this long → missing on the others
-[dedup.sink]                             # kafka | udp | tcp | file | http
-[dedup.merge]                            # optional Kafka merge loop, one input topic per link
+The keys are described in docs/configuration.md, what they do in docs/dedup.md. Tables:
+[dedup] (the service), [dedup.sink] (kafka | udp | tcp | file | http: where first copies go),
+[dedup.merge] (optional Kafka merge loop, one input topic per link).
 """
 
 from __future__ import annotations
@@ -111,9 +106,19 @@ class MergeSchema(StrictSchema):
 # --- the role ----------------------------------------------------------------------------
 
 
+POSITIVE_DURATIONS = (
+    "window",
+    "divergence_window",
+    "pending_timeout",
+    "redis_timeout",
+    "commit_retry_timeout",
+)
+REDIS_TIMEOUT = 5.0  # also store.connect()'s default, for clients made outside a config
+
+
 class DedupSchema(StrictSchema):
     http_listen = HostPort(load_default=("127.0.0.1", 8080), allow_zero_port=True)
-    redis_url = fields.String(
+    redis_url = fields.String(  # absent: an embedded Redis-compatible server in data_dir
         load_default=None, validate=validate.Regexp(r"^(redis|rediss|unix)://")
     )
     redis_cluster = fields.Boolean(load_default=False)
@@ -129,7 +134,7 @@ class DedupSchema(StrictSchema):
     )  # optional allow-list of link names (the merge loop's links are always allowed)
     divergence_window = Duration(load_default=60.0)
     pending_timeout = Duration(load_default=30.0)
-    redis_timeout = Duration(load_default=5.0)
+    redis_timeout = Duration(load_default=REDIS_TIMEOUT)
     commit_retry_timeout = Duration(load_default=60.0)
     max_batch = fields.Integer(load_default=10000, validate=validate.Range(min=1, max=1_000_000))
     max_request_size = Size(load_default=64 * 1024**2)
@@ -139,9 +144,7 @@ class DedupSchema(StrictSchema):
 
     @validates_schema
     def _durations(self, data: dict[str, Any], **kwargs: Any) -> None:
-        for name in (
-            "window", "divergence_window", "pending_timeout", "redis_timeout", "commit_retry_timeout",
-        ):  # fmt: skip
+        for name in POSITIVE_DURATIONS:
             _positive(name, data)
 
 

@@ -89,8 +89,10 @@ class Forwarder:
         if ids:
             log.warning(
                 "link %s: %d record(s) reuse an id with different content, not forwarded (ids %s)",
-                link, len(ids), ", ".join(repr(i) for i in ids[:LOG_SAMPLE]),
-            )  # fmt: skip
+                link,
+                len(ids),
+                ", ".join(repr(i) for i in ids[:LOG_SAMPLE]),
+            )
 
     def claim(self, link: str, items: Sequence[Item]) -> list[str]:
         """One-phase claims (/v1/claims): first|duplicate|conflict per item, committed at once."""
@@ -167,9 +169,13 @@ class Forwarder:
         return results
 
     def _deliver(self, link: str, items: Sequence[Item], indices: list[int], token: str) -> None:
-        records = [items[i].record for i in indices]
+        records: list[Record] = []
+        for index in indices:
+            record = items[index].record
+            assert record is not None, "forward() takes items with their records"
+            records.append(record)
         try:
-            self.sink.send(records)  # type: ignore[arg-type]
+            self.sink.send(records)
             delivered = set(range(len(indices)))
             self.sink.ok = True
             failure: Exception | None = None
@@ -190,8 +196,10 @@ class Forwarder:
             log.error(
                 "sink failed (%s): %d record(s) not delivered, %d claim(s) released for retry or "
                 "the other link's copy",
-                failure, len(failed), released,
-            )  # fmt: skip
+                failure,
+                len(failed),
+                released,
+            )
             raise SinkFailed(f"sink failed: {failure}", delivered=done) from failure
 
     def _retrying(self, what: str, operation: Callable[[], T], timeout: float) -> T:
@@ -222,8 +230,9 @@ class Forwarder:
             log.error(
                 "%d forwarded record(s) could not be committed within %.0fs: their claims expire "
                 "after pending_timeout and another copy may then be delivered again",
-                len(ids), self.commit_retry_timeout,
-            )  # fmt: skip
+                len(ids),
+                self.commit_retry_timeout,
+            )
             raise
         lost = [ident for ident, code in zip(ids, codes, strict=True) if code == lua.HELD_BY_OTHER]
         if lost:
@@ -231,8 +240,9 @@ class Forwarder:
             log.error(
                 "%d record(s) were forwarded after their pending claim expired and was taken by "
                 "another copy: possible duplicates (ids %s); raise pending_timeout",
-                len(lost), ", ".join(repr(i) for i in lost[:LOG_SAMPLE]),
-            )  # fmt: skip
+                len(lost),
+                ", ".join(repr(i) for i in lost[:LOG_SAMPLE]),
+            )
 
     def _release(self, ids: list[str], token: str) -> int:
         if not ids:

@@ -89,7 +89,7 @@ def _content_digest(record: Record, size: int) -> str:
     digest.update(struct.pack(">i", -1 if key is None else len(key)))
     if key:
         digest.update(key)
-    digest.update(record.value)
+    digest.update(record.value or b"")
     return digest.hexdigest()
 
 
@@ -116,7 +116,7 @@ def extract_id(spec: IdSpec, record: Record, explicit_id: str | None = None) -> 
         found = None if raw is None else text_of(raw)
         missing = f"no {name!r} header"
     elif spec.kind == "json":
-        found = _json_field(record.value, spec.path)
+        found = _json_field(record.value or b"", spec.path)
         missing = "empty JSON id"
     else:
         return _content_digest(record, 16)

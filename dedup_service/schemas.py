@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from marshmallow import ValidationError, fields, validate, validates_schema
@@ -17,21 +18,28 @@ RESULTS = ["first", "duplicate", "conflict"]
 RECORD_RESULTS = [*RESULTS, "invalid"]
 
 
-class Base64(fields.String):
-    """Bytes carried as standard base64 text."""
+class Base64(fields.Field[bytes]):
+    """Bytes carried as standard base64 text (in the OpenAPI document: a string of format byte)."""
+
+    default_error_messages = {"invalid": "Not a valid string.", "base64": "not valid base64"}
 
     def __init__(self, **kwargs: Any) -> None:
-        kwargs.setdefault("metadata", {})["format"] = "byte"
+        kwargs.setdefault("metadata", {}).update(type="string", format="byte")
         super().__init__(**kwargs)
 
-    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> bytes:
-        text = super()._deserialize(value, attr, data, **kwargs)
+    def _deserialize(
+        self, value: object, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any
+    ) -> bytes:
+        if not isinstance(value, str):
+            raise self.make_error("invalid")
         try:
-            return base64.b64decode(text.encode("ascii"), validate=True)
+            return base64.b64decode(value.encode("ascii"), validate=True)
         except (binascii.Error, UnicodeEncodeError, ValueError):
-            raise ValidationError("not valid base64") from None
+            raise self.make_error("base64") from None
 
-    def _serialize(self, value: Any, attr: Any, obj: Any, **kwargs: Any) -> str | None:
+    def _serialize(
+        self, value: bytes | None, attr: str | None, obj: object, **kwargs: Any
+    ) -> str | None:
         return None if value is None else base64.b64encode(value).decode("ascii")
 
 
@@ -42,12 +50,15 @@ def encodable(value: str) -> None:
         raise ValidationError("not valid Unicode (lone surrogate)") from None
 
 
-class Strings(fields.List):
+class Strings(fields.List[str]):
     """A list of strings, checked in one pass when every item is fine (id batches are large);
     otherwise the inner field's validators name the bad items."""
 
     def __init__(self, *, min_length: int = 0, max_length: int, forbid: str = "", **kwargs: Any):
-        validators = [validate.Length(min=min_length, max=max_length), encodable]
+        validators: list[Callable[[str], object]] = [
+            validate.Length(min=min_length, max=max_length),
+            encodable,
+        ]
         if forbid:
             validators.append(
                 validate.Regexp(f"^[^{forbid}]*$", error=f"must not contain {forbid!r}")
@@ -56,7 +67,9 @@ class Strings(fields.List):
         self.bounds = (min_length, max_length)
         self.forbid = forbid
 
-    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> list[str]:
+    def _deserialize(
+        self, value: object, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any
+    ) -> list[str | None]:
         low, high = self.bounds
         if isinstance(value, list) and all(
             type(item) is str and low <= len(item) <= high for item in value
@@ -65,7 +78,7 @@ class Strings(fields.List):
             try:
                 joined.encode()
                 if not (self.forbid and self.forbid in joined):
-                    result = list(value)
+                    result: list[str | None] = list(value)
                     for validator in self.validators:
                         validator(result)
                     return result
