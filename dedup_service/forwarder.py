@@ -97,13 +97,7 @@ class Forwarder:
     def claim(self, link: str, items: Sequence[Item]) -> list[str]:
         """One-phase claims (/v1/claims): first|duplicate|conflict per item, committed at once."""
         unique, repeats = dedupe_batch(items)
-        codes = self.store.claim(
-            link,
-            [items[i].ident for i in unique],
-            [items[i].fingerprint for i in unique],
-            self.store.new_token(),
-            pending=False,
-        )
+        codes = self._claim(link, items, unique, self.store.new_token(), pending=False)
         results = [""] * len(items)
         for index, code in zip(unique, codes, strict=True):
             results[index] = RESULT_NAMES.get(code, "duplicate")
@@ -112,6 +106,13 @@ class Forwarder:
         self._tally(link, results)
         self._log_conflicts(link, items, results)
         return results
+
+    def _claim(
+        self, link: str, items: Sequence[Item], indices: list[int], token: str, *, pending: bool
+    ) -> list[int]:
+        ids = [items[i].ident for i in indices]
+        fingerprints = [items[i].fingerprint for i in indices]
+        return self.store.claim(link, ids, fingerprints, token, pending=pending)
 
     def forward(self, link: str, items: Sequence[Item]) -> list[str]:
         """Two-phase: first (forwarded and committed) | duplicate | conflict per item."""
@@ -125,13 +126,7 @@ class Forwarder:
         waited = False
         try:
             while todo:
-                codes = self.store.claim(
-                    link,
-                    [items[i].ident for i in todo],
-                    [items[i].fingerprint for i in todo],
-                    token,
-                    pending=True,
-                )
+                codes = self._claim(link, items, todo, token, pending=True)
                 firsts, waiting = [], []
                 for index, code in zip(todo, codes, strict=True):
                     if code == lua.FIRST:

@@ -37,6 +37,14 @@ def write_config(
     return write_toml(path, tables)
 
 
+def run_together(threads: list[threading.Thread], timeout: float) -> None:
+    """Starts every thread, then waits up to `timeout` for each."""
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout)
+
+
 def read_length_prefixed(path: Path) -> list[bytes]:
     data = path.read_bytes() if path.exists() else b""
     values, offset = [], 0
@@ -101,6 +109,19 @@ class DedupServer:
 
     def get(self, path: str, timeout: float = 10) -> requests.Response:
         return self.session.get(self.url + path, timeout=timeout)
+
+    def missing(self) -> dict[str, int]:
+        """link → records that arrived on the other links only (/v1/stats)."""
+        links = self.get("/v1/stats").json()["links"]
+        return {link: counts["missing"] for link, counts in links.items()}
+
+    def wait_for_missing(self, expected: dict[str, int], timeout: float) -> None:
+        wait_until(
+            lambda: self.missing() == expected,
+            timeout,
+            interval=0.2,
+            message=lambda: f"missing per link {self.missing()} == {expected}",
+        )
 
     def metric(self, name: str, **labels: str) -> float:
         """The value of one sample of /metrics (0 when absent)."""
