@@ -17,19 +17,24 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 from ddc.config.fields import Duration, HostPort, HostPortList, Size, TypedTable
 from ddc.config.loader import config_dir, load_role_config
 from ddc.config.schemas import LOG_LEVELS, FileSinkSchema, StrictSchema, UdpSinkSchema
-from dedup_service.keys import parse_id_from
+from dedup_service.keys import IdSpec, parse_id_from
 
 LINK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 LINK_NAME_PROBLEM = "link names are 1-64 characters of A-Z a-z 0-9 _ . - (starting alphanumeric)"
 
 
-class IdFrom(fields.String):
-    """An `id_from` setting, loaded as a keys.IdSpec."""
+class IdFrom(fields.Field[IdSpec]):
+    """An `id_from` setting (text), loaded as a keys.IdSpec."""
 
-    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> Any:
-        text = super()._deserialize(value, attr, data, **kwargs)
+    default_error_messages = {"invalid": "Not a valid string."}
+
+    def _deserialize(
+        self, value: object, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any
+    ) -> IdSpec:
+        if not isinstance(value, str):
+            raise self.make_error("invalid")
         try:
-            return parse_id_from(text)
+            return parse_id_from(value)
         except ValueError as exc:
             raise ValidationError(str(exc)) from exc
 
@@ -127,7 +132,7 @@ class DedupSchema(StrictSchema):
         load_default="ddc", validate=validate.Regexp(r"^[A-Za-z0-9_.:-]{1,32}$")
     )
     window = Duration(load_default=86400.0)
-    id_from = IdFrom(load_default="id")
+    id_from = IdFrom(load_default=IdSpec("id"))
     links = fields.List(
         fields.String(validate=validate.Regexp(LINK_NAME, error=LINK_NAME_PROBLEM)),
         load_default=None,
@@ -156,8 +161,6 @@ def load_dedup_config(
 ) -> dict[str, Any]:
     """The validated [dedup] table; relative paths (data_dir, file sink) resolve from the file's dir."""
     config = load_role_config(path, "dedup", DedupSchema(), environ, document=document)
-    if isinstance(config["id_from"], str):  # load_default is not deserialized
-        config["id_from"] = parse_id_from(config["id_from"])
     base = config_dir(path)
     config["data_dir"] = str(base / config["data_dir"])
     if config["sink"]["type"] == "file":
