@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from flask import Flask, Response, jsonify, request
+from flask.json.provider import DefaultJSONProvider
 from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException
 
@@ -24,20 +26,35 @@ from dedup_service.metrics import DedupMetrics
 from dedup_service.schemas import ErrorSchema
 from dedup_service.sinks import build_sink
 from dedup_service.sinks.base import Sink
+from dedup_service.store import RedisClient, connect
 
 log = logging.getLogger(__name__)
 CONFIG_ENV = "DDC_DEDUP_CONFIG"
 
 
+class InsertionOrderJSON(DefaultJSONProvider):
+    """JSON bodies keep the order the schemas declare their fields in."""
+
+    sort_keys = False
+
+
+class DedupFlask(Flask):
+    json_provider_class = InsertionOrderJSON
+
+
 def error_response(
-    status: int, code: str, message: str, errors: Any = None, headers: Any = None
+    status: int,
+    code: str,
+    message: str,
+    errors: Mapping[str, Any] | None = None,
+    headers: Iterable[tuple[str, str]] = (),
 ) -> Response:
     body = ErrorSchema().dump(
         {"code": code, "status": status, "message": message, "errors": errors}
     )
     response = jsonify(body)
     response.status_code = status
-    for name, value in headers or ():
+    for name, value in headers:
         response.headers[name] = value
     return response
 
@@ -85,7 +102,7 @@ def _register_errors(app: Flask) -> None:
 def create_app(
     config: dict[str, Any] | None = None,
     *,
-    redis_client: Any = None,
+    redis_client: RedisClient | None = None,
     sink: Sink | None = None,
     metrics: DedupMetrics | None = None,
 ) -> Flask:
@@ -99,20 +116,17 @@ def create_app(
 
         config = load_dedup_config(os.environ.get(CONFIG_ENV))
     if redis_client is None:
-        if not config.get("redis_url"):
+        if not config["redis_url"]:
             raise ConfigError("dedup.redis_url", "required unless started by 'ddc-dedup serve'")
-        from dedup_service.store import connect
-
         redis_client = connect(
             config["redis_url"], cluster=config["redis_cluster"], timeout=config["redis_timeout"]
         )
     if sink is None:
         sink = build_sink(config["sink"])
         sink.start()
-    app = Flask(__name__)
+    app = DedupFlask(__name__, static_folder=None)
     app.config["DEDUP"] = config
     app.config["MAX_CONTENT_LENGTH"] = config["max_request_size"]
-    app.json.sort_keys = False  # type: ignore[attr-defined]
     ext = Dedup()
     ext.init_app(app, redis_client, sink, metrics)
     for blueprint in (claims.bp, records.bp, ids.bp, stats.bp, health.bp):

@@ -1,13 +1,8 @@
-"""The `[dedup]` config (DESIGN.md §3): marshmallow schemas, every default here, unknown keys rejected.
+"""The `[dedup]` config: marshmallow schemas holding every default, unknown keys rejected.
 
-[dedup]
-http_listen = "127.0.0.1:8080"
-redis_url = "redis://127.0.0.1:6379/0"   # absent: embedded Redis-compatible server in data_dir
-window = "24h"                           # how long an id is remembered
-id_from = "id"                           # id | key | header:NAME | json:path | source | hash
-divergence_window = "60s"                # seen on one link only this long → missing on the others
-[dedup.sink]                             # kafka | udp | tcp | file | http
-[dedup.merge]                            # optional Kafka merge loop, one input topic per link
+The keys are described in docs/configuration.md, what they do in docs/dedup.md. Tables:
+[dedup] (the service), [dedup.sink] (kafka | udp | tcp | file | http: where first copies go),
+[dedup.merge] (optional Kafka merge loop, one input topic per link).
 """
 
 from __future__ import annotations
@@ -22,19 +17,24 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 from ddc.config.fields import Duration, HostPort, HostPortList, Size, TypedTable
 from ddc.config.loader import config_dir, load_role_config
 from ddc.config.schemas import LOG_LEVELS, FileSinkSchema, StrictSchema, UdpSinkSchema
-from dedup_service.keys import parse_id_from
+from dedup_service.keys import IdSpec, parse_id_from
 
 LINK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 LINK_NAME_PROBLEM = "link names are 1-64 characters of A-Z a-z 0-9 _ . - (starting alphanumeric)"
 
 
-class IdFrom(fields.String):
-    """An `id_from` setting, loaded as a keys.IdSpec."""
+class IdFrom(fields.Field[IdSpec]):
+    """An `id_from` setting (text), loaded as a keys.IdSpec."""
 
-    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> Any:
-        text = super()._deserialize(value, attr, data, **kwargs)
+    default_error_messages = {"invalid": "Not a valid string."}
+
+    def _deserialize(
+        self, value: object, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any
+    ) -> IdSpec:
+        if not isinstance(value, str):
+            raise self.make_error("invalid")
         try:
-            return parse_id_from(text)
+            return parse_id_from(value)
         except ValueError as exc:
             raise ValidationError(str(exc)) from exc
 
@@ -111,9 +111,19 @@ class MergeSchema(StrictSchema):
 # --- the role ----------------------------------------------------------------------------
 
 
+POSITIVE_DURATIONS = (
+    "window",
+    "divergence_window",
+    "pending_timeout",
+    "redis_timeout",
+    "commit_retry_timeout",
+)
+REDIS_TIMEOUT = 5.0  # also store.connect()'s default, for clients made outside a config
+
+
 class DedupSchema(StrictSchema):
     http_listen = HostPort(load_default=("127.0.0.1", 8080), allow_zero_port=True)
-    redis_url = fields.String(
+    redis_url = fields.String(  # absent: an embedded Redis-compatible server in data_dir
         load_default=None, validate=validate.Regexp(r"^(redis|rediss|unix)://")
     )
     redis_cluster = fields.Boolean(load_default=False)
@@ -122,14 +132,14 @@ class DedupSchema(StrictSchema):
         load_default="ddc", validate=validate.Regexp(r"^[A-Za-z0-9_.:-]{1,32}$")
     )
     window = Duration(load_default=86400.0)
-    id_from = IdFrom(load_default="id")
+    id_from = IdFrom(load_default=IdSpec("id"))
     links = fields.List(
         fields.String(validate=validate.Regexp(LINK_NAME, error=LINK_NAME_PROBLEM)),
         load_default=None,
     )  # optional allow-list of link names (the merge loop's links are always allowed)
     divergence_window = Duration(load_default=60.0)
     pending_timeout = Duration(load_default=30.0)
-    redis_timeout = Duration(load_default=5.0)
+    redis_timeout = Duration(load_default=REDIS_TIMEOUT)
     commit_retry_timeout = Duration(load_default=60.0)
     max_batch = fields.Integer(load_default=10000, validate=validate.Range(min=1, max=1_000_000))
     max_request_size = Size(load_default=64 * 1024**2)
@@ -139,9 +149,7 @@ class DedupSchema(StrictSchema):
 
     @validates_schema
     def _durations(self, data: dict[str, Any], **kwargs: Any) -> None:
-        for name in (
-            "window", "divergence_window", "pending_timeout", "redis_timeout", "commit_retry_timeout",
-        ):  # fmt: skip
+        for name in POSITIVE_DURATIONS:
             _positive(name, data)
 
 
@@ -153,8 +161,6 @@ def load_dedup_config(
 ) -> dict[str, Any]:
     """The validated [dedup] table; relative paths (data_dir, file sink) resolve from the file's dir."""
     config = load_role_config(path, "dedup", DedupSchema(), environ, document=document)
-    if isinstance(config["id_from"], str):  # load_default is not deserialized
-        config["id_from"] = parse_id_from(config["id_from"])
     base = config_dir(path)
     config["data_dir"] = str(base / config["data_dir"])
     if config["sink"]["type"] == "file":

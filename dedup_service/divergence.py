@@ -57,8 +57,11 @@ class DivergenceWatch:
             self.stats.add(name, "missing", amount)
             log.warning(
                 "link %s: %d record(s) arrived on other links only (none within %.1fs), e.g. %s",
-                name, amount, self.window_ms / 1000, ", ".join(repr(i) for i in samples[name]),
-            )  # fmt: skip
+                name,
+                amount,
+                self.window_ms / 1000,
+                ", ".join(repr(i) for i in samples[name]),
+            )
         return dict(missing)
 
     def run(self, stopping: Event) -> None:

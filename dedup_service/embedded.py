@@ -15,6 +15,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import Self
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,9 @@ class ServerProcess:
 
     name = "server"
 
-    def __init__(self, port: int | None = None, data_dir: str | os.PathLike[str] | None = None):
+    def __init__(
+        self, port: int | None = None, data_dir: str | os.PathLike[str] | None = None
+    ) -> None:
         self.host = "127.0.0.1"
         self.port = port or free_port()
         self._own_dir = data_dir is None
@@ -58,7 +61,7 @@ class ServerProcess:
     def command(self) -> list[str]:
         raise NotImplementedError
 
-    def start(self, timeout: float = 20.0) -> ServerProcess:
+    def start(self, timeout: float = 20.0) -> Self:
         log_file = open(self.data_dir / f"{self.name}.log", "ab")
         self.process = subprocess.Popen(
             self.command(),
@@ -98,7 +101,7 @@ class ServerProcess:
     def address(self) -> str:
         return f"{self.host}:{self.port}"
 
-    def __enter__(self) -> ServerProcess:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -120,22 +123,30 @@ class EmbeddedRedis(ServerProcess):
 
     name = "redis"
 
-    def __init__(self, port: int | None = None, data_dir=None, appendonly: bool = True):
+    def __init__(
+        self,
+        port: int | None = None,
+        data_dir: str | os.PathLike[str] | None = None,
+        appendonly: bool = True,
+    ) -> None:
         super().__init__(port, data_dir)
         self.appendonly = appendonly
 
     def command(self) -> list[str]:
-        return [
-            redis_binary(),
-            "--port", str(self.port),
-            "--bind", self.host,
-            "--dir", str(self.data_dir),
-            "--appendonly", "yes" if self.appendonly else "no",
-            "--appendfsync", "everysec",
-            "--save", "",
-            "--maxmemory-policy", "noeviction",
-            "--protected-mode", "no",
-        ]  # fmt: skip
+        return [redis_binary(), *(part for option in self.options().items() for part in option)]
+
+    def options(self) -> dict[str, str]:
+        """Command-line option → value."""
+        return {
+            "--port": str(self.port),
+            "--bind": self.host,
+            "--dir": str(self.data_dir),
+            "--appendonly": "yes" if self.appendonly else "no",
+            "--appendfsync": "everysec",
+            "--save": "",
+            "--maxmemory-policy": "noeviction",
+            "--protected-mode": "no",
+        }
 
     @property
     def url(self) -> str:

@@ -12,7 +12,7 @@ from dedup_service.forwarder import Forwarder
 from dedup_service.metrics import DedupMetrics
 from dedup_service.sinks.base import Sink
 from dedup_service.stats import StatsBook
-from dedup_service.store import Store
+from dedup_service.store import RedisClient, Store
 
 EXTENSION = "ddc_dedup"
 
@@ -32,7 +32,11 @@ class Dedup:
         self.health_extras: list[Callable[[], dict[str, Any]]] = []
 
     def init_app(
-        self, app: Flask, redis_client: Any, sink: Sink, metrics: DedupMetrics | None = None
+        self,
+        app: Flask,
+        redis_client: RedisClient,
+        sink: Sink,
+        metrics: DedupMetrics | None = None,
     ) -> None:
         self.config = config = app.config["DEDUP"]
         if metrics is not None:
@@ -54,8 +58,8 @@ class Dedup:
             pending_timeout=config["pending_timeout"],
             commit_retry_timeout=config["commit_retry_timeout"],
         )
-        if config.get("links") is not None:
-            merge_links = (config.get("merge") or {}).get("links", {})
+        if config["links"] is not None:
+            merge_links = config["merge"]["links"] if config["merge"] else {}
             self.allowed_links = set(config["links"]) | set(merge_links)
         app.extensions[EXTENSION] = self
 
@@ -63,16 +67,20 @@ class Dedup:
         limit = self.config["max_batch"]
         if size > limit:
             raise RequestRejected(
-                413, "batch_too_large", f"at most {limit} {name} per request (max_batch)",
+                413,
+                "batch_too_large",
+                f"at most {limit} {name} per request (max_batch)",
                 {name: [f"{size} given, at most {limit} allowed"]},
-            )  # fmt: skip
+            )
 
     def check_link(self, link: str) -> None:
         if self.allowed_links is not None and link not in self.allowed_links:
             raise RequestRejected(
-                400, "unknown_link", f"link {link!r} is not configured",
+                400,
+                "unknown_link",
+                f"link {link!r} is not configured",
                 {"link": [f"must be one of {', '.join(sorted(self.allowed_links))}"]},
-            )  # fmt: skip
+            )
 
 
 def dedup() -> Dedup:

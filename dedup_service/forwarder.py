@@ -89,19 +89,15 @@ class Forwarder:
         if ids:
             log.warning(
                 "link %s: %d record(s) reuse an id with different content, not forwarded (ids %s)",
-                link, len(ids), ", ".join(repr(i) for i in ids[:LOG_SAMPLE]),
-            )  # fmt: skip
+                link,
+                len(ids),
+                ", ".join(repr(i) for i in ids[:LOG_SAMPLE]),
+            )
 
     def claim(self, link: str, items: Sequence[Item]) -> list[str]:
         """One-phase claims (/v1/claims): first|duplicate|conflict per item, committed at once."""
         unique, repeats = dedupe_batch(items)
-        codes = self.store.claim(
-            link,
-            [items[i].ident for i in unique],
-            [items[i].fingerprint for i in unique],
-            self.store.new_token(),
-            pending=False,
-        )
+        codes = self._claim(link, items, unique, self.store.new_token(), pending=False)
         results = [""] * len(items)
         for index, code in zip(unique, codes, strict=True):
             results[index] = RESULT_NAMES.get(code, "duplicate")
@@ -110,6 +106,13 @@ class Forwarder:
         self._tally(link, results)
         self._log_conflicts(link, items, results)
         return results
+
+    def _claim(
+        self, link: str, items: Sequence[Item], indices: list[int], token: str, *, pending: bool
+    ) -> list[int]:
+        ids = [items[i].ident for i in indices]
+        fingerprints = [items[i].fingerprint for i in indices]
+        return self.store.claim(link, ids, fingerprints, token, pending=pending)
 
     def forward(self, link: str, items: Sequence[Item]) -> list[str]:
         """Two-phase: first (forwarded and committed) | duplicate | conflict per item."""
@@ -123,13 +126,7 @@ class Forwarder:
         waited = False
         try:
             while todo:
-                codes = self.store.claim(
-                    link,
-                    [items[i].ident for i in todo],
-                    [items[i].fingerprint for i in todo],
-                    token,
-                    pending=True,
-                )
+                codes = self._claim(link, items, todo, token, pending=True)
                 firsts, waiting = [], []
                 for index, code in zip(todo, codes, strict=True):
                     if code == lua.FIRST:
@@ -167,9 +164,13 @@ class Forwarder:
         return results
 
     def _deliver(self, link: str, items: Sequence[Item], indices: list[int], token: str) -> None:
-        records = [items[i].record for i in indices]
+        records: list[Record] = []
+        for index in indices:
+            record = items[index].record
+            assert record is not None, "forward() takes items with their records"
+            records.append(record)
         try:
-            self.sink.send(records)  # type: ignore[arg-type]
+            self.sink.send(records)
             delivered = set(range(len(indices)))
             self.sink.ok = True
             failure: Exception | None = None
@@ -190,8 +191,10 @@ class Forwarder:
             log.error(
                 "sink failed (%s): %d record(s) not delivered, %d claim(s) released for retry or "
                 "the other link's copy",
-                failure, len(failed), released,
-            )  # fmt: skip
+                failure,
+                len(failed),
+                released,
+            )
             raise SinkFailed(f"sink failed: {failure}", delivered=done) from failure
 
     def _retrying(self, what: str, operation: Callable[[], T], timeout: float) -> T:
@@ -222,8 +225,9 @@ class Forwarder:
             log.error(
                 "%d forwarded record(s) could not be committed within %.0fs: their claims expire "
                 "after pending_timeout and another copy may then be delivered again",
-                len(ids), self.commit_retry_timeout,
-            )  # fmt: skip
+                len(ids),
+                self.commit_retry_timeout,
+            )
             raise
         lost = [ident for ident, code in zip(ids, codes, strict=True) if code == lua.HELD_BY_OTHER]
         if lost:
@@ -231,8 +235,9 @@ class Forwarder:
             log.error(
                 "%d record(s) were forwarded after their pending claim expired and was taken by "
                 "another copy: possible duplicates (ids %s); raise pending_timeout",
-                len(lost), ", ".join(repr(i) for i in lost[:LOG_SAMPLE]),
-            )  # fmt: skip
+                len(lost),
+                ", ".join(repr(i) for i in lost[:LOG_SAMPLE]),
+            )
 
     def _release(self, ids: list[str], token: str) -> int:
         if not ids:

@@ -66,6 +66,11 @@ def header_value(record: Record, name: str) -> bytes | None:
     return None
 
 
+def _header_text(record: Record, name: str) -> str | None:
+    raw = header_value(record, name)
+    return None if raw is None else text_of(raw)
+
+
 def _json_field(value: bytes, path: tuple[str, ...]) -> str:
     try:
         node = json.loads(value)
@@ -89,7 +94,7 @@ def _content_digest(record: Record, size: int) -> str:
     digest.update(struct.pack(">i", -1 if key is None else len(key)))
     if key:
         digest.update(key)
-    digest.update(record.value)
+    digest.update(record.value or b"")
     return digest.hexdigest()
 
 
@@ -101,22 +106,17 @@ def fingerprint(record: Record) -> str:
 def extract_id(spec: IdSpec, record: Record, explicit_id: str | None = None) -> str:
     """The record's id under `spec`; InvalidRecord when it has none."""
     if spec.kind == "id":
-        if explicit_id is not None:
-            found: str | None = explicit_id
-        else:
-            raw = header_value(record, ID_HEADER)
-            found = None if raw is None else text_of(raw)
+        found = explicit_id if explicit_id is not None else _header_text(record, ID_HEADER)
         missing = f"no id (neither an 'id' field nor a {ID_HEADER!r} header)"
     elif spec.kind == "key":
         found = None if record.key is None else text_of(record.key)
         missing = "no key"
     elif spec.kind in ("header", "source"):
         name = spec.header if spec.kind == "header" else SRC_HEADER
-        raw = header_value(record, name)
-        found = None if raw is None else text_of(raw)
+        found = _header_text(record, name)
         missing = f"no {name!r} header"
     elif spec.kind == "json":
-        found = _json_field(record.value, spec.path)
+        found = _json_field(record.value or b"", spec.path)
         missing = "empty JSON id"
     else:
         return _content_digest(record, 16)

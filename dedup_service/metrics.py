@@ -10,9 +10,11 @@ class DedupMetrics:
         self.registry = registry or CollectorRegistry()
         r = self.registry
         self.claims = Counter(
-            "ddc_dedup_claims", "Ids claimed, by link and result (first|duplicate|conflict)",
-            ["link", "result"], registry=r,
-        )  # fmt: skip
+            "ddc_dedup_claims",
+            "Ids claimed, by link and result (first|duplicate|conflict)",
+            ["link", "result"],
+            registry=r,
+        )
         self.records_received = Counter(
             "ddc_dedup_records_received", "Records received, by link", ["link"], registry=r
         )
@@ -24,17 +26,21 @@ class DedupMetrics:
         )
         self.records_invalid = Counter(
             "ddc_dedup_records_invalid",
-            "Records not forwarded because no id could be derived (id_from)", ["link"], registry=r,
-        )  # fmt: skip
+            "Records not forwarded because no id could be derived (id_from)",
+            ["link"],
+            registry=r,
+        )
         self.missing_on_link = Counter(
             "ddc_dedup_missing_on_link",
             "Records that arrived on other links only, divergence_window after the first copy",
-            ["link"], registry=r,
-        )  # fmt: skip
+            ["link"],
+            registry=r,
+        )
         self.divergence_unknown = Counter(
             "ddc_dedup_divergence_unknown",
-            "Ids due for the divergence check whose claim was gone (released, expired)", registry=r,
-        )  # fmt: skip
+            "Ids due for the divergence check whose claim was gone (released, expired)",
+            registry=r,
+        )
         self.releases = Counter(
             "ddc_dedup_releases", "Pending claims released because the sink failed", registry=r
         )
@@ -59,9 +65,11 @@ class DedupMetrics:
         )
         self.redis_up = Gauge("ddc_dedup_redis_up", "1 while Redis is reachable", registry=r)
         self.http_requests = Counter(
-            "ddc_dedup_http_requests", "HTTP requests, by route and status", ["route", "status"],
+            "ddc_dedup_http_requests",
+            "HTTP requests, by route and status",
+            ["route", "status"],
             registry=r,
-        )  # fmt: skip
+        )
         self.merge_records = Counter(
             "ddc_dedup_merge_records",
             "Records consumed by the merge loop, by link",

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import ValidationError, fields, validate, validates_schema
 
+from ddc.config.schemas import StrictSchema
 from dedup_service.config import LINK_NAME, LINK_NAME_PROBLEM
 from dedup_service.keys import MAX_ID_LENGTH
 
@@ -16,21 +18,28 @@ RESULTS = ["first", "duplicate", "conflict"]
 RECORD_RESULTS = [*RESULTS, "invalid"]
 
 
-class Base64(fields.String):
-    """Bytes carried as standard base64 text."""
+class Base64(fields.Field[bytes]):
+    """Bytes carried as standard base64 text (in the OpenAPI document: a string of format byte)."""
+
+    default_error_messages = {"invalid": "Not a valid string.", "base64": "not valid base64"}
 
     def __init__(self, **kwargs: Any) -> None:
-        kwargs.setdefault("metadata", {})["format"] = "byte"
+        kwargs.setdefault("metadata", {}).update(type="string", format="byte")
         super().__init__(**kwargs)
 
-    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> bytes:
-        text = super()._deserialize(value, attr, data, **kwargs)
+    def _deserialize(
+        self, value: object, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any
+    ) -> bytes:
+        if not isinstance(value, str):
+            raise self.make_error("invalid")
         try:
-            return base64.b64decode(text.encode("ascii"), validate=True)
+            return base64.b64decode(value.encode("ascii"), validate=True)
         except (binascii.Error, UnicodeEncodeError, ValueError):
-            raise ValidationError("not valid base64") from None
+            raise self.make_error("base64") from None
 
-    def _serialize(self, value: Any, attr: Any, obj: Any, **kwargs: Any) -> str | None:
+    def _serialize(
+        self, value: bytes | None, attr: str | None, obj: object, **kwargs: Any
+    ) -> str | None:
         return None if value is None else base64.b64encode(value).decode("ascii")
 
 
@@ -41,12 +50,15 @@ def encodable(value: str) -> None:
         raise ValidationError("not valid Unicode (lone surrogate)") from None
 
 
-class Strings(fields.List):
+class Strings(fields.List[str]):
     """A list of strings, checked in one pass when every item is fine (id batches are large);
     otherwise the inner field's validators name the bad items."""
 
     def __init__(self, *, min_length: int = 0, max_length: int, forbid: str = "", **kwargs: Any):
-        validators = [validate.Length(min=min_length, max=max_length), encodable]
+        validators: list[Callable[[str], object]] = [
+            validate.Length(min=min_length, max=max_length),
+            encodable,
+        ]
         if forbid:
             validators.append(
                 validate.Regexp(f"^[^{forbid}]*$", error=f"must not contain {forbid!r}")
@@ -55,7 +67,9 @@ class Strings(fields.List):
         self.bounds = (min_length, max_length)
         self.forbid = forbid
 
-    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> list[str]:
+    def _deserialize(
+        self, value: object, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any
+    ) -> list[str | None]:
         low, high = self.bounds
         if isinstance(value, list) and all(
             type(item) is str and low <= len(item) <= high for item in value
@@ -64,7 +78,7 @@ class Strings(fields.List):
             try:
                 joined.encode()
                 if not (self.forbid and self.forbid in joined):
-                    result = list(value)
+                    result: list[str | None] = list(value)
                     for validator in self.validators:
                         validator(result)
                     return result
@@ -85,22 +99,20 @@ def id_field(**kwargs: Any) -> fields.String:
     return fields.String(validate=[validate.Length(min=1, max=MAX_ID_LENGTH), encodable], **kwargs)
 
 
-class Strict(Schema):
-    class Meta:
-        unknown = RAISE
-
-
-class ErrorSchema(Strict):
+class ErrorSchema(StrictSchema):
     code = fields.String(required=True, metadata={"example": "redis_unavailable"})
     status = fields.Integer(required=True, metadata={"example": 503})
     message = fields.String(required=True)
     errors = fields.Dict(
-        keys=fields.String(), values=fields.Raw(), allow_none=True, required=True,
+        keys=fields.String(),
+        values=fields.Raw(),
+        allow_none=True,
+        required=True,
         metadata={"description": "field → problems, for invalid input; else null"},
-    )  # fmt: skip
+    )
 
 
-class ClaimRequestSchema(Strict):
+class ClaimRequestSchema(StrictSchema):
     link = link_field(required=True)
     ids = Strings(
         min_length=1, max_length=MAX_ID_LENGTH, required=True, validate=validate.Length(min=1)
@@ -121,28 +133,30 @@ class ClaimRequestSchema(Strict):
             raise ValidationError("must have one entry per id", "fingerprints")
 
 
-class ClaimResponseSchema(Strict):
+class ClaimResponseSchema(StrictSchema):
     results = fields.List(fields.String(validate=validate.OneOf(RESULTS)), required=True)
 
 
-class RecordSchema(Strict):
+class RecordSchema(StrictSchema):
     id = id_field(metadata={"description": 'the record id when id_from = "id"'})
     key = Base64(allow_none=True, load_default=None)
     value = Base64(required=True)
     headers = fields.Dict(
-        keys=fields.String(), values=Base64(allow_none=True), load_default=dict,
+        keys=fields.String(),
+        values=Base64(allow_none=True),
+        load_default=dict,
         metadata={"description": "header name → base64 value (the egress sink adds ddc-src)"},
-    )  # fmt: skip
+    )
 
 
-class RecordsRequestSchema(Strict):
+class RecordsRequestSchema(StrictSchema):
     link = link_field(required=True)
     records = fields.List(
         fields.Nested(RecordSchema), required=True, validate=validate.Length(min=1)
     )
 
 
-class RecordsResponseSchema(Strict):
+class RecordsResponseSchema(StrictSchema):
     received = fields.Integer(required=True)
     forwarded = fields.Integer(required=True)
     duplicates = fields.Integer(required=True)
@@ -150,12 +164,18 @@ class RecordsResponseSchema(Strict):
     invalid = fields.Integer(required=True)
     results = fields.List(fields.String(validate=validate.OneOf(RECORD_RESULTS)), required=True)
     errors = fields.Dict(
-        keys=fields.String(), values=fields.String(), required=True,
+        keys=fields.String(),
+        values=fields.String(),
+        required=True,
         metadata={"description": "record index → why it is invalid"},
-    )  # fmt: skip
+    )
 
 
-class IdResponseSchema(Strict):
+class IdPathSchema(StrictSchema):
+    ident = id_field(required=True, data_key="id")
+
+
+class IdResponseSchema(StrictSchema):
     id = fields.String(required=True)
     state = fields.String(required=True, validate=validate.OneOf(["pending", "committed"]))
     first_link = fields.String(required=True, allow_none=True)
@@ -164,7 +184,7 @@ class IdResponseSchema(Strict):
     ttl_s = fields.Float(required=True)
 
 
-class LinkStatsSchema(Strict):
+class LinkStatsSchema(StrictSchema):
     first = fields.Integer(required=True)
     duplicate = fields.Integer(required=True)
     conflict = fields.Integer(required=True)
@@ -177,14 +197,14 @@ class LinkStatsSchema(Strict):
     )
 
 
-class StatsResponseSchema(Strict):
+class StatsResponseSchema(StrictSchema):
     links = fields.Dict(keys=fields.String(), values=fields.Nested(LinkStatsSchema), required=True)
     window_s = fields.Float(required=True)
     divergence_window_s = fields.Float(required=True)
     id_from = fields.String(required=True)
 
 
-class HealthSchema(Strict):
+class HealthSchema(StrictSchema):
     status = fields.String(required=True, validate=validate.OneOf(["ok", "degraded"]))
     redis = fields.Boolean(required=True)
     sink = fields.String(required=True)
@@ -192,6 +212,6 @@ class HealthSchema(Strict):
     merge = fields.Dict(keys=fields.String(), values=fields.Raw(), allow_none=True, required=True)
 
 
-class ReadySchema(Strict):
+class ReadySchema(StrictSchema):
     status = fields.String(required=True, validate=validate.OneOf(["ready"]))
     redis = fields.Boolean(required=True)

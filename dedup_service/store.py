@@ -23,13 +23,16 @@ import time
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from itertools import count
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import redis
 import redis.exceptions as rexc
+from redis.cluster import RedisCluster
 
 from dedup_service import lua
+from dedup_service.config import REDIS_TIMEOUT
 from dedup_service.errors import RedisUnavailable, TooManyLinks
 
 log = logging.getLogger(__name__)
@@ -47,6 +50,7 @@ UNAVAILABLE = (
     rexc.ReadOnlyError,
 )
 T = TypeVar("T")
+RedisClient = redis.Redis | RedisCluster
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +96,7 @@ def _scatter(size: int, groups: dict[int, list[int]], replies: list[bytes]) -> l
     return results
 
 
-def connect(url: str, *, cluster: bool = False, timeout: float = 5.0) -> Any:
+def connect(url: str, *, cluster: bool = False, timeout: float = REDIS_TIMEOUT) -> RedisClient:
     """A redis-py client that fails fast (no hidden retries: the store decides what to retry)."""
     options: dict[str, Any] = {
         "socket_timeout": timeout,
@@ -100,8 +104,6 @@ def connect(url: str, *, cluster: bool = False, timeout: float = 5.0) -> Any:
         "health_check_interval": 0,
     }
     if cluster:
-        from redis.cluster import RedisCluster
-
         return RedisCluster.from_url(url, **options)
     from redis.backoff import NoBackoff
     from redis.retry import Retry
@@ -114,15 +116,15 @@ class Store:
 
     def __init__(
         self,
-        client: Any,
+        client: RedisClient,
         *,
-        prefix: str = "ddc",
-        window: float = 86400.0,
-        pending_timeout: float = 30.0,
+        prefix: str,
+        window: float,
+        pending_timeout: float,
         track_divergence: bool = True,
     ) -> None:
         self.client = client
-        self.cluster = type(client).__name__ == "RedisCluster"
+        self.cluster = isinstance(client, RedisCluster)
         self.prefix = prefix
         self.window_ms = max(1, int(window * 1000))
         self.pending_ms = max(1, int(pending_timeout * 1000))
@@ -172,6 +174,14 @@ class Store:
             sha = self._shas[name] = self.client.script_load(getattr(lua, name))
         return sha
 
+    def _with_script(self, name: str, run: Callable[[str], T]) -> T:
+        """run(sha of script `name`); once more after NOSCRIPT (a restarted Redis forgot it)."""
+        try:
+            return run(self._sha(name))
+        except rexc.NoScriptError:
+            self._shas.pop(name, None)
+            return run(self._sha(name))
+
     def _scripts(
         self, name: str, calls: Sequence[tuple[Sequence[str], Sequence[Any]]]
     ) -> list[Any]:
@@ -182,33 +192,25 @@ class Store:
         redis-py pipelines refuse EVALSHA): one call after the other, each routed by KEYS[1].
         """
         if self.cluster:
-            return self._call(lambda: [self._script(name, keys, args) for keys, args in calls])
 
-        def run() -> list[Any]:
-            for attempt in (1, 2):
-                sha = self._sha(name)
-                pipe = self.client.pipeline(transaction=False)
-                for keys, args in calls:
-                    pipe.evalsha(sha, len(keys), *keys, *args)
-                try:
-                    return pipe.execute()
-                except rexc.NoScriptError:
-                    self._shas.pop(name, None)
-                    if attempt == 2:
-                        raise
-            raise AssertionError("unreachable")
+            def one_by_one() -> list[Any]:
+                return [
+                    self._with_script(name, partial(self._evalsha, keys, args))
+                    for keys, args in calls
+                ]
 
-        return self._call(run)
+            return self._call(one_by_one)
 
-    def _script(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        for attempt in (1, 2):
-            try:
-                return self.client.evalsha(self._sha(name), len(keys), *keys, *args)
-            except rexc.NoScriptError:
-                self._shas.pop(name, None)
-                if attempt == 2:
-                    raise
-        raise AssertionError("unreachable")
+        def pipelined(sha: str) -> list[Any]:
+            pipe = self.client.pipeline(transaction=False)
+            for keys, args in calls:
+                pipe.evalsha(sha, len(keys), *keys, *args)
+            return pipe.execute()
+
+        return self._call(lambda: self._with_script(name, pipelined))
+
+    def _evalsha(self, keys: Sequence[str], args: Sequence[Any], sha: str) -> Any:
+        return self.client.evalsha(sha, len(keys), *keys, *args)
 
     def _by_shard(self, ids: Sequence[str]) -> dict[int, list[int]]:
         groups: dict[int, list[int]] = {}
@@ -232,10 +234,9 @@ class Store:
     def links(self, refresh: bool = False) -> dict[int, str]:
         """bit index → link name of every registered link."""
         if refresh or not self._link_names:
-            table = self._call(lambda: self.client.hgetall(self.links_key))
-            for name, bit in table.items():
-                self._link_names[int(bit)] = name.decode()
-                self._link_bits[name.decode()] = int(bit)
+            for name, bit in self._hash(self.links_key).items():
+                self._link_names[bit] = name
+                self._link_bits[name] = bit
         return dict(self._link_names)
 
     # --- claims ----------------------------------------------------------------------------
@@ -258,56 +259,47 @@ class Store:
         bit = self.link_bit(link)
         now = now_ms if now_ms is not None else int(time.time() * 1000)
         ttl, state = (self.pending_ms, "P") if pending else (self.window_ms, "C")
-        groups = self._by_shard(ids)
-        calls = [
-            (
-                [self._div_keys[shard]],
-                [
-                    now,
-                    ttl,
-                    state,
-                    token,
-                    bit,
-                    self.track,
-                    self._key_heads[shard],
-                    _pairs(ids, fingerprints, indices),
-                ],
-            )  # fmt: skip
-            for shard, indices in groups.items()
-        ]
-        return _scatter(len(ids), groups, self._scripts("CLAIM", calls))
+        return self._per_id("CLAIM", ids, fingerprints, [now, ttl, state, token, bit, self.track])
 
     def commit(
         self, link: str, ids: Sequence[str], fingerprints: Sequence[str], token: str
     ) -> list[int]:
         """lua.COMMITTED/ALREADY_COMMITTED/HELD_BY_OTHER per id; ids remembered for the window."""
-        bit = self.link_bit(link)
-        groups = self._by_shard(ids)
-        calls = [
-            (
-                [self._div_keys[shard]],
-                [
-                    self.window_ms,
-                    token,
-                    bit,
-                    self._key_heads[shard],
-                    _pairs(ids, fingerprints, indices),
-                ],
-            )
-            for shard, indices in groups.items()
-        ]
-        return _scatter(len(ids), groups, self._scripts("COMMIT", calls))
+        return self._per_id(
+            "COMMIT", ids, fingerprints, [self.window_ms, token, self.link_bit(link)]
+        )
 
     def release(self, ids: Sequence[str], token: str) -> int:
         """Deletes the pending claims `token` holds on ids; how many it released."""
+        _groups, counts = self._per_shard(
+            "RELEASE", ids, [token], lambda indices: _encode([ids[i] for i in indices])
+        )
+        return sum(counts)
+
+    def _per_shard(
+        self,
+        name: str,
+        ids: Sequence[str],
+        args: list[Any],
+        payload: Callable[[list[int]], bytes],
+    ) -> tuple[dict[int, list[int]], list[Any]]:
+        """Script `name` once per shard of ids, ARGV = args + the shard's key head + payload of
+        the ids' indices: the groups of indices and the replies, one per shard."""
+        groups = self._by_shard(ids)
         calls = [
-            (
-                [self._div_keys[shard]],
-                [token, self._key_heads[shard], _encode([ids[i] for i in indices])],
-            )
-            for shard, indices in self._by_shard(ids).items()
+            ([self._div_keys[shard]], [*args, self._key_heads[shard], payload(indices)])
+            for shard, indices in groups.items()
         ]
-        return sum(self._scripts("RELEASE", calls)) if calls else 0
+        return groups, self._scripts(name, calls) if calls else []
+
+    def _per_id(
+        self, name: str, ids: Sequence[str], fingerprints: Sequence[str], args: list[Any]
+    ) -> list[int]:
+        """CLAIM or COMMIT of (id, fingerprint) pairs: one result digit per id, in input order."""
+        groups, replies = self._per_shard(
+            name, ids, args, lambda indices: _pairs(ids, fingerprints, indices)
+        )
+        return _scatter(len(ids), groups, replies)
 
     def lookup(self, ident: str) -> Claim | None:
         key = self.key(ident)
@@ -357,7 +349,12 @@ class Store:
             self._call(write)
 
     def read_stats(self) -> dict[str, int]:
-        table = self._call(lambda: self.client.hgetall(self.stats_key))
+        return self._hash(self.stats_key)
+
+    def _hash(self, key: str) -> dict[str, int]:
+        """A Redis hash of integers, its field names decoded."""
+        reply = self._call(lambda: self.client.hgetall(key))
+        table = cast("dict[bytes, bytes]", reply)  # connect() does not ask for decoded replies
         return {name.decode(): int(value) for name, value in table.items()}
 
     def ping(self) -> bool:

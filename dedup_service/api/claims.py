@@ -6,7 +6,7 @@ from typing import Any
 
 from flask import Blueprint
 
-from dedup_service.api import load_body
+from dedup_service.api.endpoint import Operation, endpoint
 from dedup_service.extension import dedup
 from dedup_service.forwarder import Item
 from dedup_service.schemas import ClaimRequestSchema, ClaimResponseSchema
@@ -15,11 +15,19 @@ bp = Blueprint("claims", __name__)
 
 
 @bp.post("/v1/claims")
-def claim() -> Any:
+@endpoint(
+    Operation(
+        "Claim ids: of concurrent claims of one id exactly one is `first`",
+        ok="one result per id",
+        body=ClaimRequestSchema,
+        response=ClaimResponseSchema,
+        errors=(400, 413, 503),
+    )
+)
+def claim(body: dict[str, Any]) -> dict[str, Any]:
     ext = dedup()
-    body = load_body(ClaimRequestSchema())
     ext.check_link(body["link"])
     ext.check_batch("ids", len(body["ids"]))
     fps = body["fingerprints"] or [""] * len(body["ids"])
     items = [Item(ident, fp) for ident, fp in zip(body["ids"], fps, strict=True)]
-    return ClaimResponseSchema().dump({"results": ext.forwarder.claim(body["link"], items)})
+    return {"results": ext.forwarder.claim(body["link"], items)}

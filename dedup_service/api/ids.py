@@ -6,15 +6,25 @@ from typing import Any
 
 from flask import Blueprint
 
+from dedup_service.api.endpoint import Operation, endpoint
 from dedup_service.errors import RequestRejected
 from dedup_service.extension import dedup
-from dedup_service.schemas import IdResponseSchema
+from dedup_service.schemas import IdPathSchema, IdResponseSchema
 
 bp = Blueprint("ids", __name__)
 
 
 @bp.get("/v1/ids/<path:ident>")
-def get_id(ident: str) -> Any:
+@endpoint(
+    Operation(
+        "What is known about one id",
+        ok="the claim",
+        path=IdPathSchema,
+        response=IdResponseSchema,
+        errors=(404, 503),
+    )
+)
+def get_id(ident: str) -> dict[str, Any]:
     store = dedup().store
     claim = store.lookup(ident)
     if claim is None:
@@ -27,13 +37,11 @@ def get_id(ident: str) -> Any:
     ):
         names = store.links(refresh=True)
     seen = [names.get(bit, f"#{bit}") for bit in sorted(names) if claim.links_mask >> bit & 1]
-    return IdResponseSchema().dump(
-        {
-            "id": ident,
-            "state": claim.state,
-            "first_link": names.get(claim.first_index),
-            "links": seen,
-            "fingerprint": claim.fingerprint or None,
-            "ttl_s": claim.ttl_ms / 1000.0,
-        }
-    )
+    return {
+        "id": ident,
+        "state": claim.state,
+        "first_link": names.get(claim.first_index),
+        "links": seen,
+        "fingerprint": claim.fingerprint or None,
+        "ttl_s": claim.ttl_ms / 1000.0,
+    }

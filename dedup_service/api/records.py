@@ -8,7 +8,7 @@ from typing import Any
 from flask import Blueprint
 
 from ddc.protocol.record import Record
-from dedup_service.api import load_body
+from dedup_service.api.endpoint import Operation, endpoint
 from dedup_service.errors import InvalidRecord
 from dedup_service.extension import dedup
 from dedup_service.forwarder import Item
@@ -20,9 +20,17 @@ log = logging.getLogger(__name__)
 
 
 @bp.post("/v1/records")
-def post_records() -> Any:
+@endpoint(
+    Operation(
+        "Forward the first copy of each record to the sink",
+        ok="one result per record",
+        body=RecordsRequestSchema,
+        response=RecordsResponseSchema,
+        errors=(400, 413, 503),
+    )
+)
+def post_records(body: dict[str, Any]) -> dict[str, Any]:
     ext = dedup()
-    body = load_body(RecordsRequestSchema())
     link, raw = body["link"], body["records"]
     ext.check_link(link)
     ext.check_batch("records", len(raw))
@@ -45,22 +53,23 @@ def post_records() -> Any:
     if errors:
         ext.metrics.records_invalid.labels(link).inc(len(errors))
         ext.stats.add(link, "invalid", len(errors))
-        first = next(iter(errors.items()))
+        index_text, problem = next(iter(errors.items()))
         log.warning(
             "link %s: %d record(s) without an id, not forwarded (record %s: %s)",
-            link, len(errors), *first,
-        )  # fmt: skip
+            link,
+            len(errors),
+            index_text,
+            problem,
+        )
     results = ["invalid"] * len(raw)
     for position, result in zip(positions, ext.forwarder.forward(link, items), strict=True):
         results[position] = result
-    return RecordsResponseSchema().dump(
-        {
-            "received": len(raw),
-            "forwarded": results.count("first"),
-            "duplicates": results.count("duplicate"),
-            "conflicts": results.count("conflict"),
-            "invalid": len(errors),
-            "results": results,
-            "errors": errors,
-        }
-    )
+    return {
+        "received": len(raw),
+        "forwarded": results.count("first"),
+        "duplicates": results.count("duplicate"),
+        "conflicts": results.count("conflict"),
+        "invalid": len(errors),
+        "results": results,
+        "errors": errors,
+    }

@@ -6,6 +6,7 @@ from typing import Any
 
 from flask import Blueprint
 
+from dedup_service.api.endpoint import Operation, endpoint
 from dedup_service.extension import dedup
 from dedup_service.schemas import StatsResponseSchema
 
@@ -13,14 +14,19 @@ bp = Blueprint("stats", __name__)
 
 
 @bp.get("/v1/stats")
-def get_stats() -> Any:
-    ext = dedup()
-    snapshot = ext.stats.snapshot()
-    return StatsResponseSchema().dump(
-        {
-            **snapshot,
-            "window_s": ext.config["window"],
-            "divergence_window_s": ext.config["divergence_window"],
-            "id_from": str(ext.config["id_from"]),
-        }
+@endpoint(
+    Operation(
+        "Per-link counters across every instance sharing the Redis",
+        ok="the counters",
+        response=StatsResponseSchema,
+        errors=(503,),
     )
+)
+def get_stats() -> dict[str, Any]:
+    ext = dedup()
+    return {
+        **ext.stats.snapshot(),
+        "window_s": ext.config["window"],
+        "divergence_window_s": ext.config["divergence_window"],
+        "id_from": str(ext.config["id_from"]),
+    }

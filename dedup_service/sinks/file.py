@@ -33,7 +33,7 @@ class FileSink(Sink):
 
     def send(self, records: list[Record]) -> None:
         framing = self.config["framing"]
-        data = b"".join(frame(record.value, framing) for record in records)
+        data = b"".join(frame(record.value or b"", framing) for record in records)
         with self.lock:
             try:
                 assert self.handle is not None, "sink not started"

@@ -34,14 +34,16 @@ class TcpSink(Sink):
     def send(self, records: list[Record]) -> None:
         host, port = self.config["target"]
         with self.lock:
-            index = 0
+            sent = 0
             try:
                 sock = self._connect()
-                for index, record in enumerate(records):  # noqa: B007 (index used on failure)
-                    sock.sendall(struct.pack(">I", len(record.value)) + record.value)
+                for record in records:
+                    value = record.value or b""
+                    sock.sendall(struct.pack(">I", len(value)) + value)
+                    sent += 1
             except OSError as exc:
                 self._close()
-                raise SinkFailed(f"TCP to {host}:{port}: {exc}", range(index)) from exc
+                raise SinkFailed(f"TCP to {host}:{port}: {exc}", range(sent)) from exc
 
     def stop(self, timeout: float) -> None:
         with self.lock:

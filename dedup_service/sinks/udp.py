@@ -24,7 +24,7 @@ class UdpSink(Sink):
         target = tuple(self.config["target"])
         for index, record in enumerate(records):
             try:
-                self.sock.sendto(record.value, target)
+                self.sock.sendto(record.value or b"", target)
             except OSError as exc:
                 raise SinkFailed(f"UDP to {target[0]}:{target[1]}: {exc}", range(index)) from exc
 

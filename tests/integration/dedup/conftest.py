@@ -21,6 +21,7 @@ import pytest
 import requests
 
 from dedup_service.embedded import free_port
+from devtools.harness import parse_metrics, wait_until, write_toml
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -29,27 +30,19 @@ def b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
 
-def toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, dict):
-        return "{ " + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + " }"
-    if isinstance(value, list):
-        return "[" + ", ".join(toml_value(v) for v in value) + "]"
-    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
 def write_config(
     path: Path, dedup: dict[str, Any], sink: dict[str, Any], merge: dict | None = None
 ) -> Path:
-    lines = ["[dedup]"] + [f"{k} = {toml_value(v)}" for k, v in dedup.items()]
-    lines += ["[dedup.sink]"] + [f"{k} = {toml_value(v)}" for k, v in sink.items()]
-    if merge:
-        lines += ["[dedup.merge]"] + [f"{k} = {toml_value(v)}" for k, v in merge.items()]
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    tables = {"dedup": dedup, "dedup.sink": sink, **({"dedup.merge": merge} if merge else {})}
+    return write_toml(path, tables)
+
+
+def run_together(threads: list[threading.Thread], timeout: float) -> None:
+    """Starts every thread, then waits up to `timeout` for each."""
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout)
 
 
 def read_length_prefixed(path: Path) -> list[bytes]:
@@ -80,22 +73,24 @@ class DedupServer:
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "dedup_service.cli", "serve", "-c", str(self.config_path)],
-            cwd=ROOT, env=subprocess_env(), stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+            cwd=ROOT,
+            env=subprocess_env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         log.close()
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.process.poll() is not None:
+
+        def answers() -> bool:
+            if self.process is not None and self.process.poll() is not None:
                 raise RuntimeError(f"dedup server exited {self.process.returncode}:\n{self.log()}")
             try:
                 status = requests.get(self.url + "/readyz", timeout=1).status_code
-                if status == 200 or (not ready and status == 503):
-                    return self
             except requests.ConnectionError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"dedup server not ready:\n{self.log()}")
-            time.sleep(0.05)
+                return False
+            return status == 200 or (not ready and status == 503)
+
+        wait_until(answers, timeout, message=lambda: f"the dedup server to answer:\n{self.log()}")
+        return self
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
@@ -115,17 +110,24 @@ class DedupServer:
     def get(self, path: str, timeout: float = 10) -> requests.Response:
         return self.session.get(self.url + path, timeout=timeout)
 
+    def missing(self) -> dict[str, int]:
+        """link → records that arrived on the other links only (/v1/stats)."""
+        links = self.get("/v1/stats").json()["links"]
+        return {link: counts["missing"] for link, counts in links.items()}
+
+    def wait_for_missing(self, expected: dict[str, int], timeout: float) -> None:
+        wait_until(
+            lambda: self.missing() == expected,
+            timeout,
+            interval=0.2,
+            message=lambda: f"missing per link {self.missing()} == {expected}",
+        )
+
     def metric(self, name: str, **labels: str) -> float:
         """The value of one sample of /metrics (0 when absent)."""
         wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
         key = f"{name}{{{wanted}}}" if labels else name
-        for line in self.get("/metrics").text.splitlines():
-            if line.startswith("#"):
-                continue
-            sample, _, value = line.rpartition(" ")
-            if sample == key:
-                return float(value)
-        return 0.0
+        return parse_metrics(self.get("/metrics").text).get(key, 0.0)
 
 
 class SinkTarget:

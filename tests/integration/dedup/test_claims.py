@@ -7,7 +7,8 @@ import threading
 import time
 from collections import Counter
 
-from tests.integration.dedup.conftest import b64
+from devtools.harness import wait_until
+from tests.integration.dedup.conftest import b64, run_together
 
 IDS = [f"order-{i:05d}" for i in range(10_000)]
 
@@ -37,10 +38,7 @@ def test_two_concurrent_clients_same_10000_ids_each_exactly_one_first(dedup_serv
         threading.Thread(target=claim_all, args=(one, "a", order_a, got_a, barrier, spans)),
         threading.Thread(target=claim_all, args=(two, "b", order_b, got_b, barrier, spans)),
     ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(120)
+    run_together(threads, 120)
     assert len(got_a) == len(got_b) == len(IDS)
     firsts = Counter(ident for ident, result in got_a + got_b if result == "first")
     assert set(firsts) == set(IDS) and set(firsts.values()) == {1}
@@ -51,14 +49,18 @@ def test_two_concurrent_clients_same_10000_ids_each_exactly_one_first(dedup_serv
     )
     wins_a = sum(1 for _, result in got_a if result == "first")
     print(f"\nfirsts: client a {wins_a}, client b {len(IDS) - wins_a}")
-    deadline = time.monotonic() + 5  # each instance flushes its counters to Redis every second
-    while True:
+
+    def totals() -> list[int]:
         stats = one.get("/v1/stats").json()["links"]
-        totals = [stats["a"][kind] + stats["b"][kind] for kind in ("first", "duplicate")]
-        if totals == [len(IDS), len(IDS)] or time.monotonic() > deadline:
-            break
-        time.sleep(0.2)
-    assert totals == [len(IDS), len(IDS)]
+        return [stats["a"][kind] + stats["b"][kind] for kind in ("first", "duplicate")]
+
+    # each instance flushes its counters to Redis every second
+    wait_until(
+        lambda: totals() == [len(IDS), len(IDS)],
+        5,
+        interval=0.2,
+        message=lambda: f"first and duplicate totals {totals()} == {[len(IDS), len(IDS)]}",
+    )
 
 
 def test_conflict_same_id_other_content_is_detected_and_not_forwarded(dedup_server, tmp_path):

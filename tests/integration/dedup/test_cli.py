@@ -15,8 +15,12 @@ from tests.integration.dedup.conftest import ROOT, DedupServer, subprocess_env, 
 def run_cli(*args, timeout=60):
     return subprocess.run(
         [sys.executable, "-m", "dedup_service.cli", *args],
-        cwd=ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=timeout,
-    )  # fmt: skip
+        cwd=ROOT,
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def test_help():

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import random
 import socket
-import subprocess
 import time
 import uuid
 
@@ -14,8 +13,9 @@ import redis
 from dedup_service import lua
 from dedup_service.app import create_app
 from dedup_service.config import load_dedup_config
-from dedup_service.embedded import redis_binary, wait_for_port
+from dedup_service.embedded import EmbeddedRedis
 from dedup_service.store import Store, connect
+from devtools.harness import wait_until
 
 
 def low_port() -> int:
@@ -31,63 +31,50 @@ def low_port() -> int:
             continue
 
 
+class ClusterNode(EmbeddedRedis):
+    def options(self) -> dict[str, str]:
+        return {
+            **super().options(),
+            "--cluster-enabled": "yes",
+            "--cluster-config-file": str(self.data_dir / "nodes.conf"),
+        }
+
+
 @pytest.fixture(scope="module")
 def cluster_url(tmp_path_factory):
-    ports = [low_port() for _ in range(3)]
-    processes = []
+    nodes_up: list[ClusterNode] = []
     try:
-        for port in ports:
-            data = tmp_path_factory.mktemp(f"node{port}")
-            processes.append(
-                subprocess.Popen(
-                    [
-                        redis_binary(),
-                        "--port",
-                        str(port),
-                        "--bind",
-                        "127.0.0.1",
-                        "--cluster-enabled",
-                        "yes",
-                        "--cluster-config-file",
-                        str(data / "nodes.conf"),
-                        "--dir",
-                        str(data),
-                        "--save",
-                        "",
-                        "--appendonly",
-                        "no",
-                        "--protected-mode",
-                        "no",
-                    ],  # fmt: skip
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                )
-            )
-        for port in ports:
-            wait_for_port("127.0.0.1", port, 10)
-        nodes = [redis.Redis(port=port) for port in ports]
+        for _ in range(3):
+            port = low_port()
+            node = ClusterNode(port, tmp_path_factory.mktemp(f"node{port}"), appendonly=False)
+            nodes_up.append(node)
+            node.start(10)
+        nodes = [redis.Redis(port=node.port) for node in nodes_up]
         third = 16384 // 3
         for index, node in enumerate(nodes):
             last = 16383 if index == 2 else (index + 1) * third - 1
             node.execute_command("CLUSTER", "ADDSLOTSRANGE", index * third, last)
-        for port in ports[1:]:
-            nodes[0].execute_command("CLUSTER", "MEET", "127.0.0.1", port)
-        deadline = time.monotonic() + 20
-        while not all(
-            b"cluster_state:ok" in node.execute_command("CLUSTER", "INFO") for node in nodes
-        ):
-            assert time.monotonic() < deadline, "cluster did not form"
-            time.sleep(0.1)
-        yield f"redis://127.0.0.1:{ports[0]}/0", nodes
+        for other in nodes_up[1:]:
+            nodes[0].execute_command("CLUSTER", "MEET", "127.0.0.1", other.port)
+        wait_until(
+            lambda: all(
+                b"cluster_state:ok" in node.execute_command("CLUSTER", "INFO") for node in nodes
+            ),
+            20,
+            interval=0.1,
+            message="the cluster to form",
+        )
+        yield f"redis://127.0.0.1:{nodes_up[0].port}/0", nodes
     finally:
-        for process in processes:
-            process.kill()
-            process.wait(5)
+        for node in nodes_up:
+            node.kill()
 
 
 def test_store_on_a_cluster(cluster_url):
     url, nodes = cluster_url
-    store = Store(connect(url, cluster=True), prefix="c" + uuid.uuid4().hex[:6], window=60)
+    store = Store(
+        connect(url, cluster=True), prefix="c" + uuid.uuid4().hex[:6], window=60, pending_timeout=30
+    )
     ids = [f"id-{i}" for i in range(3000)]
     token = store.new_token()
     assert set(store.claim("a", ids, ["f"] * 3000, token, pending=True)) == {lua.FIRST}

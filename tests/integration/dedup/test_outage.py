@@ -10,14 +10,17 @@ import redis
 import requests
 
 from dedup_service.embedded import EmbeddedRedis
+from devtools.harness import wait_until
 from tests.integration.dedup.conftest import SinkTarget, b64, read_length_prefixed
 
 
 def wait_ready(server, timeout=20):
-    deadline = time.monotonic() + timeout
-    while server.get("/readyz").status_code != 200:
-        assert time.monotonic() < deadline, "dedup service did not become ready again"
-        time.sleep(0.1)
+    wait_until(
+        lambda: server.get("/readyz").status_code == 200,
+        timeout,
+        interval=0.1,
+        message="the dedup service to be ready again",
+    )
 
 
 def test_redis_down_answers_503_forwards_nothing_and_recovers(dedup_server, tmp_path):
@@ -100,10 +103,12 @@ def test_kill_9_redis_mid_stream_nothing_lost_no_duplicate(dedup_server, tmp_pat
         ]
         for thread in threads:
             thread.start()
-        deadline = time.monotonic() + 60
-        while stats["a"]["batches"] < total / batch / 3:
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
+        wait_until(
+            lambda: stats["a"]["batches"] >= total / batch / 3,
+            60,
+            interval=0.01,
+            message="a third of link a's batches",
+        )
         own.kill()  # SIGKILL mid-stream
         killed_at = stats["a"]["batches"]
         time.sleep(1.0)

@@ -7,7 +7,7 @@ import time
 from collections import Counter
 
 from devtools.harness import wait_until
-from tests.integration.dedup.conftest import SinkTarget, b64, read_length_prefixed
+from tests.integration.dedup.conftest import SinkTarget, b64, read_length_prefixed, run_together
 
 TOTAL = 100_000
 BATCH = 1000
@@ -35,14 +35,17 @@ def test_100k_records_two_links_each_losing_a_different_5_percent(dedup_server, 
     lost_on_b = {i for i in range(TOTAL) if i % 20 == 7}
     errors: list[BaseException] = []
     threads = [
-        threading.Thread(target=post_link, args=(server, "a", [i for i in range(TOTAL) if i not in lost_on_a], errors)),
-        threading.Thread(target=post_link, args=(server, "b", [i for i in range(TOTAL) if i not in lost_on_b], errors)),
-    ]  # fmt: skip
+        threading.Thread(
+            target=post_link,
+            args=(server, "a", [i for i in range(TOTAL) if i not in lost_on_a], errors),
+        ),
+        threading.Thread(
+            target=post_link,
+            args=(server, "b", [i for i in range(TOTAL) if i not in lost_on_b], errors),
+        ),
+    ]
     started = time.monotonic()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(150)
+    run_together(threads, 150)
     elapsed = time.monotonic() - started
     assert not errors, errors[0]
 
@@ -51,14 +54,7 @@ def test_100k_records_two_links_each_losing_a_different_5_percent(dedup_server, 
     assert set(values.values()) == {1}, "a record was delivered twice"
     assert set(values) == {b"payload-%d" % i for i in range(TOTAL)}
 
-    def missing():
-        links = server.get("/v1/stats").json()["links"]
-        return links["a"]["missing"], links["b"]["missing"]
-
-    wait_until(
-        lambda: missing() == (len(lost_on_a), len(lost_on_b)), 15, interval=0.2,
-        message=lambda: f"missing per link {missing()} == {(len(lost_on_a), len(lost_on_b))}",
-    )  # fmt: skip
+    server.wait_for_missing({"a": len(lost_on_a), "b": len(lost_on_b)}, 15)
     assert server.metric("ddc_dedup_missing_on_link_total", link="a") == len(lost_on_a)
     assert server.metric("ddc_dedup_missing_on_link_total", link="b") == len(lost_on_b)
     forwarded = sum(server.metric("ddc_dedup_records_forwarded_total", link=link) for link in "ab")
@@ -103,9 +99,11 @@ def test_concurrent_copy_waits_for_the_pending_claim_and_wins_after_release(dedu
         second = threading.Thread(target=post, args=("b",))
         second.start()
         wait_until(
-            lambda: server.metric("ddc_dedup_pending_waits_total") == 1, 10, interval=0.2,
+            lambda: server.metric("ddc_dedup_pending_waits_total") == 1,
+            10,
+            interval=0.2,
             message="ddc_dedup_pending_waits_total == 1",
-        )  # fmt: skip
+        )
         gate.set()
         first.join(10)
         second.join(10)

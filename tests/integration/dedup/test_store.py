@@ -24,7 +24,7 @@ def test_concurrent_claims_from_threads_exactly_one_first(redis_url, store):
     results = {}
 
     def run(link):
-        own = Store(connect(redis_url), prefix=store.prefix, window=60)
+        own = Store(connect(redis_url), prefix=store.prefix, window=60, pending_timeout=30)
         codes = []
         for start in range(0, len(ids), 1000):
             codes += own.claim(

@@ -1,8 +1,15 @@
+import re
+
 import pytest
+import redis
+from flask import Flask
 from marshmallow import ValidationError
 
-from dedup_service.openapi import build_spec
+from dedup_service.app import create_app
+from dedup_service.config import load_dedup_config
+from dedup_service.openapi import RULE_ARGUMENT, build_spec
 from dedup_service.schemas import ClaimRequestSchema, RecordsRequestSchema
+from dedup_service.sinks.base import Sink
 
 
 def test_claim_request_fast_and_slow_paths_agree():
@@ -64,13 +71,27 @@ def test_records_errors_name_record_and_field(record, problem):
     assert caught.value.messages == {"records": {1: problem}}
 
 
-def test_openapi_document():
-    spec = build_spec()
+@pytest.fixture(scope="module")
+def app():
+    """The real app with every route; its Redis client never connects, its sink never starts."""
+    document = {"dedup": {"sink": {"type": "udp", "target": "127.0.0.1:9"}}}
+    config = load_dedup_config(None, {}, document=document)
+    return create_app(config, redis_client=redis.Redis(), sink=Sink(config["sink"]))
+
+
+def test_openapi_document(app):
+    spec = build_spec(app)
     assert spec["openapi"] == "3.0.3"
     assert set(spec["paths"]) == {
-        "/v1/claims", "/v1/records", "/v1/ids/{id}", "/v1/stats", "/healthz", "/readyz", "/metrics",
+        "/v1/claims",
+        "/v1/records",
+        "/v1/ids/{id}",
+        "/v1/stats",
+        "/healthz",
+        "/readyz",
+        "/metrics",
         "/openapi.json",
-    }  # fmt: skip
+    }
     claim = spec["paths"]["/v1/claims"]["post"]
     assert claim["responses"]["503"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/Error"
@@ -78,3 +99,39 @@ def test_openapi_document():
     error = spec["components"]["schemas"]["Error"]
     assert set(error["required"]) == {"code", "status", "message", "errors"}
     assert spec["components"]["schemas"]["Record"]["properties"]["value"]["format"] == "byte"
+    ids = spec["paths"]["/v1/ids/{id}"]["get"]
+    assert ids["parameters"] == [
+        {
+            "in": "path",
+            "name": "id",
+            "required": True,
+            "schema": {"type": "string", "minLength": 1, "maxLength": 1024},
+        }
+    ]
+    assert set(ids["responses"]) == {"200", "404", "503"}
+    assert spec["paths"]["/metrics"]["get"]["responses"]["200"]["content"] == {
+        "text/plain": {"schema": {"type": "string"}}
+    }
+
+
+def test_every_route_is_in_the_openapi_document_and_nothing_else(app):
+    """Both sides with their path parameters unnamed: `<path:ident>` and `{id}` are `{}`."""
+    routes = {
+        (RULE_ARGUMENT.sub("{}", rule.rule), method.lower())
+        for rule in app.url_map.iter_rules()
+        for method in rule.methods - {"HEAD", "OPTIONS"}
+    }
+    documented = {
+        (re.sub(r"\{[^}]+\}", "{}", path), method)
+        for path, operations in build_spec(app)["paths"].items()
+        for method in operations
+    }
+    assert routes == documented
+    assert len(routes) == 8
+
+
+def test_a_route_without_a_declaration_is_refused():
+    bare = Flask(__name__, static_folder=None)
+    bare.add_url_rule("/v1/undeclared", view_func=lambda: "")
+    with pytest.raises(TypeError, match="/v1/undeclared"):
+        build_spec(bare)
