@@ -191,6 +191,15 @@ class FecEncoder:
     A seq that does not follow the last one (a new sequence) flushes the open block first.
     With M = 0 the encoder does nothing. `due_at` is when the open block has waited `linger`
     seconds: the transport calls `flush()` then, so a quiet link holds nothing back.
+
+    Integration (ingress transport): with FEC on, data payloads are at most
+    `data_datagram_max(max_packet_size) - 9` bytes; every data datagram, once its seq is taken,
+    goes to `add` (whether or not its send succeeded: the egress may then restore it) and the
+    returned parity is sent right after it, paced like data. A linger flush must not overtake
+    data: run `add`+send and `flush`+send under one lock (or in the one sending greenlet), so a
+    block's parity always precedes the next block's packets. Before the Shutdown burst send
+    `flush()`'s parity; at StartUp call `reset()`. zfec releases the GIL while it encodes, so
+    `encode_group` may run in gevent's threadpool for large packets.
     """
 
     def __init__(self, k: int, m: int, interleave: int = 1, linger: float = 0.005) -> None:

@@ -2,8 +2,8 @@
 
 Rules:
 * Data datagrams are remembered by seq (they pass on at once; this only keeps a reference) for
-  as long as a group may still need them: `retain` sequence numbers behind the newest one (at
-  least 4 groups' span as learned from parity headers) and at most `max_retained_bytes`.
+  as long as a group may still need them: the last `retain` data packets received (at least 4
+  groups' span as learned from parity headers) and at most `max_retained_bytes`.
 * A parity packet names its group (first seq, K, M, stride); the group is created by its first
   parity packet. When the group's K data packets are all there, it is complete. When data
   packets are missing and data + parity packets held reach K, the missing ones are restored
@@ -31,13 +31,14 @@ from __future__ import annotations
 from collections import Counter, deque
 
 from ddc.protocol.fec import ParityInfo, decode_group, pad, parse_parity, unpad
-from ddc.protocol.wire import seq_distance
+from ddc.protocol.wire import SEQ_MODULO, seq_distance
 
 Restored = list[tuple[int, bytes]]
 NOTHING: Restored = []  # returned (never mutated) when nothing was restored
 MIN_RETAIN = 1024
 MAX_RETAIN = 1 << 16
 PENDING, COMPLETE, RECOVERED, LOST = 0, 1, 2, 3
+HALF = SEQ_MODULO // 2
 WINDOW = 60.0  # seconds of history for worst_loss / repair_margin
 BUCKET = 10.0
 
@@ -136,18 +137,21 @@ class FecDecoder:
 
     def data(self, seq: int, datagram: memoryview | bytes, now: float) -> Restored:
         """A received data datagram; restored packets if it completes a pending group."""
-        if self._data_since_parity is not None:
-            self._data_since_parity += 1
+        since = self._data_since_parity
+        if since is not None:
+            self._data_since_parity = since + 1
         recent = self._recent
         if seq in recent:
             return NOTHING
         recent[seq] = datagram
-        self._order.append(seq)
+        order = self._order
+        order.append(seq)
         self._recent_bytes += len(datagram)
         newest = self._newest
-        if newest is None or seq_distance(seq, newest) > 0:
-            self._newest = newest = seq
-        self._evict(newest, now)
+        if newest is None or (seq - newest) % SEQ_MODULO < HALF:
+            self._newest = seq
+        if len(order) > self.retain or self._recent_bytes > self.max_retained_bytes:
+            self._evict_data()
         if not self._pending:
             return NOTHING
         for group in list(self._pending.values()):
@@ -165,6 +169,7 @@ class FecDecoder:
             return NOTHING
         group = self._groups.get(info.first)
         if group is None:
+            self._evict_groups(now)
             group = self._new_group(info, now)
         else:
             known = group.info
@@ -269,20 +274,21 @@ class FecDecoder:
         self._settle(group, LOST)
         self._lost.append(group)
 
-    def _evict(self, newest: int, now: float) -> None:
+    def _evict_data(self) -> None:
         order = self._order
         recent = self._recent
-        retain = self.retain
-        while order and (
-            seq_distance(newest, order[0]) >= retain or self._recent_bytes > self.max_retained_bytes
-        ):
+        while order and (len(order) > self.retain or self._recent_bytes > self.max_retained_bytes):
             datagram = recent.pop(order.popleft(), None)
             if datagram is not None:
                 self._recent_bytes -= len(datagram)
+
+    def _evict_groups(self, now: float) -> None:
+        """Forgets groups that ended more than `retain` seqs before the newest data packet."""
         groups = self._groups
-        while groups:
+        newest = self._newest
+        while groups and newest is not None:
             group = next(iter(groups.values()))
-            if seq_distance(newest, group.members[-1]) < retain:
+            if seq_distance(newest, group.members[-1]) < self.retain:
                 break
             self._forget(group, now)
 

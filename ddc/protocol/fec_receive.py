@@ -78,12 +78,15 @@ class FecReceiver:
         return None if oldest is None else oldest + self.max_delay
 
     def data(self, seq: int, datagram: Datagram, now: float) -> None:
-        if self.reassembler.stats.resyncs != self._resyncs:  # the sender started over
-            self._resyncs = self.reassembler.stats.resyncs
+        reassembler = self.reassembler
+        if reassembler.stats.resyncs != self._resyncs:  # the sender started over
+            self._resyncs = reassembler.stats.resyncs
             self.startup(now)
         restored = self.decoder.data(seq, datagram, now)
-        if not self._held and self._observe is None and seq == self.reassembler.expected:
+        if seq == reassembler.expected and not self._held and self._observe is None:
             self._release(datagram)  # the hot path: in order, nothing waiting
+            if not restored:
+                return
         else:
             self._offer(seq, datagram, now, False)
         if restored:

@@ -21,7 +21,14 @@ from ddc.protocol.fec_decoder import FecDecoder
 from ddc.protocol.fec_receive import FecReceiver
 from ddc.protocol.fragment import Sequence, fragment
 from ddc.protocol.reassembly import Reassembler
-from ddc.protocol.wire import HEADER, HEADER_SIZE, MAX_DATAGRAM, MessageType, encode_header
+from ddc.protocol.wire import (
+    HEADER,
+    HEADER_SIZE,
+    MAX_DATAGRAM,
+    SEQ_MODULO,
+    MessageType,
+    encode_header,
+)
 
 MAX_DATA = data_datagram_max(MAX_DATAGRAM)  # 65492
 MAX_CHUNK = 1 << 24
@@ -571,3 +578,25 @@ def test_startup_passes_on_what_is_held():
     h.fec.startup(0.0)
     assert h.delivered == h.payloads(0, 2, 3)
     assert h.fec.holding == 0 and h.fec.reassembler.stats.lost == 1
+
+
+def test_groups_across_the_sequence_wrap_are_restored():
+    seqs = [(SEQ_MODULO - 5 + i) % SEQ_MODULO for i in range(12)]
+    datagrams = {seq: data_datagram(seq, 20 + i) for i, seq in enumerate(seqs)}
+    encoder = FecEncoder(4, 2, interleave=2)
+    events: list[Event] = []
+    for seq in seqs:
+        events.append(("data", seq, datagrams[seq]))
+        events += [("parity", 0, p) for p in encoder.add(seq, datagrams[seq])]
+    events += [("parity", 0, p) for p in encoder.flush()]
+    lost = {seqs[1], seqs[3], seqs[4], seqs[6]}  # 2 of each group of the block across the wrap
+    delivered: list[bytes] = []
+    fec = FecReceiver(Reassembler(MAX_CHUNK), lambda c: delivered.append(bytes(c)))
+    fec.reassembler.expected = seqs[0]
+    for kind, seq, datagram in events:
+        if kind == "parity":
+            fec.parity(datagram, 0.0)
+        elif seq not in lost:
+            fec.data(seq, datagram, 0.0)
+    assert delivered == [datagrams[seq][HEADER_SIZE:] for seq in seqs]
+    assert fec.stats.recovered == 4
