@@ -8,11 +8,13 @@ sits in front of the Reassembler and keeps the order:
 * A data packet after a gap is held (not passed on) while the gap may still be repaired; a
   restored packet that fills the gap is passed on, followed by the held ones in seq order.
 * The hold gives up on a gap (passes the next held packet on, and reassembly counts the gap as
-  lost exactly as without FEC) as soon as the gap cannot be repaired any more: the decoder has
-  heard of a later interleave block or found the gap's group unrecoverable (`hopeless`), or FEC
-  is not active (no parity from the sender
-  lately: without FEC at the ingress nothing is ever held), or a bound is hit: `max_held`
-  packets or `max_held_bytes` held, or the oldest held packet has waited `max_delay` seconds.
+  lost exactly as without FEC) as soon as no seq of the gap can be repaired any more (each one
+  is before a later interleave block the decoder heard of, or in a group found unrecoverable:
+  `FecDecoder.hopeless`), or FEC is not active (no parity from the sender lately: without FEC
+  at the ingress nothing is held, except right after the egress starts, see
+  `FecDecoder.active`), or a bound is hit: `max_held` packets or `max_held_bytes` held, or the
+  oldest waiting packet has waited `max_delay` seconds (a backstop: the sender's linger sends a
+  group's parity within `fec_linger_ms`, so `max_delay` must exceed it plus the path's jitter).
 * A HeartBeat announcing seqs that have not arrived (loss at the tail of a burst) waits the same
   way before reassembly sees it, so packets repaired by the group's late parity are not counted
   lost; packets behind the expected seq go on at once (reassembly counts them late, and its
