@@ -1,0 +1,338 @@
+"""The receiver's FEC group decoder: restores lost data packets from parity (format: fec.py).
+
+Rules:
+* Data datagrams are remembered by seq (they pass on at once; this only keeps a reference) for
+  as long as a group may still need them: the last `retain` data packets received (at least 4
+  groups' span as learned from parity headers) and at most `max_retained_bytes`.
+* A parity packet names its group (first seq, K, M, stride); the group is created by its first
+  parity packet. When the group's K data packets are all there, it is complete. When data
+  packets are missing and data + parity packets held reach K, the missing ones are restored
+  (returned in seq order) and counted in `recovered`.
+* A group is unrecoverable (counted, with its missing data packets) as soon as it cannot reach K:
+  even its parity indexes still to come would not be enough, or a parity packet of a later
+  interleave block arrived (a block's parity is all sent before the next block: fec.py).
+* `settled_before`: the first seq of the newest block heard of. A missing data packet before it
+  can no longer be restored, nor can one in a group found unrecoverable (`hopeless`); the
+  reorder hold (fec_receive) stops waiting for it. This assumes the link keeps packet order, as
+  a diode does; a reordered parity packet only costs its repair.
+* `active`: a parity packet arrived within the last `active_span` data packets (a fresh decoder
+  presumes FEC on, `assume_active`, so the first group can be repaired too: then a gap among the
+  first `active_span` data packets from a sender without FEC waits at most the hold's
+  `max_delay`). Later, without FEC at the sender, nothing is held back.
+* Bounded memory: groups are forgotten `retain` seqs behind the newest data packet, after
+  `group_max_age` seconds (`expire`), or beyond `max_groups`; a forgotten group still missing data
+  counts as unrecoverable (`expired_groups`). A group's loss (data + parity packets that never
+  arrived) is recorded when it is forgotten, for `worst_loss` and `repair_margin` over the last
+  minute.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+
+from ddc.protocol.fec import ParityInfo, decode_group, pad, parse_parity, unpad
+from ddc.protocol.wire import SEQ_MODULO, seq_distance
+
+Restored = list[tuple[int, bytes]]
+NOTHING: Restored = []  # returned (never mutated) when nothing was restored
+MIN_RETAIN = 1024
+MAX_RETAIN = 1 << 16
+PENDING, COMPLETE, RECOVERED, LOST = 0, 1, 2, 3
+HALF = SEQ_MODULO // 2
+WINDOW = 60.0  # seconds of history for worst_loss / repair_margin
+BUCKET = 10.0
+
+
+class FecStats:
+    """Plain integer counters, exported at scrape time."""
+
+    __slots__ = (
+        "groups",
+        "parity",
+        "recovered",
+        "unrecoverable_groups",
+        "unrecoverable_packets",
+        "expired_groups",
+        "duplicate_parity",
+        "malformed",
+        "held",
+        "gaps_given_up",
+        "repaired_late",
+        "duplicate_data",
+    )
+
+    def __init__(self) -> None:
+        self.groups = 0  # groups heard of (by at least one parity packet)
+        self.parity = 0  # parity packets accepted
+        self.recovered = 0  # data packets restored
+        self.unrecoverable_groups = 0
+        self.unrecoverable_packets = 0  # data packets missing in unrecoverable groups
+        self.expired_groups = 0  # of unrecoverable_groups: forgotten while still waiting
+        self.duplicate_parity = 0
+        self.malformed: Counter[str] = Counter()
+        # the reorder hold (fec_receive)
+        self.held = 0  # data packets that waited behind a gap
+        self.gaps_given_up = 0  # gaps passed on unrepaired (reassembly counts them lost)
+        self.repaired_late = 0  # restored after the hold had given up on them (dropped)
+        self.duplicate_data = 0  # a second copy of a held packet (dropped)
+
+
+class _Group:
+    __slots__ = ("info", "members", "parity", "indexes", "top_index", "missing", "state", "born")
+
+    def __init__(self, info: ParityInfo, now: float) -> None:
+        self.info = info
+        self.members = [info.member(i) for i in range(info.k)]
+        self.parity: dict[int, memoryview] = {}
+        self.indexes: set[int] = set()
+        self.top_index = -1
+        self.missing = info.k  # data packets missing when the group was settled
+        self.state = PENDING
+        self.born = now
+
+
+class FecDecoder:
+    """Feeds on received data and parity datagrams (arrival order); returns restored ones."""
+
+    def __init__(
+        self,
+        max_retained_bytes: int = 64 << 20,
+        max_groups: int = 4096,
+        group_max_age: float = 5.0,
+        stats: FecStats | None = None,
+        assume_active: bool = True,
+    ) -> None:
+        self.max_retained_bytes = max_retained_bytes
+        self.max_groups = max_groups
+        self.group_max_age = group_max_age
+        self.stats = stats or FecStats()
+        self.retain = MIN_RETAIN
+        self.active_span = MIN_RETAIN
+        self.settled_before: int | None = None
+        self._data_since_parity: int | None = 0 if assume_active else None  # None: no parity
+        self._recent: dict[int, memoryview | bytes] = {}
+        self._order: deque[int] = deque()
+        self._recent_bytes = 0
+        self._newest: int | None = None
+        self._groups: dict[int, _Group] = {}
+        self._pending: dict[int, _Group] = {}
+        self._lost: deque[_Group] = deque(maxlen=16)  # the latest unrecoverable groups
+        self._losses: deque[list] = deque()  # [bucket start, worst loss, least margin]
+
+    @property
+    def active(self) -> bool:
+        since = self._data_since_parity
+        return since is not None and since <= self.active_span
+
+    def reset(self, now: float) -> None:
+        """A new sequence (StartUp or resync): forget all groups and data, keep the counters."""
+        for group in list(self._groups.values()):
+            self._forget(group, now)
+        self._recent.clear()
+        self._order.clear()
+        self._recent_bytes = 0
+        self._newest = None
+        self.settled_before = None
+        self._lost.clear()
+
+    def data(self, seq: int, datagram: memoryview | bytes, now: float) -> Restored:
+        """A received data datagram; restored packets if it completes a pending group."""
+        since = self._data_since_parity
+        if since is not None:
+            self._data_since_parity = since + 1
+        recent = self._recent
+        if seq in recent:
+            return NOTHING
+        recent[seq] = datagram
+        order = self._order
+        order.append(seq)
+        self._recent_bytes += len(datagram)
+        newest = self._newest
+        if newest is None or (seq - newest) % SEQ_MODULO < HALF:
+            self._newest = seq
+        if len(order) > self.retain or self._recent_bytes > self.max_retained_bytes:
+            self._evict_data()
+        if not self._pending:
+            return NOTHING
+        for group in list(self._pending.values()):
+            offset = seq_distance(seq, group.info.first)
+            if 0 <= offset < len(group.members) * group.info.stride:
+                if offset % group.info.stride == 0:
+                    return self._try(group)
+        return NOTHING
+
+    def parity(self, datagram: memoryview | bytes, now: float) -> Restored:
+        """A parity datagram; the data packets it lets us restore, in seq order."""
+        info = parse_parity(datagram)
+        if isinstance(info, str):
+            self.stats.malformed[info] += 1
+            return NOTHING
+        group = self._groups.get(info.first)
+        if group is None:
+            self._evict_groups(now)
+            group = self._new_group(info, now)
+        else:
+            known = group.info
+            shape = (info.k, info.m, info.stride, info.slot, len(info.block))
+            if (known.k, known.m, known.stride, known.slot, len(known.block)) != shape:
+                self.stats.malformed["parity_mismatch"] += 1
+                return NOTHING
+            if info.index in group.indexes:
+                self.stats.duplicate_parity += 1
+                return NOTHING
+        self.stats.parity += 1
+        self._data_since_parity = 0
+        group.indexes.add(info.index)
+        group.top_index = max(group.top_index, info.index)
+        self._settle_before(info.block_first)
+        if group.state != PENDING:
+            return NOTHING
+        group.parity[info.index] = info.block
+        return self._try(group)
+
+    def _new_group(self, info: ParityInfo, now: float) -> _Group:
+        group = _Group(info, now)
+        self._groups[info.first] = group
+        self._pending[info.first] = group
+        self.stats.groups += 1
+        span = (info.k - 1) * info.stride + 1
+        self.retain = min(MAX_RETAIN, max(self.retain, 4 * span))
+        self.active_span = self.retain
+        while len(self._groups) > self.max_groups:
+            self._forget(next(iter(self._groups.values())), now)
+        return group
+
+    def _settle_before(self, block_first: int) -> None:
+        """A parity packet of the block starting at `block_first`: every earlier block has sent
+        all its parity, so its groups still pending are unrecoverable."""
+        settled = self.settled_before
+        if settled is not None and seq_distance(block_first, settled) <= 0:
+            return
+        self.settled_before = block_first
+        for group in list(self._pending.values()):
+            if seq_distance(group.info.block_first, block_first) < 0:
+                self._lose(group)
+
+    def hopeless(self, seq: int) -> bool:
+        """True when a missing data packet can no longer be restored."""
+        settled = self.settled_before
+        if settled is not None and seq_distance(seq, settled) < 0:
+            return True
+        for group in self._lost:
+            offset = seq_distance(seq, group.info.first)
+            if 0 <= offset <= seq_distance(group.members[-1], group.info.first):
+                if offset % group.info.stride == 0:
+                    return True
+        return False
+
+    def _try(self, group: _Group) -> Restored:
+        info = group.info
+        recent = self._recent
+        present = [(i, recent[seq]) for i, seq in enumerate(group.members) if seq in recent]
+        group.missing = info.k - len(present)
+        if not group.missing:
+            self._settle(group, COMPLETE)
+            return NOTHING
+        if len(present) + len(group.parity) < info.k:
+            if len(present) + len(group.parity) + (info.m - 1 - group.top_index) < info.k:
+                self._lose(group)
+            return NOTHING
+        size = len(info.block)
+        blocks: list[bytes | memoryview] = [pad(d, size) for _, d in present]
+        numbers = [i for i, _ in present]
+        for index, block in group.parity.items():
+            if len(blocks) == info.k:
+                break
+            blocks.append(block)
+            numbers.append(info.k + index)
+        restored_blocks = decode_group(info.k, info.m, blocks, numbers)
+        have = set(numbers)
+        restored: Restored = []
+        for i, seq in enumerate(group.members):
+            if i in have:
+                continue
+            datagram = unpad(restored_blocks[i], seq)
+            if datagram is None:
+                self.stats.malformed["parity_bad_repair"] += 1
+                self._lose(group)
+                return NOTHING
+            restored.append((seq, datagram))
+        self.stats.recovered += len(restored)
+        self._settle(group, RECOVERED)
+        return restored
+
+    def _settle(self, group: _Group, state: int) -> None:
+        group.state = state
+        group.parity.clear()
+        self._pending.pop(group.info.first, None)
+
+    def _lose(self, group: _Group) -> None:
+        present = sum(1 for seq in group.members if seq in self._recent)
+        group.missing = group.info.k - present
+        self.stats.unrecoverable_groups += 1
+        self.stats.unrecoverable_packets += group.missing
+        self._settle(group, LOST)
+        self._lost.append(group)
+
+    def _evict_data(self) -> None:
+        order = self._order
+        recent = self._recent
+        while order and (len(order) > self.retain or self._recent_bytes > self.max_retained_bytes):
+            datagram = recent.pop(order.popleft(), None)
+            if datagram is not None:
+                self._recent_bytes -= len(datagram)
+
+    def _evict_groups(self, now: float) -> None:
+        """Forgets groups that ended more than `retain` seqs before the newest data packet."""
+        groups = self._groups
+        newest = self._newest
+        while groups and newest is not None:
+            group = next(iter(groups.values()))
+            if seq_distance(newest, group.members[-1]) < self.retain:
+                break
+            self._forget(group, now)
+
+    def expire(self, now: float) -> None:
+        """Forgets groups older than `group_max_age` (a quiet link after a loss)."""
+        groups = self._groups
+        while groups:
+            group = next(iter(groups.values()))
+            if now - group.born < self.group_max_age:
+                break
+            self._forget(group, now)
+        self._expire_losses(now)
+
+    def _forget(self, group: _Group, now: float) -> None:
+        info = group.info
+        del self._groups[info.first]
+        if group.state == PENDING:
+            self.stats.expired_groups += 1
+            self._lose(group)
+        loss = group.missing + info.m - len(group.indexes)
+        self._record_loss(loss, info.m - loss, now)
+
+    def _record_loss(self, loss: int, margin: int, now: float) -> None:
+        losses = self._losses
+        start = now - now % BUCKET
+        if losses and losses[-1][0] == start:
+            bucket = losses[-1]
+            bucket[1] = max(bucket[1], loss)
+            bucket[2] = min(bucket[2], margin)
+        else:
+            losses.append([start, loss, margin])
+        self._expire_losses(now)
+
+    def _expire_losses(self, now: float) -> None:
+        losses = self._losses
+        while losses and losses[0][0] <= now - WINDOW - BUCKET:
+            losses.popleft()
+
+    def worst_loss(self, now: float) -> int | None:
+        """The most packets (data + parity) any group lost over the last minute."""
+        self._expire_losses(now)
+        return max((bucket[1] for bucket in self._losses), default=None)
+
+    def repair_margin(self, now: float) -> int | None:
+        """min(M - loss) over the groups of the last minute: < 0 means data was lost."""
+        self._expire_losses(now)
+        return min((bucket[2] for bucket in self._losses), default=None)
