@@ -62,7 +62,7 @@ class IngressProxy(Service):
         )
         self._source_greenlet: gevent.Greenlet | None = None
         self._framer: gevent.Greenlet | None = None
-        self._sender: gevent.Greenlet | None = None
+        self._chunk_sender: gevent.Greenlet | None = None
         self._drop_log = ThrottledLog(log, DROP_LOG_INTERVAL)
         self._exporter = Exporter()
 
@@ -124,7 +124,7 @@ class IngressProxy(Service):
             self.http.start()
         self.transport.send_startup()
         self._framer = self.spawn(self.framer.run, name="framer")
-        self._sender = self.spawn(self._send_chunks, name="sender")
+        self._chunk_sender = self.spawn(self._send_chunks, name="sender")
         self.spawn(self._heartbeat, name="heartbeat")
         self._source_greenlet = self.spawn(self.source.run, name="source")
         log.info("%s started (envelope %s)", self.name, self.envelope)
@@ -139,10 +139,10 @@ class IngressProxy(Service):
         # STOP goes through the framer (which passes it on to the sender) while it runs
         if self._framer is not None and not self._framer.dead:
             finish(self.records_queue, self._framer, deadline.left())
-            if self._sender is not None:
-                self._sender.join(deadline.left())
+            if self._chunk_sender is not None:
+                self._chunk_sender.join(deadline.left())
         else:
-            finish(self.chunks_queue, self._sender, deadline.left())
+            finish(self.chunks_queue, self._chunk_sender, deadline.left())
         self._count_unsent()
         self.source.close(deadline.left(0.5))
         self.transport.send_shutdown()
