@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import random
 import socket
 import struct
@@ -10,6 +11,8 @@ import threading
 import time
 
 from ddc.netio import SO_RCVBUFFORCE
+from dedup_service.embedded import poll_until
+from devtools.harness import wait_progress
 
 ID = struct.Struct(">Q")
 
@@ -53,7 +56,6 @@ class Collector(threading.Thread):
         super().__init__(daemon=True)
         self.kind = kind
         self.records: list[bytes] = []
-        self.last_arrival = time.monotonic()
         self._stopping = threading.Event()
         if kind == "udp":
             self.sock = udp_receiver(port)
@@ -72,7 +74,6 @@ class Collector(threading.Thread):
                 except TimeoutError:
                     continue
                 self.records.append(data)
-                self.last_arrival = time.monotonic()
         else:
             while not self._stopping.is_set():
                 try:
@@ -100,17 +101,17 @@ class Collector(threading.Thread):
                 self.records.append(bytes(pending[pos + 4 : pos + 4 + size]))
                 pos += 4 + size
             del pending[:pos]
-            self.last_arrival = time.monotonic()
         conn.close()
 
-    def wait_for(self, count: int, timeout: float, quiet: float = 1.0) -> list[bytes]:
-        """Until `count` records arrived, or nothing arrived for `quiet` s after `timeout`."""
-        deadline = time.monotonic() + timeout
-        while len(self.records) < count and time.monotonic() < deadline:
-            time.sleep(0.05)
-        time.sleep(0.2)
-        while time.monotonic() - self.last_arrival < quiet and len(self.records) < count:
-            time.sleep(0.1)
+    def wait_for(
+        self, count: int, timeout: float, quiet: float = 1.0, settle: float = 0.2
+    ) -> list[bytes]:
+        """Until `count` records arrived: for `timeout` s, then for as long as they keep
+        arriving (`quiet` s without one ends it); then `settle` s more so that a surplus (a
+        duplicate) shows too. The records, for the caller to judge."""
+        if not poll_until(lambda: len(self.records) >= count, timeout):
+            wait_progress(lambda: len(self.records), lambda n: n >= count, math.inf, quiet)
+        time.sleep(settle)
         return self.records
 
     def stop(self) -> None:
