@@ -116,10 +116,16 @@ class ServerProcess:
             return None
         if self.process.poll() is None:
             self.process.terminate()
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        return self.reap(timeout)
+
+    def reap(self, timeout: float) -> int | None:
+        """Waits for the exit (SIGKILL after `timeout`); the exit code."""
+        if self.process is None:
+            return None
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
         return self.process.returncode
 
     def cleanup(self) -> None:

@@ -25,8 +25,8 @@ from pathlib import Path
 
 from dedup_service.embedded import EmbeddedRedis, free_port
 from devtools import ROOT
-from devtools.embedded_kafka import EmbeddedKafka
-from devtools.harness import DDC, Process, Stack, python_argv, wait_progress
+from devtools.embedded_kafka import EmbeddedKafka, create_topics
+from devtools.harness import DDC, Daemon, Process, Stack, python_argv, wait_progress
 
 CONFIGS = ROOT / "compose" / "config" / "redundant"
 LINKS = ("a", "b")
@@ -39,9 +39,9 @@ class Link:
 
     name: str
     source_port: int
-    ingress: Process
+    ingress: Daemon
     sim: Process
-    egress: Process
+    egress: Daemon
 
 
 @dataclass
@@ -93,14 +93,10 @@ def progress(done: int, total: int, rate: float, width: int = 40) -> str:
 
 def start_stack(stack: Stack, workdir: Path, loss: float) -> Topology:
     """Starts everything in `stack` (the caller stops it), logs and data in `workdir`."""
-    from kafka.admin import KafkaAdminClient, NewTopic
-
     redis, kafka = stack.start(
         [EmbeddedRedis(data_dir=workdir / "redis"), EmbeddedKafka(data_dir=workdir / "kafka")]
     )
-    admin = KafkaAdminClient(bootstrap_servers=kafka.address)
-    admin.create_topics([NewTopic(TOPIC, 1, 1)])
-    admin.close()
+    create_topics(kafka.address, TOPIC, partitions=1)
     dedup_http = free_port()
     argv = python_argv("dedup_service.cli", "serve", "-c", str(CONFIGS / "dedup.toml"))
     env = {
@@ -119,11 +115,11 @@ def make_link(workdir: Path, name: str, seed: int, loss: float, dedup: Process) 
     """Link `name`'s processes (not started): ingress → diode-sim (seeded loss) → egress."""
     source_port, sim_port, egress_port = (free_port(socket.SOCK_DGRAM) for _ in range(3))
     ingress_http, sim_http, egress_http = free_port(), free_port(), free_port()
-    egress = Process(
-        f"egress-{name}",
-        [*DDC, "egress", "-c", str(CONFIGS / f"egress-{name}.toml")],
-        workdir,
+    egress = Daemon(
+        "egress",
+        CONFIGS / f"egress-{name}.toml",
         egress_http,
+        workdir / f"egress-{name}.log",
         {
             "DDC__EGRESS__HTTP_LISTEN": f"127.0.0.1:{egress_http}",
             "DDC__TRANSPORT__LISTEN": f"127.0.0.1:{egress_port}",
@@ -143,11 +139,11 @@ def make_link(workdir: Path, name: str, seed: int, loss: float, dedup: Process) 
         workdir,
         sim_http,
     )
-    ingress = Process(
-        f"ingress-{name}",
-        [*DDC, "ingress", "-c", str(CONFIGS / f"ingress-{name}.toml")],
-        workdir,
+    ingress = Daemon(
+        "ingress",
+        CONFIGS / f"ingress-{name}.toml",
         ingress_http,
+        workdir / f"ingress-{name}.log",
         {
             "DDC__INGRESS__HTTP_LISTEN": f"127.0.0.1:{ingress_http}",
             "DDC__SOURCE__LISTEN": f"127.0.0.1:{source_port}",

@@ -102,27 +102,19 @@ def claims_through_api(port: int, ids: list[str], batch: int, clients: int) -> f
 
 def merge_loop(redis_url: str, tmp: Path, records: int) -> tuple[float, float]:
     from kafka import KafkaProducer
-    from kafka.admin import KafkaAdminClient, NewTopic
 
-    from devtools.embedded_kafka import EmbeddedKafka
+    from devtools.embedded_kafka import FAST_GROUP_OPTIONS, EmbeddedKafka, create_topics
 
     with EmbeddedKafka() as broker:
         tag = uuid.uuid4().hex[:6]
         topics = {"a": f"out-a-{tag}", "b": f"out-b-{tag}"}
-        admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap)
-        admin.create_topics([NewTopic(t, 2, 1) for t in [*topics.values(), f"merged-{tag}"]])
-        admin.close()
+        create_topics(broker.bootstrap, *topics.values(), f"merged-{tag}", partitions=2)
         producer = KafkaProducer(bootstrap_servers=broker.bootstrap, acks="all", linger_ms=20)
         for topic in topics.values():
             for i in range(records):
                 producer.send(topic, value=b"v" * 100, headers=[("ddc-src", b"src/0/%d" % i)])
         producer.flush()
         producer.close()
-        fast = {
-            "session_timeout_ms": 6000,
-            "heartbeat_interval_ms": 1000,
-            "max_poll_interval_ms": 10000,
-        }
         service = start_service(
             tmp,
             {"redis_url": redis_url, "key_prefix": f"m{tag}", "id_from": "source"},
@@ -131,7 +123,7 @@ def merge_loop(redis_url: str, tmp: Path, records: int) -> tuple[float, float]:
                 "bootstrap_servers": broker.bootstrap,
                 "links": topics,
                 "group_id": f"g{tag}",
-                "options": fast,
+                "options": FAST_GROUP_OPTIONS,
             },
         )
         try:

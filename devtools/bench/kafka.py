@@ -21,29 +21,14 @@ from typing import Any
 
 from dedup_service.embedded import free_port
 from devtools.bench.common import cpu_seconds, mib, peak_rss, print_table
+from devtools.embedded_kafka import FAST_GROUP_OPTIONS, create_topics
 from devtools.harness import Daemon, Process, Stack, python_argv, write_toml
 
 PARTITIONS = 4
-GROUP_OPTIONS = {
-    "session_timeout_ms": 6000,
-    "heartbeat_interval_ms": 1000,
-    "max_poll_interval_ms": 10000,
-}
 PRODUCER_OPTIONS = {"acks": "all", "linger_ms": 20, "batch_size": 256 * 1024}
 
 
 # --- Kafka helpers -------------------------------------------------------------------------
-
-
-def create_topics(bootstrap: str, *names: str) -> None:
-    from kafka import KafkaAdminClient
-    from kafka.admin import NewTopic
-
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-    try:
-        admin.create_topics([NewTopic(name, PARTITIONS, 1) for name in names])
-    finally:
-        admin.close()
 
 
 def fill(bootstrap: str, topic: str, count: int, size: int) -> float:
@@ -111,7 +96,7 @@ def copy(bootstrap: str, src: str, dst: str, group: str, count: int) -> int:
         group_id=group,
         auto_offset_reset="earliest",
         enable_auto_commit=False,
-        **GROUP_OPTIONS,
+        **FAST_GROUP_OPTIONS,
     )
     producer = KafkaProducer(bootstrap_servers=bootstrap, **PRODUCER_OPTIONS)
     done = 0
@@ -133,7 +118,7 @@ def run_baseline(
     bootstrap: str, src: str, count: int, timeout: float, work: Path
 ) -> dict[str, Any]:
     dst = f"{src}-copy"
-    create_topics(bootstrap, dst)
+    create_topics(bootstrap, dst, partitions=PARTITIONS)
     arrivals = Arrivals(bootstrap, dst, count, timeout)
     arrivals.start()
     arrivals.ready.wait(30)
@@ -169,7 +154,7 @@ def run_baseline(
 
 def run_ddc(bootstrap: str, src: str, count: int, timeout: float, work: Path) -> dict[str, Any]:
     dst = f"{src}-ddc"
-    create_topics(bootstrap, dst)
+    create_topics(bootstrap, dst, partitions=PARTITIONS)
     udp, http_in, http_out = free_port(socket.SOCK_DGRAM), free_port(), free_port()
     egress_config = write_toml(
         work / "egress.toml",
@@ -197,7 +182,7 @@ def run_ddc(bootstrap: str, src: str, count: int, timeout: float, work: Path) ->
                 "topics": [src],
                 "group_id": f"{src}-ddc",
             },
-            "ingress.source.options": GROUP_OPTIONS,
+            "ingress.source.options": FAST_GROUP_OPTIONS,
             "ingress.transport": {"destination": f"127.0.0.1:{udp}"},
         },
     )
@@ -247,7 +232,7 @@ def bench(args: argparse.Namespace) -> int:
     work = Path(tempfile.mkdtemp(prefix="ddc-bench-kafka-"))
     try:
         src = f"bench-{os.getpid()}"
-        create_topics(bootstrap, src)
+        create_topics(bootstrap, src, partitions=PARTITIONS)
         seconds = fill(bootstrap, src, args.records, args.size)
         print(f"{args.records:,} records of {args.size} bytes in {src} ({seconds:.1f}s to produce)")
         baseline = run_baseline(bootstrap, src, args.records, args.timeout, work)

@@ -132,14 +132,15 @@ class Pair:
         return write_toml(self.tmp / f"{self.name}-egress.toml", tables)
 
     def start_egress(self) -> Daemon:
-        log = self.tmp / f"{self.name}-egress.log"
-        self.egress = Daemon("egress", self.egress_config(), self.egress_http, log).start()
+        self.egress = self._start("egress", self.egress_config(), self.egress_http)
         return self.egress
 
     def start_ingress(self) -> Daemon:
-        log = self.tmp / f"{self.name}-ingress.log"
-        self.ingress = Daemon("ingress", self.ingress_config(), self.ingress_http, log).start()
+        self.ingress = self._start("ingress", self.ingress_config(), self.ingress_http)
         return self.ingress
+
+    def _start(self, role: str, config: Path, http_port: int) -> Daemon:
+        return Daemon(role, config, http_port, self.tmp / f"{self.name}-{role}.log").start()
 
     def start(self) -> Pair:
         """The egress, then the ingress; returns once the egress has seen the link up."""

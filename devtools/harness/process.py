@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import http.client
 import os
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -206,9 +205,5 @@ class Stack:
             if server.process is not None and server.process.poll() is None:
                 server.process.terminate()
         for server in newest_first:
-            if server.process is not None:
-                try:
-                    server.process.wait(timeout)
-                except subprocess.TimeoutExpired:
-                    server.kill()
+            server.reap(timeout)
             server.cleanup()

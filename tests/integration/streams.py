@@ -9,6 +9,7 @@ import socket
 import struct
 import threading
 import time
+from pathlib import Path
 
 from ddc.netio import SO_RCVBUFFORCE
 from dedup_service.embedded import poll_until
@@ -32,6 +33,11 @@ def record_ok(data: bytes, expected_size: int | None = None) -> bool:
     )
 
 
+def indexes(records: list[bytes]) -> list[int]:
+    """The index each record carries in its first 8 bytes."""
+    return [ID.unpack_from(record)[0] for record in records]
+
+
 def log_uniform_sizes(count: int, max_size: int, seed: int) -> list[int]:
     """Sizes from 0 to max_size, spread evenly over orders of magnitude, both ends included."""
     rng = random.Random(seed)
@@ -40,6 +46,17 @@ def log_uniform_sizes(count: int, max_size: int, seed: int) -> list[int]:
         sizes.append(min(max_size, int(2 ** rng.uniform(0, max_size.bit_length()))))
     rng.shuffle(sizes)
     return sizes[:count]
+
+
+def read_length_prefixed(path: Path) -> list[bytes]:
+    """The records of a file sink's output (each a 4-byte big-endian length, then the bytes)."""
+    data = path.read_bytes() if path.exists() else b""
+    records, offset = [], 0
+    while offset < len(data):
+        size = int.from_bytes(data[offset : offset + 4], "big")
+        records.append(data[offset + 4 : offset + 4 + size])
+        offset += 4 + size
+    return records
 
 
 def udp_receiver(port: int) -> socket.socket:
@@ -126,6 +143,13 @@ def send_tcp_records(port: int, records, pause_every: int = 0) -> None:
             conn.sendall(len(data).to_bytes(4, "big") + data)
             if pause_every and index % pause_every == pause_every - 1:
                 time.sleep(0.001)
+
+
+def send_udp(port: int, datagrams) -> None:
+    """Unpaced: for a few datagrams only (more would overflow the ingress's socket)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        for data in datagrams:
+            sock.sendto(data, ("127.0.0.1", port))
 
 
 def send_udp_paced(port: int, datagrams, bytes_per_second: float) -> None:

@@ -7,7 +7,7 @@ import socket
 import pytest
 
 from dedup_service.embedded import free_port
-from devtools.harness import DDC, Pair, Process, wait_until
+from devtools.harness import DDC, Process, wait_until
 from tests.integration.streams import ID, Collector, make_record, record_ok, send_tcp_records
 
 DATA_TYPES = ("data_first", "data")
@@ -44,14 +44,8 @@ def diode(tmp_path):
         sim.stop()
 
 
-@pytest.fixture
-def pair(tmp_path):
-    pair = Pair(tmp_path, name="sim", source="tcp", sink="tcp", transport={"max_packet_size": 1472})
-    yield pair
-    pair.stop()
-
-
-def test_lost_counter_equals_packets_the_simulator_dropped(pair, diode):
+def test_lost_counter_equals_packets_the_simulator_dropped(pairs, diode):
+    pair = pairs(source="tcp", sink="tcp", transport={"max_packet_size": 1472})
     sim_port = free_port(socket.SOCK_DGRAM)
     pair.destination_port = sim_port
     collector = Collector("tcp", pair.sink_port)

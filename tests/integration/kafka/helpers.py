@@ -11,33 +11,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
 
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.admin import NewTopic
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from dedup_service.embedded import free_port, poll_until
-from devtools.embedded_kafka import EmbeddedKafka
+from devtools.embedded_kafka import FAST_GROUP_OPTIONS, EmbeddedKafka
+from devtools.embedded_kafka import create_topics as create_topics  # for the tests
 from devtools.harness import DDC as DDC  # DDC and wait_until: re-exported for the tests
 from devtools.harness import Daemon as ProcessDaemon
 from devtools.harness import Process, write_toml
 from devtools.harness import wait_until as wait_until
 
-# Short group timeouts (docs/development.md): the first join takes ~23 s with the defaults.
-GROUP_OPTIONS = {
-    "session_timeout_ms": 6000,
-    "heartbeat_interval_ms": 1000,
-    "max_poll_interval_ms": 10000,
-}
-
-
 # --- Kafka ---------------------------------------------------------------------------------
-
-
-def create_topics(bootstrap: str, *names: str, partitions: int = 4) -> None:
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-    try:
-        admin.create_topics([NewTopic(name, partitions, 1) for name in names])
-    finally:
-        admin.close()
 
 
 def unique(prefix: str) -> str:
@@ -174,7 +158,7 @@ def ingress_tables(
             "group_id": group,
             "commit_interval": 0.5,
         },
-        "ingress.source.options": dict(GROUP_OPTIONS),
+        "ingress.source.options": dict(FAST_GROUP_OPTIONS),
         "ingress.transport": {"destination": f"127.0.0.1:{destination}", **transport},
     }
 
