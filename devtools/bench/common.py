@@ -169,6 +169,7 @@ class Receiver:
         if self.expect is not None:
             args += ["--expect", str(self.expect)]
         self.process = bench_process(*args)
+        assert self.process.stdout is not None
         line = self.process.stdout.readline()
         if not line:
             raise RuntimeError("receiver did not start")

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from dedup_service.embedded import EmbeddedRedis, free_port
-from devtools.harness import Process, python_argv, wait_until, write_toml
+from devtools.harness import Process, python_argv, wait_progress, wait_until, write_toml
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -80,7 +80,7 @@ def start_service(
 
 
 def claims_through_api(port: int, ids: list[str], batch: int, clients: int) -> float:
-    bodies = [[] for _ in range(clients)]
+    bodies: list[list[bytes]] = [[] for _ in range(clients)]
     for index in range(clients):
         mine = ids[index::clients]
         for start in range(0, len(mine), batch):
@@ -139,7 +139,13 @@ def merge_loop(redis_url: str, tmp: Path, records: int) -> tuple[float, float]:
             wait_until(merged, 300, message="the merge loop to take every record")
             start_time, start_count = first_seen[0]
             rate_in = (expected - start_count) / max(time.perf_counter() - start_time, 1e-9)
-            forwarded = service.metric("ddc_dedup_records_forwarded_total")
+            # first copies count as forwarded once the sink acknowledged them: a moment later
+            forwarded = wait_progress(
+                lambda: service.metric("ddc_dedup_records_forwarded_total"),
+                lambda count: count >= records,
+                timeout=60,
+                quiet=2.0,
+            )
             return rate_in, forwarded
         finally:
             service.stop(15)

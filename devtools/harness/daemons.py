@@ -8,7 +8,7 @@ from typing import Any
 
 from dedup_service.embedded import free_port
 from devtools.harness.process import Process, python_argv, wait_until
-from devtools.harness.toml_files import Tables, write_toml
+from devtools.harness.toml_files import write_toml
 
 DDC = python_argv("ddc.cli")
 """argv prefix of the `ddc` command: this interpreter, `-m ddc.cli`."""
@@ -89,7 +89,7 @@ class Pair:
 
     def ingress_config(self) -> Path:
         beats = {"heartbeat_interval": 0.2} if self.fast_heartbeats else {}
-        tables: Tables = {
+        tables: dict[str, Any] = {
             "ingress": {
                 "name": self.name,
                 "http_listen": f"127.0.0.1:{self.ingress_http}",
@@ -116,7 +116,7 @@ class Pair:
         if self.sink_port:
             sink["target"] = f"127.0.0.1:{self.sink_port}"
         beats = {"heartbeat_timeout": 1.0} if self.fast_heartbeats else {}
-        tables: Tables = {
+        tables: dict[str, Any] = {
             "egress": {
                 "name": self.name,
                 "http_listen": f"127.0.0.1:{self.egress_http}",

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-Tables = dict[str, dict[str, Any] | list[dict[str, Any]]]
+Tables = Mapping[str, Any]
+"""{table name: {key: value}, or [{key: value}, ...] for an array of tables}"""
 
 
 def toml_value(value: Any) -> str:

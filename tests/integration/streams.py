@@ -11,7 +11,7 @@ import threading
 import time
 from pathlib import Path
 
-from ddc.netio import SO_RCVBUFFORCE
+from ddc.netio import set_receive_buffer
 from dedup_service.embedded import poll_until
 from devtools.harness import wait_progress
 
@@ -61,7 +61,7 @@ def read_length_prefixed(path: Path) -> list[bytes]:
 
 def udp_receiver(port: int) -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 64 * 1024 * 1024)
+    set_receive_buffer(sock, 64 * 1024 * 1024)
     sock.bind(("127.0.0.1", port))
     return sock
 

@@ -67,7 +67,8 @@ def test_memory_per_id(tmp_path):
         claims_only = (used(client) - before) / IDS
         plain, plain_key_bytes = plain_keys_cost(server.url, ids, len(sample), value_size)
         print(
-            f"\n{version.get('server_name', 'redis')} {version['redis_version']}, per id "
+            f"\n{version.get('server_name', 'redis')} "
+            f"{version.get('valkey_version', version['redis_version'])}, per id "
             f"(36-char ids): MEMORY USAGE of a claim {key_bytes} B (a plain key "
             f"{plain_key_bytes} B); used_memory {claims_only:.0f} B/id after the divergence "
             f"window, {with_divergence:.0f} B/id within it (a plain key {plain:.0f} B)"
