@@ -1,7 +1,8 @@
 """The embedded Redis-compatible server: a real server binary run as a child process.
 
 The dedup service starts one when no `redis_url` is configured; the demo, the benchmarks and
-the tests reuse it (and `ServerProcess` for the Kafka-protocol broker in `devtools/`).
+the tests reuse it. `ServerProcess`, `free_port` and `poll_until` are generic: the process
+harness in `devtools/` (outside the wheel) builds on them.
 """
 
 from __future__ import annotations
@@ -14,10 +15,13 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Self
+from typing import Self, TypeVar
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 def free_port(kind: int = socket.SOCK_STREAM, host: str = "127.0.0.1") -> int:
@@ -27,20 +31,32 @@ def free_port(kind: int = socket.SOCK_STREAM, host: str = "127.0.0.1") -> int:
         return probe.getsockname()[1]
 
 
+def poll_until(predicate: Callable[[], T], timeout: float, interval: float = 0.05) -> T:
+    """predicate()'s first truthy result, or its last (falsy) one once `timeout` seconds passed."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if result or time.monotonic() > deadline:
+            return result
+        time.sleep(interval)
+
+
 def wait_for_port(
     host: str, port: int, timeout: float, process: subprocess.Popen | None = None
 ) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
+    """Returns once `host:port` accepts a connection; raises if `process` exits first."""
+
+    def listening() -> bool:
         if process is not None and process.poll() is not None:
             raise RuntimeError(f"server exited with code {process.returncode} before listening")
         try:
             with socket.create_connection((host, port), timeout=0.5):
-                return
+                return True
         except OSError:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"nothing listening on {host}:{port} after {timeout}s") from None
-            time.sleep(0.05)
+            return False
+
+    if not poll_until(listening, timeout):
+        raise TimeoutError(f"nothing listening on {host}:{port} after {timeout}s")
 
 
 class ServerProcess:
@@ -56,25 +72,38 @@ class ServerProcess:
         self._own_dir = data_dir is None
         self.data_dir = Path(data_dir or tempfile.mkdtemp(prefix=f"ddc-{self.name}-"))
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.log_path = self.data_dir / f"{self.name}.log"
         self.process: subprocess.Popen | None = None
 
     def command(self) -> list[str]:
         raise NotImplementedError
 
-    def start(self, timeout: float = 20.0) -> Self:
-        log_file = open(self.data_dir / f"{self.name}.log", "ab")
+    def environment(self) -> dict[str, str] | None:
+        """The child's environment; None: this process's own."""
+        return None
+
+    def wait_ready(self, timeout: float) -> None:
+        """Returns once the server serves; raises if it exits first or `timeout` passes."""
+        wait_for_port(self.host, self.port, timeout, self.process)
+
+    def spawn(self) -> subprocess.Popen:
+        """Starts the process (again, after a stop: the log is appended to); no wait."""
+        log_file = open(self.log_path, "ab")
         self.process = subprocess.Popen(
             self.command(),
             stdout=log_file,
             stderr=subprocess.STDOUT,
             cwd=self.data_dir,
+            env=self.environment(),
             start_new_session=True,
         )
         log_file.close()
-        wait_for_port(self.host, self.port, timeout, self.process)
-        log.info(
-            "%s listening on %s:%s (pid %s)", self.name, self.host, self.port, self.process.pid
-        )
+        return self.process
+
+    def start(self, timeout: float = 20.0) -> Self:
+        process = self.spawn()
+        self.wait_ready(timeout)
+        log.info("%s ready on %s:%s (pid %s)", self.name, self.host, self.port, process.pid)
         return self
 
     def kill(self) -> None:
@@ -83,14 +112,23 @@ class ServerProcess:
             self.process.send_signal(signal.SIGKILL)
             self.process.wait(10)
 
-    def stop(self, timeout: float = 10.0) -> None:
-        if self.process and self.process.poll() is None:
+    def stop(self, timeout: float = 10.0) -> int | None:
+        """SIGTERM, SIGKILL after `timeout`; the exit code (None if never started)."""
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
             self.process.terminate()
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        self.process = None
+        return self.reap(timeout)
+
+    def reap(self, timeout: float) -> int | None:
+        """Waits for the exit (SIGKILL after `timeout`); the exit code."""
+        if self.process is None:
+            return None
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+        return self.process.returncode
 
     def cleanup(self) -> None:
         self.stop()

@@ -6,32 +6,28 @@ different random share of the packets; both egresses hand what arrives to the de
 (an embedded Kafka-protocol broker). The demo plays the mirroring source
 application, shows a live progress bar of records delivered once, and ends with a table.
 
-Every ddc config is the one `compose/redundant.yml` mounts (`compose/config/redundant/`); only
-addresses are overridden with `DDC__` environment variables, so the
-demo and the compose stack cannot drift apart.
+Every ddc config is the one `compose/redundant.yml` mounts (`compose/config/redundant/` of this
+repository); only addresses are overridden with `DDC__` environment variables, so the demo and
+the compose stack cannot drift apart.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
-import signal
 import socket
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from dedup_service.embedded import EmbeddedRedis, free_port, wait_for_port
-from devtools.embedded_kafka import EmbeddedKafka
+from dedup_service.embedded import EmbeddedRedis, free_port
+from devtools import ROOT
+from devtools.embedded_kafka import EmbeddedKafka, create_topics
+from devtools.harness import DDC, Daemon, Process, Stack, python_argv, wait_progress
 
-ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "compose" / "config" / "redundant"
 LINKS = ("a", "b")
 TOPIC = "deduplicated"  # the dedup sink's topic in compose/config/redundant/dedup.toml
@@ -39,88 +35,22 @@ TOPIC = "deduplicated"  # the dedup sink's topic in compose/config/redundant/ded
 
 @dataclass
 class Link:
+    """One of the two links: the port its ingress reads, and its three processes."""
+
     name: str
-    source_port: int = field(default_factory=lambda: free_port(socket.SOCK_DGRAM))
-    sim_port: int = field(default_factory=lambda: free_port(socket.SOCK_DGRAM))
-    egress_port: int = field(default_factory=lambda: free_port(socket.SOCK_DGRAM))
-    ingress_http: int = field(default_factory=free_port)
-    egress_http: int = field(default_factory=free_port)
-    sim_http: int = field(default_factory=free_port)
+    source_port: int
+    ingress: Daemon
+    sim: Process
+    egress: Daemon
 
 
-class Stack:
-    """The local processes of the demo, stopped in reverse order of start."""
+@dataclass
+class Topology:
+    """The running demo: both links, the dedup service, the target broker's bootstrap."""
 
-    def __init__(self, workdir: Path) -> None:
-        self.workdir = workdir
-        self.processes: list[tuple[str, subprocess.Popen]] = []
-        self.commands: dict[str, tuple[list[str], dict[str, str]]] = {}
-
-    def spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
-        self.commands[name] = (argv, env or {})
-        log = open(self.workdir / f"{name}.log", "ab")
-        process = subprocess.Popen(
-            argv, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
-        )
-        log.close()
-        self.processes = [(n, p) for n, p in self.processes if n != name] + [(name, process)]
-
-    def process(self, name: str) -> subprocess.Popen:
-        return dict(self.processes)[name]
-
-    def kill(self, name: str) -> None:
-        """SIGKILL, as a crash would."""
-        process = self.process(name)
-        process.kill()
-        process.wait(10)
-
-    def restart(self, name: str) -> None:
-        self.spawn(name, *self.commands[name])
-
-    def check(self) -> None:
-        for name, process in self.processes:
-            if process.poll() is not None:
-                log = (self.workdir / f"{name}.log").read_text(errors="replace")[-2000:]
-                raise RuntimeError(f"{name} exited with {process.returncode}:\n{log}")
-
-    def stop(self) -> None:
-        for _, process in reversed(self.processes):
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for _, process in reversed(self.processes):
-            try:
-                process.wait(15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-
-
-def get_json(port: int, path: str) -> dict[str, Any]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
-        return json.loads(response.read())
-
-
-def metrics(port: int) -> dict[str, float]:
-    values: dict[str, float] = {}
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-        for line in response.read().decode().splitlines():
-            if line and not line.startswith("#"):
-                name, _, value = line.rpartition(" ")
-                bare = name.split("{", 1)[0]
-                values[bare] = values.get(bare, 0.0) + float(value)
-    return values
-
-
-def wait_http(stack: Stack, port: int, what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        stack.check()
-        try:
-            get_json(port, "/healthz")
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{what} did not answer on port {port}") from None
-            time.sleep(0.1)
+    links: list[Link]
+    dedup: Process
+    bootstrap: str
 
 
 class OutputCounter:
@@ -161,65 +91,66 @@ def progress(done: int, total: int, rate: float, width: int = 40) -> str:
     )
 
 
-def start_stack(stack: Stack, links: list[Link], args: argparse.Namespace) -> tuple[int, str]:
-    """Starts everything; (dedup HTTP port, Kafka bootstrap of the target topic)."""
-    from kafka.admin import KafkaAdminClient, NewTopic
-
-    python = sys.executable
-    redis = EmbeddedRedis(data_dir=stack.workdir / "redis").start()
-    stack.processes.append(("redis", redis.process))
-    kafka = EmbeddedKafka(data_dir=stack.workdir / "kafka").start()
-    stack.processes.append(("kafka", kafka.process))
-    admin = KafkaAdminClient(bootstrap_servers=kafka.bootstrap)
-    admin.create_topics([NewTopic(TOPIC, 1, 1)])
-    admin.close()
+def start_stack(stack: Stack, workdir: Path, loss: float) -> Topology:
+    """Starts everything in `stack` (the caller stops it), logs and data in `workdir`."""
+    redis, kafka = stack.start(
+        [EmbeddedRedis(data_dir=workdir / "redis"), EmbeddedKafka(data_dir=workdir / "kafka")]
+    )
+    create_topics(kafka.address, TOPIC, partitions=1)
     dedup_http = free_port()
-    stack.spawn(
-        "dedup",
-        [python, "-m", "dedup_service.cli", "serve", "-c", str(CONFIGS / "dedup.toml")],
+    argv = python_argv("dedup_service.cli", "serve", "-c", str(CONFIGS / "dedup.toml"))
+    env = {
+        "DDC__DEDUP__HTTP_LISTEN": f"127.0.0.1:{dedup_http}",
+        "DDC__DEDUP__REDIS_URL": f"redis://{redis.address}/0",
+        "DDC__DEDUP__DATA_DIR": str(workdir / "dedup-data"),
+        "DDC__SINK__BOOTSTRAP_SERVERS": kafka.address,
+    }
+    (dedup,) = stack.start([Process("dedup", argv, workdir, dedup_http, env)])
+    links = [make_link(workdir, name, seed, loss, dedup) for seed, name in enumerate(LINKS, 1)]
+    stack.start(process for link in links for process in (link.egress, link.sim, link.ingress))
+    return Topology(links, dedup, kafka.address)
+
+
+def make_link(workdir: Path, name: str, seed: int, loss: float, dedup: Process) -> Link:
+    """Link `name`'s processes (not started): ingress → diode-sim (seeded loss) → egress."""
+    source_port, sim_port, egress_port = (free_port(socket.SOCK_DGRAM) for _ in range(3))
+    ingress_http, sim_http, egress_http = free_port(), free_port(), free_port()
+    egress = Daemon(
+        "egress",
+        CONFIGS / f"egress-{name}.toml",
+        egress_http,
+        workdir / f"egress-{name}.log",
         {
-            "DDC__DEDUP__HTTP_LISTEN": f"127.0.0.1:{dedup_http}",
-            "DDC__DEDUP__REDIS_URL": redis.url,
-            "DDC__DEDUP__DATA_DIR": str(stack.workdir / "dedup-data"),
-            "DDC__SINK__BOOTSTRAP_SERVERS": kafka.bootstrap,
+            "DDC__EGRESS__HTTP_LISTEN": f"127.0.0.1:{egress_http}",
+            "DDC__TRANSPORT__LISTEN": f"127.0.0.1:{egress_port}",
+            "DDC__SINK__URL": dedup.url(""),
         },
     )
-    wait_http(stack, dedup_http, "dedup service")
-    for seed, link in enumerate(links, start=1):
-        stack.spawn(
-            f"egress-{link.name}",
-            [python, "-m", "ddc.cli", "egress", "-c", str(CONFIGS / f"egress-{link.name}.toml")],
-            {
-                "DDC__EGRESS__HTTP_LISTEN": f"127.0.0.1:{link.egress_http}",
-                "DDC__TRANSPORT__LISTEN": f"127.0.0.1:{link.egress_port}",
-                "DDC__SINK__URL": f"http://127.0.0.1:{dedup_http}",
-            },
-        )
-        stack.spawn(
-            f"diode-{link.name}",
-            [
-                python, "-m", "ddc.cli", "diode-sim",
-                "--listen", f"127.0.0.1:{link.sim_port}",
-                "--forward", f"127.0.0.1:{link.egress_port}",
-                "--loss", str(args.loss), "--seed", str(seed * 1000 + 7),
-                "--http", f"127.0.0.1:{link.sim_http}",
-            ],
-        )  # fmt: skip
-        stack.spawn(
-            f"ingress-{link.name}",
-            [python, "-m", "ddc.cli", "ingress", "-c", str(CONFIGS / f"ingress-{link.name}.toml")],
-            {
-                "DDC__INGRESS__HTTP_LISTEN": f"127.0.0.1:{link.ingress_http}",
-                "DDC__SOURCE__LISTEN": f"127.0.0.1:{link.source_port}",
-                "DDC__TRANSPORT__DESTINATION": f"127.0.0.1:{link.sim_port}",
-            },
-        )
-    for link in links:
-        wait_http(stack, link.egress_http, f"egress {link.name}")
-        wait_http(stack, link.sim_http, f"diode-sim {link.name}")
-        wait_http(stack, link.ingress_http, f"ingress {link.name}")
-    wait_for_port("127.0.0.1", dedup_http, 5)
-    return dedup_http, kafka.bootstrap
+    sim_options = {
+        "--listen": f"127.0.0.1:{sim_port}",
+        "--forward": f"127.0.0.1:{egress_port}",
+        "--loss": str(loss),
+        "--seed": str(seed * 1000 + 7),
+        "--http": f"127.0.0.1:{sim_http}",
+    }
+    sim = Process(
+        f"diode-{name}",
+        [*DDC, "diode-sim", *(part for item in sim_options.items() for part in item)],
+        workdir,
+        sim_http,
+    )
+    ingress = Daemon(
+        "ingress",
+        CONFIGS / f"ingress-{name}.toml",
+        ingress_http,
+        workdir / f"ingress-{name}.log",
+        {
+            "DDC__INGRESS__HTTP_LISTEN": f"127.0.0.1:{ingress_http}",
+            "DDC__SOURCE__LISTEN": f"127.0.0.1:{source_port}",
+            "DDC__TRANSPORT__DESTINATION": f"127.0.0.1:{sim_port}",
+        },
+    )
+    return Link(name, source_port, ingress, sim, egress)
 
 
 def send_records(links: list[Link], count: int, rate: float, show) -> None:
@@ -241,51 +172,52 @@ def send_records(links: list[Link], count: int, rate: float, show) -> None:
     sock.close()
 
 
+class Progress:
+    """The progress line: redrawn in place on a terminal, printed every 2 s otherwise."""
+
+    def __init__(self, counter: OutputCounter, total: int) -> None:
+        self.counter = counter
+        self.total = total
+        self.tty = sys.stdout.isatty()
+        self.started = self.printed = time.monotonic()
+
+    def show(self, final: bool = False) -> int:
+        """Polls the target topic, shows the line; records delivered once so far."""
+        done = self.counter.poll()
+        now = time.monotonic()
+        line = progress(done, self.total, done / max(1e-6, now - self.started))
+        if self.tty:
+            print("\r" + line, end="\n" if final else "", flush=True)
+        elif final or now - self.printed >= 2.0:
+            print(line, flush=True)
+            self.printed = now
+        return done
+
+
 def run_demo(args: argparse.Namespace) -> int:
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="ddc-demo-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    links = [Link(name) for name in LINKS]
-    stack = Stack(workdir)
+    stack = Stack()
     counter: OutputCounter | None = None
-    tty = sys.stdout.isatty()
-    last_print = [0.0, 0, time.monotonic()]  # time of last line, count then, start
-
-    def show(final: bool = False) -> None:
-        if counter is None:
-            return
-        done = counter.poll()
-        now = time.monotonic()
-        rate = done / max(1e-6, now - last_print[2])
-        line = progress(done, args.records, rate)
-        if tty:
-            print("\r" + line, end="\n" if final else "", flush=True)
-        elif final or now - last_print[0] >= 2.0:
-            print(line, flush=True)
-            last_print[0] = now
-
-    print(f"DDC redundant-links demo: {args.records} records over links a and b, each losing "
-          f"{args.loss:.1%} of its packets; logs in {workdir}")  # fmt: skip
+    print(
+        f"DDC redundant-links demo: {args.records} records over links a and b, each losing "
+        f"{args.loss:.1%} of its packets; logs in {workdir}"
+    )
     try:
-        dedup_http, bootstrap = start_stack(stack, links, args)
-        counter = OutputCounter(bootstrap)
-        last_print[2] = time.monotonic()
-        send_records(links, args.records, args.rate, show)
-        deadline = time.monotonic() + args.timeout
-        previous, still_since = -1, time.monotonic()
-        while time.monotonic() < deadline:
+        topology = start_stack(stack, workdir, args.loss)
+        counter = OutputCounter(topology.bootstrap)
+        bar = Progress(counter, args.records)
+        send_records(topology.links, args.records, args.rate, bar.show)
+
+        def delivered() -> int:
             stack.check()
-            show()
-            done = counter.poll()
-            if done >= args.records:
-                break
-            if done != previous:
-                previous, still_since = done, time.monotonic()
-            elif time.monotonic() - still_since > 5.0:
-                break
-            time.sleep(0.2)
-        show(final=True)
-        time.sleep(0.5)
-        return report(args, links, dedup_http, counter)
+            return bar.show()
+
+        # until every record arrived, or nothing more arrives for 5 s (loss on both links)
+        wait_progress(delivered, lambda done: done >= args.records, args.timeout, 5.0, 0.2)
+        bar.show(final=True)
+        time.sleep(0.5)  # a late duplicate would still show in the table
+        return report(args, topology, counter)
     finally:
         if counter is not None:
             counter.close()
@@ -294,27 +226,20 @@ def run_demo(args: argparse.Namespace) -> int:
             shutil.rmtree(workdir, ignore_errors=True)
 
 
-def report(
-    args: argparse.Namespace, links: list[Link], dedup_http: int, counter: OutputCounter
-) -> int:
-    stats = get_json(dedup_http, "/v1/stats")["links"]
+def report(args: argparse.Namespace, topology: Topology, counter: OutputCounter) -> int:
+    stats = topology.dedup.get_json("/v1/stats")["links"]
     delivered = counter.poll()
     rows = [("records sent (to each link)", args.records), ("delivered once", delivered)]
     rows.append(("duplicates removed by dedup", sum(s["duplicate"] for s in stats.values())))
     rows.append(("duplicates reaching the target", counter.duplicates))
-    for link in links:
-        egress = metrics(link.egress_http)
-        sim = get_json(link.sim_http, "/healthz")
+    for link in topology.links:
+        egress = link.egress.metrics()
+        by_type = link.sim.health()["dropped_by_type"]
         arrived = int(egress.get("ddc_egress_records_delivered_total", 0))
-        by_type = sim["dropped_by_type"]
         data_drops = by_type.get("data_first", 0) + by_type.get("data", 0)
         rows.append((f"link {link.name}: data packets dropped by the diode", data_drops))
-        rows.append(
-            (
-                f"link {link.name}: packets counted lost by egress",
-                int(egress["ddc_egress_packets_lost_total"]),
-            )
-        )
+        lost = int(egress["ddc_egress_packets_lost_total"])
+        rows.append((f"link {link.name}: packets counted lost by egress", lost))
         rows.append((f"link {link.name}: records missing", args.records - arrived))
     missing_both = args.records - delivered
     rows.append(("records lost on both links", missing_both))
@@ -323,8 +248,12 @@ def report(
     for name, value in rows:
         print(f"  {name:<{width}}  {value:>10,}")
     ok = counter.duplicates == 0 and delivered + missing_both == args.records
-    print("\nresult:", "every record that crossed at least one link was delivered exactly once" if ok
-          else "MISMATCH: see the logs")  # fmt: skip
+    verdict = (
+        "every record that crossed at least one link was delivered exactly once"
+        if ok
+        else "MISMATCH: see the logs"
+    )
+    print("\nresult:", verdict)
     return 0 if ok else 1
 
 

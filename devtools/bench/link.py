@@ -22,22 +22,15 @@ from typing import Any
 from devtools.bench.common import (
     Receiver,
     cpu_seconds,
-    free_tcp_port,
-    free_udp_port,
-    http_json,
-    metric_value,
     mib,
     peak_rss,
     print_table,
-    python_module,
     rate_search,
     raw_baseline,
     run_blaster,
-    scrape,
-    stop_process,
     summarize,
-    wait_http,
 )
+from devtools.harness import Daemon, Pair, wait_progress
 
 
 @dataclass(frozen=True)
@@ -57,107 +50,63 @@ SCENARIOS = {
 }
 
 
-def _toml(tables: dict[str, dict[str, Any]]) -> str:
-    def value(v: Any) -> str:
-        return f'"{v}"' if isinstance(v, str) else repr(v)
+QUIET = {"log_level": "WARNING"}
 
-    return "".join(
-        f"[{name}]\n" + "".join(f"{k} = {value(v)}\n" for k, v in table.items()) + "\n"
-        for name, table in tables.items()
+
+def make_pair(workdir: Path, scenario: Scenario, rate_bits: float | None, sink_port: int) -> Pair:
+    """`ddc ingress` (UDP source) + `ddc egress` (UDP sink to `sink_port`) for one trial, with
+    large socket buffers and the default heartbeat timing."""
+    transport: dict[str, Any] = {"envelope": scenario.envelope, "send_buffer": "16MiB"}
+    if rate_bits:
+        transport["rate"] = f"{rate_bits:.0f}"
+    return Pair(
+        workdir,
+        "bench",
+        source="udp",
+        sink="udp",
+        ingress=QUIET,
+        egress=QUIET,
+        source_options={"receive_buffer": "64MiB"},
+        transport=transport,
+        egress_transport={"receive_buffer": "64MiB"},
+        sink_options={"send_buffer": "16MiB"},
+        sink_port=sink_port,
+        fast_heartbeats=False,
     )
 
 
-class Pair:
-    """`ddc ingress` + `ddc egress` processes for one trial."""
+def cpu_pair(ingress: Daemon, egress: Daemon) -> tuple[float, float]:
+    assert ingress.process is not None and egress.process is not None
+    return cpu_seconds(ingress.process.pid), cpu_seconds(egress.process.pid)
 
-    def __init__(self, workdir: Path, scenario: Scenario, rate_bits: float | None, sink_port: int):
-        self.workdir = workdir
-        self.source_port = free_udp_port()
-        link_port = free_udp_port()
-        self.ingress_http, self.egress_http = free_tcp_port(), free_tcp_port()
-        transport: dict[str, Any] = {
-            "destination": f"127.0.0.1:{link_port}",
-            "envelope": scenario.envelope,
-            "send_buffer": "16MiB",
-        }
-        if rate_bits:
-            transport["rate"] = f"{rate_bits:.0f}"
-        (workdir / "ingress.toml").write_text(
-            _toml({
-                "ingress": {"name": "bench", "http_listen": f"127.0.0.1:{self.ingress_http}", "log_level": "WARNING"},
-                "ingress.source": {"type": "udp", "listen": f"127.0.0.1:{self.source_port}", "receive_buffer": "64MiB"},
-                "ingress.transport": transport,
-            })
-        )  # fmt: skip
-        (workdir / "egress.toml").write_text(
-            _toml({
-                "egress": {"name": "bench", "http_listen": f"127.0.0.1:{self.egress_http}", "log_level": "WARNING"},
-                "egress.transport": {"listen": f"127.0.0.1:{link_port}", "receive_buffer": "64MiB"},
-                "egress.sink": {"type": "udp", "target": f"127.0.0.1:{sink_port}", "send_buffer": "16MiB"},
-            })
-        )  # fmt: skip
-        self.egress = self.ingress = None
-        self.log = None
 
-    def start(self) -> None:
-        self.log = log = open(self.workdir / "pair.log", "ab")
-        self.egress = python_module(
-            "ddc.cli", "egress", "-c", str(self.workdir / "egress.toml"), stderr=log
-        )
-        wait_http(f"http://127.0.0.1:{self.egress_http}/healthz", 20, self.egress)
-        self.ingress = python_module(
-            "ddc.cli", "ingress", "-c", str(self.workdir / "ingress.toml"), stderr=log
-        )
-        wait_http(f"http://127.0.0.1:{self.ingress_http}/healthz", 20, self.ingress)
-        deadline = time.monotonic() + 10
-        while not http_json(f"http://127.0.0.1:{self.egress_http}/healthz").get("link_up"):
-            if time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"the egress never saw the ingress's StartUp (see {self.workdir}/pair.log)"
-                )
-            time.sleep(0.05)
-        self.cpu_start = (cpu_seconds(self.ingress.pid), cpu_seconds(self.egress.pid))
+def wait_drained(ingress: Daemon, egress: Daemon, timeout: float, quiet: float = 2.0) -> None:
+    """Until the egress has delivered every record the ingress took in, or nothing moved for
+    `quiet` seconds."""
+    wait_progress(
+        lambda: (
+            ingress.metric("ddc_ingress_records_total"),
+            egress.metric("ddc_egress_records_delivered_total"),
+        ),
+        lambda counts: counts[1] >= counts[0],
+        timeout,
+        quiet,
+    )
 
-    def wait_drained(self, timeout: float, quiet: float = 2.0) -> None:
-        """Until the egress has delivered every record the ingress took in, or nothing moved
-        for `quiet` seconds."""
-        deadline = time.monotonic() + timeout
-        last, since = -1.0, time.monotonic()
-        while time.monotonic() < deadline:
-            taken = metric_value(
-                scrape(f"http://127.0.0.1:{self.ingress_http}/metrics"), "ddc_ingress_records_total"
-            )
-            delivered = metric_value(
-                scrape(f"http://127.0.0.1:{self.egress_http}/metrics"),
-                "ddc_egress_records_delivered_total",
-            )
-            if delivered >= taken:
-                return
-            if delivered != last:
-                last, since = delivered, time.monotonic()
-            elif time.monotonic() - since > quiet:
-                return
-            time.sleep(0.1)
 
-    def measure(self) -> dict[str, Any]:
-        egress_metrics = scrape(f"http://127.0.0.1:{self.egress_http}/metrics")
-        ingress_metrics = scrape(f"http://127.0.0.1:{self.ingress_http}/metrics")
-        return {
-            "egress_lost": int(metric_value(egress_metrics, "ddc_egress_packets_lost_total")),
-            "buffer_full": int(metric_value(ingress_metrics, "ddc_ingress_buffer_full_total")),
-            "ingress_records": int(metric_value(ingress_metrics, "ddc_ingress_records_total")),
-            "ingress_rss": peak_rss(self.ingress.pid),
-            "egress_rss": peak_rss(self.egress.pid),
-            "ingress_cpu": cpu_seconds(self.ingress.pid) - self.cpu_start[0],
-            "egress_cpu": cpu_seconds(self.egress.pid) - self.cpu_start[1],
-        }
-
-    def stop(self) -> None:
-        for process in (self.ingress, self.egress):
-            if process is not None:
-                stop_process(process)
-        if self.log is not None:
-            self.log.close()
+def measure(ingress: Daemon, egress: Daemon, cpu_start: tuple[float, float]) -> dict[str, Any]:
+    assert ingress.process is not None and egress.process is not None
+    egress_metrics, ingress_metrics = egress.metrics(), ingress.metrics()
+    ingress_cpu, egress_cpu = cpu_pair(ingress, egress)
+    return {
+        "egress_lost": int(egress_metrics.get("ddc_egress_packets_lost_total", 0)),
+        "buffer_full": int(ingress_metrics.get("ddc_ingress_buffer_full_total", 0)),
+        "ingress_records": int(ingress_metrics.get("ddc_ingress_records_total", 0)),
+        "ingress_rss": peak_rss(ingress.process.pid),
+        "egress_rss": peak_rss(egress.process.pid),
+        "ingress_cpu": ingress_cpu - cpu_start[0],
+        "egress_cpu": egress_cpu - cpu_start[1],
+    }
 
 
 def trial(
@@ -166,19 +115,21 @@ def trial(
     """Offer `rate` bytes/s of datagrams to a fresh pair for `duration` s; what got through."""
     receiver = Receiver(idle=60.0, timeout=duration + 120).start()
     limit = rate * 8 * scenario.limiter_margin if limiter else None
-    pair = Pair(workdir, scenario, limit, receiver.port)
+    pair = make_pair(workdir, scenario, limit, receiver.port)
     try:
         pair.start()
+        assert pair.ingress is not None and pair.egress is not None
+        cpu_start = cpu_pair(pair.ingress, pair.egress)
         sent = run_blaster(
             ("127.0.0.1", pair.source_port), scenario.size, duration=duration, rate=rate
         )
-        pair.wait_drained(timeout=duration + 60)
+        wait_drained(pair.ingress, pair.egress, timeout=duration + 60)
         time.sleep(0.2)  # the last datagrams from the egress's sink to the receiver
         received = receiver.stop()
-        measured = pair.measure()
+        measured = measure(pair.ingress, pair.egress, cpu_start)
     finally:
         pair.stop()
-        if receiver.process.poll() is None:
+        if receiver.process is not None and receiver.process.poll() is None:
             receiver.stop()
     result = summarize(sent, received, scenario.size)
     result.update(measured)
@@ -251,12 +202,31 @@ def run_scenario(
     )
     label = "DDC pair, zero loss" if passing else "DDC pair (NO zero-loss rate found)"
     rows = [
-        [scenario.key, "raw Python UDP", raw["mb_per_s"], raw["records_per_s"], f"{raw['loss_ratio']:.2%}",
-         "", "", "", "", 1.0],
-        [scenario.key, label, best["mb_per_s"], best["records_per_s"], f"{best['loss_ratio']:.2%}",
-         mib(best["ingress_rss"]), mib(best["egress_rss"]), best["ingress_cpu_pct"], best["egress_cpu_pct"],
-         best["mb_per_s"] / raw["mb_per_s"] if raw["mb_per_s"] else 0.0],
-    ]  # fmt: skip
+        [
+            scenario.key,
+            "raw Python UDP",
+            raw["mb_per_s"],
+            raw["records_per_s"],
+            f"{raw['loss_ratio']:.2%}",
+            "",
+            "",
+            "",
+            "",
+            1.0,
+        ],
+        [
+            scenario.key,
+            label,
+            best["mb_per_s"],
+            best["records_per_s"],
+            f"{best['loss_ratio']:.2%}",
+            mib(best["ingress_rss"]),
+            mib(best["egress_rss"]),
+            best["ingress_cpu_pct"],
+            best["egress_cpu_pct"],
+            best["mb_per_s"] / raw["mb_per_s"] if raw["mb_per_s"] else 0.0,
+        ],
+    ]
     return rows
 
 
@@ -291,15 +261,25 @@ def main(argv: list[str]) -> int:
                 SCENARIOS[key], duration, steps, workdir, rate, limiter=not args.no_limiter
             )
     except BaseException:
-        print(f"bench failed; configs and the pair's log are kept in {workdir}", file=sys.stderr)
+        print(f"bench failed; configs and the pair's logs are kept in {workdir}", file=sys.stderr)
         raise
     shutil.rmtree(workdir, ignore_errors=True)
     print()
     print_table(
-        ["scen", "what", "MB/s", "records/s", "loss", "ingress RSS MiB", "egress RSS MiB",
-         "ingress CPU%", "egress CPU%", "ratio to raw"],
+        [
+            "scen",
+            "what",
+            "MB/s",
+            "records/s",
+            "loss",
+            "ingress RSS MiB",
+            "egress RSS MiB",
+            "ingress CPU%",
+            "egress CPU%",
+            "ratio to raw",
+        ],
         rows,
-    )  # fmt: skip
+    )
     print(
         f"\n(trials of {duration:g} s; CPU% = process CPU time over the delivery span; 2-core machine)"
     )

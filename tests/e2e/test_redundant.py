@@ -2,23 +2,24 @@
 
 from __future__ import annotations
 
-import argparse
 import subprocess
-import sys
 import threading
 import time
 
 import pytest
 
-from ddc import demo
-from devtools.harness import wait_until
+from devtools import demo
+from devtools.harness import Stack, child_env, python_argv, wait_until
 
 
 def test_demo_delivers_every_record_exactly_once():
     result = subprocess.run(
-        [sys.executable, "-m", "devtools.demo", "--records", "3000", "--rate", "3000"],
-        capture_output=True, text=True, timeout=180,
-    )  # fmt: skip
+        python_argv("devtools.demo", "--records", "3000", "--rate", "3000"),
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=child_env(),
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "delivered exactly once" in result.stdout
     table = dict(
@@ -29,44 +30,43 @@ def test_demo_delivers_every_record_exactly_once():
 
 
 @pytest.fixture
-def stack(tmp_path):
-    links = [demo.Link(name) for name in demo.LINKS]
-    running = demo.Stack(tmp_path)
-    args = argparse.Namespace(loss=0.0)
-    dedup_http, bootstrap = demo.start_stack(running, links, args)
-    counter = demo.OutputCounter(bootstrap)
-    yield running, links, counter, dedup_http
-    counter.close()
-    running.stop()
+def topology(tmp_path):
+    stack = Stack()
+    try:
+        running = demo.start_stack(stack, tmp_path, loss=0.0)
+        counter = demo.OutputCounter(running.bootstrap)
+        yield running, counter
+        counter.close()
+    finally:
+        stack.stop()
 
 
 @pytest.mark.parametrize("victim", ["ingress-a", "egress-b"])
-def test_kill_9_one_component_mid_stream_target_still_gets_every_record_once(stack, victim):
-    running, links, counter, dedup_http = stack
+def test_kill_9_one_component_mid_stream_target_still_gets_every_record_once(topology, victim):
+    running, counter = topology
     count = 12000
-    sender = threading.Thread(target=demo.send_records, args=(links, count, 2000.0, lambda: None))
+    sender = threading.Thread(
+        target=demo.send_records, args=(running.links, count, 2000.0, lambda: None)
+    )
     sender.start()
     wait_until(lambda: counter.poll() >= 1500, 30, message="first records delivered")
-    running.kill(victim)
-    time.sleep(1.0)
-    running.restart(victim)
-    link = next(link for link in links if link.name == victim[-1])
-    port = link.ingress_http if victim.startswith("ingress") else link.egress_http
-    demo.wait_http(running, port, victim)
+    link = next(link for link in running.links if link.name == victim[-1])
+    process = link.ingress if victim.startswith("ingress") else link.egress
+    process.kill()
+    time.sleep(1.0)  # the link stays down while records go on
+    process.start()
     # the restarted component carries data again: its egress delivers records after the restart
-    before = demo.metrics(link.egress_http).get("ddc_egress_records_delivered_total", 0)
+    delivered = "ddc_egress_records_delivered_total"
+    before = link.egress.metric(delivered)
     wait_until(
-        lambda: (
-            demo.metrics(link.egress_http).get("ddc_egress_records_delivered_total", 0)
-            > before + 100
-        ),
+        lambda: link.egress.metric(delivered) > before + 100,
         30,
         message=f"link {link.name} flowing again",
     )
     sender.join(60)
     wait_until(lambda: counter.poll() >= count, 60, message=f"all {count} records")
-    time.sleep(1.0)
+    time.sleep(1.0)  # a window in which a late duplicate would arrive
     assert counter.poll() == count
     assert counter.duplicates == 0
-    stats = demo.get_json(dedup_http, "/v1/stats")["links"]
+    stats = running.dedup.get_json("/v1/stats")["links"]
     assert sum(s["first"] for s in stats.values()) == count

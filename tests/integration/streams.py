@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import random
 import socket
 import struct
 import threading
 import time
+from pathlib import Path
 
-from ddc.netio import SO_RCVBUFFORCE
+from ddc.netio import set_receive_buffer
+from dedup_service.embedded import poll_until
+from devtools.harness import wait_progress
 
 ID = struct.Struct(">Q")
 
@@ -29,6 +33,11 @@ def record_ok(data: bytes, expected_size: int | None = None) -> bool:
     )
 
 
+def indexes(records: list[bytes]) -> list[int]:
+    """The index each record carries in its first 8 bytes."""
+    return [ID.unpack_from(record)[0] for record in records]
+
+
 def log_uniform_sizes(count: int, max_size: int, seed: int) -> list[int]:
     """Sizes from 0 to max_size, spread evenly over orders of magnitude, both ends included."""
     rng = random.Random(seed)
@@ -39,9 +48,20 @@ def log_uniform_sizes(count: int, max_size: int, seed: int) -> list[int]:
     return sizes[:count]
 
 
+def read_length_prefixed(path: Path) -> list[bytes]:
+    """The records of a file sink's output (each a 4-byte big-endian length, then the bytes)."""
+    data = path.read_bytes() if path.exists() else b""
+    records, offset = [], 0
+    while offset < len(data):
+        size = int.from_bytes(data[offset : offset + 4], "big")
+        records.append(data[offset + 4 : offset + 4 + size])
+        offset += 4 + size
+    return records
+
+
 def udp_receiver(port: int) -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 64 * 1024 * 1024)
+    set_receive_buffer(sock, 64 * 1024 * 1024)
     sock.bind(("127.0.0.1", port))
     return sock
 
@@ -53,7 +73,6 @@ class Collector(threading.Thread):
         super().__init__(daemon=True)
         self.kind = kind
         self.records: list[bytes] = []
-        self.last_arrival = time.monotonic()
         self._stopping = threading.Event()
         if kind == "udp":
             self.sock = udp_receiver(port)
@@ -72,7 +91,6 @@ class Collector(threading.Thread):
                 except TimeoutError:
                     continue
                 self.records.append(data)
-                self.last_arrival = time.monotonic()
         else:
             while not self._stopping.is_set():
                 try:
@@ -100,17 +118,17 @@ class Collector(threading.Thread):
                 self.records.append(bytes(pending[pos + 4 : pos + 4 + size]))
                 pos += 4 + size
             del pending[:pos]
-            self.last_arrival = time.monotonic()
         conn.close()
 
-    def wait_for(self, count: int, timeout: float, quiet: float = 1.0) -> list[bytes]:
-        """Until `count` records arrived, or nothing arrived for `quiet` s after `timeout`."""
-        deadline = time.monotonic() + timeout
-        while len(self.records) < count and time.monotonic() < deadline:
-            time.sleep(0.05)
-        time.sleep(0.2)
-        while time.monotonic() - self.last_arrival < quiet and len(self.records) < count:
-            time.sleep(0.1)
+    def wait_for(
+        self, count: int, timeout: float, quiet: float = 1.0, settle: float = 0.2
+    ) -> list[bytes]:
+        """Until `count` records arrived: for `timeout` s, then for as long as they keep
+        arriving (`quiet` s without one ends it); then `settle` s more so that a surplus (a
+        duplicate) shows too. The records, for the caller to judge."""
+        if not poll_until(lambda: len(self.records) >= count, timeout):
+            wait_progress(lambda: len(self.records), lambda n: n >= count, math.inf, quiet)
+        time.sleep(settle)
         return self.records
 
     def stop(self) -> None:
@@ -125,6 +143,13 @@ def send_tcp_records(port: int, records, pause_every: int = 0) -> None:
             conn.sendall(len(data).to_bytes(4, "big") + data)
             if pause_every and index % pause_every == pause_every - 1:
                 time.sleep(0.001)
+
+
+def send_udp(port: int, datagrams) -> None:
+    """Unpaced: for a few datagrams only (more would overflow the ingress's socket)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        for data in datagrams:
+            sock.sendto(data, ("127.0.0.1", port))
 
 
 def send_udp_paced(port: int, datagrams, bytes_per_second: float) -> None:

@@ -5,41 +5,23 @@ from __future__ import annotations
 import os
 import random
 import socket
-import subprocess
 import sys
-import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.admin import NewTopic
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from dedup_service.embedded import free_port, wait_for_port
-from devtools.embedded_kafka import EmbeddedKafka
+from dedup_service.embedded import free_port, poll_until
+from devtools.embedded_kafka import FAST_GROUP_OPTIONS, EmbeddedKafka
+from devtools.embedded_kafka import create_topics as create_topics  # for the tests
+from devtools.harness import DDC as DDC  # DDC and wait_until: re-exported for the tests
 from devtools.harness import Daemon as ProcessDaemon
-from devtools.harness import wait_until, write_toml  # noqa: F401 (re-exported for the tests)
-
-_SCRIPT = Path(sys.executable).with_name("ddc")
-DDC = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "ddc.cli"]
-# Short group timeouts (DESIGN.md §5): the first join takes ~23 s with kafka-python's defaults.
-GROUP_OPTIONS = {
-    "session_timeout_ms": 6000,
-    "heartbeat_interval_ms": 1000,
-    "max_poll_interval_ms": 10000,
-}
-
+from devtools.harness import Process, write_toml
+from devtools.harness import wait_until as wait_until
 
 # --- Kafka ---------------------------------------------------------------------------------
-
-
-def create_topics(bootstrap: str, *names: str, partitions: int = 4) -> None:
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-    try:
-        admin.create_topics([NewTopic(name, partitions, 1) for name in names])
-    finally:
-        admin.close()
 
 
 def unique(prefix: str) -> str:
@@ -70,18 +52,24 @@ def scan_topic(
 ) -> None:
     """Call visit(message) for everything in `topic` from the start until done() or `timeout`."""
     consumer = KafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_bytes=16 * 1024**2,
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        fetch_max_bytes=16 * 1024**2,
         max_partition_fetch_bytes=2 * 1024**2,
-    )  # fmt: skip
+    )
     try:
         parts = [TopicPartition(topic, p) for p in range(partitions)]
         consumer.assign(parts)
         consumer.seek_to_beginning(*parts)
-        deadline = time.monotonic() + timeout
-        while not done() and time.monotonic() < deadline:
+
+        def drained() -> bool:
             for messages in consumer.poll(timeout_ms=300, max_records=5000).values():
                 for message in messages:
                     visit(message)
+            return bool(done())
+
+        if not done():
+            poll_until(drained, timeout, interval=0)
     finally:
         consumer.close(autocommit=False)
 
@@ -107,35 +95,20 @@ def src_of(message: Any) -> tuple[str, int, int]:
 # --- a broker whose data outlives it ---------------------------------------------------------
 
 
-class S3Store:
+class S3Store(Process):
     """moto's S3 server in a child process: the storage a restarted Tansu broker finds again."""
 
     def __init__(self, data_dir: Path) -> None:
-        self.port = free_port()
-        self.data_dir = data_dir
-        self.process: subprocess.Popen | None = None
-
-    def start(self) -> S3Store:
+        port = free_port()
         server = Path(sys.executable).with_name("moto_server")
-        log = open(self.data_dir / "moto.log", "ab")
-        self.process = subprocess.Popen(
-            [str(server), "-H", "127.0.0.1", "-p", str(self.port)],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-        log.close()
-        wait_for_port("127.0.0.1", self.port, 30, self.process)
-        request = urllib.request.Request(f"{self.url}/tansu", method="PUT")
+        argv = [str(server), "-H", "127.0.0.1", "-p", str(port)]
+        super().__init__("moto", argv, data_dir, http_port=port, ready_path="/")
+
+    def start(self, timeout: float = 30.0) -> Self:
+        super().start(timeout)
+        request = urllib.request.Request(self.url("/tansu"), method="PUT")
         urllib.request.urlopen(request, timeout=10).close()
         return self
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(10)
 
 
 class S3Kafka(EmbeddedKafka):
@@ -147,9 +120,12 @@ class S3Kafka(EmbeddedKafka):
 
     def command(self) -> list[str]:
         env = [
-            f"AWS_ENDPOINT={self.store.url}", "AWS_ACCESS_KEY_ID=ddc", "AWS_SECRET_ACCESS_KEY=ddc",
-            "AWS_DEFAULT_REGION=us-east-1", "AWS_ALLOW_HTTP=true",
-        ]  # fmt: skip
+            f"AWS_ENDPOINT={self.store.url('')}",
+            "AWS_ACCESS_KEY_ID=ddc",
+            "AWS_SECRET_ACCESS_KEY=ddc",
+            "AWS_DEFAULT_REGION=us-east-1",
+            "AWS_ALLOW_HTTP=true",
+        ]
         return ["env", *env, *super().command(), "--storage-engine", "s3://tansu/"]
 
 
@@ -169,22 +145,6 @@ class Daemon(ProcessDaemon):
         config = write_toml(directory / f"{role}-{name}.toml", tables)
         super().__init__(role, config, http_port, directory / f"{role}-{name}.log")
 
-    def start(self) -> Daemon:
-        super().start(wait=20.0)
-        return self
-
-    def metrics_text(self) -> str:
-        with urllib.request.urlopen(self.url("/metrics"), timeout=2) as response:
-            return response.read().decode()
-
-    def metric(self, name: str) -> float:
-        """The value of `name`, summed over its labels."""
-        return self.metrics().get(name, 0.0)
-
-
-def free_udp_port() -> int:
-    return free_port(socket.SOCK_DGRAM)
-
 
 def ingress_tables(
     bootstrap: str, topics: list[str], group: str, destination: int, **transport: Any
@@ -197,8 +157,8 @@ def ingress_tables(
             "topics": topics,
             "group_id": group,
             "commit_interval": 0.5,
-        },  # fmt: skip
-        "ingress.source.options": dict(GROUP_OPTIONS),
+        },
+        "ingress.source.options": dict(FAST_GROUP_OPTIONS),
         "ingress.transport": {"destination": f"127.0.0.1:{destination}", **transport},
     }
 
@@ -217,11 +177,18 @@ class Pair:
     """An ingress (Kafka source) and its egress (Kafka sink), one link."""
 
     def __init__(
-        self, directory: Path, name: str, source: str, sink: str, topics: list[str], group: str,
-        sink_config: dict[str, Any], ingress_transport: dict[str, Any] | None = None,
+        self,
+        directory: Path,
+        name: str,
+        source: str,
+        sink: str,
+        topics: list[str],
+        group: str,
+        sink_config: dict[str, Any],
+        ingress_transport: dict[str, Any] | None = None,
         egress_transport: dict[str, Any] | None = None,
-    ) -> None:  # fmt: skip
-        port = free_udp_port()
+    ) -> None:
+        port = free_port(socket.SOCK_DGRAM)
         self.egress = Daemon(
             "egress",
             name,
@@ -229,18 +196,21 @@ class Pair:
             egress_tables(sink, port, sink_config, **(egress_transport or {})),
         )
         self.ingress = Daemon(
-            "ingress", name, directory,
+            "ingress",
+            name,
+            directory,
             ingress_tables(source, topics, group, port, **(ingress_transport or {})),
-        )  # fmt: skip
+        )
 
     def diagnosis(self) -> str:
         """Both sides' health and counters, for an assertion message."""
         parts = []
         for daemon in (self.ingress, self.egress):
             counters = [
-                line for line in daemon.metrics_text().splitlines()
-                if line.startswith("ddc_") and "_created" not in line and not line.endswith(" 0.0")
-            ]  # fmt: skip
+                f"{name} {value}"
+                for name, value in daemon.metrics().items()
+                if name.startswith("ddc_") and "_created" not in name and value
+            ]
             parts.append(f"{daemon.role} health {daemon.health()}\n" + "\n".join(counters))
         return "\n".join(parts)
 

@@ -1,0 +1,155 @@
+"""`ddc` daemons as child processes, and an ingress/egress pair on loopback with free ports."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from typing import Any
+
+from dedup_service.embedded import free_port
+from devtools.harness.process import Process, python_argv, wait_until
+from devtools.harness.toml_files import write_toml
+
+DDC = python_argv("ddc.cli")
+"""argv prefix of the `ddc` command: this interpreter, `-m ddc.cli`."""
+
+
+class Daemon(Process):
+    """`ddc ROLE -c CONFIG` with its HTTP port, output appended to `log_path`."""
+
+    def __init__(
+        self,
+        role: str,
+        config: Path,
+        http_port: int | None,
+        log_path: Path,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(
+            log_path.stem, [*DDC, role, "-c", str(config)], log_path.parent, http_port, env
+        )
+        self.role = role
+        self.config = config
+        self.log_path = log_path
+
+
+def _free(kind: str) -> int:
+    return free_port(socket.SOCK_DGRAM if kind == "udp" else socket.SOCK_STREAM)
+
+
+class Pair:
+    """Config and processes of one `ddc ingress` + `ddc egress` on loopback with free ports.
+
+    source/sink: the plugin types; the tables take these extra keys (a dict each):
+    `ingress` and `egress` (top tables), `source_options`, `transport` (ingress transport),
+    `egress_transport`, `sink_options`, and `filters` (a list: [[ingress.filters]]).
+    `destination_port` is where the ingress sends (the egress's link port unless a diode
+    simulator sits between); `sink_port` where a UDP/TCP sink delivers. With `fast_heartbeats`
+    (tests) the ingress beats every 0.2 s and the egress declares the link down after 1 s.
+    """
+
+    def __init__(
+        self,
+        tmp: Path,
+        name: str = "pair",
+        source: str = "udp",
+        sink: str = "udp",
+        *,
+        ingress: dict[str, Any] | None = None,
+        egress: dict[str, Any] | None = None,
+        source_options: dict[str, Any] | None = None,
+        transport: dict[str, Any] | None = None,
+        egress_transport: dict[str, Any] | None = None,
+        sink_options: dict[str, Any] | None = None,
+        filters: list[dict[str, Any]] | None = None,
+        sink_port: int | None = None,
+        fast_heartbeats: bool = True,
+    ) -> None:
+        self.tmp = tmp
+        self.name = name
+        self.source_type = source
+        self.sink_type = sink
+        self.source_port = _free(source)
+        self.link_port = _free("udp")
+        self.sender_port = _free("udp")
+        self.destination_port = self.link_port
+        self.sink_port = sink_port or (_free(sink) if sink in ("udp", "tcp") else None)
+        self.ingress_http = free_port()
+        self.egress_http = free_port()
+        self.ingress_table = dict(ingress or {})
+        self.egress_table = dict(egress or {})
+        self.source_options = dict(source_options or {})
+        self.transport = dict(transport or {})
+        self.egress_transport = dict(egress_transport or {})
+        self.sink_options = dict(sink_options or {})
+        self.filters = list(filters or [])
+        self.fast_heartbeats = fast_heartbeats
+        self.ingress: Daemon | None = None
+        self.egress: Daemon | None = None
+
+    def ingress_config(self) -> Path:
+        beats = {"heartbeat_interval": 0.2} if self.fast_heartbeats else {}
+        tables: dict[str, Any] = {
+            "ingress": {
+                "name": self.name,
+                "http_listen": f"127.0.0.1:{self.ingress_http}",
+                **self.ingress_table,
+            },
+            "ingress.source": {
+                "type": self.source_type,
+                "listen": f"127.0.0.1:{self.source_port}",
+                **self.source_options,
+            },
+            "ingress.transport": {
+                "destination": f"127.0.0.1:{self.destination_port}",
+                "bind": f"127.0.0.1:{self.sender_port}",
+                **beats,
+                **self.transport,
+            },
+        }
+        if self.filters:
+            tables["ingress.filters"] = self.filters
+        return write_toml(self.tmp / f"{self.name}-ingress.toml", tables)
+
+    def egress_config(self) -> Path:
+        sink: dict[str, Any] = {"type": self.sink_type}
+        if self.sink_port:
+            sink["target"] = f"127.0.0.1:{self.sink_port}"
+        beats = {"heartbeat_timeout": 1.0} if self.fast_heartbeats else {}
+        tables: dict[str, Any] = {
+            "egress": {
+                "name": self.name,
+                "http_listen": f"127.0.0.1:{self.egress_http}",
+                **self.egress_table,
+            },
+            "egress.transport": {
+                "listen": f"127.0.0.1:{self.link_port}",
+                **beats,
+                **self.egress_transport,
+            },
+            "egress.sink": {**sink, **self.sink_options},
+        }
+        return write_toml(self.tmp / f"{self.name}-egress.toml", tables)
+
+    def start_egress(self) -> Daemon:
+        self.egress = self._start("egress", self.egress_config(), self.egress_http)
+        return self.egress
+
+    def start_ingress(self) -> Daemon:
+        self.ingress = self._start("ingress", self.ingress_config(), self.ingress_http)
+        return self.ingress
+
+    def _start(self, role: str, config: Path, http_port: int) -> Daemon:
+        return Daemon(role, config, http_port, self.tmp / f"{self.name}-{role}.log").start()
+
+    def start(self) -> Pair:
+        """The egress, then the ingress; returns once the egress has seen the link up."""
+        egress = self.start_egress()
+        self.start_ingress()
+        wait_until(lambda: egress.health()["link_up"], 10, message="link up")
+        return self
+
+    def stop(self) -> None:
+        for daemon in (self.ingress, self.egress):
+            if daemon is not None:
+                daemon.stop()
