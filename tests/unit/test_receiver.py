@@ -53,4 +53,20 @@ def test_every_datagram_is_counted_exactly_once():
     received = sum(receiver.received)
     assert received == len(good)
     assert sum(receiver.malformed.values()) == 4
+    assert receiver.malformed == {"short": 2, "unknown_type": 1, "length_mismatch": 1}
     assert receiver.foreign == len(good)
+
+
+def test_datagrams_from_a_sender_other_than_the_expected_one_are_foreign_before_any_pin():
+    delivered: list[bytes] = []
+    receiver = Receiver(
+        None,
+        LinkState(1.0, expected_sender="10.0.0.1:4000"),
+        Reassembler(1 << 20),
+        lambda chunk: delivered.append(bytes(chunk)),
+    )
+    startup = encode_header(MessageType.STARTUP, 0, 0)
+    feed(receiver, [startup, bytes(9)], address=("10.0.0.9", 4000))
+    assert receiver.foreign == 2 and receiver.link.pinned is None
+    feed(receiver, [startup, *datagrams([b"ok"], Sequence())])
+    assert delivered == [b"ok"] and receiver.link.pinned == A
