@@ -25,8 +25,8 @@ from typing import Any
 
 import psutil
 
-SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
-SO_SNDBUFFORCE = getattr(socket, "SO_SNDBUFFORCE", 32)
+from ddc.netio import set_receive_buffer, set_send_buffer
+
 BLAST_BATCH_SECONDS = 0.001  # pacing granularity of the blaster
 
 
@@ -118,16 +118,6 @@ def wait_http(url: str, timeout: float, process: subprocess.Popen | None = None)
 # --- blaster and receiver ------------------------------------------------------------------
 
 
-def _set_buffer(sock: socket.socket, size: int, receive: bool) -> None:
-    option, force = (
-        (socket.SO_RCVBUF, SO_RCVBUFFORCE) if receive else (socket.SO_SNDBUF, SO_SNDBUFFORCE)
-    )
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, force, size)
-    except OSError:
-        sock.setsockopt(socket.SOL_SOCKET, option, size)
-
-
 def blast(
     target: tuple[str, int],
     size: int,
@@ -141,7 +131,7 @@ def blast(
     Pacing is by batches of about a millisecond, so the loop between sleeps is a bare send().
     """
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    _set_buffer(sock, 8 * 1024**2, receive=False)
+    set_send_buffer(sock, 8 * 1024**2)
     sock.connect(target)
     send = sock.send
     payload = memoryview(os.urandom(size))
@@ -407,7 +397,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     else:
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        _set_buffer(sock, args.receive_buffer, receive=True)
+        set_receive_buffer(sock, args.receive_buffer)
         sock.bind(args.listen)
 
         def ready() -> None:
