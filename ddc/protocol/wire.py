@@ -2,9 +2,9 @@
 
     type u8 | seq u32 | length u16 (payload bytes) | remaining u16 (packets of the chunk after this)
 
-The transport builds headers with `encode_header` (through `fragment` for data), the receiver and
-the diode simulator read them with `parse_header` and `type_name`: nothing else packs or unpacks
-`HEADER`.
+The transport's headers come from `fragment` (data packets) and `encode_header` (control
+packets); the receiver reads them with `parse_header`, the diode simulator with `type_name`.
+Nothing outside ddc.protocol packs or unpacks `HEADER`.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from ddc.netio import set_receive_buffer
 from dedup_service.embedded import free_port
 from devtools.harness import Daemon, wait_until, write_toml
 from tests.interop.v1peer import (
@@ -26,7 +27,7 @@ STARTUP_BURST = 20
 
 def udp_socket() -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 * 1024**2)
+    set_receive_buffer(sock, 8 * 1024**2)
     sock.bind(("127.0.0.1", 0))
     return sock
 
