@@ -13,7 +13,7 @@ import sys
 COMMANDS = {
     "ingress": ("ddc.ingress.cli", "run an ingress proxy"),
     "egress": ("ddc.egress.cli", "run an egress proxy"),
-    "diode-sim": ("ddc.diode_sim", "a one-way UDP relay standing in for a data diode"),
+    "diode-sim": ("ddc.diode_sim.cli", "a one-way UDP relay standing in for a data diode"),
     "topology": ("ddc.topology.cli", "check compose/k8s/ddc configs for pairing violations"),
     "supervise": ("ddc.supervisor.cli", "out-of-band monitor of all link pairs"),
 }

@@ -21,12 +21,15 @@ _stdlib_socket = monkey.get_original("socket", "socket")
 # Linux values; the socket module does not export them
 SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
 SO_SNDBUFFORCE = getattr(socket, "SO_SNDBUFFORCE", 32)
+# a receive buffer larger than any UDP datagram (65527 bytes over IPv6): none is ever truncated
+RECEIVE_SIZE = 65536
 
 
 def _resize_buffer(
     sock: socket.socket, option: int, force_option: int, size: int, sysctl: str
 ) -> int:
-    """Ask for `size` bytes of kernel buffer (forcing it as root); the size granted."""
+    """Ask for `size` bytes of kernel buffer (forced past the sysctl limit as root); the size
+    granted, with a warning naming the sysctl when it is less."""
     try:
         sock.setsockopt(socket.SOL_SOCKET, force_option, size)
     except OSError:
@@ -35,12 +38,15 @@ def _resize_buffer(
     if granted < size:
         log.warning(
             "socket buffer is %d bytes, %d requested: raise the sysctl %s (or run as root)",
-            granted, size, sysctl,
-        )  # fmt: skip
+            granted,
+            size,
+            sysctl,
+        )
     return granted
 
 
 def set_receive_buffer(sock: socket.socket, size: int) -> int:
+    """SO_RCVBUF of `sock`: the one buffer sizer of every UDP socket DDC and its tools open."""
     return _resize_buffer(sock, socket.SO_RCVBUF, SO_RCVBUFFORCE, size, "net.core.rmem_max")
 
 
@@ -112,7 +118,7 @@ class UdpSocket:
             except BlockingIOError:
                 gevent.get_hub().wait(self._readable)
 
-    def recv(self, size: int = 65536) -> bytes:
+    def recv(self, size: int = RECEIVE_SIZE) -> bytes:
         """One datagram as a bytes object of its own size (no second copy, unlike recv_into)."""
         while True:
             try:
@@ -120,7 +126,7 @@ class UdpSocket:
             except BlockingIOError:
                 gevent.get_hub().wait(self._readable)
 
-    def recvfrom(self, size: int = 65536) -> tuple[bytes, tuple]:
+    def recvfrom(self, size: int = RECEIVE_SIZE) -> tuple[bytes, tuple]:
         while True:
             try:
                 return self.sock.recvfrom(size)

@@ -10,9 +10,10 @@ from collections.abc import Callable
 import gevent
 
 from ddc.egress.link import LinkState
-from ddc.netio import UdpSocket
+from ddc.logs import ThrottledLog
+from ddc.netio import RECEIVE_SIZE, UdpSocket
 from ddc.protocol.reassembly import Reassembler
-from ddc.protocol.wire import HEADER, HEADER_SIZE, MessageType
+from ddc.protocol.wire import HEADER_SIZE, MessageType, parse_header
 from ddc.units import format_hostport
 
 log = logging.getLogger(__name__)
@@ -25,6 +26,7 @@ SHUTDOWN = MessageType.SHUTDOWN
 YIELD_EVERY = 32
 # a StartUp this soon after the last one, finding the receiver already reset, is the same burst
 STARTUP_HOLDOFF = 0.5
+FOREIGN_LOG_INTERVAL = 5.0
 
 
 class Receiver:
@@ -35,7 +37,7 @@ class Receiver:
         udp: UdpSocket,
         link: LinkState,
         reassembler: Reassembler,
-        deliver: Callable[[bytes | bytearray], None],
+        deliver: Callable[[bytes | bytearray | memoryview], None],
     ) -> None:
         self.udp = udp
         self.link = link
@@ -47,14 +49,14 @@ class Receiver:
         self.foreign = 0
         self.startups = 0
         self._last_startup = -1e9
-        self._last_foreign_log = 0.0
+        self._foreign_log = ThrottledLog(log, FOREIGN_LOG_INTERVAL, logging.WARNING)
 
     def run(self) -> None:
         recv = self.udp.recvfrom
         handle = self.handle
         count = 0
         while True:
-            data, address = recv(65536)
+            data, address = recv(RECEIVE_SIZE)
             handle(memoryview(data), len(data), address)
             count += 1
             if count >= YIELD_EVERY:
@@ -62,23 +64,16 @@ class Receiver:
                 gevent.sleep(0)
 
     def handle(self, view: memoryview, size: int, address: tuple) -> None:
-        if size < HEADER_SIZE:
-            if address == self.link.pinned or self.link.may_pin(address, time.monotonic()):
-                self.malformed["short"] += 1
-            else:
-                self._foreign(address)
-            return
-        kind, seq, length, remaining = HEADER.unpack_from(view)
-        if not STARTUP <= kind <= SHUTDOWN or length != size - HEADER_SIZE:
-            if address == self.link.pinned or self.link.may_pin(address, time.monotonic()):
-                self.malformed[
-                    "unknown_type" if not STARTUP <= kind <= SHUTDOWN else "length_mismatch"
-                ] += 1
-            else:
-                self._foreign(address)
-            return
-        now = time.monotonic()
+        header = parse_header(view, size)
         link = self.link
+        if isinstance(header, str):
+            if address == link.pinned or link.may_pin(address, time.monotonic()):
+                self.malformed[header] += 1
+            else:
+                self._foreign(address)
+            return
+        kind, seq, _, remaining = header
+        now = time.monotonic()
         if address != link.pinned:
             if not link.may_pin(address, now, kind):
                 self._foreign(address)
@@ -118,10 +113,22 @@ class Receiver:
 
     def _foreign(self, address: tuple) -> None:
         self.foreign += 1
-        now = time.monotonic()
-        if now - self._last_foreign_log > 5.0:
-            log.warning(
-                "refused datagram from %s: pinned sender is %s (%d refused so far)",
-                format_hostport(address), format_hostport(self.link.pinned), self.foreign,
-            )  # fmt: skip
-            self._last_foreign_log = now
+        self._foreign_log(
+            "foreign",
+            "refused datagram from %s: pinned sender is %s (%d refused so far)",
+            _Address(address),
+            _Address(self.link.pinned),
+            self.foreign,
+        )
+
+
+class _Address:
+    """A log argument formatted only when the line is written (foreign datagrams may flood)."""
+
+    __slots__ = ("address",)
+
+    def __init__(self, address: tuple | None) -> None:
+        self.address = address
+
+    def __str__(self) -> str:
+        return "none" if self.address is None else format_hostport(self.address)

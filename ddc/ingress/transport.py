@@ -11,9 +11,10 @@ from typing import Any
 import gevent
 
 from ddc.ingress.pacing import make_pacer
+from ddc.metrics import IngressMetrics
 from ddc.netio import UdpSocket, set_send_buffer
-from ddc.protocol.fragment import Sequence, split
-from ddc.protocol.wire import HEADER, HEADER_SIZE, MessageType, encode_header
+from ddc.protocol.fragment import Payload, Sequence, fragment
+from ddc.protocol.wire import HEADER_SIZE, MessageType, encode_header
 from ddc.units import format_hostport
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,7 @@ class Transport:
     can cure drop a packet, and the egress then counts it as lost.
     """
 
-    def __init__(self, config: dict[str, Any], metrics: Any) -> None:
+    def __init__(self, config: dict[str, Any], metrics: IngressMetrics) -> None:
         self.destination = config["destination"]
         self.bind = config["bind"]
         self.payload_max = config["max_packet_size"] - HEADER_SIZE
@@ -66,9 +67,11 @@ class Transport:
         self.udp.sock.bind(self.bind)
         log.info(
             "sending to %s (%s) from %s, max packet %d bytes",
-            format_hostport(self.destination), format_hostport(self.sockaddr),
-            format_hostport(self.udp.getsockname()), self.payload_max + HEADER_SIZE,
-        )  # fmt: skip
+            format_hostport(self.destination),
+            format_hostport(self.sockaddr),
+            format_hostport(self.udp.getsockname()),
+            self.payload_max + HEADER_SIZE,
+        )
 
     def refresh_destination(self) -> None:
         """Re-resolves a destination given by name (an orchestrator may move the egress)."""
@@ -96,12 +99,14 @@ class Transport:
             self.udp.close()
             self.udp = None
 
-    def _send(self, buffers: list, persist: bool) -> bool:
+    def _send(self, buffers: list[Payload], persist: bool) -> bool:
         """True once sent; False when dropped (a permanent error, or a control packet that failed)."""
+        udp, sockaddr = self.udp, self.sockaddr
+        assert udp is not None and sockaddr is not None, "send before open()"
         backoff = 0.001
         while True:
             try:
-                self.udp.sendmsg(buffers, self.sockaddr)
+                udp.sendmsg(buffers, sockaddr)
                 if self.failing is not None:
                     log.warning("sending to %s again", format_hostport(self.destination))
                     self.failing = None
@@ -116,31 +121,17 @@ class Transport:
                 gevent.sleep(backoff)
                 backoff = min(MAX_BACKOFF, backoff * 2)
 
-    def send_chunk(self, chunk: bytes | bytearray | memoryview) -> bool:
+    def send_chunk(self, chunk: Payload) -> bool:
         """Fragments and sends one chunk; False when a packet of it had to be dropped."""
-        size = len(chunk)
-        if size <= self.payload_max:  # the common case: one DataFirst
-            self.pacer.take(HEADER_SIZE + size)
-            sequence = self.sequence
-            header = HEADER.pack(MessageType.DATA_FIRST, sequence.take(), size, 0)
-            sent = self._send([header, chunk], True)
-            self.handed_over = sequence.next
-            if sent:
-                self.data_packets += 1
-                self.data_bytes += HEADER_SIZE + size
-                self.chunks += 1
-            return sent
         take = self.pacer.take
         send = self._send
-        pack = HEADER.pack
         sequence = self.sequence
         complete = True
-        for kind, remaining, payload in split(chunk, self.payload_max):
+        for header, payload in fragment(chunk, self.payload_max, sequence):
             length = HEADER_SIZE + len(payload)
             take(length)
-            seq = sequence.take()
             # a dropped packet still consumed its seq: the egress counts it as lost
-            if send([pack(kind, seq, len(payload), remaining), payload], True):
+            if send([header, payload], True):
                 self.data_bytes += length
                 self.data_packets += 1
             else:

@@ -1,4 +1,5 @@
-"""Chunk envelopes (DESIGN.md §2): `raw` (the record's bytes) and `records` (a checksummed batch).
+"""Chunk envelopes (docs/wire-protocol.md): `raw` (the record's bytes) and `records` (a
+checksummed batch).
 
 records batch v1, little-endian:
     b"DDCR" | version u8 (1) | flags u8 (0) | count u32 | crc32 u32 of the body | body

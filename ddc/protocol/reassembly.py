@@ -1,6 +1,6 @@
 """The receiver's state machine: sequence tracking, loss detection, chunk reassembly.
 
-Rules (DESIGN.md §2): a seq gap counts the missing packets as lost and aborts the chunk in
+Rules (docs/wire-protocol.md): a seq gap counts the missing packets as lost and aborts the chunk in
 progress; Data packets after a lost DataFirst are dropped until the next DataFirst; packets
 behind the expected seq are late (dropped, counted); a partial chunk is never delivered; a
 chunk over `max_chunk_size` or with an inconsistent `remaining` is aborted as malformed.
@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from collections import Counter
 
-from ddc.protocol.wire import SEQ_MODULO, MessageType
+from ddc.protocol.wire import SEQ_MODULO, MessageType, seq_distance
 
-_HALF = SEQ_MODULO // 2
 # A HeartBeat further behind than reordering explains, or this many data packets in a row
 # behind, means the sender started a new sequence and its StartUp was lost: resync.
 RESYNC_BEHIND = 65536
@@ -77,8 +76,8 @@ class Reassembler:
             self._late_run = 0
             self._since_observe += 1
             return True
-        gap = (seq - expected) % SEQ_MODULO
-        if gap >= _HALF:
+        gap = seq_distance(seq, expected)
+        if gap < 0:
             self._late_run += 1
             if self._late_run >= RESYNC_LATE_RUN:
                 self._resync((seq + 1) % SEQ_MODULO)
@@ -99,15 +98,15 @@ class Reassembler:
         if expected is None:
             self.expected = seq
             return
-        gap = (seq - expected) % SEQ_MODULO
-        if 0 < gap < _HALF:
+        gap = seq_distance(seq, expected)
+        if gap > 0:
             self.stats.lost += gap
             self._abort("loss")
             self.expected = seq
-        elif gap >= _HALF:
+        elif gap < 0:
             # behind: a HeartBeat overtaken by at most the packets that arrived since the last
             # one is merely late; further behind, the sender has started a new sequence
-            behind = SEQ_MODULO - gap
+            behind = -gap
             if behind > since or behind > RESYNC_BEHIND:
                 self._resync(seq)
 

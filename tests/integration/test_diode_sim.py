@@ -15,9 +15,9 @@ import urllib.request
 
 import pytest
 
+from ddc.netio import set_receive_buffer
 from dedup_service.embedded import free_port
 
-SO_RCVBUFFORCE = 33
 SEQ = struct.Struct(">Q")  # first byte 0: never mistaken for a DDC message type
 
 
@@ -47,10 +47,7 @@ def healthz(base: str) -> dict:
 
 def udp_socket(receive_buffer: int = 32 * 1024**2) -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:  # as root past net.core.rmem_max: a whole test's datagrams may wait here
-        sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, receive_buffer)
-    except OSError:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+    set_receive_buffer(sock, receive_buffer)  # a whole test's datagrams may wait here
     sock.bind(("127.0.0.1", 0))
     return sock
 
@@ -115,10 +112,11 @@ def test_loss_one_percent_seed_7_drops_exactly_what_it_counts():
 
 def test_rate_cap_buffer_overflow_and_periodic_stats():
     receiver, sender = udp_socket(), udp_socket()
+    forward = f"127.0.0.1:{receiver.getsockname()[1]}"
     process, port, base = start_sim(
-        "--forward", f"127.0.0.1:{receiver.getsockname()[1]}",
-        "--rate", "800kbit", "--buffer", "50kB", "--stats-interval", "0.2", "--seed", "1",
-    )  # fmt: skip
+        *("--forward", forward, "--rate", "800kbit", "--buffer", "50kB"),
+        *("--stats-interval", "0.2", "--seed", "1"),
+    )
     try:
         for _ in range(30):
             sender.sendto(b"r" * 10_000, ("127.0.0.1", port))
@@ -164,8 +162,8 @@ def test_a_port_in_use_exits_2_naming_the_option(which):
     busy = udp_socket() if which == "listen" else socket.create_server(("127.0.0.1", 0))
     port = busy.getsockname()[1]
     listen = port if which == "listen" else free_port(socket.SOCK_DGRAM)
-    command = [sys.executable, "-m", "ddc.cli", "diode-sim", "--listen", f"127.0.0.1:{listen}",
-               "--forward", "127.0.0.1:9"]  # fmt: skip
+    command = [sys.executable, "-m", "ddc.cli", "diode-sim"]
+    command += ["--listen", f"127.0.0.1:{listen}", "--forward", "127.0.0.1:9"]
     if which == "http":
         command += ["--http", f"127.0.0.1:{port}"]
     try:

@@ -1,4 +1,5 @@
-"""The independent v1 peer against DESIGN.md §2 itself: byte layout, chunking, loss, wrap."""
+"""The independent v1 peer against the specification (docs/wire-protocol.md) itself: byte
+layout, chunking, loss, wrap."""
 
 from __future__ import annotations
 

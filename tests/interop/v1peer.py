@@ -1,4 +1,5 @@
-"""An independent implementation of DDC wire protocol v1, written from DESIGN.md §2 only.
+"""An independent implementation of DDC wire protocol v1, written from the wire protocol
+specification (docs/wire-protocol.md) only.
 
 It deliberately shares no code with `ddc.protocol`: the interop tests use it to check that what
 `ddc ingress` puts on the wire and what `ddc egress` accepts is the documented format, not

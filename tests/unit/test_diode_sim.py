@@ -10,10 +10,14 @@ import gevent
 import pytest
 from gevent import socket as gsocket
 
-from ddc.diode_sim import DiodeSim, SimConfig, config_from_args, configure_parser, message_type
+from ddc.diode_sim.cli import config_from_args, configure_parser
+from ddc.diode_sim.config import SimConfig
+from ddc.diode_sim.counters import Counters
+from ddc.diode_sim.relay import DiodeSim
 from ddc.errors import ConfigError
+from ddc.netio import set_receive_buffer
+from devtools.diode_sim_thread import DiodeSimThread
 
-SO_RCVBUFFORCE = 33
 SEQ = struct.Struct(">Q")  # first byte 0: never mistaken for a DDC message type
 
 
@@ -22,10 +26,7 @@ class Peer:
 
     def __init__(self) -> None:
         self.sock = gsocket.socket(gsocket.AF_INET, gsocket.SOCK_DGRAM)
-        try:  # as root past net.core.rmem_max: a whole test's datagrams may wait here
-            self.sock.setsockopt(gsocket.SOL_SOCKET, SO_RCVBUFFORCE, 32 * 1024**2)
-        except OSError:
-            self.sock.setsockopt(gsocket.SOL_SOCKET, gsocket.SO_RCVBUF, 32 * 1024**2)
+        set_receive_buffer(self.sock, 32 * 1024**2)  # a whole test's datagrams may wait here
         self.sock.bind(("127.0.0.1", 0))
         self.address = self.sock.getsockname()
         self.got: list[bytes] = []
@@ -294,13 +295,26 @@ def test_send_errors_drop_and_count_the_datagram(peers, options):
 
 def test_drops_are_classified_by_ddc_message_type():
     header = struct.Struct("<BIHH")
-    assert message_type(header.pack(1, 0, 0, 0)) == "startup"
-    assert message_type(header.pack(2, 5, 0, 0)) == "heartbeat"
-    assert message_type(header.pack(3, 5, 3, 0) + b"abc") == "data_first"
-    assert message_type(memoryview(header.pack(4, 6, 0, 0))) == "data"
-    assert message_type(header.pack(5, 6, 0, 0)) == "shutdown"
-    assert message_type(b"\x03short") == "other"
-    assert message_type(header.pack(9, 0, 0, 0)) == "other"
+    counters = Counters()
+    for datagram in [
+        header.pack(1, 0, 0, 0),
+        header.pack(2, 5, 0, 0),
+        header.pack(3, 5, 3, 0) + b"abc",
+        memoryview(header.pack(4, 6, 0, 0)),
+        header.pack(5, 6, 0, 0),
+        b"\x03short",
+        header.pack(9, 0, 0, 0),
+    ]:
+        counters.drop("loss", datagram)
+    assert counters.values()["dropped_by_type"] == {
+        "startup": 1,
+        "heartbeat": 1,
+        "data_first": 1,
+        "data": 1,
+        "shutdown": 1,
+        "other": 2,
+    }
+    assert counters.dropped == counters.dropped_loss == 7
 
 
 @pytest.mark.parametrize(
@@ -382,8 +396,6 @@ def test_stop_relays_what_the_kernel_already_holds(peers):
 def test_the_thread_wrapper_relays_for_callers_that_block():
     import socket
     import time
-
-    from ddc.diode_sim import DiodeSimThread
 
     receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     receiver.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024**2)  # 300 datagrams wait

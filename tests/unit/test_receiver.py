@@ -1,9 +1,12 @@
-"""The egress receiver's handling of whole datagrams (driven directly, no sockets)."""
+"""The egress receiver's handling of whole datagrams (driven directly, no sockets), and of the
+transport's."""
 
 from __future__ import annotations
 
 from ddc.egress.link import LinkState
 from ddc.egress.receiver import Receiver
+from ddc.ingress.transport import Transport
+from ddc.metrics import IngressMetrics
 from ddc.protocol.fragment import Sequence, fragment
 from ddc.protocol.reassembly import Reassembler
 from ddc.protocol.wire import MessageType, encode_header
@@ -53,4 +56,67 @@ def test_every_datagram_is_counted_exactly_once():
     received = sum(receiver.received)
     assert received == len(good)
     assert sum(receiver.malformed.values()) == 4
+    assert receiver.malformed == {"short": 2, "unknown_type": 1, "length_mismatch": 1}
     assert receiver.foreign == len(good)
+
+
+def test_datagrams_from_a_sender_other_than_the_expected_one_are_foreign_before_any_pin():
+    delivered: list[bytes] = []
+    receiver = Receiver(
+        None,
+        LinkState(1.0, expected_sender="10.0.0.1:4000"),
+        Reassembler(1 << 20),
+        lambda chunk: delivered.append(bytes(chunk)),
+    )
+    startup = encode_header(MessageType.STARTUP, 0, 0)
+    feed(receiver, [startup, bytes(9)], address=("10.0.0.9", 4000))
+    assert receiver.foreign == 2 and receiver.link.pinned is None
+    feed(receiver, [startup, *datagrams([b"ok"], Sequence())])
+    assert delivered == [b"ok"] and receiver.link.pinned == A
+
+
+class CapturingSocket:
+    """Stands in for the transport's UdpSocket: keeps each datagram it is asked to send."""
+
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+
+    def sendmsg(self, buffers: list, address: tuple) -> int:
+        datagram = b"".join(bytes(buffer) for buffer in buffers)
+        self.sent.append(datagram)
+        return len(datagram)
+
+
+def test_what_the_transport_sends_the_receiver_delivers_byte_identical():
+    transport = Transport(
+        {
+            "destination": A,
+            "bind": ("127.0.0.1", 0),
+            "max_packet_size": 1472,
+            "rate": None,
+            "send_delay_ms": 0,
+            "startup_burst": 3,
+            "shutdown_burst": 2,
+        },
+        IngressMetrics(),
+    )
+    udp = CapturingSocket()
+    transport.udp, transport.sockaddr = udp, A
+    chunks = [b"", b"a", b"b" * 1463, b"c" * 1464, bytes(range(256)) * 300]
+    transport.send_startup()
+    for chunk in chunks:
+        assert transport.send_chunk(chunk)
+    transport.send_heartbeat()
+    transport.send_shutdown()
+    assert transport.chunks == len(chunks) and transport.handed_over == 1 + 1 + 1 + 2 + 53
+    assert len(udp.sent) == 3 + transport.data_packets + 1 + 2
+    assert all(len(datagram) <= 1472 for datagram in udp.sent)
+
+    delivered: list[bytes] = []
+    receiver = make_receiver(delivered)
+    feed(receiver, udp.sent)
+    assert delivered == chunks
+    assert not receiver.malformed and receiver.foreign == 0
+    stats = receiver.reassembler.stats
+    assert stats.lost == 0 and stats.late == 0 and not stats.aborted
+    assert receiver.link.released  # the Shutdown burst was understood
