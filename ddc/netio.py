@@ -106,10 +106,9 @@ class UdpSocket:
         if timeout is None:
             hub.wait(self._readable)
             return True
-        with gevent.Timeout(timeout, False):
-            hub.wait(self._readable)
-            return True
-        return False
+        return (
+            gevent.with_timeout(timeout, hub.wait, self._readable, timeout_value=False) is not False
+        )
 
     def recvfrom_into(self, buffer: bytearray | memoryview) -> tuple[int, tuple]:
         while True:

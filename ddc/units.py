@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from typing import Any
 
 _SIZE_UNITS = {
     "": 1,
@@ -40,7 +42,7 @@ _DURATION_UNITS = {
 _NUMBER_UNIT = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([a-zA-Z]*)\s*$")
 
 
-def _parse(value: object, units: dict[str, float], what: str, example: str) -> float:
+def _parse(value: object, units: Mapping[str, float], what: str, example: str) -> float:
     if isinstance(value, bool):
         raise ValueError(f"expected a {what} such as {example!r}, got {value!r}")
     if isinstance(value, int | float):
@@ -50,10 +52,10 @@ def _parse(value: object, units: dict[str, float], what: str, example: str) -> f
     if not isinstance(value, str):
         raise ValueError(f"expected a {what} such as {example!r}, got {value!r}")
     match = _NUMBER_UNIT.match(value)
-    unit = match.group(2).lower() if match else None
-    if match is None or unit not in units:
+    factor = units.get(match.group(2).lower()) if match else None
+    if match is None or factor is None:
         raise ValueError(f"invalid {what} {value!r} (expected e.g. {example!r})")
-    return float(match.group(1)) * units[unit]
+    return float(match.group(1)) * factor
 
 
 def parse_size(value: object) -> int:
@@ -85,6 +87,15 @@ def parse_hostport(value: object, *, allow_zero_port: bool = False) -> tuple[str
     return host, port
 
 
-def format_hostport(address: tuple[str, int]) -> str:
+def format_hostport(address: tuple[Any, ...]) -> str:
+    """`host:port` (`[host]:port` for IPv6) of a (host, port, ...) socket address."""
     host, port = address[0], address[1]
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def host_port(address: str | tuple[Any, ...]) -> tuple[str, int]:
+    """(host, port) of a server's bound address: the daemons bind IP addresses, never the Unix
+    socket paths that a gevent server's `address` may also hold."""
+    if not isinstance(address, tuple):
+        raise TypeError(f"not an IP socket address: {address!r}")
+    return address[0], address[1]
