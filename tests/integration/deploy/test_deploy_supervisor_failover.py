@@ -7,7 +7,7 @@ every record produced from then on still reaches the target topic. Restart the e
 supervisor resumes the ingress, which rejoins the group and carries traffic again.
 
 Records that the ingress of the dead pair sends during the blind window (between the kill and
-the pause) are lost: that window is what `grace` trades against false alarms (DESIGN.md §1).
+the pause) are lost: that window is what `grace` trades against false alarms (docs/deployment.md).
 The test therefore produces each phase while the group is stable.
 """
 
