@@ -11,8 +11,6 @@ from gevent.pywsgi import WSGIServer
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from ddc.units import host_port
-
 log = logging.getLogger(__name__)
 
 # (method, path) → handler() returning (status code, JSON body)
@@ -25,6 +23,17 @@ _REASONS = {
     500: "Internal Server Error",
     503: "Service Unavailable",
 }
+
+
+class _QuietLog:
+    def write(self, *_args: Any) -> None:
+        pass
+
+    def writelines(self, *_args: Any) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
 
 
 class HttpServer:
@@ -40,11 +49,13 @@ class HttpServer:
         self.registry = registry
         self.routes = routes
         self.before_scrape = before_scrape
-        self.server = WSGIServer(listen, self.app, log=None, error_log=log)  # no access log
+        self.server = WSGIServer(listen, self.app, log=_QuietLog(), error_log=log)
 
     @property
     def address(self) -> tuple[str, int]:
-        return host_port(self.server.address)
+        address = self.server.address
+        assert isinstance(address, tuple), "listens on an IP address"
+        return address
 
     def start(self) -> None:
         self.server.start()

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from typing import Any
 
-_SIZE_UNITS = {
+_SIZE_UNITS: dict[str, float] = {
     "": 1,
     "b": 1,
     "k": 1000,
@@ -19,7 +18,7 @@ _SIZE_UNITS = {
     "gb": 1000**3,
     "gib": 1024**3,
 }
-_RATE_UNITS = {
+_RATE_UNITS: dict[str, float] = {
     "": 1,
     "bit": 1,
     "bps": 1,
@@ -42,7 +41,7 @@ _DURATION_UNITS = {
 _NUMBER_UNIT = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([a-zA-Z]*)\s*$")
 
 
-def _parse(value: object, units: Mapping[str, float], what: str, example: str) -> float:
+def _parse(value: object, units: dict[str, float], what: str, example: str) -> float:
     if isinstance(value, bool):
         raise ValueError(f"expected a {what} such as {example!r}, got {value!r}")
     if isinstance(value, int | float):
@@ -52,10 +51,10 @@ def _parse(value: object, units: Mapping[str, float], what: str, example: str) -
     if not isinstance(value, str):
         raise ValueError(f"expected a {what} such as {example!r}, got {value!r}")
     match = _NUMBER_UNIT.match(value)
-    factor = units.get(match.group(2).lower()) if match else None
-    if match is None or factor is None:
+    unit = match.group(2).lower() if match else None
+    if match is None or unit not in units:
         raise ValueError(f"invalid {what} {value!r} (expected e.g. {example!r})")
-    return float(match.group(1)) * factor
+    return float(match.group(1)) * units[unit]
 
 
 def parse_size(value: object) -> int:

@@ -36,22 +36,14 @@ def free_port(kind: int = socket.SOCK_STREAM, host: str = "127.0.0.1") -> int:
         return probe.getsockname()[1]
 
 
-def poll_until(
-    predicate: Callable[[], T],
-    timeout: float,
-    interval: float = 0.05,
-    sleep: Callable[[float], object] = time.sleep,
-) -> T:
-    """predicate()'s first truthy result, or its last (falsy) one once `timeout` seconds passed.
-
-    `sleep` between polls: gevent.sleep where the predicate waits on greenlets of this process.
-    """
+def poll_until(predicate: Callable[[], T], timeout: float, interval: float = 0.05) -> T:
+    """predicate()'s first truthy result, or its last (falsy) one once `timeout` seconds passed."""
     deadline = time.monotonic() + timeout
     while True:
         result = predicate()
         if result or time.monotonic() > deadline:
             return result
-        sleep(interval)
+        time.sleep(interval)
 
 
 def wait_for_port(

@@ -29,12 +29,10 @@ def wait_until(
     timeout: float,
     interval: float = 0.05,
     message: str | Callable[[], str] = "condition",
-    sleep: Callable[[float], object] = time.sleep,
 ) -> T:
     """predicate()'s first truthy result; AssertionError naming `message` (a str, or a callable
-    that describes the state at the timeout) if none comes within `timeout` seconds. `sleep`:
-    gevent.sleep when the predicate waits on greenlets of the test's own process."""
-    result = poll_until(predicate, timeout, interval, sleep)
+    that describes the state at the timeout) if none comes within `timeout` seconds."""
+    result = poll_until(predicate, timeout, interval)
     if not result:
         what = message() if callable(message) else message
         raise AssertionError(f"timed out after {timeout}s waiting for {what}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 
 import gevent
@@ -10,7 +11,6 @@ from ddc.config.schemas import DedupSinkSchema
 from ddc.egress.sinks.dedup import DedupSink
 from ddc.metrics import EgressMetrics
 from ddc.protocol.record import Record
-from devtools.harness import wait_until
 from tests.integration.dedup.conftest import read_length_prefixed
 
 
@@ -21,8 +21,10 @@ def make_sink(url, link, **overrides):
 
 
 def run_until(predicate, timeout):
-    """Waits for the sinks' greenlets (in this process) to make `predicate` true."""
-    wait_until(predicate, timeout, sleep=gevent.sleep)
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        gevent.sleep(0.05)
 
 
 def kafka_records(indices):

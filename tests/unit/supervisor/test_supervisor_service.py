@@ -15,7 +15,6 @@ from ddc.http import HttpServer
 from ddc.supervisor.client import _GeventConnection, request
 from ddc.supervisor.config import load_supervisor_config
 from ddc.supervisor.service import Supervisor
-from devtools.harness import poll_until
 
 POLL, GRACE = 0.2, 0.6
 SLACK = 0.5  # scheduling slack on a busy 2-core machine
@@ -65,8 +64,12 @@ class FakeEgress:
 
 
 def wait_for(predicate, timeout, step=0.02):
-    """predicate()'s result once true, or at the timeout; the supervisor runs in greenlets here."""
-    return poll_until(predicate, timeout, step, sleep=gevent.sleep)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        gevent.sleep(step)
+    return predicate()
 
 
 @pytest.fixture
