@@ -100,16 +100,6 @@ class UdpSocket:
     def getsockname(self) -> tuple:
         return self.sock.getsockname()
 
-    def wait_readable(self, timeout: float | None = None) -> bool:
-        """True once data can be read, False after `timeout` seconds."""
-        hub = gevent.get_hub()
-        if timeout is None:
-            hub.wait(self._readable)
-            return True
-        return (
-            gevent.with_timeout(timeout, hub.wait, self._readable, timeout_value=False) is not False
-        )
-
     def recvfrom_into(self, buffer: bytearray | memoryview) -> tuple[int, tuple]:
         while True:
             try:
