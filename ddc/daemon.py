@@ -90,7 +90,7 @@ class Service:
         self, func: Callable[..., Any], *args: Any, name: str | None = None
     ) -> gevent.Greenlet:
         greenlet = self.group.spawn(func, *args)
-        greenlet.name = name or getattr(func, "__name__", "greenlet")
+        greenlet.name = name or str(getattr(func, "__name__", "greenlet"))
         greenlet.link_exception(self._greenlet_failed)
         return greenlet
 

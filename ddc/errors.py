@@ -14,10 +14,6 @@ class ConfigError(DDCError):
         self.problem = problem
 
 
-class MalformedPacket(DDCError):
-    """A datagram that does not parse as DDC wire protocol v1."""
-
-
 class EnvelopeError(DDCError):
     """A chunk whose envelope (records batch) does not decode."""
 

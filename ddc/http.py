@@ -29,6 +29,12 @@ class _QuietLog:
     def write(self, *_args: Any) -> None:
         pass
 
+    def writelines(self, *_args: Any) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
+
 
 class HttpServer:
     """GET /metrics from `registry`, and JSON `routes`; start()/stop(timeout)."""
@@ -47,7 +53,9 @@ class HttpServer:
 
     @property
     def address(self) -> tuple[str, int]:
-        return self.server.address
+        address = self.server.address
+        assert isinstance(address, tuple), "listens on an IP address"
+        return address
 
     def start(self) -> None:
         self.server.start()

@@ -100,17 +100,6 @@ class UdpSocket:
     def getsockname(self) -> tuple:
         return self.sock.getsockname()
 
-    def wait_readable(self, timeout: float | None = None) -> bool:
-        """True once data can be read, False after `timeout` seconds."""
-        hub = gevent.get_hub()
-        if timeout is None:
-            hub.wait(self._readable)
-            return True
-        with gevent.Timeout(timeout, False):
-            hub.wait(self._readable)
-            return True
-        return False
-
     def recvfrom_into(self, buffer: bytearray | memoryview) -> tuple[int, tuple]:
         while True:
             try:

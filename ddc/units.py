@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
-_SIZE_UNITS = {
+_SIZE_UNITS: dict[str, float] = {
     "": 1,
     "b": 1,
     "k": 1000,
@@ -17,7 +18,7 @@ _SIZE_UNITS = {
     "gb": 1000**3,
     "gib": 1024**3,
 }
-_RATE_UNITS = {
+_RATE_UNITS: dict[str, float] = {
     "": 1,
     "bit": 1,
     "bps": 1,
@@ -85,6 +86,15 @@ def parse_hostport(value: object, *, allow_zero_port: bool = False) -> tuple[str
     return host, port
 
 
-def format_hostport(address: tuple[str, int]) -> str:
+def format_hostport(address: tuple[Any, ...]) -> str:
+    """`host:port` (`[host]:port` for IPv6) of a (host, port, ...) socket address."""
     host, port = address[0], address[1]
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def host_port(address: str | tuple[Any, ...]) -> tuple[str, int]:
+    """(host, port) of a server's bound address: the daemons bind IP addresses, never the Unix
+    socket paths that a gevent server's `address` may also hold."""
+    if not isinstance(address, tuple):
+        raise TypeError(f"not an IP socket address: {address!r}")
+    return address[0], address[1]

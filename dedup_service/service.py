@@ -14,7 +14,7 @@ from gevent.pywsgi import WSGIServer
 
 from ddc.daemon import DRAIN_TIMEOUT, Service
 from ddc.errors import ConfigError
-from ddc.units import format_hostport
+from ddc.units import format_hostport, host_port
 from dedup_service.app import create_app
 from dedup_service.divergence import DivergenceWatch
 from dedup_service.embedded import EmbeddedRedis
@@ -62,8 +62,8 @@ class DedupService(Service):
 
     @property
     def address(self) -> tuple[str, int]:
-        assert self.server is not None
-        return self.server.address[:2]
+        assert self.server is not None, "start() creates the server"
+        return host_port(self.server.address)
 
     def _redis_url(self) -> str:
         if self.config["redis_url"]:

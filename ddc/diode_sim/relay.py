@@ -225,12 +225,11 @@ class DiodeSim(Service):
         handled = 0
         hold = self.config.reorder_hold
         while True:
+            size: int | None
             if self._held is None:
                 size = recv_into(buffer)
             else:
-                size = None
-                with gevent.Timeout(hold, False):
-                    size = recv_into(buffer)
+                size = gevent.with_timeout(hold, recv_into, buffer, timeout_value=None)
                 if size is None:  # nothing came to overtake the held datagram
                     held, copies = self._held
                     self._held = None

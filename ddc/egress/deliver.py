@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import cast
 
 import gevent
 
@@ -54,7 +55,8 @@ class Deliverer:
                 return None
         if not isinstance(chunk, bytes) and not self.sink.accepts_views:
             chunk = bytes(chunk)
-        return [Record(chunk)]
+        # a sink with accepts_views takes a view as a raw record's value (ddc/egress/sinks/base.py)
+        return [Record(cast(bytes, chunk))]
 
     def run(self) -> None:
         delivered = 0

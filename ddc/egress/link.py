@@ -27,7 +27,7 @@ class LinkState:
         if expected_sender:
             host, port = parse_hostport(expected_sender, allow_zero_port=True)
             try:  # datagrams come from numeric addresses: compare with the name's address
-                host = socket.getaddrinfo(host, port, 0, socket.SOCK_DGRAM)[0][4][0]
+                host = str(socket.getaddrinfo(host, port, 0, socket.SOCK_DGRAM)[0][4][0])
             except OSError as exc:
                 raise ConfigError(
                     "egress.transport.expected_sender", f"cannot resolve {host!r}: {exc}"
@@ -40,6 +40,10 @@ class LinkState:
         self.up = False
         self.down_reason = "no sender yet"
         self.ever_up = False
+
+    def _pinned_name(self) -> str:
+        """The pinned sender, for log lines."""
+        return format_hostport(self.pinned) if self.pinned is not None else "none"
 
     def allowed(self, address: tuple) -> bool:
         """May this address be (or become) our sender?"""
@@ -80,9 +84,9 @@ class LinkState:
         if not self.up:
             self.up = True
             if self.ever_up:
-                log.info("link restored: sender %s", format_hostport(self.pinned))
+                log.info("link restored: sender %s", self._pinned_name())
             else:
-                log.info("link up: sender %s", format_hostport(self.pinned))
+                log.info("link up: sender %s", self._pinned_name())
             self.ever_up = True
 
     def shutdown(self) -> None:
@@ -91,7 +95,7 @@ class LinkState:
         if self.up:
             self.up = False
             self.down_reason = "shutdown"
-            log.warning("link down: sender %s sent Shutdown", format_hostport(self.pinned))
+            log.warning("link down: sender %s sent Shutdown", self._pinned_name())
 
     def check_timeout(self, now: float | None = None) -> bool:
         """Called periodically: True when the link just went down for silence."""
@@ -101,7 +105,7 @@ class LinkState:
             self.down_reason = "heartbeat timeout"
             log.error(
                 "link interrupted: nothing from %s for %.1fs (heartbeat_timeout %.1fs)",
-                format_hostport(self.pinned),
+                self._pinned_name(),
                 now - self.last_packet,
                 self.timeout,
             )

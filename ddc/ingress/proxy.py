@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, cast
 
 import gevent
 
@@ -68,13 +69,13 @@ class IngressProxy(Service):
 
     # --- the pipeline -----------------------------------------------------------------
 
-    def submit(self, items: list[Record | bytes], ack: Ack | None) -> None:
+    def submit(self, items: Sequence[Record | bytes], ack: Ack | None) -> None:
         """Called by the source: queue records for the framer, per the block/drop policy."""
         if not items and ack is None:
             return
         cost = len(items) or 1
-        if items and isinstance(items[0], bytes):
-            size = sum(map(len, items))
+        if items and isinstance(items[0], bytes):  # a source submits all bytes or all Records
+            size = sum(map(len, cast(Sequence[bytes], items)))
         else:
             size = sum(len(value_of(item)) for item in items)
         if self.records_queue.put_nowait((items, ack), cost, size):

@@ -47,10 +47,11 @@ repaired: once a parity packet of a later block arrives, nothing of an earlier o
 
 from __future__ import annotations
 
+import functools
 import struct
 from collections.abc import Sequence
 
-import zfec  # type: ignore[import-untyped]  # zfec ships no type information
+import zfec  # no type information: pyproject.toml tells mypy to skip it
 
 from ddc.protocol.wire import HEADER, HEADER_SIZE, MAX_DATAGRAM, SEQ_MODULO, MessageType
 
@@ -124,22 +125,17 @@ def parse_parity(datagram: BlockLike) -> ParityInfo | str:
     return ParityInfo(first, k, m, index, stride, slot, memoryview(datagram)[PARITY_OVERHEAD:])
 
 
-_encoders: dict[tuple[int, int], zfec.Encoder] = {}
-_decoders: dict[tuple[int, int], zfec.Decoder] = {}
+# one zfec coder per (K, M), kept: at most one per valid pair (K + M <= MAX_SHARES)
 
 
+@functools.cache
 def _encoder(k: int, m: int) -> zfec.Encoder:
-    encoder = _encoders.get((k, m))
-    if encoder is None:
-        encoder = _encoders[(k, m)] = zfec.Encoder(k, k + m)
-    return encoder
+    return zfec.Encoder(k, k + m)
 
 
+@functools.cache
 def _decoder(k: int, m: int) -> zfec.Decoder:
-    decoder = _decoders.get((k, m))
-    if decoder is None:
-        decoder = _decoders[(k, m)] = zfec.Decoder(k, k + m)
-    return decoder
+    return zfec.Decoder(k, k + m)
 
 
 def pad(datagram: BlockLike, size: int) -> bytes:

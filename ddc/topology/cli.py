@@ -49,10 +49,10 @@ def run(args: argparse.Namespace) -> int:
             print(note, file=sys.stderr)
     if not args.quiet or result.violations:
         for ingress, egress in result.pairs:
-            print(f"pair: {ingress.label}\n   -> {egress.label} (port {egress.listen[1]})")
+            print(f"pair: {ingress.label}\n   -> {egress.label} (port {egress.listens_on[1]})")
         for relay in graph.of_role("relay"):
             print(
-                f"relay: {relay.label} {format_hostport(relay.listen)} -> {format_hostport(relay.destination)}"
+                f"relay: {relay.label} {format_hostport(relay.listens_on)} -> {format_hostport(relay.aimed_at)}"
             )
     if result.violations:
         print(f"\ntopology check FAILED: {len(result.violations)} pairing violation(s)")

@@ -26,8 +26,7 @@ class Analysis:
 
 def targets(graph: Graph, node: Node, hops: int = 0) -> list[Node]:
     """The egresses a node's destination reaches, following diode relays."""
-    assert node.destination is not None
-    host, port = node.destination
+    host, port = node.aimed_at
     reached: list[Node] = []
     for other in graph.nodes:
         if other is node or other.role not in ("egress", "relay"):
@@ -70,13 +69,13 @@ def analyze(graph: Graph) -> Analysis:
                 Violation(
                     "egress-without-ingress",
                     f"an egress that no ingress is aimed at (listening on "
-                    f"{format_hostport(egress.listen)})\n  egress:\n    - {egress.label}",
+                    f"{format_hostport(egress.listens_on)})\n  egress:\n    - {egress.label}",
                 )
             )
 
     for ingress in ingresses:
         aimed = reached[id(ingress)]
-        destination = format_hostport(ingress.destination)
+        destination = format_hostport(ingress.aimed_at)
         if len(aimed) > 1:
             result.violations.append(
                 Violation(
@@ -108,7 +107,7 @@ def _shared_ports(
     reported: set[tuple[object, int]] = set()
     by_port: dict[tuple[object, int], list[Node]] = defaultdict(list)
     for egress in egresses:
-        by_port[(egress.scope, egress.listen[1])].append(egress)
+        by_port[(egress.scope, egress.listens_on[1])].append(egress)
     for (scope, port), nodes in by_port.items():
         if len({node.origin for node in nodes}) > 1:
             reported.add((scope, port))
@@ -121,7 +120,7 @@ def _shared_ports(
             )
     by_port = defaultdict(list)
     for ingress in ingresses:
-        by_port[(ingress.scope, ingress.destination[1])].append(ingress)
+        by_port[(ingress.scope, ingress.aimed_at[1])].append(ingress)
     for (scope, port), nodes in by_port.items():
         if (scope, port) in reported or len({node.origin for node in nodes}) < 2:
             continue

@@ -48,6 +48,18 @@ class Node:
     replica: tuple[int, int] | None = None  # (n, of) when the orchestrator runs several
 
     @property
+    def listens_on(self) -> tuple[str, int]:
+        """An egress's or relay's listening address: the readers always set it for those roles."""
+        assert self.listen is not None, f"{self.role} {self.origin} has no listening address"
+        return self.listen
+
+    @property
+    def aimed_at(self) -> tuple[str, int]:
+        """An ingress's or relay's destination: the readers always set it for those roles."""
+        assert self.destination is not None, f"{self.role} {self.origin} has no destination"
+        return self.destination
+
+    @property
     def label(self) -> str:
         if self.replica and self.replica[1] > 1:
             return f"{self.origin} (replica {self.replica[0]} of {self.replica[1]})"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 from typing import Any
 
+from ddc.netio import set_send_buffer
 from ddc.protocol.record import Record
 from dedup_service.errors import SinkFailed
 from dedup_service.sinks.base import Sink
@@ -17,7 +18,7 @@ class UdpSink(Sink):
 
     def start(self) -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.config["send_buffer"])
+        set_send_buffer(self.sock, self.config["send_buffer"])  # warns when the kernel caps it
 
     def send(self, records: list[Record]) -> None:
         assert self.sock is not None, "sink not started"

@@ -66,6 +66,18 @@ def udp_receiver(port: int) -> socket.socket:
     return sock
 
 
+def drain(sock: socket.socket, expect: int | None = None, idle: float = 0.5) -> list[bytes]:
+    """The datagrams `sock` receives until `expect` of them came or none came for `idle` s."""
+    sock.settimeout(idle)
+    got: list[bytes] = []
+    try:
+        while expect is None or len(got) < expect:
+            got.append(sock.recv(65536))
+    except TimeoutError:
+        pass
+    return got
+
+
 class Collector(threading.Thread):
     """Collects what a sink delivers (UDP datagrams or length-prefixed TCP frames) in a thread."""
 

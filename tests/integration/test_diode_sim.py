@@ -17,6 +17,8 @@ import pytest
 
 from ddc.netio import set_receive_buffer
 from dedup_service.embedded import free_port
+from devtools.harness import wait_until
+from tests.integration.streams import drain
 
 SEQ = struct.Struct(">Q")  # first byte 0: never mistaken for a DDC message type
 
@@ -28,16 +30,21 @@ def start_sim(*options: str) -> tuple[subprocess.Popen, int, str]:
     command += [*options, "--http", f"127.0.0.1:{http}"]
     process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
     base = f"http://127.0.0.1:{http}"
-    deadline = time.monotonic() + 15
-    while True:
+
+    def started() -> bool:
+        if process.poll() is not None:
+            raise RuntimeError(f"diode-sim exited: {process.stderr.read()}")
         try:
-            healthz(base)
-            return process, port, base
+            return bool(healthz(base))
         except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                raise RuntimeError(f"diode-sim did not start: {process.stderr.read()}") from None
-            time.sleep(0.05)
+            return False
+
+    try:
+        wait_until(started, 15, message="diode-sim to answer /healthz")
+    except AssertionError as exc:
+        process.kill()
+        raise RuntimeError(f"{exc}; its stderr: {process.stderr.read()}") from None
+    return process, port, base
 
 
 def healthz(base: str) -> dict:
@@ -50,17 +57,6 @@ def udp_socket(receive_buffer: int = 32 * 1024**2) -> socket.socket:
     set_receive_buffer(sock, receive_buffer)  # a whole test's datagrams may wait here
     sock.bind(("127.0.0.1", 0))
     return sock
-
-
-def collect(sock: socket.socket, expect: int, idle: float = 0.5) -> list[bytes]:
-    sock.settimeout(idle)
-    got = []
-    try:
-        while len(got) < expect:
-            got.append(sock.recv(65536))
-    except TimeoutError:
-        pass
-    return got
 
 
 def stop(process: subprocess.Popen) -> tuple[int, str]:
@@ -85,7 +81,7 @@ def test_loss_one_percent_seed_7_drops_exactly_what_it_counts():
             sender.sendto(SEQ.pack(index) + b"d" * 100, ("127.0.0.1", port))
             if index % 100 == 99:
                 time.sleep(0.005)  # stay far below what the relay can take
-        got = [SEQ.unpack_from(d)[0] for d in collect(receiver, count)]
+        got = [SEQ.unpack_from(d)[0] for d in drain(receiver, count)]
         counters = healthz(base)
         sender.settimeout(0.3)
         with pytest.raises(TimeoutError):
@@ -120,7 +116,7 @@ def test_rate_cap_buffer_overflow_and_periodic_stats():
     try:
         for _ in range(30):
             sender.sendto(b"r" * 10_000, ("127.0.0.1", port))
-        got = collect(receiver, 30, idle=0.6)  # 100 kB/s: one 10 kB datagram per 0.1 s
+        got = drain(receiver, 30, idle=0.6)  # 100 kB/s: one 10 kB datagram per 0.1 s
         counters = healthz(base)
         time.sleep(0.3)
     finally:

@@ -17,6 +17,7 @@ from ddc.diode_sim.relay import DiodeSim
 from ddc.errors import ConfigError
 from ddc.netio import set_receive_buffer
 from devtools.diode_sim_thread import DiodeSimThread
+from devtools.harness import wait_until
 
 SEQ = struct.Struct(">Q")  # first byte 0: never mistaken for a DDC message type
 
@@ -408,9 +409,7 @@ def test_the_thread_wrapper_relays_for_callers_that_block():
             for index in range(300):
                 sender.sendto(SEQ.pack(index), sim.address)
                 time.sleep(0.0005)  # blocks this thread, not the simulator's hub
-            deadline = time.monotonic() + 5
-            while sim.counters()["received"] < 300 and time.monotonic() < deadline:
-                time.sleep(0.01)
+            wait_until(lambda: sim.counters()["received"] >= 300, 5, interval=0.01)
             counters = sim.counters()
             got = [receiver.recv(100) for _ in range(counters["forwarded"])]
     finally:

@@ -15,7 +15,16 @@ from pathlib import PurePosixPath
 from devtools import ROOT
 
 RUNTIME_PACKAGES = {"ddc", "dedup_service"}
-DEV_ONLY = {"devtools", "tests", "demo.py", "bench", "harness", "embedded_kafka.py", "scripts"}
+DEV_ONLY = {
+    "devtools",
+    "tests",
+    "demo.py",
+    "bench",
+    "harness",
+    "embedded_kafka.py",
+    "diode_sim_thread.py",
+    "scripts",
+}
 # what a checkout may hold besides the source: an in-tree build writes build/ and *.egg-info
 NOT_SOURCE = shutil.ignore_patterns(
     ".git",

@@ -164,7 +164,9 @@ class KafkaSink(Sink):
 
     def _pump(self) -> None:
         """The supervised greenlet that owns the producer (restarted by the owner if it fails)."""
-        self._pump_greenlet = gevent.getcurrent()
+        pump = gevent.getcurrent()
+        assert isinstance(pump, gevent.Greenlet), "supervise() spawns the pump"
+        self._pump_greenlet = pump
         while not self._closing:
             if self._replace:
                 self._replace_producer()

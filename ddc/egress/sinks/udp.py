@@ -29,6 +29,7 @@ class UdpSink(Sink):
         set_send_buffer(self.udp.sock, self.config["send_buffer"])
 
     def send(self, records: list[Record]) -> None:
+        assert self.udp is not None, "start() opens the socket before send()"
         sendto = self.udp.sendto
         target = self.target
         for record in records:

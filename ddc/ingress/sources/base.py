@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from gevent.event import Event
@@ -14,7 +14,7 @@ from ddc.protocol.record import Record
 # objects or plain bytes (a value-only record, the cheap form for UDP/TCP sources). `ack`, when
 # given, is called once every one of those records has been handed to the UDP socket (or was
 # filtered out or dropped with a counter), in submission order: Kafka commits offsets from it.
-Submit = Callable[[list[Record | bytes], Callable[[], None] | None], None]
+Submit = Callable[[Sequence[Record | bytes], Callable[[], None] | None], None]
 
 
 class Source:

@@ -12,6 +12,7 @@ from gevent.server import StreamServer
 
 from ddc.ingress.sources.base import Source, Submit
 from ddc.metrics import IngressMetrics
+from ddc.units import host_port
 
 log = logging.getLogger(__name__)
 
@@ -35,13 +36,16 @@ class TcpSource(Source):
 
     @property
     def address(self) -> tuple[str, int]:
-        return self.server.address
+        assert self.server is not None, "start() creates the server"
+        return host_port(self.server.address)
 
     def run(self) -> None:
-        self.server.start()
+        server = self.server
+        assert server is not None, "start() creates the server before run()"
+        server.start()
         self._stopped.wait()
         # stop accepting, end every reader at its next recv; a submit in progress completes
-        self.server.close()
+        server.close()
         for conn in list(self._connections):
             try:
                 conn.shutdown(socket.SHUT_RD)
@@ -95,7 +99,7 @@ class TcpSource(Source):
 
     def _split(self, pending: bytearray, peer: tuple) -> tuple[list[bytes], int, int]:
         """Complete records at the front of `pending`, bytes consumed, bytes left to skip."""
-        records = []
+        records: list[bytes] = []
         pos = 0
         end = len(pending)
         view = memoryview(pending)

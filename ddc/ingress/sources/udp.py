@@ -32,14 +32,17 @@ class UdpSource(Source):
         log.info("UDP source listening on %s:%s", *self.udp.getsockname()[:2])
 
     def run(self) -> None:
-        self._runner = gevent.getcurrent()
-        raw_recv = self.udp.sock.recv
+        runner, udp = gevent.getcurrent(), self.udp
+        assert isinstance(runner, gevent.Greenlet), "run() is spawned by the proxy"
+        assert udp is not None, "start() binds the socket before run()"
+        self._runner = runner
+        raw_recv = udp.sock.recv
         records_counter = self.metrics.records
         while not self._stopped:
             self.running.wait()
             self._receiving = True
             try:
-                first = self.udp.recv(65536)
+                first = udp.recv(65536)
             finally:
                 self._receiving = False
             batch = [first]

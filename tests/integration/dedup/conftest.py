@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import struct
 import subprocess
 import sys
 import threading
@@ -21,7 +19,8 @@ import pytest
 import requests
 
 from dedup_service.embedded import free_port
-from devtools.harness import parse_metrics, wait_until, write_toml
+from devtools.harness import child_env, parse_metrics, wait_until, write_toml
+from tests.integration.streams import read_length_prefixed as read_length_prefixed  # for the tests
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -45,20 +44,9 @@ def run_together(threads: list[threading.Thread], timeout: float) -> None:
         thread.join(timeout)
 
 
-def read_length_prefixed(path: Path) -> list[bytes]:
-    data = path.read_bytes() if path.exists() else b""
-    values, offset = [], 0
-    while offset < len(data):
-        (size,) = struct.unpack_from(">I", data, offset)
-        values.append(data[offset + 4 : offset + 4 + size])
-        offset += 4 + size
-    return values
-
-
 def subprocess_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    return env
+    """This environment with the checkout first on PYTHONPATH (the harness's child_env)."""
+    return child_env()
 
 
 @dataclass

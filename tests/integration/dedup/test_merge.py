@@ -101,10 +101,19 @@ def test_merge_loop_exactly_once_offsets_after_ack_pauses_while_redis_is_down(
         sources = Counter(dict(r.headers)["ddc-src"] for r in got)
         assert len(sources) == total and set(sources.values()) == {1}
         assert {r.value for r in got} == {b"v-%d" % i for i in range(total)}
-        wait_until(
-            lambda: committed(kafka_bootstrap, group, (out_a, out_b)) == ends, 10, interval=0.2,
-            message=lambda: f"committed {committed(kafka_bootstrap, group, (out_a, out_b))} == {ends}",
-        )  # fmt: skip
+
+        def offsets() -> dict:
+            return committed(kafka_bootstrap, group, (out_a, out_b))
+
+        def wait_committed() -> None:  # every record read from out_a and out_b: up to `ends`
+            wait_until(
+                lambda: offsets() == ends,
+                10,
+                interval=0.2,
+                message=lambda: f"committed {offsets()} == {ends}",
+            )
+
+        wait_committed()
 
         def missing():
             links = server.get("/v1/stats").json()["links"]
@@ -117,7 +126,7 @@ def test_merge_loop_exactly_once_offsets_after_ack_pauses_while_redis_is_down(
 
         # Redis down: the loop stops consuming (no output, no offset commits) and resumes after.
         own.stop()
-        before = committed(kafka_bootstrap, group, (out_a, out_b))
+        before = offsets()
         produce(kafka_bootstrap, out_a, range(total, total + 500), ends)
         produce(kafka_bootstrap, out_b, range(total, total + 500), ends)
         wait_until(
@@ -125,7 +134,7 @@ def test_merge_loop_exactly_once_offsets_after_ack_pauses_while_redis_is_down(
             message="the merge loop paused",
         )  # fmt: skip
         assert drain(reader, 1, timeout=2) == []
-        assert committed(kafka_bootstrap, group, (out_a, out_b)) == before
+        assert offsets() == before
         assert server.metric("ddc_dedup_merge_paused") == 1
         own.start()
         later = drain(reader, 500, timeout=30)
@@ -133,10 +142,7 @@ def test_merge_loop_exactly_once_offsets_after_ack_pauses_while_redis_is_down(
         assert sorted(dict(r.headers)["ddc-src"] for r in later) == sorted(
             b"src/0/%d" % i for i in range(total, total + 500)
         )
-        wait_until(
-            lambda: committed(kafka_bootstrap, group, (out_a, out_b)) == ends, 10, interval=0.2,
-            message=lambda: f"committed {committed(kafka_bootstrap, group, (out_a, out_b))} == {ends}",
-        )  # fmt: skip
+        wait_committed()
         assert server.get("/healthz").json()["merge"]["paused"] is False
         assert "merge loop paused" in server.log() and "merge loop resumes" in server.log()
     finally:

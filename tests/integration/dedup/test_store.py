@@ -10,6 +10,7 @@ import pytest
 
 from dedup_service import lua
 from dedup_service.store import Store, connect
+from tests.integration.dedup.conftest import run_together
 
 
 @pytest.fixture
@@ -32,11 +33,7 @@ def test_concurrent_claims_from_threads_exactly_one_first(redis_url, store):
             )
         results[link] = codes
 
-    threads = [threading.Thread(target=run, args=(link,)) for link in ("a", "b")]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    run_together([threading.Thread(target=run, args=(link,)) for link in ("a", "b")], 120)
     for index in range(len(ids)):
         assert sorted((results["a"][index], results["b"][index])) == [lua.FIRST, lua.DUPLICATE]
 

@@ -7,16 +7,15 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[3]
+from devtools import ROOT
+from devtools.harness import DDC, child_env
+
 STACKS = ["single-pair", "multi-pair", "redundant", "kafka-group", "cold-standby"]
-_SCRIPT = Path(sys.executable).with_name("ddc")
-DDC = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "ddc.cli"]
 COMPOSE = shutil.which("docker-compose")
 needs_compose = pytest.mark.skipif(
     COMPOSE is None,
@@ -29,7 +28,9 @@ def stack(name: str) -> Path:
 
 
 def ddc(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
-    return subprocess.run([*DDC, *args], capture_output=True, text=True, timeout=60, cwd=cwd)
+    return subprocess.run(
+        [*DDC, *args], capture_output=True, text=True, timeout=60, cwd=cwd, env=child_env()
+    )
 
 
 @needs_compose

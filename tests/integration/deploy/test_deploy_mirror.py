@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from dedup_service.embedded import free_port
+from tests.integration.streams import drain
 
 MIRROR = Path(__file__).resolve().parents[3] / "compose" / "config" / "redundant" / "mirror.py"
 
@@ -51,13 +52,7 @@ def test_every_datagram_reaches_both_pairs_and_generated_records_have_unique_ids
             sender.sendto(payload, ("127.0.0.1", listen))
         assert process.wait(10) == 0
         for sock in (a, b):
-            got = []
-            sock.settimeout(0.5)
-            try:
-                while True:
-                    got.append(sock.recvfrom(65535)[0])
-            except TimeoutError:
-                pass
+            got = drain(sock, idle=0.5)
             generated = [json.loads(p) for p in got if p.startswith(b"{")]
             assert [p for p in got if not p.startswith(b"{")] == sent
             assert [r["seq"] for r in generated] == list(range(1, 21))

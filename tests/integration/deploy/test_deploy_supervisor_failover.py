@@ -7,18 +7,19 @@ every record produced from then on still reaches the target topic. Restart the e
 supervisor resumes the ingress, which rejoins the group and carries traffic again.
 
 Records that the ingress of the dead pair sends during the blind window (between the kill and
-the pause) are lost: that window is what `grace` trades against false alarms (DESIGN.md §1).
+the pause) are lost: that window is what `grace` trades against false alarms (docs/deployment.md).
 The test therefore produces each phase while the group is stable.
 """
 
 from __future__ import annotations
 
 import importlib.util
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
+
+from devtools.harness import Daemon, free_port, write_toml
 
 NEEDED = (
     "ddc.ingress.proxy",
@@ -72,49 +73,30 @@ def paused(daemon) -> bool | None:
         return None
 
 
-class SupervisorProcess:
-    def __init__(self, directory: Path, pairs) -> None:
-        from dedup_service.embedded import free_port
-
-        self.port = free_port()
-        lines = [
-            f'[supervisor]\nhttp_listen = "127.0.0.1:{self.port}"\n'
-            f"poll_interval = {POLL}\ngrace = {GRACE}\ntimeout = 1.0\n"
-        ]
-        for name, pair in pairs.items():
-            lines.append(
-                f'[[supervisor.pairs]]\nname = "{name}"\ningress = "{pair.ingress.url("")}"\n'
-                f'egress = "{pair.egress.url("")}"\n'
-                f"on_pause = 'echo \"hook: paused $DDC_PAIR\"'\n"
-            )
-        self.config = directory / "supervisor.toml"
-        self.config.write_text("\n".join(lines))
-        self.log_path = directory / "supervisor.log"
-        self.process: subprocess.Popen | None = None
-
-    def start(self) -> SupervisorProcess:
-        from tests.integration.kafka.helpers import DDC
-
-        with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(
-                [*DDC, "supervise", "-c", str(self.config)], stdout=log, stderr=subprocess.STDOUT
-            )
-        return self
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self) -> int | None:
-        if self.process is None:
-            return None
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
-        return self.process.returncode
+def supervisor(directory: Path, pairs) -> Daemon:
+    """`ddc supervise` watching `pairs`, with an on_pause hook that logs the pair's name."""
+    port = free_port()
+    config = write_toml(
+        directory / "supervisor.toml",
+        {
+            "supervisor": {
+                "http_listen": f"127.0.0.1:{port}",
+                "poll_interval": POLL,
+                "grace": GRACE,
+                "timeout": 1.0,
+            },
+            "supervisor.pairs": [
+                {
+                    "name": name,
+                    "ingress": pair.ingress.url(""),
+                    "egress": pair.egress.url(""),
+                    "on_pause": 'echo "hook: paused $DDC_PAIR"',
+                }
+                for name, pair in pairs.items()
+            ],
+        },
+    )
+    return Daemon("supervise", config, port, directory / "supervisor.log")
 
 
 def test_dead_egress_pauses_its_ingress_partitions_move_nothing_lost_then_resume(
@@ -139,11 +121,11 @@ def test_dead_egress_pauses_its_ingress_partitions_move_nothing_lost_then_resume
         for name in ("one", "two")
     }
     one, two = pairs["one"], pairs["two"]
-    supervisor = SupervisorProcess(tmp_path, pairs)
+    watcher = supervisor(tmp_path, pairs)
     try:
         for pair in pairs.values():
             pair.start()
-        supervisor.start()
+        watcher.start()
         wait_until(
             lambda: assigned(one.ingress) and assigned(two.ingress),
             30,
@@ -172,8 +154,8 @@ def test_dead_egress_pauses_its_ingress_partitions_move_nothing_lost_then_resume
             f"ingress one paused {paused_after:.2f}s after its egress was killed (grace {GRACE}, poll {POLL})"
         )
         assert paused_after <= GRACE + POLL + SLACK, f"paused {paused_after:.2f}s after the kill"
-        assert "pair one: PAUSED ingress" in supervisor.log()
-        wait_until(lambda: "hook: paused one" in supervisor.log(), 10, message="the on_pause hook")
+        assert "pair one: PAUSED ingress" in watcher.log()
+        wait_until(lambda: "hook: paused one" in watcher.log(), 10, message="the on_pause hook")
         assert paused(two.ingress) is False
 
         # its partitions move to pair two, which carries everything produced now
@@ -196,7 +178,7 @@ def test_dead_egress_pauses_its_ingress_partitions_move_nothing_lost_then_resume
         wait_until(
             lambda: paused(one.ingress) is False, 10, interval=0.05, message="ingress one resumed"
         )
-        assert "RESUMED ingress" in supervisor.log()
+        assert "RESUMED ingress" in watcher.log()
         wait_until(
             lambda: assigned(one.ingress) and assigned(two.ingress),
             30,
@@ -211,8 +193,8 @@ def test_dead_egress_pauses_its_ingress_partitions_move_nothing_lost_then_resume
             one.egress.metric("ddc_egress_records_delivered_total") > 0
         )  # the restarted egress delivers
     finally:
-        supervisor.stop()
+        watcher.stop()
         for pair in pairs.values():
             pair.ingress.kill()
             pair.egress.kill()
-    assert "Traceback" not in supervisor.log(), supervisor.log()
+    assert "Traceback" not in watcher.log(), watcher.log()
