@@ -4,4 +4,5 @@ BENCHES = {
     "link": "an ingress/egress pair on loopback vs a raw Python UDP blast",
     "kafka": "Kafka source → pair → Kafka sink",
     "dedup": "the dedup service",
+    "latency": "end-to-end latency (p50/p99/max) of raw, records and FEC pairs",
 }
