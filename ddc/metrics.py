@@ -55,6 +55,13 @@ class IngressMetrics:
         self.offsets_committed = Counter(
             "ddc_ingress_offsets_committed", "Kafka offset commits", registry=r
         )
+        self.kafka_batch_errors = Counter(
+            "ddc_ingress_kafka_batch_errors",
+            "Kafka record batches the source could not decode (codec library missing, "
+            "decompression failed, CRC mismatch), by codec; each retry counts again",
+            ["codec"],
+            registry=r,
+        )
 
 
 class EgressMetrics:

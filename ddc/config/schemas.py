@@ -181,6 +181,9 @@ class KafkaSinkSchema(StrictSchema):
     topic_map = fields.Dict(keys=fields.String(), values=fields.String(), load_default=dict)
     buffer_max_records = fields.Integer(load_default=100000, validate=validate.Range(min=1))
     options = fields.Dict(keys=fields.String(), load_default=dict)
+    compression_type = fields.String(
+        load_default="none", validate=validate.OneOf(["none", "gzip", "snappy", "lz4", "zstd"])
+    )
 
 
 class DedupSinkSchema(StrictSchema):
