@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 
 _SIZE_UNITS = {
     "": 1,
@@ -47,7 +48,7 @@ _NUMBER_UNIT = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([a-zA-Z]*)\s*$")
 
 
 def _parse(
-    value: object, units: dict[str, float], what: str, example: str, maximum: float
+    value: object, units: Mapping[str, float], what: str, example: str, maximum: float
 ) -> float:
     """A finite number in 0..maximum; ValueError (one line, naming the problem) otherwise."""
     if isinstance(value, bool):
