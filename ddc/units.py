@@ -57,7 +57,7 @@ def _parse(
         number = float(value) if abs(value) < 1e308 else math.copysign(math.inf, value)
     elif isinstance(value, str):
         match = _NUMBER_UNIT.match(value)
-        unit = match.group(2).lower() if match else None
+        unit = match.group(2).lower() if match else ""
         if match is None or unit not in units:
             raise ValueError(f"invalid {what} {value!r} (expected e.g. {example!r})")
         number = float(match.group(1)) * units[unit]
