@@ -19,6 +19,7 @@ from gevent import GreenletExit
 from ddc.ingress.sources.base import Source, Submit
 from ddc.metrics import IngressMetrics
 from ddc.netio import UdpSocket, socket_drops
+from ddc.protocol.record import Record
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,7 @@ class UdpSource(Source):
         self.udp: UdpSocket | None = None
         self._stopped = False
         self._draining = False  # stop() called: read what the kernel holds, then return
-        self._runner: gevent.Greenlet | None = None
+        self._runner: Any = None  # the greenlet running run()
         self._receiving = False
         self._drops_exported = 0
 
@@ -44,16 +45,18 @@ class UdpSource(Source):
 
     def run(self) -> None:
         self._runner = gevent.getcurrent()
-        raw_recv = self.udp.sock.recv
+        udp = self.udp
+        assert udp is not None, "start() first"
+        raw_recv = udp.sock.recv
         records_counter = self.metrics.records
         while not self._stopped:
-            batch: list[bytes] = []
+            batch: list[Record | bytes] = []
             size = 0
             if not self._draining:
                 self.running.wait()
                 self._receiving = True
                 try:
-                    first = self.udp.recv(65536)
+                    first = udp.recv(65536)
                 finally:
                     self._receiving = False
                 batch.append(first)
@@ -107,6 +110,7 @@ class UdpSource(Source):
 
     def _discard_backlog(self, limit: float) -> int:
         """Read and count what the kernel still holds (for at most `limit` seconds)."""
+        assert self.udp is not None
         recv = self.udp.sock.recv
         count = 0
         deadline = time.monotonic() + limit
