@@ -41,7 +41,16 @@ class TcpSourceSchema(StrictSchema):
     type = fields.String(required=True)
     listen = HostPort(required=True)
     max_record_size = Size(load_default=64 * 1024**2, positive=True)
+    max_pending_bytes = Size(load_default=256 * 1024**2, positive=True)
     max_connections = fields.Integer(load_default=1024, validate=validate.Range(min=1, max=65536))
+
+    @validates_schema
+    def _room_for_a_record(self, data: dict[str, Any], **kwargs: Any) -> None:
+        if data["max_pending_bytes"] < data["max_record_size"]:
+            raise ValidationError(
+                "must be at least max_record_size (or no record that large could arrive)",
+                "max_pending_bytes",
+            )
 
 
 class KafkaSourceSchema(StrictSchema):

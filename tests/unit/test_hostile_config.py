@@ -153,6 +153,17 @@ def test_dedup_sink_link_follows_the_dedup_services_rule(tmp_path):
     assert load("egress", write(tmp_path, "egress", "sink", egress))["sink"]["link"] == "link-a.1"
 
 
+def test_tcp_pending_bound_must_hold_a_whole_record(tmp_path):
+    source = {"type": "tcp", "listen": "127.0.0.1:7000", "max_record_size": "64MiB"}
+    source["max_pending_bytes"] = "32MiB"
+    with pytest.raises(ConfigError) as caught:
+        load("ingress", write(tmp_path, "ingress", "source", source))
+    assert caught.value.key == "ingress.source.max_pending_bytes"
+    del source["max_pending_bytes"]
+    config = load("ingress", write(tmp_path, "ingress", "source", source))
+    assert config["source"]["max_pending_bytes"] == 256 * 1024**2
+
+
 # --- checked on this host -----------------------------------------------------------------
 
 
