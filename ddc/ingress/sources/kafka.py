@@ -324,12 +324,11 @@ class KafkaSource(Source):
         tp, offset = found
         error = batches.BatchError(codec, tp.topic, tp.partition, offset, reason)
         self.blocked.fail(tp, error, time.monotonic())
-        self.consumer.pause(tp)
+        if tp in self.partitions:  # still ours (a rebalance may have moved it meanwhile)
+            self.consumer.pause(tp)
+        retry = f"partition held back, fetched again every {BATCH_RETRY:g}s"
         self._batch_log(
-            f"{tp.topic}/{tp.partition}",
-            "Kafka source: %s; partition held back, fetched again every %gs",
-            error.describe(),
-            BATCH_RETRY,
+            f"{tp.topic}/{tp.partition}", "Kafka source: %s; %s", error.describe(), retry
         )
 
     def _resume_blocked(self) -> None:
