@@ -258,7 +258,8 @@ def proxy_command(
         )
 
     def run(args: argparse.Namespace) -> int:
-        return boot(args.config, f"ddc.config:load_{role}_config", service, args.drain_timeout)
+        load = f"ddc.config.preflight:load_{role}_config"  # validated, then checked on this host
+        return boot(args.config, load, service, args.drain_timeout)
 
     return configure_parser, run
 

@@ -55,6 +55,18 @@ class IngressMetrics:
         self.offsets_committed = Counter(
             "ddc_ingress_offsets_committed", "Kafka offset commits", registry=r
         )
+        self.source_pending_bytes = Gauge(
+            "ddc_ingress_source_pending_bytes",
+            "Bytes of unfinished records the TCP source holds (bounded by max_pending_bytes)",
+            registry=r,
+        )
+        self.kafka_batch_errors = Counter(
+            "ddc_ingress_kafka_batch_errors",
+            "Kafka record batches the source could not decode (codec library missing, "
+            "decompression failed, CRC mismatch), by codec; each retry counts again",
+            ["codec"],
+            registry=r,
+        )
 
 
 class EgressMetrics:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import re
+from collections.abc import Mapping
 from typing import Any
 
 _SIZE_UNITS: dict[str, float] = {
@@ -38,38 +40,52 @@ _DURATION_UNITS = {
     "h": 3600.0,
     "d": 86400.0,
 }
+# The largest value each kind may take: far beyond any real setting, small enough that every
+# consumer (ints of the OS, timers, token buckets) takes it. Fields may set lower bounds.
+MAX_SIZE = 2**50  # 1 PiB
+MAX_RATE = 10.0**13  # 10 Tbit/s
+MAX_DURATION = 10 * 365 * 86400.0  # 10 years
 _NUMBER_UNIT = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([a-zA-Z]*)\s*$")
 
 
-def _parse(value: object, units: dict[str, float], what: str, example: str) -> float:
+def _parse(
+    value: object, units: Mapping[str, float], what: str, example: str, maximum: float
+) -> float:
+    """A finite number in 0..maximum; ValueError (one line, naming the problem) otherwise."""
     if isinstance(value, bool):
         raise ValueError(f"expected a {what} such as {example!r}, got {value!r}")
     if isinstance(value, int | float):
-        if value < 0:
-            raise ValueError(f"{what} must not be negative")
-        return float(value)
-    if not isinstance(value, str):
+        number = float(value) if abs(value) < 1e308 else math.copysign(math.inf, value)
+    elif isinstance(value, str):
+        match = _NUMBER_UNIT.match(value)
+        unit = match.group(2).lower() if match else ""
+        if match is None or unit not in units:
+            raise ValueError(f"invalid {what} {value!r} (expected e.g. {example!r})")
+        number = float(match.group(1)) * units[unit]
+    else:
         raise ValueError(f"expected a {what} such as {example!r}, got {value!r}")
-    match = _NUMBER_UNIT.match(value)
-    unit = match.group(2).lower() if match else None
-    if match is None or unit not in units:
-        raise ValueError(f"invalid {what} {value!r} (expected e.g. {example!r})")
-    return float(match.group(1)) * units[unit]
+    if math.isnan(number):
+        raise ValueError(f"{what} must be a number, got nan")
+    if number < 0:
+        raise ValueError(f"{what} must not be negative")
+    if number > maximum:
+        raise ValueError(f"{what} {value!r} is too large (at most {maximum:.15g})")
+    return number
 
 
-def parse_size(value: object) -> int:
-    """Bytes from 65507, "64KiB", "32MiB", "1GB"."""
-    return int(_parse(value, _SIZE_UNITS, "size", "32MiB"))
+def parse_size(value: object, maximum: float = MAX_SIZE) -> int:
+    """Bytes from 65507, "64KiB", "32MiB", "1GB"; at most `maximum`."""
+    return int(_parse(value, _SIZE_UNITS, "size", "32MiB", maximum))
 
 
-def parse_rate(value: object) -> float:
-    """Bits per second from 8e8, "800Mbit", "1Gbit", "10Mbps"."""
-    return _parse(value, _RATE_UNITS, "rate", "800Mbit")
+def parse_rate(value: object, maximum: float = MAX_RATE) -> float:
+    """Bits per second from 8e8, "800Mbit", "1Gbit", "10Mbps"; at most `maximum`."""
+    return _parse(value, _RATE_UNITS, "rate", "800Mbit", maximum)
 
 
-def parse_duration(value: object) -> float:
-    """Seconds from 1.5, "250ms", "24h", "7d"."""
-    return _parse(value, _DURATION_UNITS, "duration", "24h")
+def parse_duration(value: object, maximum: float = MAX_DURATION) -> float:
+    """Seconds from 1.5, "250ms", "24h", "7d"; at most `maximum`."""
+    return _parse(value, _DURATION_UNITS, "duration", "24h", maximum)
 
 
 def parse_hostport(value: object, *, allow_zero_port: bool = False) -> tuple[str, int]:

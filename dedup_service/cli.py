@@ -23,7 +23,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def serve(config_path: str) -> int:
     return boot(
-        config_path, "dedup_service.config:load_dedup_config", "dedup_service.service:DedupService"
+        config_path,
+        "dedup_service.config:load_checked_dedup_config",
+        "dedup_service.service:DedupService",
     )
 
 

@@ -142,7 +142,7 @@ class DedupSchema(StrictSchema):
     redis_timeout = Duration(load_default=REDIS_TIMEOUT)
     commit_retry_timeout = Duration(load_default=60.0)
     max_batch = fields.Integer(load_default=10000, validate=validate.Range(min=1, max=1_000_000))
-    max_request_size = Size(load_default=64 * 1024**2)
+    max_request_size = Size(load_default=64 * 1024**2, positive=True)
     log_level = fields.String(load_default="INFO", validate=validate.OneOf(LOG_LEVELS))
     sink = TypedTable(SINK_SCHEMAS, required=True)
     merge = fields.Nested(MergeSchema, load_default=None)
@@ -180,3 +180,24 @@ def check_kafka_options(config: dict[str, Any]) -> None:
         from dedup_service.merger import merge_consumer_options
 
         merge_consumer_options(config["merge"])
+
+
+def check_dedup(config: Mapping[str, Any]) -> None:
+    """What the config names on this host (ddc.config.preflight): a ConfigError naming the key."""
+    from ddc.config import preflight
+
+    preflight.local("dedup.http_listen", config["http_listen"])
+    if not config["redis_url"]:  # the embedded server keeps its data there
+        preflight.writable_dir("dedup.data_dir", config["data_dir"])
+    sink = config["sink"]
+    if sink["type"] in ("udp", "tcp"):
+        preflight.resolvable("dedup.sink.target", sink["target"])
+    elif sink["type"] == "file":
+        preflight.writable_file("dedup.sink.path", sink["path"])
+
+
+def load_checked_dedup_config(path: str | os.PathLike[str] | None) -> dict[str, Any]:
+    """load_dedup_config(), then check_dedup(): what `ddc-dedup serve` starts from."""
+    config = load_dedup_config(path)
+    check_dedup(config)
+    return config

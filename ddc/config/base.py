@@ -8,6 +8,10 @@ from typing import Any
 from marshmallow import RAISE, Schema, ValidationError, fields, validate
 
 LOG_LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR"]
+# The dedup service's link names (dedup_service.config.LINK_NAME, its API contract): the egress
+# dedup sink checks its `link` against the same rule at start, not at the first batch.
+LINK_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+LINK_NAME_PROBLEM = "link names are 1-64 characters of A-Z a-z 0-9 _ . - (starting alphanumeric)"
 
 
 class StrictSchema(Schema):

@@ -10,13 +10,29 @@ from ddc import units
 
 
 class _Parsed(fields.Field):
+    """A unit value: finite, never negative, at most `maximum` (the kind's ceiling by default)
+    and, with `positive`, greater than 0."""
+
     parser: Any = None
+
+    def __init__(
+        self, *, maximum: float | None = None, positive: bool = False, **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        self.maximum = maximum
+        self.positive = positive
 
     def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> Any:
         try:
-            return type(self).parser(value)
+            if self.maximum is None:
+                parsed = type(self).parser(value)
+            else:
+                parsed = type(self).parser(value, self.maximum)
         except ValueError as exc:
             raise ValidationError(str(exc)) from exc
+        if self.positive and parsed <= 0:
+            raise ValidationError("must be greater than 0")
+        return parsed
 
     def _serialize(self, value: Any, attr: Any, obj: Any, **kwargs: Any) -> Any:
         return value

@@ -9,13 +9,23 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, post_load, validate, validates_schema
 
-from ddc.config.base import LOG_LEVELS, StrictSchema, log_level, require_positive
+from ddc.config.base import (
+    LINK_NAME,
+    LINK_NAME_PROBLEM,
+    LOG_LEVELS,
+    StrictSchema,
+    log_level,
+    require_positive,
+)
 from ddc.config.fields import Duration, FilePath, HostPort, HostPortList, Rate, Size, TypedTable
 from ddc.protocol.wire import HEADER_SIZE, MAX_DATAGRAM
 
 __all__ = ["LOG_LEVELS", "ROLE_SCHEMAS", "StrictSchema"]
 
 MIN_PACKET_SIZE = HEADER_SIZE + 55  # 64 bytes: the smallest datagram the fragmenter accepts
+SOCKET_BUFFER_MAX = 2**31 - 1  # setsockopt(SO_RCVBUF/SO_SNDBUF) takes a C int
+MAX_DELAY_MS = 60_000.0  # send_delay_ms, linger_ms
+MAX_COUNT = 10**9  # records or connections a queue or a table may hold
 
 
 # --- ingress -----------------------------------------------------------------------------
@@ -24,14 +34,23 @@ MIN_PACKET_SIZE = HEADER_SIZE + 55  # 64 bytes: the smallest datagram the fragme
 class UdpSourceSchema(StrictSchema):
     type = fields.String(required=True)
     listen = HostPort(required=True)
-    receive_buffer = Size(load_default=32 * 1024**2)
+    receive_buffer = Size(load_default=32 * 1024**2, maximum=SOCKET_BUFFER_MAX)
 
 
 class TcpSourceSchema(StrictSchema):
     type = fields.String(required=True)
     listen = HostPort(required=True)
-    max_record_size = Size(load_default=64 * 1024**2)
-    max_connections = fields.Integer(load_default=1024, validate=validate.Range(min=1))
+    max_record_size = Size(load_default=64 * 1024**2, positive=True)
+    max_pending_bytes = Size(load_default=256 * 1024**2, positive=True)
+    max_connections = fields.Integer(load_default=1024, validate=validate.Range(min=1, max=65536))
+
+    @validates_schema
+    def _room_for_a_record(self, data: dict[str, Any], **kwargs: Any) -> None:
+        if data["max_pending_bytes"] < data["max_record_size"]:
+            raise ValidationError(
+                "must be at least max_record_size (or no record that large could arrive)",
+                "max_pending_bytes",
+            )
 
 
 class KafkaSourceSchema(StrictSchema):
@@ -39,8 +58,10 @@ class KafkaSourceSchema(StrictSchema):
     bootstrap_servers = HostPortList(required=True)
     topics = fields.List(fields.String(), required=True, validate=validate.Length(min=1))
     group_id = fields.String(required=True)
-    commit_interval = Duration(load_default=1.0)
-    poll_max_records = fields.Integer(load_default=2000, validate=validate.Range(min=1))
+    commit_interval = Duration(load_default=1.0, positive=True)
+    poll_max_records = fields.Integer(
+        load_default=2000, validate=validate.Range(min=1, max=1_000_000)
+    )
     options = fields.Dict(keys=fields.String(), load_default=dict)
 
 
@@ -65,7 +86,7 @@ class RegexFilterSchema(StrictSchema):
 
 class MaxSizeFilterSchema(StrictSchema):
     type = fields.String(required=True)
-    max_bytes = Size(required=True)
+    max_bytes = Size(required=True, positive=True)
 
 
 class JsonSchemaFilterSchema(StrictSchema):
@@ -87,17 +108,19 @@ class IngressTransportSchema(StrictSchema):
     max_packet_size = fields.Integer(
         load_default=MAX_DATAGRAM, validate=validate.Range(min=MIN_PACKET_SIZE, max=MAX_DATAGRAM)
     )
-    rate = Rate(load_default=None)
-    send_delay_ms = fields.Float(load_default=None, validate=validate.Range(min=0))
-    send_buffer = Size(load_default=4 * 1024**2)
-    heartbeat_interval = Duration(load_default=1.0)
+    rate = Rate(load_default=None, positive=True)
+    send_delay_ms = fields.Float(
+        load_default=None, validate=validate.Range(min=0, max=MAX_DELAY_MS)
+    )
+    send_buffer = Size(load_default=4 * 1024**2, maximum=SOCKET_BUFFER_MAX)
+    heartbeat_interval = Duration(load_default=1.0, positive=True)
     startup_burst = fields.Integer(load_default=200, validate=validate.Range(min=1, max=100000))
     shutdown_burst = fields.Integer(load_default=20, validate=validate.Range(min=1, max=100000))
     envelope = fields.String(load_default=None, validate=validate.OneOf(["raw", "records"]))
-    batch_max_bytes = Size(load_default=60 * 1024)
-    linger_ms = fields.Float(load_default=5.0, validate=validate.Range(min=0))
-    queue_size = fields.Integer(load_default=10000, validate=validate.Range(min=1))
-    queue_bytes = Size(load_default=64 * 1024**2)
+    batch_max_bytes = Size(load_default=60 * 1024, positive=True)
+    linger_ms = fields.Float(load_default=5.0, validate=validate.Range(min=0, max=MAX_DELAY_MS))
+    queue_size = fields.Integer(load_default=10000, validate=validate.Range(min=1, max=MAX_COUNT))
+    queue_bytes = Size(load_default=64 * 1024**2, positive=True)
     queue_policy = fields.String(load_default="block", validate=validate.OneOf(["block", "drop"]))
 
     @validates_schema
@@ -130,13 +153,13 @@ class IngressSchema(StrictSchema):
 class EgressTransportSchema(StrictSchema):
     listen = HostPort(required=True)
     expected_sender = fields.String(load_default=None)
-    heartbeat_timeout = Duration(load_default=5.0)
-    receive_buffer = Size(load_default=32 * 1024**2)
-    max_chunk_size = Size(load_default=64 * 1024**2)
+    heartbeat_timeout = Duration(load_default=5.0, positive=True)
+    receive_buffer = Size(load_default=32 * 1024**2, maximum=SOCKET_BUFFER_MAX)
+    max_chunk_size = Size(load_default=64 * 1024**2, positive=True)
     envelope = fields.String(
         load_default="auto", validate=validate.OneOf(["auto", "raw", "records"])
     )
-    queue_bytes = Size(load_default=256 * 1024**2)
+    queue_bytes = Size(load_default=256 * 1024**2, positive=True)
 
     @validates_schema
     def _sender(self, data: dict[str, Any], **kwargs: Any) -> None:
@@ -154,14 +177,14 @@ class EgressTransportSchema(StrictSchema):
 class UdpSinkSchema(StrictSchema):
     type = fields.String(required=True)
     target = HostPort(required=True)
-    send_buffer = Size(load_default=4 * 1024**2)
+    send_buffer = Size(load_default=4 * 1024**2, maximum=SOCKET_BUFFER_MAX)
 
 
 class TcpSinkSchema(StrictSchema):
     type = fields.String(required=True)
     target = HostPort(required=True)
-    reconnect_interval = Duration(load_default=1.0)
-    buffer_max_bytes = Size(load_default=256 * 1024**2)
+    reconnect_interval = Duration(load_default=1.0, positive=True)
+    buffer_max_bytes = Size(load_default=256 * 1024**2, positive=True)
 
 
 class FileSinkSchema(StrictSchema):
@@ -179,18 +202,29 @@ class KafkaSinkSchema(StrictSchema):
     bootstrap_servers = HostPortList(required=True)
     topic = fields.String(load_default=None)
     topic_map = fields.Dict(keys=fields.String(), values=fields.String(), load_default=dict)
-    buffer_max_records = fields.Integer(load_default=100000, validate=validate.Range(min=1))
+    buffer_max_records = fields.Integer(
+        load_default=100000, validate=validate.Range(min=1, max=MAX_COUNT)
+    )
     options = fields.Dict(keys=fields.String(), load_default=dict)
+    compression_type = fields.String(
+        load_default="none", validate=validate.OneOf(["none", "gzip", "snappy", "lz4", "zstd"])
+    )
 
 
 class DedupSinkSchema(StrictSchema):
     type = fields.String(required=True)
     url = fields.Url(required=True, require_tld=False)
-    link = fields.String(required=True)
-    batch_max_records = fields.Integer(load_default=500, validate=validate.Range(min=1))
-    timeout = Duration(load_default=10.0)
-    retry_interval = Duration(load_default=1.0)
-    buffer_max_records = fields.Integer(load_default=100000, validate=validate.Range(min=1))
+    link = fields.String(
+        required=True, validate=validate.Regexp(LINK_NAME, error=LINK_NAME_PROBLEM)
+    )
+    batch_max_records = fields.Integer(
+        load_default=500, validate=validate.Range(min=1, max=1_000_000)
+    )
+    timeout = Duration(load_default=10.0, positive=True)
+    retry_interval = Duration(load_default=1.0, positive=True)
+    buffer_max_records = fields.Integer(
+        load_default=100000, validate=validate.Range(min=1, max=MAX_COUNT)
+    )
 
 
 SINK_SCHEMAS: dict[str, type[Schema]] = {

@@ -66,6 +66,10 @@ class IngressProxy(Service):
         self._chunk_sender: gevent.Greenlet | None = None
         self._drop_log = ThrottledLog(log, DROP_LOG_INTERVAL)
         self._exporter = Exporter()
+        # records taken into the pipeline, and those that left it (sent, or dropped and counted
+        # by the sender): what a stop leaves between the two is counted as dropped
+        self._accepted = 0
+        self._finished = 0
 
     # --- the pipeline -----------------------------------------------------------------
 
@@ -79,10 +83,12 @@ class IngressProxy(Service):
         else:
             size = sum(len(value_of(item)) for item in items)
         if self.records_queue.put_nowait((items, ack), cost, size):
+            self._accepted += len(items)
             return
         self.metrics.buffer_full.labels(stage="records").inc()
         if self.queue_policy == "block":
             self.records_queue.put((items, ack), cost, size=size)
+            self._accepted += len(items)
             return
         self.metrics.records_dropped.labels(reason="buffer_full").inc(len(items))
         self._drop_log(
@@ -106,6 +112,7 @@ class IngressProxy(Service):
                 if not complete:
                     # dropped for good and counted; the acks below let Kafka move on past them
                     self.metrics.records_dropped.labels(reason="send_error").inc(records)
+            self._finished += records
             for ack in acks:
                 ack()
 
@@ -135,7 +142,9 @@ class IngressProxy(Service):
         deadline = Deadline(timeout)
         self.source.stop()
         if self._source_greenlet is not None:
-            self._source_greenlet.join(min(5.0, deadline.left()))
+            # a source may drain what it already holds (UDP: the kernel backlog) for up to half
+            # the drain time; the other half is for sending it
+            self._source_greenlet.join(deadline.left() / 2)
             self._source_greenlet.kill(block=True, timeout=1.0)
         # STOP goes through the framer (which passes it on to the sender) while it runs
         if self._framer is not None and not self._framer.dead:
@@ -144,6 +153,9 @@ class IngressProxy(Service):
                 self._chunk_sender.join(deadline.left())
         else:
             finish(self.chunks_queue, self._chunk_sender, deadline.left())
+        for greenlet in (self._framer, self._chunk_sender):  # out of time: nothing more is sent
+            if greenlet is not None:
+                greenlet.kill(block=True, timeout=1.0)
         self._count_unsent()
         self.source.close(deadline.left(0.5))
         self.transport.send_shutdown()
@@ -154,9 +166,19 @@ class IngressProxy(Service):
         log.info("%s stopped", self.name)
 
     def _count_unsent(self) -> None:
-        """Whatever is still queued after the drain timeout is dropped: count it, say it."""
-        left = sum(len(items) for items, _ack in self.records_queue.drain())
-        left += sum(records for _chunk, _acks, records in self.chunks_queue.drain())
+        """Whatever the pipeline still holds after the drain timeout (queued, or in the framer's
+        or the sender's hands) is dropped: count it, say it."""
+        for _item in self.records_queue.drain():
+            pass
+        for _item in self.chunks_queue.drain():
+            pass
+        filtered = sum(
+            sample.value
+            for metric in self.metrics.records_filtered.collect()
+            for sample in metric.samples
+            if sample.name.endswith("_total")
+        )
+        left = self._accepted - self._finished - int(filtered)
         if left:
             self.metrics.records_dropped.labels(reason="shutdown").inc(left)
             log.error("drain timed out: %d records read but not sent (counted as dropped)", left)

@@ -8,6 +8,8 @@ Private names used (here and in gevent_adapter):
   Future._add_cb_eb            one lock round per delivery callback instead of two
   KafkaProducer._sender        .force_close() after a close that timed out; .wakeup coalesced
   KafkaConsumer._coordinator   .coordinator_unknown(): the broker is down though poll() is quiet
+  KafkaConsumer._fetcher._next_partition_records   the partition whose batch poll() failed on
+  kafka.record.*_records.*_decode   wrapped to name the codec (ddc.kafka.batches.install_guard)
   kafka.future.threading, kafka.producer.record_accumulator.threading   native locks
 """
 
@@ -19,6 +21,8 @@ from collections.abc import Callable
 from typing import Any
 
 import kafka
+
+from ddc.kafka import batches
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +49,9 @@ def check_version() -> bool:
         version = version_tuple(installed)
         low, high = TESTED_RANGE
         _usable = version is not None and low <= version < high
-        if not _usable:
+        if _usable:
+            batches.install_guard()
+        else:
             log.warning(
                 "kafka-python %s is outside the tested range %s: using its public API only "
                 "(slower producer under gevent, broker outages seen later by the Kafka source)",
@@ -88,3 +94,25 @@ def coordinator_known(consumer: Any) -> bool:
         return not consumer._coordinator.coordinator_unknown()
     except AttributeError:
         return True
+
+
+def failed_fetch(consumer: Any) -> tuple[Any, int] | None:
+    """(TopicPartition, offset) of the batch poll() just failed on, its records discarded.
+
+    kafka-python keeps the failed partition's records as "next in line" and, once its
+    iterator has raised, poll() would spin on them; discarding them lets the other partitions
+    flow and makes the next fetch of that partition start again at `offset`. None outside the
+    tested range or when kafka-python holds no such records (the caller then recreates the
+    consumer).
+    """
+    if not check_version():
+        return None
+    fetcher: Any = getattr(consumer, "_fetcher", None)
+    part = getattr(fetcher, "_next_partition_records", None)
+    if fetcher is None or part is None or not hasattr(part, "drain"):
+        return None
+    tp, offset = part.topic_partition, int(part.next_fetch_offset)
+    part.drain()
+    fetcher._next_partition_records = None
+    fetcher._next_in_line_exception_metadata = None
+    return tp, offset

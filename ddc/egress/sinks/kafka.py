@@ -39,7 +39,10 @@ DROP_LOG_INTERVAL = 5.0
 # seconds records may wait for the broker's acknowledgement before health degrades
 STALL_AFTER = 5.0
 OPTION_DEFAULTS = {"acks": "all", "linger_ms": 5, "max_block_ms": 10000}
-RESERVED_OPTIONS = {"bootstrap_servers": "bootstrap_servers"}
+RESERVED_OPTIONS = {
+    "bootstrap_servers": "bootstrap_servers",
+    "compression_type": "compression_type (egress.sink.compression_type)",
+}
 
 
 def producer_options(config: dict[str, Any]) -> dict[str, Any]:
@@ -49,8 +52,16 @@ def producer_options(config: dict[str, Any]) -> dict[str, Any]:
         key="egress.sink.options",
         reserved=RESERVED_OPTIONS,
         defaults=OPTION_DEFAULTS,
-        settings={"bootstrap_servers": list(config["bootstrap_servers"])},
+        settings={
+            "bootstrap_servers": list(config["bootstrap_servers"]),
+            "compression_type": compression(config.get("compression_type", "none")),
+        },
     )
+
+
+def compression(name: str) -> str | None:
+    """KafkaProducer's compression_type for the sink's: "none" is kafka-python's None."""
+    return None if name == "none" else name
 
 
 def outgoing_headers(record: Record) -> list[tuple[str, bytes]]:

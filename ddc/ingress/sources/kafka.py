@@ -17,11 +17,13 @@ import gevent
 from gevent.event import Event
 
 from ddc.ingress.sources.base import Source, Submit
-from ddc.kafka import adapter
+from ddc.ingress.sources.kafka_blocked import BlockedPartitions
+from ddc.kafka import adapter, batches
 from ddc.kafka.clients import AsyncConsumerRebalanceListener, KafkaConsumer, OffsetAndMetadata
 from ddc.kafka.errors import REBALANCING
 from ddc.kafka.options import consumer_options as build_consumer_options
 from ddc.kafka.records import to_record
+from ddc.logs import ThrottledLog
 from ddc.metrics import IngressMetrics
 
 log = logging.getLogger(__name__)
@@ -33,6 +35,7 @@ BACKOFF_MAX = 5.0
 PAUSE_DRAIN_WAIT = 2.0  # seconds to wait for in-flight acks before leaving the group
 SUBMIT_SLICE = 500  # records per submission (one ack each)
 COORDINATOR_GRACE = 3.0  # seconds without a group coordinator before the broker counts as down
+BATCH_RETRY = 10.0  # seconds a partition with an undecodable batch waits before a new fetch
 # Set from the schema's own keys, or required for "commit only what was acked".
 RESERVED_OPTIONS = {
     "bootstrap_servers": "bootstrap_servers",
@@ -89,10 +92,14 @@ class KafkaSource(Source):
         self._last_error: str | None = None
         self._coordinator_lost_at: float | None = None
         self._next_commit = 0.0
+        self.blocked = BlockedPartitions(BATCH_RETRY)
+        self._batch_log = ThrottledLog(log, BATCH_RETRY * 3)
 
     # --- interface --------------------------------------------------------------------------
 
     def start(self) -> None:
+        if batches.missing_libraries():
+            log.warning("Kafka source: %s", batches.missing_text())
         log.info(
             "Kafka source: topics %s, group %s, brokers %s",
             ",".join(self.topics),
@@ -136,8 +143,12 @@ class KafkaSource(Source):
         self._stopped = True
         self._wake.set()
         self._run_done.wait(max(0.0, timeout / 2))
-        if self.consumer is None:
-            return
+        if self.consumer is not None:
+            self._close_consumer(deadline)
+            log.info("Kafka source closed (left group %s)", self.options["group_id"])
+
+    def _close_consumer(self, deadline: float) -> None:
+        """Commit what crossed and close the consumer; the next _step() creates a new one."""
         try:
             if self._member:
                 self._commit(timeout_ms=int(max(0.1, deadline - time.monotonic()) * 1000))
@@ -149,18 +160,19 @@ class KafkaSource(Source):
             )
         except Exception as exc:
             log.warning("closing the Kafka consumer: %r", exc)
+        self._forget(list(self.partitions))
         self.consumer = None
         self._member = False
-        log.info("Kafka source closed (left group %s)", self.options["group_id"])
 
     def health(self) -> dict[str, Any]:
         assigned = sorted(f"{tp.topic}/{tp.partition}" for tp in self.partitions)
         return {
-            "source_ok": bool(self._connected) or self._want_paused,
+            "source_ok": (bool(self._connected) and not self.blocked) or self._want_paused,
             "kafka_connected": bool(self._connected),
             "kafka_member": self._member,
             "assigned_partitions": assigned,
             "kafka_error": None if self._connected else self._last_error,
+            "kafka_batch_errors": [error.describe() for error in self.blocked.errors()],
         }
 
     # --- the loop ---------------------------------------------------------------------------
@@ -176,7 +188,12 @@ class KafkaSource(Source):
             return
         if not self._member:
             self._join()
-        batch = self.consumer.poll(timeout_ms=POLL_TIMEOUT_MS)
+        self._resume_blocked()
+        try:
+            batch = self.consumer.poll(timeout_ms=POLL_TIMEOUT_MS)
+        except batches.BATCH_ERRORS as exc:  # one batch of one partition, not the broker
+            self._batch_failed(exc)
+            return
         self._check_coordinator()
         if batch:
             self._submit(batch)
@@ -222,6 +239,8 @@ class KafkaSource(Source):
             if state is None:  # assigned without our listener seeing it (should not happen)
                 state = self._assigned(tp)
             self.metrics.records.inc(len(messages))
+            if self.blocked:
+                self.blocked.read(tp, messages[-1].offset)
             for start in range(0, len(messages), SUBMIT_SLICE):
                 part = messages[start : start + SUBMIT_SLICE]
                 state.consumed = part[-1].offset + 1
@@ -271,6 +290,8 @@ class KafkaSource(Source):
         return state
 
     def _forget(self, partitions: Iterable[Any]) -> None:
+        partitions = list(partitions)
+        self.blocked.forget(partitions)
         for tp in partitions:
             state = self.partitions.pop(tp, None)
             if state is not None and state.consumed > state.acked:
@@ -281,6 +302,39 @@ class KafkaSource(Source):
                     state.acked,
                     state.consumed - 1,
                 )
+
+    # --- undecodable batches ----------------------------------------------------------------
+
+    def _batch_failed(self, exc: BaseException) -> None:
+        """Count and name the batch; hold back its partition only (retried every BATCH_RETRY)."""
+        codec, reason = batches.codec_of(exc), batches.describe(exc)
+        self.metrics.kafka_batch_errors.labels(codec=codec or "none").inc()
+        found = adapter.failed_fetch(self.consumer)
+        if found is None:  # kafka-python did not say which partition: start a new consumer
+            self._batch_log(
+                "unknown",
+                "Kafka source: undecodable record batch (%s), partition not known: %s; "
+                "reconnecting the consumer",
+                codec or "codec not known",
+                reason,
+            )
+            self._close_consumer(time.monotonic() + COMMIT_TIMEOUT_MS / 1000)
+            self._wake.wait(BATCH_RETRY)  # the new consumer starts at the committed offsets
+            return
+        tp, offset = found
+        error = batches.BatchError(codec, tp.topic, tp.partition, offset, reason)
+        self.blocked.fail(tp, error, time.monotonic())
+        if tp in self.partitions:  # still ours (a rebalance may have moved it meanwhile)
+            self.consumer.pause(tp)
+        retry = f"partition held back, fetched again every {BATCH_RETRY:g}s"
+        self._batch_log(
+            f"{tp.topic}/{tp.partition}", "Kafka source: %s; %s", error.describe(), retry
+        )
+
+    def _resume_blocked(self) -> None:
+        for tp in self.blocked.due(time.monotonic()):
+            if tp in self.partitions:
+                self.consumer.resume(tp)
 
     # --- connection state -------------------------------------------------------------------
 

@@ -1,4 +1,11 @@
-"""TCP source: many concurrent connections, each a stream of 4-byte big-endian length-prefixed records."""
+"""TCP source: many concurrent connections, each a stream of 4-byte big-endian length-prefixed records.
+
+Memory: complete records go to the pipeline (bounded by its queue); what the source itself holds
+is the unfinished record of each connection. Their total is bounded by `max_pending_bytes`: a
+connection whose unfinished record would take the total past it is closed, that partial record
+dropped and counted (`records_dropped{reason="pending_limit"}`), and logged; the sender may
+reconnect and send it again. The other connections are not held back.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +18,7 @@ from gevent.pool import Pool
 from gevent.server import StreamServer
 
 from ddc.ingress.sources.base import Source, Submit
+from ddc.logs import ThrottledLog
 from ddc.metrics import IngressMetrics
 from ddc.units import host_port
 
@@ -18,12 +26,16 @@ log = logging.getLogger(__name__)
 
 READ_SIZE = 256 * 1024
 PREFIX = 4
+REFUSAL_LOG_INTERVAL = 5.0
 
 
 class TcpSource(Source):
     def __init__(self, config: dict[str, Any], submit: Submit, metrics: IngressMetrics) -> None:
         super().__init__(config, submit, metrics)
         self.max_record_size = config["max_record_size"]
+        self.max_pending = config["max_pending_bytes"]
+        self.pending_bytes = 0  # held by the unfinished records of all connections
+        self._refusal_log = ThrottledLog(log, REFUSAL_LOG_INTERVAL)
         self.pool = Pool(config["max_connections"])
         self.server: StreamServer | None = None
         self._stopped = Event()
@@ -67,6 +79,15 @@ class TcpSource(Source):
 
     def _read_stream(self, conn: socket.socket, peer: tuple) -> None:
         pending = bytearray()
+        held = [0]  # this connection's share of pending_bytes
+        try:
+            self._read_records(conn, peer, pending, held)
+        finally:
+            self.pending_bytes -= held[0]
+
+    def _read_records(
+        self, conn: socket.socket, peer: tuple, pending: bytearray, held: list[int]
+    ) -> None:
         skip = 0  # bytes of an oversized record still to discard
         while True:
             self.running.wait()
@@ -86,6 +107,9 @@ class TcpSource(Source):
             if records:
                 self.metrics.records.inc(len(records))
                 self.submit(records, None)
+            unfinished = max(0, len(pending) - PREFIX)  # the record's bytes so far
+            if unfinished != held[0] and not self._hold(unfinished, held, peer):
+                return  # refused: the connection is closed, its partial record dropped
         if pending:
             self.metrics.source_errors.labels(kind="truncated").inc()
             self.metrics.records_dropped.labels(reason="truncated").inc()
@@ -96,6 +120,31 @@ class TcpSource(Source):
                 len(pending),
             )
         log.info("TCP source: %s:%s closed", *peer[:2])
+
+    def _hold(self, size: int, held: list[int], peer: tuple) -> bool:
+        """Account `size` bytes of unfinished record for a connection holding held[0]; False
+        (dropped, counted, logged) when that would take the total past max_pending_bytes."""
+        total = self.pending_bytes - held[0] + size
+        if size <= held[0] or total <= self.max_pending:
+            self.pending_bytes = total
+            held[0] = size
+            return True
+        self.metrics.records_dropped.labels(reason="pending_limit").inc()
+        self._refusal_log(
+            "pending_limit",
+            "TCP source: closed %s:%s: its unfinished record (%d bytes so far) would take the "
+            "bytes held by unfinished records to %d, over max_pending_bytes %d; dropped",
+            peer[0],
+            peer[1],
+            size,
+            total,
+            self.max_pending,
+        )
+        return False
+
+    def health(self) -> dict[str, Any]:
+        self.metrics.source_pending_bytes.set(self.pending_bytes)
+        return {"source_pending_bytes": self.pending_bytes}
 
     def _split(self, pending: bytearray, peer: tuple) -> tuple[list[bytes], int, int]:
         """Complete records at the front of `pending`, bytes consumed, bytes left to skip."""

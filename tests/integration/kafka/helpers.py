@@ -222,3 +222,78 @@ class Pair:
     def stop(self) -> None:
         self.ingress.stop()
         self.egress.stop()
+
+
+# --- librdkafka (confluent-kafka) clients and what the broker stores -------------------------
+
+_CODEC_PROBE = """
+import sys, time
+from kafka import KafkaConsumer, TopicPartition
+from kafka.record.default_records import DefaultRecordBatch
+names = {0: "none", 1: "gzip", 2: "snappy", 3: "lz4", 4: "zstd"}
+seen = set()
+iterate = DefaultRecordBatch.__iter__
+def spy(self):
+    seen.add(names.get(self.compression_type, str(self.compression_type)))
+    return iterate(self)
+DefaultRecordBatch.__iter__ = spy
+bootstrap, topic, partitions, count = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+parts = [TopicPartition(topic, p) for p in range(partitions)]
+consumer.assign(parts)
+consumer.seek_to_beginning(*parts)
+read, deadline = 0, time.monotonic() + 60
+while read < count and time.monotonic() < deadline:
+    read += sum(len(m) for m in consumer.poll(timeout_ms=300).values())
+consumer.close(autocommit=False)
+print(read, ",".join(sorted(seen)))
+"""
+
+
+def stored_codecs(bootstrap: str, topic: str, count: int, partitions: int = 4) -> set[str]:
+    """The compression codecs of the record batches the broker serves for `topic` (read by a
+    kafka-python consumer in a child process that notes each batch's attributes)."""
+    import subprocess
+
+    argv = [sys.executable, "-c", _CODEC_PROBE, bootstrap, topic, str(partitions), str(count)]
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=90, check=True).stdout
+    read, codecs = out.split()[0], out.split()[1] if len(out.split()) > 1 else ""
+    assert int(read) >= count, f"read {read} of {count} records from {topic}"
+    return set(codecs.split(",")) - {""}
+
+
+def rd_producer(bootstrap: str, **config: Any) -> Any:
+    from confluent_kafka import Producer
+
+    return Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, **config})
+
+
+def rd_read_topic(
+    bootstrap: str, topic: str, count: int, timeout: float, partitions: int = 4
+) -> list[Any]:
+    """`count` messages of `topic` from the start, read by a librdkafka consumer (or fewer at
+    `timeout`)."""
+    from confluent_kafka import OFFSET_BEGINNING, Consumer
+    from confluent_kafka import TopicPartition as RdPartition
+
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": unique("rd-reader"),
+            "enable.auto.commit": False,
+        }
+    )
+    messages: list[Any] = []
+    try:
+        consumer.assign([RdPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
+
+        def done() -> bool:
+            for message in consumer.consume(num_messages=1000, timeout=0.3):
+                if message.error() is None:
+                    messages.append(message)
+            return len(messages) >= count
+
+        poll_until(done, timeout, interval=0)
+    finally:
+        consumer.close()
+    return messages

@@ -47,6 +47,7 @@ class FakeConsumer:
         self.closed: dict[str, Any] | None = None
         self.poll_error: BaseException | None = None
         self.commit_error: BaseException | None = None
+        self.paused: set[TopicPartition] = set()
 
     def subscribe(self, topics: list[str], listener: Any = None) -> None:
         self.subscribed = list(topics)
@@ -73,6 +74,12 @@ class FakeConsumer:
 
     def close(self, autocommit: bool = True, timeout_ms: int | None = None) -> None:
         self.closed = {"autocommit": autocommit, "timeout_ms": timeout_ms}
+
+    def pause(self, *partitions: TopicPartition) -> None:
+        self.paused.update(partitions)
+
+    def resume(self, *partitions: TopicPartition) -> None:
+        self.paused.difference_update(partitions)
 
 
 class FakeProducer:
