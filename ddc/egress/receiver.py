@@ -43,7 +43,7 @@ class Receiver:
         self.link = link
         self.reassembler = reassembler
         self.deliver = deliver
-        self.received = [0] * 6  # by message type
+        self.received = [0] * (max(MessageType) + 1)  # by message type
         self.bytes = 0
         self.malformed: Counter[str] = Counter()
         self.foreign = 0
@@ -105,7 +105,7 @@ class Receiver:
                 log.info("StartUp from %s: sequence reset", format_hostport(address))
                 reassembler.reset("startup")
             self._last_startup = now
-        else:  # SHUTDOWN
+        elif kind == SHUTDOWN:
             if not link.released:
                 self.reassembler.observe_seq(seq)
                 self.reassembler.unsync("shutdown")
