@@ -109,7 +109,9 @@ class IngressTransportSchema(StrictSchema):
     fec_parity = fields.Integer(
         load_default=0, validate=validate.Range(min=0, max=FEC_MAX_SHARES - 1)
     )
-    fec_linger_ms = fields.Float(load_default=5.0, validate=validate.Range(min=0, max=10000))
+    fec_linger_ms = fields.Float(
+        load_default=5.0, validate=validate.Range(min=0, max=50)
+    )  # < the egress hold (100 ms)
     fec_interleave = fields.Integer(
         load_default=1, validate=validate.Range(min=1, max=FEC_MAX_STRIDE)
     )

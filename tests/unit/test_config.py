@@ -178,6 +178,7 @@ def test_fec_defaults_are_off(tmp_path):
             "less than or equal to 255",
         ),
         ("fec_linger_ms = -1", "fec_linger_ms", "greater than or equal"),
+        ("fec_linger_ms = 51", "fec_linger_ms", "less than or equal to 50"),
         ("fec_data = 4\nfec_parity = 1\nmax_packet_size = 70", "max_packet_size", ">= 79"),
     ],
 )

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import random
 
+from ddc.egress.link import LinkState
+from ddc.egress.loss import LossWindow
+from ddc.egress.receiver import Receiver
 from ddc.ingress.transport import Transport
 from ddc.metrics import IngressMetrics
 from ddc.protocol.fec import PARITY, PARITY_OVERHEAD, parse_parity
+from ddc.protocol.reassembly import Reassembler
 from ddc.protocol.wire import HEADER, MessageType
 
 A = ("192.0.2.1", 4000)
@@ -103,3 +107,136 @@ def test_linger_wait_counts_down_and_startup_drops_the_open_group():
     transport.send_chunk(b"b")
     transport.send_startup()  # a new sequence: the open group is gone, not flushed
     assert transport.fec_wait() is None and transport.parity_packets == 8
+
+
+# --- the egress receiver --------------------------------------------------------------------
+
+
+def make_receiver(delivered: list) -> Receiver:
+    return Receiver(
+        None, LinkState(1.0), Reassembler(1 << 24), lambda chunk: delivered.append(bytes(chunk))
+    )
+
+
+def feed(receiver: Receiver, packets: list[bytes]) -> None:
+    for packet in packets:
+        receiver.handle(memoryview(packet), len(packet), A)
+
+
+def wire(k: int, m: int, chunks: list[bytes], interleave: int = 1) -> list[bytes]:
+    """What the ingress sends for `chunks`: StartUp, data + parity, Shutdown."""
+    transport, udp = make_transport(k, m, interleave, linger_ms=1e6)
+    transport.send_startup()
+    for chunk in chunks:
+        assert transport.send_chunk(chunk)
+    transport.send_shutdown()
+    return udp.sent
+
+
+def groups_of(sent: list[bytes]) -> list[list[int]]:
+    """Indexes in `sent` of each FEC group's packets (data then parity), interleave 1."""
+    groups, current = [], []
+    for index, datagram in enumerate(sent):
+        if datagram[0] in (3, 4):
+            current.append(index)
+        elif datagram[0] == PARITY:
+            current.append(index)
+            if parse_parity(datagram).index == parse_parity(datagram).m - 1:
+                groups.append(current)
+                current = []
+    return groups
+
+
+def test_at_most_m_lost_per_group_delivers_every_chunk_and_counts_the_repairs():
+    chunks = random_chunks(300, seed=2)
+    sent = wire(16, 4, chunks)
+    rng = random.Random(3)
+    dropped: set[int] = set()
+    for group in groups_of(sent):
+        dropped.update(rng.sample(group, rng.randint(0, 4)))
+    data_dropped = sum(1 for i in dropped if sent[i][0] in (3, 4))
+    assert data_dropped > 50
+    delivered: list[bytes] = []
+    receiver = make_receiver(delivered)
+    feed(receiver, [d for i, d in enumerate(sent) if i not in dropped])
+    assert delivered == chunks
+    fec = receiver.fec.stats
+    assert fec.recovered == data_dropped and fec.unrecoverable_groups == 0
+    assert receiver.reassembler.stats.lost == 0 and not receiver.reassembler.stats.aborted
+    assert receiver.fec.decoder.seen == (16, 4, 1)
+    assert receiver.received[PARITY] == sum(1 for i, d in enumerate(sent) if d[0] == PARITY) - len(
+        [i for i in dropped if sent[i][0] == PARITY]
+    )
+    receiver.fec.decoder.expire(1e9)  # parity losses are counted as groups are forgotten
+    lost, arrived = receiver.loss_counts()
+    assert (lost, arrived) == (len(dropped), sum(1 for d in sent if d[0] in (3, 4, 6)) - lost)
+
+
+def test_more_than_m_lost_in_a_group_loses_exactly_its_missing_data_packets():
+    chunks = [bytes([i]) * 100 for i in range(64)]  # one packet each
+    sent = wire(8, 2, chunks)
+    groups = groups_of(sent)
+    dropped = set(groups[3][:3])  # three data packets of group 3: beyond its parity
+    dropped |= set(groups[5][-2:])  # both parity packets of group 5: nothing lost
+    delivered: list[bytes] = []
+    receiver = make_receiver(delivered)
+    feed(receiver, [d for i, d in enumerate(sent) if i not in dropped])
+    assert delivered == chunks[:24] + chunks[27:]
+    assert receiver.reassembler.stats.lost == 3
+    assert receiver.fec.stats.unrecoverable_groups == 1 and receiver.fec.stats.recovered == 0
+
+
+def test_a_lost_tail_announced_by_a_heartbeat_is_repaired_by_the_lingering_parity():
+    transport, udp = make_transport(32, 4, linger_ms=1e6)
+    transport.send_startup()
+    chunks = [b"a" * 2000, b"b" * 500]  # 3 data packets
+    for chunk in chunks:
+        transport.send_chunk(chunk)
+    transport.send_heartbeat()  # announces seq 3 before the group's parity is sent
+    transport.flush_fec()
+    sent = udp.sent
+    assert [d[0] for d in sent[-6:]] == [4, 3, 2, PARITY, PARITY, PARITY, PARITY][-6:]
+    delivered: list[bytes] = []
+    receiver = make_receiver(delivered)
+    feed(receiver, [d for d in sent if d[0] != 3 or HEADER.unpack_from(d)[1] != 2])
+    assert delivered == chunks and receiver.reassembler.stats.lost == 0
+    assert receiver.fec.stats.recovered == 1
+
+
+def test_a_sender_without_fec_is_followed_as_in_v1_once_no_parity_comes():
+    chunks = random_chunks(400, seed=5, largest=100)  # one packet each
+    sent = wire(0, 0, chunks)
+    dropped = {2 + 300, 2 + 350}  # after the StartUp burst: data packets 300 and 350
+    delivered: list[bytes] = []
+    receiver = make_receiver(delivered)
+    feed(receiver, [d for i, d in enumerate(sent) if i not in dropped])
+    assert delivered == chunks[:300] + chunks[301:350] + chunks[351:]
+    assert receiver.reassembler.stats.lost == 2 and receiver.fec.holding == 0
+    assert receiver.fec.decoder.seen is None and receiver.loss_counts() == (2, 398)
+
+
+def test_the_hold_gives_up_after_max_delay_through_poll():
+    chunks = [bytes([i]) * 50 for i in range(10)]
+    sent = wire(32, 2, chunks)
+    data = [d for d in sent if d[0] in (3, 4)]  # the parity (after the last chunk) is lost
+    delivered: list[bytes] = []
+    receiver = make_receiver(delivered)
+    feed(receiver, [sent[0], *data[:4], *data[5:]])
+    assert delivered == chunks[:4] and receiver.fec.holding == 5
+    receiver.poll(receiver.fec.deadline + 0.001)
+    assert delivered == chunks[:4] + chunks[5:] and receiver.reassembler.stats.lost == 1
+
+
+def test_loss_window_ratio_over_the_last_minute():
+    window = LossWindow(60.0)
+    assert window.ratio() is None
+    window.sample(0.0, 0, 0)
+    window.sample(1.0, 0, 0)
+    assert window.ratio() is None  # no traffic
+    window.sample(2.0, 10, 990)
+    assert window.ratio() == 0.01
+    for t in range(3, 200):
+        window.sample(float(t), 10 + 2 * (t - 2), 990 + 98 * (t - 2))
+    assert abs(window.ratio() - 0.02) < 1e-9  # the first minute's 1 % has left the window
+    window.sample(201.0, 0, 5)  # counters restarted
+    assert window.ratio() is None
