@@ -201,7 +201,9 @@ class IngressProxy(Service):
             "paused": self.paused,
             "send_error": self.transport.failing,
             "seq": self.transport.sequence.next,
-            "fec": None if fec is None else [fec.k, fec.m],
+            "fec": None
+            if fec is None
+            else {"data": fec.k, "parity": fec.m, "interleave": fec.interleave},
             "queued_records": self.records_queue.cost,
             "queued_chunk_bytes": self.chunks_queue.cost,
             **source_health,

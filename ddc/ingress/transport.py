@@ -3,8 +3,10 @@
 FEC (`fec_data` K > 0 and `fec_parity` M > 0, docs/wire-protocol.md): data datagrams are at
 most `data_datagram_max(max_packet_size)` bytes so parity fits `max_packet_size`; every data
 datagram goes to the encoder once its seq is taken (sent or not: the egress may restore it) and
-the parity it completes is sent right after it, paced like data. Only the one sending greenlet
-calls `send_chunk` and `flush_fec` (the linger), so a block's parity never overtakes data;
+the parity it completes is sent right after it, paced like data. A group closes when full, when
+the sender has been idle for the linger since its first packet (`fec_wait`, `flush_fec`), or
+FEC_MAX_GROUP_AGE after its first packet. Only the one sending greenlet calls `send_chunk` and
+`flush_fec`, so a block's parity never overtakes data;
 `send_shutdown` flushes first, `send_startup` resets the encoder. FEC off: the v1 path, unchanged.
 """
 
@@ -34,6 +36,9 @@ STARTUP_SETTLE = 0.05
 PERMANENT_ERRORS = {errno.EMSGSIZE, errno.EINVAL, errno.EAFNOSUPPORT}
 MAX_BACKOFF = 1.0
 RESOLVE_INTERVAL = 30.0
+# an FEC group still open this long after its first packet is closed even while data keeps
+# coming (a slow `rate`): its parity must reach the egress within its 100 ms repair wait
+FEC_MAX_GROUP_AGE = 0.05
 
 
 def resolve(address: tuple[str, int]) -> tuple[int, tuple]:
@@ -179,7 +184,11 @@ class Transport:
             else:
                 complete = False
             self.handed_over = sequence.next
-            parity = fec.add((sequence.next - 1) % SEQ_MODULO, datagram, time.monotonic())
+            now = time.monotonic()
+            parity = fec.add((sequence.next - 1) % SEQ_MODULO, datagram, now)
+            due = fec.due_at
+            if due is not None and now - (due - fec.linger) >= FEC_MAX_GROUP_AGE:
+                parity += fec.flush()
             if parity:
                 self._send_parity(parity)
         if complete:

@@ -7,7 +7,7 @@ import random
 from ddc.egress.link import LinkState
 from ddc.egress.loss import LossWindow
 from ddc.egress.receiver import Receiver
-from ddc.ingress.transport import Transport
+from ddc.ingress.transport import FEC_MAX_GROUP_AGE, Transport
 from ddc.metrics import IngressMetrics
 from ddc.protocol.fec import PARITY, PARITY_OVERHEAD, parse_parity
 from ddc.protocol.reassembly import Reassembler
@@ -107,6 +107,22 @@ def test_linger_wait_counts_down_and_startup_drops_the_open_group():
     transport.send_chunk(b"b")
     transport.send_startup()  # a new sequence: the open group is gone, not flushed
     assert transport.fec_wait() is None and transport.parity_packets == 8
+
+
+def test_a_group_open_for_the_max_age_closes_even_while_data_keeps_coming(monkeypatch):
+    clock = [100.0]
+    monkeypatch.setattr("ddc.ingress.transport.time.monotonic", lambda: clock[0])
+    transport, udp = make_transport(32, 2, linger_ms=5)
+    transport.send_startup()
+    udp.sent.clear()
+    transport.send_chunk(b"a")
+    clock[0] += FEC_MAX_GROUP_AGE - 0.001
+    transport.send_chunk(b"b")
+    assert kinds(udp.sent) == [3, 3]  # a slow trickle: the sender never idled for the linger
+    clock[0] += 0.001
+    transport.send_chunk(b"c")
+    assert kinds(udp.sent) == [3, 3, 3, PARITY, PARITY]
+    assert parse_parity(udp.sent[-1]).k == 3
 
 
 # --- the egress receiver --------------------------------------------------------------------
