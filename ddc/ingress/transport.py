@@ -175,7 +175,7 @@ class Transport:
         sequence = self.sequence
         complete = True
         for header, payload in fragment(chunk, self.payload_max, sequence):
-            datagram = header + bytes(payload)
+            datagram = b"".join((header, payload))  # one copy: the encoder keeps it
             length = len(datagram)
             take(length)
             if send([datagram], True):
