@@ -160,7 +160,7 @@ class EgressProxy(Service):
         self._exporter.export("delivered", m.chunks_delivered, stats.delivered)
         if receiver is not None:
             fec, now = receiver.fec, time.monotonic()
-            self._exporter.export("fec_recovered", m.fec_recovered, fec.stats.recovered)
+            self._exporter.export("fec_recovered", m.fec_recovered, receiver.fec_recovered())
             self._exporter.export(
                 "fec_unrecoverable", m.fec_unrecoverable_groups, fec.stats.unrecoverable_groups
             )
@@ -213,7 +213,7 @@ class EgressProxy(Service):
             "fec": None
             if seen is None
             else {"data": seen[0], "parity": seen[1], "interleave": seen[2]},
-            "fec_recovered": stats.recovered,
+            "fec_recovered": receiver.fec_recovered(),
             "fec_unrecoverable_groups": stats.unrecoverable_groups,
             "fec_repair_margin": decoder.repair_margin(time.monotonic()),
             "packet_loss_ratio": None if ratio is None else round(ratio, 6),

@@ -88,6 +88,12 @@ class Receiver:
         with self.lock:
             self.fec.drain()
 
+    def fec_recovered(self) -> int:
+        """Data packets FEC restored in time for reassembly (a packet restored after the hold
+        gave up on it was already counted lost, and is dropped)."""
+        stats = self.fec.stats
+        return stats.recovered - stats.repaired_late
+
     def loss_counts(self) -> tuple[int, int]:
         """(packets the link lost before FEC repair, data and parity packets that arrived)."""
         lost, fec = self.reassembler.stats.lost, self.fec.stats

@@ -5,8 +5,8 @@ most `data_datagram_max(max_packet_size)` bytes so parity fits `max_packet_size`
 datagram goes to the encoder once its seq is taken (sent or not: the egress may restore it) and
 the parity it completes is sent right after it, paced like data. A group closes when full, when
 the sender has been idle for the linger since its first packet (`fec_wait`, `flush_fec`), or
-FEC_MAX_GROUP_AGE after its first packet. Only the one sending greenlet calls `send_chunk` and
-`flush_fec`, so a block's parity never overtakes data;
+FEC_MAX_GROUP_AGE after its first packet (fec_sender.py). Only the one sending greenlet calls
+`send_chunk` and `flush_fec`, so a block's parity never overtakes data;
 `send_shutdown` flushes first, `send_startup` resets the encoder. FEC off: the v1 path, unchanged.
 """
 
@@ -20,6 +20,7 @@ from typing import Any
 
 import gevent
 
+from ddc.ingress.fec_sender import ParitySender
 from ddc.ingress.pacing import make_pacer
 from ddc.metrics import IngressMetrics
 from ddc.netio import UdpSocket, set_send_buffer
@@ -60,10 +61,12 @@ class Transport:
         self.bind = config["bind"]
         k, m = config.get("fec_data", 0), config.get("fec_parity", 0)
         self.fec: FecEncoder | None = None
+        self.parity: ParitySender | None = None
         max_datagram = config["max_packet_size"]
         if k and m:
             linger = config.get("fec_linger_ms", 5.0) / 1000
             self.fec = FecEncoder(k, m, config.get("fec_interleave", 1), linger)
+            self.parity = ParitySender(self.fec, self._send_parity, FEC_MAX_GROUP_AGE)
             max_datagram = data_datagram_max(max_datagram)
         self.payload_max = max_datagram - HEADER_SIZE
         self.config = config
@@ -147,7 +150,8 @@ class Transport:
     def send_chunk(self, chunk: Payload) -> bool:
         """Fragments and sends one chunk; False when a packet of it had to be dropped."""
         if self.fec is not None:
-            return self._send_chunk_fec(chunk, self.fec)
+            assert self.parity is not None
+            return self._send_chunk_fec(chunk, self.parity)
         take = self.pacer.take
         send = self._send
         sequence = self.sequence
@@ -168,7 +172,7 @@ class Transport:
             self.chunks += 1
         return complete
 
-    def _send_chunk_fec(self, chunk: Payload, fec: FecEncoder) -> bool:
+    def _send_chunk_fec(self, chunk: Payload, parity: ParitySender) -> bool:
         """send_chunk with FEC on: each data datagram goes to the encoder after its send."""
         take = self.pacer.take
         send = self._send
@@ -184,13 +188,7 @@ class Transport:
             else:
                 complete = False
             self.handed_over = sequence.next
-            now = time.monotonic()
-            parity = fec.add((sequence.next - 1) % SEQ_MODULO, datagram, now)
-            due = fec.due_at
-            if due is not None and now - (due - fec.linger) >= FEC_MAX_GROUP_AGE:
-                parity += fec.flush()
-            if parity:
-                self._send_parity(parity)
+            parity.data((sequence.next - 1) % SEQ_MODULO, datagram, time.monotonic())
         if complete:
             self.chunks += 1
         return complete
@@ -204,16 +202,14 @@ class Transport:
                 self.parity_bytes += len(datagram)
 
     def fec_wait(self) -> float | None:
-        """Seconds until the open FEC group's linger ends (0: now); None: nothing to flush."""
-        due = None if self.fec is None else self.fec.due_at
+        """Seconds until the open FEC block's linger ends (0: now); None: nothing to flush."""
+        due = None if self.parity is None else self.parity.due_at()
         return None if due is None else max(0.0, due - time.monotonic())
 
     def flush_fec(self) -> None:
         """Closes the open FEC block and sends its parity (the linger, or before Shutdown)."""
-        if self.fec is not None:
-            parity = self.fec.flush()
-            if parity:
-                self._send_parity(parity)
+        if self.parity is not None:
+            self.parity.flush()
 
     def _control(self, kind: MessageType, seq: int, count: int) -> None:
         header = encode_header(kind, seq, 0, 0)
@@ -226,8 +222,8 @@ class Transport:
                 gevent.sleep(0.0005)  # a burst, but not faster than a receiver's buffer can take
 
     def send_startup(self) -> None:
-        if self.fec is not None:
-            self.fec.reset()
+        if self.parity is not None:
+            self.parity.reset()
         self.sequence = Sequence(0)
         self.handed_over = 0
         self._control(MessageType.STARTUP, 0, self.config["startup_burst"])
