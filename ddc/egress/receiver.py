@@ -10,6 +10,7 @@ receive loop out of each other: either may block in `deliver` (the chunk queue i
 from __future__ import annotations
 
 import logging
+import socket
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -37,6 +38,8 @@ YIELD_EVERY = 32
 # a StartUp this soon after the last one, finding the receiver already reset, is the same burst
 STARTUP_HOLDOFF = 0.5
 FOREIGN_LOG_INTERVAL = 5.0
+# how long past its deadline the FEC hold may keep waiting while datagrams wait in the socket
+MAX_POLL_DEFER = 1.0
 
 
 class Receiver:
@@ -79,9 +82,25 @@ class Receiver:
                 gevent.sleep(0)
 
     def poll(self, now: float) -> None:
-        """The FEC hold's time bounds (called by the egress's timer greenlet)."""
+        """The FEC hold's time bounds (called by the egress's timer greenlet).
+
+        Not while datagrams wait in the socket (up to MAX_POLL_DEFER past the deadline): after
+        the egress was descheduled, the parity that repairs a gap may be among them."""
         with self.lock:
-            self.fec.poll(now)
+            fec = self.fec
+            deadline = fec.deadline
+            if deadline is not None and now - deadline < MAX_POLL_DEFER and self._input_waiting():
+                return
+            fec.poll(now)
+
+    def _input_waiting(self) -> bool:
+        if self.udp is None:
+            return False
+        try:
+            self.udp.sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        except OSError:  # BlockingIOError: nothing waits
+            return False
+        return True
 
     def drain(self) -> None:
         """Passes on every packet the FEC hold still waits with (the egress stops)."""

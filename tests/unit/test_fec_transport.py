@@ -6,7 +6,7 @@ import random
 
 from ddc.egress.link import LinkState
 from ddc.egress.loss import LossWindow
-from ddc.egress.receiver import Receiver
+from ddc.egress.receiver import MAX_POLL_DEFER, Receiver
 from ddc.ingress.transport import FEC_MAX_GROUP_AGE, Transport
 from ddc.metrics import IngressMetrics
 from ddc.protocol.fec import PARITY, PARITY_OVERHEAD, parse_parity
@@ -241,6 +241,38 @@ def test_the_hold_gives_up_after_max_delay_through_poll():
     assert delivered == chunks[:4] and receiver.fec.holding == 5
     receiver.poll(receiver.fec.deadline + 0.001)
     assert delivered == chunks[:4] + chunks[5:] and receiver.reassembler.stats.lost == 1
+
+
+class PeekSocket:
+    """Stands in for the egress's UdpSocket in `Receiver.poll`: datagrams waiting or not."""
+
+    def __init__(self) -> None:
+        self.waiting = 0
+        self.sock = self
+
+    def recv(self, size: int, flags: int) -> bytes:
+        if not self.waiting:
+            raise BlockingIOError
+        return b"x"
+
+
+def test_the_hold_keeps_waiting_while_datagrams_wait_in_the_socket():
+    chunks = [bytes([i]) * 50 for i in range(10)]
+    sent = wire(32, 2, chunks)
+    data = [d for d in sent if d[0] in (3, 4)]
+    delivered: list[bytes] = []
+    udp = PeekSocket()
+    receiver = Receiver(
+        udp, LinkState(1.0), Reassembler(1 << 20), lambda c: delivered.append(bytes(c))
+    )
+    feed(receiver, [sent[0], *data[:4], *data[5:]])
+    deadline = receiver.fec.deadline
+    udp.waiting = 1  # the egress was descheduled: the repairing parity may be in the socket
+    receiver.poll(deadline + 0.5)
+    assert receiver.fec.holding == 5 and len(delivered) == 4
+    receiver.poll(deadline + MAX_POLL_DEFER)  # but not for ever
+    assert receiver.fec.holding == 0 and receiver.reassembler.stats.lost == 1
+    assert delivered == chunks[:4] + chunks[5:]
 
 
 def test_loss_window_ratio_over_the_last_minute():
