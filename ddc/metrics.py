@@ -137,3 +137,24 @@ class EgressMetrics:
             registry=r,
         )
         self.queue_bytes = Gauge("ddc_egress_queue_bytes", "Bytes waiting for the sink", registry=r)
+        # FEC (wire v2): repair on the receiving side
+        self.fec_recovered = Counter(
+            "ddc_egress_fec_recovered_packets", "Data packets restored from FEC parity", registry=r
+        )
+        self.fec_unrecoverable_groups = Counter(
+            "ddc_egress_fec_unrecoverable_groups",
+            "FEC groups that lost more packets than they had parity for",
+            registry=r,
+        )
+        self.fec_repair_margin = Gauge(
+            "ddc_egress_fec_repair_margin",
+            "Parity packets per group minus the worst loss in any group over the last minute "
+            "(< 0: data was lost; NaN: no FEC groups in that minute)",
+            registry=r,
+        )
+        self.packet_loss_ratio = Gauge(
+            "ddc_egress_packet_loss_ratio",
+            "Packets the link lost before FEC repair over the last minute, as a fraction of those "
+            "sent (NaN: no traffic)",
+            registry=r,
+        )

@@ -8,7 +8,8 @@ application, shows a live progress bar of records delivered once, and ends with 
 
 Every ddc config is the one `compose/redundant.yml` mounts (`compose/config/redundant/` of this
 repository); only addresses are overridden with `DDC__` environment variables, so the demo and
-the compose stack cannot drift apart.
+the compose stack cannot drift apart. The configs use FEC 32+8 (forward error correction: the
+egresses restore lost packets from parity); `--fec off` or `--fec K+M` overrides it the same way.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ddc.protocol.fec import check_params
 from dedup_service.embedded import EmbeddedRedis, free_port
 from devtools import ROOT
 from devtools.embedded_kafka import EmbeddedKafka, create_topics
@@ -91,7 +93,26 @@ def progress(done: int, total: int, rate: float, width: int = 40) -> str:
     )
 
 
-def start_stack(stack: Stack, workdir: Path, loss: float) -> Topology:
+def parse_fec(text: str) -> tuple[int, int] | None:
+    """`--fec`: "off", or "K+M" (data and parity packets per group); None keeps the configs'."""
+    if text == "config":
+        return None
+    if text == "off":
+        return (0, 0)
+    try:
+        k, m = (int(part) for part in text.split("+"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected off or K+M (e.g. 32+8), got {text!r}") from None
+    try:
+        check_params(k, m)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return (k, m)
+
+
+def start_stack(
+    stack: Stack, workdir: Path, loss: float, fec: tuple[int, int] | None = None
+) -> Topology:
     """Starts everything in `stack` (the caller stops it), logs and data in `workdir`."""
     redis, kafka = stack.start(
         [EmbeddedRedis(data_dir=workdir / "redis"), EmbeddedKafka(data_dir=workdir / "kafka")]
@@ -106,12 +127,19 @@ def start_stack(stack: Stack, workdir: Path, loss: float) -> Topology:
         "DDC__SINK__BOOTSTRAP_SERVERS": kafka.address,
     }
     (dedup,) = stack.start([Process("dedup", argv, workdir, dedup_http, env)])
-    links = [make_link(workdir, name, seed, loss, dedup) for seed, name in enumerate(LINKS, 1)]
+    links = [make_link(workdir, name, seed, loss, dedup, fec) for seed, name in enumerate(LINKS, 1)]
     stack.start(process for link in links for process in (link.egress, link.sim, link.ingress))
     return Topology(links, dedup, kafka.address)
 
 
-def make_link(workdir: Path, name: str, seed: int, loss: float, dedup: Process) -> Link:
+def make_link(
+    workdir: Path,
+    name: str,
+    seed: int,
+    loss: float,
+    dedup: Process,
+    fec: tuple[int, int] | None = None,
+) -> Link:
     """Link `name`'s processes (not started): ingress → diode-sim (seeded loss) → egress."""
     source_port, sim_port, egress_port = (free_port(socket.SOCK_DGRAM) for _ in range(3))
     ingress_http, sim_http, egress_http = free_port(), free_port(), free_port()
@@ -139,16 +167,20 @@ def make_link(workdir: Path, name: str, seed: int, loss: float, dedup: Process) 
         workdir,
         sim_http,
     )
+    ingress_env = {
+        "DDC__INGRESS__HTTP_LISTEN": f"127.0.0.1:{ingress_http}",
+        "DDC__SOURCE__LISTEN": f"127.0.0.1:{source_port}",
+        "DDC__TRANSPORT__DESTINATION": f"127.0.0.1:{sim_port}",
+    }
+    if fec is not None:
+        ingress_env["DDC__TRANSPORT__FEC_DATA"] = str(fec[0])
+        ingress_env["DDC__TRANSPORT__FEC_PARITY"] = str(fec[1])
     ingress = Daemon(
         "ingress",
         CONFIGS / f"ingress-{name}.toml",
         ingress_http,
         workdir / f"ingress-{name}.log",
-        {
-            "DDC__INGRESS__HTTP_LISTEN": f"127.0.0.1:{ingress_http}",
-            "DDC__SOURCE__LISTEN": f"127.0.0.1:{source_port}",
-            "DDC__TRANSPORT__DESTINATION": f"127.0.0.1:{sim_port}",
-        },
+        ingress_env,
     )
     return Link(name, source_port, ingress, sim, egress)
 
@@ -199,12 +231,15 @@ def run_demo(args: argparse.Namespace) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     stack = Stack()
     counter: OutputCounter | None = None
+    fec = "as configured (32+8)"
+    if args.fec is not None:
+        fec = f"{args.fec[0]}+{args.fec[1]}" if args.fec[1] else "off"
     print(
         f"DDC redundant-links demo: {args.records} records over links a and b, each losing "
-        f"{args.loss:.1%} of its packets; logs in {workdir}"
+        f"{args.loss:.1%} of its packets, FEC {fec}; logs in {workdir}"
     )
     try:
-        topology = start_stack(stack, workdir, args.loss)
+        topology = start_stack(stack, workdir, args.loss, args.fec)
         counter = OutputCounter(topology.bootstrap)
         bar = Progress(counter, args.records)
         send_records(topology.links, args.records, args.rate, bar.show)
@@ -238,9 +273,11 @@ def report(args: argparse.Namespace, topology: Topology, counter: OutputCounter)
         arrived = int(egress.get("ddc_egress_records_delivered_total", 0))
         data_drops = by_type.get("data_first", 0) + by_type.get("data", 0)
         rows.append((f"link {link.name}: data packets dropped by the diode", data_drops))
+        recovered = int(egress.get("ddc_egress_fec_recovered_packets_total", 0))
+        rows.append((f"link {link.name}: packets recovered by FEC", recovered))
         lost = int(egress["ddc_egress_packets_lost_total"])
-        rows.append((f"link {link.name}: packets counted lost by egress", lost))
-        rows.append((f"link {link.name}: records missing", args.records - arrived))
+        rows.append((f"link {link.name}: packets lost after repair", lost))
+        rows.append((f"link {link.name}: records lost after repair", args.records - arrived))
     missing_both = args.records - delivered
     rows.append(("records lost on both links", missing_both))
     width = max(len(name) for name, _ in rows)
@@ -267,6 +304,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--loss", type=float, default=0.01, help="packet loss of each simulated diode"
+    )
+    parser.add_argument(
+        "--fec",
+        type=parse_fec,
+        default=None,
+        help="off, or K+M data+parity packets per group (default: the configs' 32+8)",
     )
     parser.add_argument("--timeout", type=float, default=60.0, help="max wait after sending (s)")
     parser.add_argument(

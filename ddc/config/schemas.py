@@ -18,6 +18,9 @@ from ddc.config.base import (
     require_positive,
 )
 from ddc.config.fields import Duration, FilePath, HostPort, HostPortList, Rate, Size, TypedTable
+from ddc.protocol.fec import MAX_SHARES as FEC_MAX_SHARES
+from ddc.protocol.fec import MAX_STRIDE as FEC_MAX_STRIDE
+from ddc.protocol.fec import PARITY_OVERHEAD
 from ddc.protocol.wire import HEADER_SIZE, MAX_DATAGRAM
 
 __all__ = ["LOG_LEVELS", "ROLE_SCHEMAS", "StrictSchema"]
@@ -122,12 +125,45 @@ class IngressTransportSchema(StrictSchema):
     queue_size = fields.Integer(load_default=10000, validate=validate.Range(min=1, max=MAX_COUNT))
     queue_bytes = Size(load_default=64 * 1024**2, positive=True)
     queue_policy = fields.String(load_default="block", validate=validate.OneOf(["block", "drop"]))
+    # forward error correction (wire v2, docs/wire-protocol.md): K data + M parity per group
+    fec_data = fields.Integer(
+        load_default=0, validate=validate.Range(min=0, max=FEC_MAX_SHARES - 1)
+    )
+    fec_parity = fields.Integer(
+        load_default=0, validate=validate.Range(min=0, max=FEC_MAX_SHARES - 1)
+    )
+    fec_linger_ms = fields.Float(
+        load_default=5.0, validate=validate.Range(min=0, max=50)
+    )  # < the egress hold (100 ms)
+    fec_interleave = fields.Integer(
+        load_default=1, validate=validate.Range(min=1, max=FEC_MAX_STRIDE)
+    )
 
     @validates_schema
     def _one_pacing(self, data: dict[str, Any], **kwargs: Any) -> None:
         if data.get("rate") is not None and data.get("send_delay_ms") is not None:
             raise ValidationError("set rate or send_delay_ms, not both", "send_delay_ms")
         require_positive(data, "heartbeat_interval")
+
+    @validates_schema
+    def _fec(self, data: dict[str, Any], **kwargs: Any) -> None:
+        k, m = data.get("fec_data", 0), data.get("fec_parity", 0)
+        if m and not k:
+            raise ValidationError("needs fec_data > 0 (the data packets per group)", "fec_parity")
+        if k and k + m > FEC_MAX_SHARES:
+            raise ValidationError(
+                f"fec_data + fec_parity must be <= {FEC_MAX_SHARES}, got {k + m}", "fec_parity"
+            )
+        if (
+            k
+            and m
+            and data.get("max_packet_size", MAX_DATAGRAM) < MIN_PACKET_SIZE + PARITY_OVERHEAD
+        ):
+            raise ValidationError(
+                f"must be >= {MIN_PACKET_SIZE + PARITY_OVERHEAD} with FEC on "
+                f"(parity adds {PARITY_OVERHEAD} bytes)",
+                "max_packet_size",
+            )
 
 
 class IngressSchema(StrictSchema):

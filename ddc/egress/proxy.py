@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import math
+import time
 from typing import Any
 
 import gevent
@@ -10,6 +12,7 @@ import gevent
 from ddc.daemon import DRAIN_TIMEOUT, Deadline, Service
 from ddc.egress.deliver import Deliverer
 from ddc.egress.link import LinkState
+from ddc.egress.loss import LossWindow
 from ddc.egress.receiver import Receiver
 from ddc.egress.sinks import make_sink
 from ddc.http import http_server
@@ -21,6 +24,10 @@ from ddc.queues import finish
 from ddc.units import format_hostport
 
 log = logging.getLogger(__name__)
+
+FEC_TICK = 0.01  # the FEC timer's longest sleep while the hold waits for a repair
+FEC_IDLE_TICK = 0.05  # ... and while it holds nothing
+LOSS_SAMPLE_INTERVAL = 1.0
 
 
 class EgressProxy(Service):
@@ -48,6 +55,7 @@ class EgressProxy(Service):
             self.sync_metrics,
         )
         self._exporter = Exporter()
+        self.loss = LossWindow()
         self._deliver: gevent.Greenlet | None = None
         self._intake: list[gevent.Greenlet] = []  # the receiver and the link watch
 
@@ -60,6 +68,25 @@ class EgressProxy(Service):
             if self.link.check_timeout():
                 self.metrics.link_interruptions.labels(reason="heartbeat_timeout").inc()
             self.metrics.link_up.set(1 if self.link.up else 0)
+
+    def _fec_timer(self) -> None:
+        """The FEC hold's deadline and group expiry; samples the loss ratio once a second."""
+        receiver = self.receiver
+        assert receiver is not None
+        fec = receiver.fec
+        next_sample = 0.0
+        while True:
+            deadline = fec.deadline
+            now = time.monotonic()
+            if deadline is None:
+                gevent.sleep(FEC_IDLE_TICK)
+            else:
+                gevent.sleep(min(FEC_TICK, max(0.001, deadline - now)))
+            now = time.monotonic()
+            receiver.poll(now)
+            if now >= next_sample:
+                next_sample = now + LOSS_SAMPLE_INTERVAL
+                self.loss.sample(now, *receiver.loss_counts())
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -74,6 +101,7 @@ class EgressProxy(Service):
         self._intake = [
             self.spawn(self._watch_link, name="link-watch"),
             self.spawn(self.receiver.run, name="receiver"),
+            self.spawn(self._fec_timer, name="fec-timer"),
         ]
         log.info("%s listening on %s", self.name, format_hostport(self.udp.getsockname()))
 
@@ -82,6 +110,8 @@ class EgressProxy(Service):
         deadline = Deadline(timeout)
         for greenlet in self._intake:
             greenlet.kill(block=True, timeout=1.0)
+        if self.receiver is not None:
+            self.receiver.drain()  # what the FEC hold still waited with goes to reassembly
         finish(self.deliverer.chunks, self._deliver, deadline.left())
         self.deliverer.count_undelivered()
         self.sink.stop(deadline.left(0.5))
@@ -128,6 +158,20 @@ class EgressProxy(Service):
         self._exporter.export("late", m.packets_late, stats.late)
         self._exporter.export("orphaned", m.packets_orphaned, stats.orphaned)
         self._exporter.export("delivered", m.chunks_delivered, stats.delivered)
+        if receiver is not None:
+            fec, now = receiver.fec, time.monotonic()
+            self._exporter.export("fec_recovered", m.fec_recovered, receiver.fec_recovered())
+            self._exporter.export(
+                "fec_unrecoverable", m.fec_unrecoverable_groups, fec.stats.unrecoverable_groups
+            )
+            for reason, count in fec.stats.malformed.items():
+                self._exporter.export(
+                    f"malformed.{reason}", m.malformed_packets.labels(reason=reason), count
+                )
+            margin = fec.decoder.repair_margin(now)
+            m.fec_repair_margin.set(math.nan if margin is None else margin)
+            ratio = self.loss.ratio()
+            m.packet_loss_ratio.set(math.nan if ratio is None else ratio)
         m.link_up.set(1 if self.link.up else 0)
         m.queue_bytes.set(self.deliverer.chunks.cost)
         drops = socket_drops(self.udp.sock) if self.udp is not None else None
@@ -153,6 +197,24 @@ class EgressProxy(Service):
             "packets_lost": stats.lost,
             "chunks_delivered": stats.delivered,
             "queued_bytes": self.deliverer.chunks.cost,
+            **self._fec_health(),
             **sink_health,
         }
         return 200, body
+
+    def _fec_health(self) -> dict[str, Any]:
+        receiver = self.receiver
+        if receiver is None:
+            return {}
+        decoder, stats = receiver.fec.decoder, receiver.fec.stats
+        seen = decoder.seen
+        ratio = self.loss.ratio()
+        return {
+            "fec": None
+            if seen is None
+            else {"data": seen[0], "parity": seen[1], "interleave": seen[2]},
+            "fec_recovered": receiver.fec_recovered(),
+            "fec_unrecoverable_groups": stats.unrecoverable_groups,
+            "fec_repair_margin": decoder.repair_margin(time.monotonic()),
+            "packet_loss_ratio": None if ratio is None else round(ratio, 6),
+        }

@@ -1,19 +1,29 @@
-"""The egress's hot loop: datagram → sender check → header check → reassembly → chunk queue."""
+"""The egress's hot loop: datagram → sender check → header check → FEC hold → reassembly → chunks.
+
+FEC is always decoded (parity is self-describing; a sender without FEC costs a little
+bookkeeping and no latency): every data, parity and HeartBeat packet goes through the
+FecReceiver (routing table in ddc/protocol/fec_receive.py), which drives the Reassembler. `poll`
+(the egress's FEC timer greenlet) enforces the hold's time bounds. `lock` keeps the timer and the
+receive loop out of each other: either may block in `deliver` (the chunk queue is full).
+"""
 
 from __future__ import annotations
 
 import logging
+import socket
 import time
 from collections import Counter
 from collections.abc import Callable
 
 import gevent
+import gevent.lock
 
 from ddc.egress.link import LinkState
 from ddc.logs import ThrottledLog
 from ddc.netio import RECEIVE_SIZE, UdpSocket
+from ddc.protocol.fec_receive import FecReceiver
 from ddc.protocol.reassembly import Reassembler
-from ddc.protocol.wire import HEADER_SIZE, MessageType, parse_header
+from ddc.protocol.wire import MessageType, parse_header
 from ddc.units import format_hostport
 
 log = logging.getLogger(__name__)
@@ -23,10 +33,13 @@ HEARTBEAT = MessageType.HEARTBEAT
 DATA_FIRST = MessageType.DATA_FIRST
 DATA = MessageType.DATA
 SHUTDOWN = MessageType.SHUTDOWN
+PARITY = MessageType.PARITY
 YIELD_EVERY = 32
 # a StartUp this soon after the last one, finding the receiver already reset, is the same burst
 STARTUP_HOLDOFF = 0.5
 FOREIGN_LOG_INTERVAL = 5.0
+# how long past its deadline the FEC hold may keep waiting while datagrams wait in the socket
+MAX_POLL_DEFER = 1.0
 
 
 class Receiver:
@@ -38,12 +51,15 @@ class Receiver:
         link: LinkState,
         reassembler: Reassembler,
         deliver: Callable[[bytes | bytearray | memoryview], None],
+        fec: FecReceiver | None = None,
     ) -> None:
         self.udp = udp
         self.link = link
         self.reassembler = reassembler
         self.deliver = deliver
-        self.received = [0] * 6  # by message type
+        self.fec = fec or FecReceiver(reassembler, deliver)
+        self.lock = gevent.lock.Semaphore()
+        self.received = [0] * (max(MessageType) + 1)  # by message type
         self.bytes = 0
         self.malformed: Counter[str] = Counter()
         self.foreign = 0
@@ -54,14 +70,55 @@ class Receiver:
     def run(self) -> None:
         recv = self.udp.recvfrom
         handle = self.handle
+        lock = self.lock
         count = 0
         while True:
             data, address = recv(RECEIVE_SIZE)
-            handle(memoryview(data), len(data), address)
+            with lock:
+                handle(memoryview(data), len(data), address)
             count += 1
             if count >= YIELD_EVERY:
                 count = 0
                 gevent.sleep(0)
+
+    def poll(self, now: float) -> None:
+        """The FEC hold's time bounds (called by the egress's timer greenlet).
+
+        Not while datagrams wait in the socket (up to MAX_POLL_DEFER past the deadline): after
+        the egress was descheduled, the parity that repairs a gap may be among them."""
+        with self.lock:
+            fec = self.fec
+            deadline = fec.deadline
+            if deadline is not None and now - deadline < MAX_POLL_DEFER and self._input_waiting():
+                return
+            fec.poll(now)
+
+    def _input_waiting(self) -> bool:
+        if self.udp is None:
+            return False
+        try:
+            self.udp.sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        except OSError:  # BlockingIOError: nothing waits
+            return False
+        return True
+
+    def drain(self) -> None:
+        """Passes on every packet the FEC hold still waits with (the egress stops)."""
+        with self.lock:
+            self.fec.drain()
+
+    def fec_recovered(self) -> int:
+        """Data packets FEC restored in time for reassembly (a packet restored after the hold
+        gave up on it was already counted lost, and is dropped)."""
+        stats = self.fec.stats
+        return stats.recovered - stats.repaired_late
+
+    def loss_counts(self) -> tuple[int, int]:
+        """(packets the link lost before FEC repair, data and parity packets that arrived)."""
+        lost, fec = self.reassembler.stats.lost, self.fec.stats
+        lost += fec.recovered - fec.repaired_late + fec.parity_lost
+        received = self.received
+        return lost, received[DATA_FIRST] + received[DATA] + received[PARITY]
 
     def handle(self, view: memoryview, size: int, address: tuple) -> None:
         header = parse_header(view, size)
@@ -72,7 +129,7 @@ class Receiver:
             else:
                 self._foreign(address)
             return
-        kind, seq, _, remaining = header
+        kind, seq, _, _ = header
         now = time.monotonic()
         if address != link.pinned:
             if not link.may_pin(address, now, kind):
@@ -81,17 +138,19 @@ class Receiver:
             link.pin(address, now)
             self._last_startup = -1e9
             if kind != STARTUP:
+                self.fec.startup(now)
                 self.reassembler.unsync("new sender")
         self.received[kind] += 1
         self.bytes += size
         if kind == DATA_FIRST or kind == DATA:
             link.heard(now)
-            chunk = self.reassembler.packet(kind, seq, view[HEADER_SIZE:size], remaining)
-            if chunk is not None:
-                self.deliver(chunk)
+            self.fec.data(seq, view if size == len(view) else view[:size], now)
+        elif kind == PARITY:
+            link.heard(now)
+            self.fec.parity(view if size == len(view) else view[:size], now)
         elif kind == HEARTBEAT:
             link.heard(now)
-            self.reassembler.observe_seq(seq)
+            self.fec.heartbeat(seq, now)
         elif kind == STARTUP:
             link.released = False
             link.heard(now)
@@ -103,10 +162,12 @@ class Receiver:
             ):
                 self.startups += 1
                 log.info("StartUp from %s: sequence reset", format_hostport(address))
+                self.fec.startup(now)
                 reassembler.reset("startup")
             self._last_startup = now
-        else:  # SHUTDOWN
+        elif kind == SHUTDOWN:
             if not link.released:
+                self.fec.drain()
                 self.reassembler.observe_seq(seq)
                 self.reassembler.unsync("shutdown")
             link.shutdown()

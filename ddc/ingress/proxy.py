@@ -98,8 +98,14 @@ class IngressProxy(Service):
             ack()
 
     def _send_chunks(self) -> None:
+        """The one sending greenlet: chunks in order, and the FEC linger between them."""
+        transport = self.transport
         while True:
-            item = self.chunks_queue.get()
+            try:
+                item = self.chunks_queue.get(transport.fec_wait())
+            except TimeoutError:  # the open FEC group lingered long enough: close it
+                transport.flush_fec()
+                continue
             if item is STOP:
                 return
             chunk, acks, records = item
@@ -193,6 +199,11 @@ class IngressProxy(Service):
         )
         self._exporter.export("data_bytes", m.bytes_sent, transport.data_bytes)
         self._exporter.export("chunks", m.chunks_sent, transport.chunks)
+        if transport.fec is not None:
+            self._exporter.export(
+                "parity_packets", m.packets_sent.labels(type="parity"), transport.parity_packets
+            )
+            self._exporter.export("parity_bytes", m.bytes_sent, transport.parity_bytes)
         self.metrics.queue_depth.labels(stage="records").set(self.records_queue.cost)
         self.metrics.queue_depth.labels(stage="chunks").set(self.chunks_queue.cost)
         self.metrics.seq.set(self.transport.sequence.next)
@@ -200,6 +211,7 @@ class IngressProxy(Service):
 
     def healthz(self) -> tuple[int, dict[str, Any]]:
         source_health = self.source.health()
+        fec = self.transport.fec
         degraded = (
             self.crashed is not None
             or source_health.get("source_ok") is False
@@ -212,6 +224,9 @@ class IngressProxy(Service):
             "paused": self.paused,
             "send_error": self.transport.failing,
             "seq": self.transport.sequence.next,
+            "fec": None
+            if fec is None
+            else {"data": fec.k, "parity": fec.m, "interleave": fec.interleave},
             "queued_records": self.records_queue.cost,
             "queued_chunk_bytes": self.chunks_queue.cost,
             **source_health,

@@ -1,4 +1,14 @@
-"""The ingress's UDP side: sequence numbers, fragmentation, pacing, control bursts."""
+"""The ingress's UDP side: sequence numbers, fragmentation, pacing, control bursts, FEC parity.
+
+FEC (`fec_data` K > 0 and `fec_parity` M > 0, docs/wire-protocol.md): data datagrams are at
+most `data_datagram_max(max_packet_size)` bytes so parity fits `max_packet_size`; every data
+datagram goes to the encoder once its seq is taken (sent or not: the egress may restore it) and
+the parity it completes is sent right after it, paced like data. A group closes when full, when
+the sender has been idle for the linger since its first packet (`fec_wait`, `flush_fec`), or
+FEC_MAX_GROUP_AGE after its first packet (fec_sender.py). Only the one sending greenlet calls
+`send_chunk` and `flush_fec`, so a block's parity never overtakes data;
+`send_shutdown` flushes first, `send_startup` resets the encoder. FEC off: the v1 path, unchanged.
+"""
 
 from __future__ import annotations
 
@@ -10,11 +20,13 @@ from typing import Any
 
 import gevent
 
+from ddc.ingress.fec_sender import ParitySender
 from ddc.ingress.pacing import make_pacer
 from ddc.metrics import IngressMetrics
 from ddc.netio import UdpSocket, set_send_buffer
+from ddc.protocol.fec import FecEncoder, data_datagram_max
 from ddc.protocol.fragment import Payload, Sequence, fragment
-from ddc.protocol.wire import HEADER_SIZE, MessageType, encode_header
+from ddc.protocol.wire import HEADER_SIZE, SEQ_MODULO, MessageType, encode_header
 from ddc.units import format_hostport
 
 log = logging.getLogger(__name__)
@@ -25,6 +37,9 @@ STARTUP_SETTLE = 0.05
 PERMANENT_ERRORS = {errno.EMSGSIZE, errno.EINVAL, errno.EAFNOSUPPORT}
 MAX_BACKOFF = 1.0
 RESOLVE_INTERVAL = 30.0
+# an FEC group still open this long after its first packet is closed even while data keeps
+# coming (a slow `rate`): its parity must reach the egress within its 100 ms repair wait
+FEC_MAX_GROUP_AGE = 0.05
 
 
 def resolve(address: tuple[str, int]) -> tuple[int, tuple]:
@@ -44,7 +59,16 @@ class Transport:
     def __init__(self, config: dict[str, Any], metrics: IngressMetrics) -> None:
         self.destination = config["destination"]
         self.bind = config["bind"]
-        self.payload_max = config["max_packet_size"] - HEADER_SIZE
+        k, m = config.get("fec_data", 0), config.get("fec_parity", 0)
+        self.fec: FecEncoder | None = None
+        self.parity: ParitySender | None = None
+        max_datagram = config["max_packet_size"]
+        if k and m:
+            linger = config.get("fec_linger_ms", 5.0) / 1000
+            self.fec = FecEncoder(k, m, config.get("fec_interleave", 1), linger)
+            self.parity = ParitySender(self.fec, self._send_parity, FEC_MAX_GROUP_AGE)
+            max_datagram = data_datagram_max(max_datagram)
+        self.payload_max = max_datagram - HEADER_SIZE
         self.config = config
         self.metrics = metrics
         self.sequence = Sequence()
@@ -57,6 +81,8 @@ class Transport:
         self.data_packets = 0
         self.data_bytes = 0
         self.chunks = 0
+        self.parity_packets = 0
+        self.parity_bytes = 0
         self._resolved_at = 0.0
 
     def open(self) -> None:
@@ -123,6 +149,9 @@ class Transport:
 
     def send_chunk(self, chunk: Payload) -> bool:
         """Fragments and sends one chunk; False when a packet of it had to be dropped."""
+        if self.fec is not None:
+            assert self.parity is not None
+            return self._send_chunk_fec(chunk, self.parity)
         take = self.pacer.take
         send = self._send
         sequence = self.sequence
@@ -143,6 +172,45 @@ class Transport:
             self.chunks += 1
         return complete
 
+    def _send_chunk_fec(self, chunk: Payload, parity: ParitySender) -> bool:
+        """send_chunk with FEC on: each data datagram goes to the encoder after its send."""
+        take = self.pacer.take
+        send = self._send
+        sequence = self.sequence
+        complete = True
+        for header, payload in fragment(chunk, self.payload_max, sequence):
+            datagram = b"".join((header, payload))  # one copy: the encoder keeps it
+            length = len(datagram)
+            take(length)
+            if send([datagram], True):
+                self.data_bytes += length
+                self.data_packets += 1
+            else:
+                complete = False
+            self.handed_over = sequence.next
+            parity.data((sequence.next - 1) % SEQ_MODULO, datagram, time.monotonic())
+        if complete:
+            self.chunks += 1
+        return complete
+
+    def _send_parity(self, parity: list[bytes]) -> None:
+        take = self.pacer.take
+        for datagram in parity:
+            take(len(datagram))
+            if self._send([datagram], True):
+                self.parity_packets += 1
+                self.parity_bytes += len(datagram)
+
+    def fec_wait(self) -> float | None:
+        """Seconds until the open FEC block's linger ends (0: now); None: nothing to flush."""
+        due = None if self.parity is None else self.parity.due_at()
+        return None if due is None else max(0.0, due - time.monotonic())
+
+    def flush_fec(self) -> None:
+        """Closes the open FEC block and sends its parity (the linger, or before Shutdown)."""
+        if self.parity is not None:
+            self.parity.flush()
+
     def _control(self, kind: MessageType, seq: int, count: int) -> None:
         header = encode_header(kind, seq, 0, 0)
         counter = self.metrics.packets_sent.labels(type=kind.name.lower())
@@ -154,6 +222,8 @@ class Transport:
                 gevent.sleep(0.0005)  # a burst, but not faster than a receiver's buffer can take
 
     def send_startup(self) -> None:
+        if self.parity is not None:
+            self.parity.reset()
         self.sequence = Sequence(0)
         self.handed_over = 0
         self._control(MessageType.STARTUP, 0, self.config["startup_burst"])
@@ -164,5 +234,6 @@ class Transport:
         self._control(MessageType.HEARTBEAT, self.handed_over, 1)
 
     def send_shutdown(self) -> None:
+        self.flush_fec()
         self._control(MessageType.SHUTDOWN, self.handed_over, self.config["shutdown_burst"])
         log.info("Shutdown burst sent at seq %d", self.handed_over)

@@ -165,6 +165,30 @@ def decode_group(
     return _decoder(k, m).decode(tuple(blocks), tuple(share_numbers))
 
 
+class BlockJob:
+    """A closed interleave block: its groups (data datagrams, first seq, slot) in wire order."""
+
+    __slots__ = ("groups", "m", "stride")
+
+    def __init__(self, groups: list[tuple[list[BlockLike], int, int]], m: int, stride: int) -> None:
+        self.groups = groups
+        self.m = m
+        self.stride = stride
+
+
+def encode_block(job: BlockJob) -> list[bytes]:
+    """The parity datagrams of a closed block in wire order (index 0 of every group, then 1...).
+
+    Pure: may run in a thread (zfec releases the GIL while it encodes)."""
+    per_group = [
+        encode_group(datagrams, first, job.m, job.stride, slot)
+        for datagrams, first, slot in job.groups
+    ]
+    if len(per_group) == 1:
+        return per_group[0]
+    return [parity[index] for index in range(job.m) for parity in per_group]
+
+
 def unpad(block: bytes, seq: int) -> bytes | None:
     """The original datagram inside a restored block; None if the block is not a data packet
     with this seq and zero padding (then the group mixed packets that do not belong together)."""
@@ -194,8 +218,8 @@ class FecEncoder:
     returned parity is sent right after it, paced like data. A linger flush must not overtake
     data: run `add`+send and `flush`+send under one lock (or in the one sending greenlet), so a
     block's parity always precedes the next block's packets. Before the Shutdown burst send
-    `flush()`'s parity; at StartUp call `reset()`. zfec releases the GIL while it encodes, so
-    `encode_group` may run in gevent's threadpool for large packets.
+    `flush()`'s parity; at StartUp call `reset()`. `add_jobs` and `close` return the closed
+    blocks unencoded, for `encode_block` (zfec releases the GIL while it encodes).
     """
 
     def __init__(self, k: int, m: int, interleave: int = 1, linger: float = 0.005) -> None:
@@ -223,6 +247,10 @@ class FecEncoder:
 
     def add(self, seq: int, datagram: BlockLike, now: float = 0.0) -> list[bytes]:
         """Takes one data datagram (as sent, with its seq); returns parity datagrams to send."""
+        return [parity for job in self.add_jobs(seq, datagram, now) for parity in encode_block(job)]
+
+    def add_jobs(self, seq: int, datagram: BlockLike, now: float = 0.0) -> list[BlockJob]:
+        """`add` without the encoding: the blocks it closed, for `encode_block` (in a thread)."""
         if not self.m:
             return []
         if len(datagram) > MAX_DATAGRAM - PARITY_OVERHEAD:
@@ -230,9 +258,9 @@ class FecEncoder:
                 f"data datagram of {len(datagram)} bytes: with FEC at most "
                 f"{MAX_DATAGRAM - PARITY_OVERHEAD}"
             )
-        out: list[bytes] = []
+        jobs: list[BlockJob] = []
         if self._position and seq != self._next_seq:
-            out = self.flush()
+            jobs.append(self._close())
         if not self._position:
             self._block_first = seq
             self._opened_at = now
@@ -240,33 +268,35 @@ class FecEncoder:
         self._position += 1
         self._next_seq = (seq + 1) % SEQ_MODULO
         if self._position == self.k * self.interleave:
-            out += self.flush()
-        return out
+            jobs.append(self._close())
+        return jobs
 
     def flush(self) -> list[bytes]:
         """Closes the open block now; its parity datagrams in wire order."""
-        if not self._position:
-            return []
+        job = self.close()
+        return [] if job is None else encode_block(job)
+
+    def close(self) -> BlockJob | None:
+        """`flush` without the encoding: the closed block for `encode_block`, None if none."""
+        return self._close() if self._position else None
+
+    def _close(self) -> BlockJob:
         n = self.interleave
         last_slot = (self._position - 1) % n
-        per_group: list[list[bytes]] = []
+        groups: list[tuple[list[BlockLike], int, int]] = []
         for step in range(1, n + 1):  # slot order starting after the last data packet's slot
             slot_index = (last_slot + step) % n
             slot = self._slots[slot_index]
             if slot:
-                first = self._block_first + slot_index
-                per_group.append(encode_group(slot, first, self.m, n, slot_index))
-                slot.clear()
+                groups.append((slot, self._block_first + slot_index, slot_index))
+                self._slots[slot_index] = []
         self._position = 0
-        self.groups_sent += len(per_group)
-        self.parity_sent += self.m * len(per_group)
-        if len(per_group) == 1:
-            return per_group[0]
-        return [parity[index] for index in range(self.m) for parity in per_group]
+        self.groups_sent += len(groups)
+        self.parity_sent += self.m * len(groups)
+        return BlockJob(groups, self.m, n)
 
     def reset(self) -> None:
         """A new sequence (StartUp): the open block is dropped, the egress resets as well."""
-        for slot in self._slots:
-            slot.clear()
+        self._slots = [[] for _ in range(self.interleave)]
         self._position = 0
         self._next_seq = None

@@ -23,7 +23,10 @@ Rules:
   `group_max_age` seconds (`expire`), or beyond `max_groups`; a forgotten group still missing data
   counts as unrecoverable (`expired_groups`). A group's loss (data + parity packets that never
   arrived) is recorded when it is forgotten, for `worst_loss` and `repair_margin` over the last
-  minute.
+  minute, and its parity packets that never arrived are counted (`parity_lost`; a group whose M
+  parity packets were all lost is never heard of, so this counts a little short).
+* `seen`: (K, M, interleave) of the sender's groups since the last reset, K the largest seen (a
+  group the linger closed early has fewer data packets): what /healthz shows.
 """
 
 from __future__ import annotations
@@ -59,6 +62,7 @@ class FecStats:
         "gaps_given_up",
         "repaired_late",
         "duplicate_data",
+        "parity_lost",
     )
 
     def __init__(self) -> None:
@@ -75,6 +79,7 @@ class FecStats:
         self.gaps_given_up = 0  # gaps passed on unrepaired (reassembly counts them lost)
         self.repaired_late = 0  # restored after the hold had given up on them (dropped)
         self.duplicate_data = 0  # a second copy of a held packet (dropped)
+        self.parity_lost = 0  # parity packets of forgotten groups that never arrived
 
 
 class _Group:
@@ -109,6 +114,7 @@ class FecDecoder:
         self.retain = MIN_RETAIN
         self.active_span = MIN_RETAIN
         self.settled_before: int | None = None
+        self.seen: tuple[int, int, int] | None = None  # (largest K, M, interleave) since reset
         self._data_since_parity: int | None = 0 if assume_active else None  # None: no parity
         self._recent: dict[int, memoryview | bytes] = {}
         self._order: deque[int] = deque()
@@ -133,6 +139,7 @@ class FecDecoder:
         self._recent_bytes = 0
         self._newest = None
         self.settled_before = None
+        self.seen = None
         self._lost.clear()
 
     def data(self, seq: int, datagram: memoryview | bytes, now: float) -> Restored:
@@ -171,6 +178,14 @@ class FecDecoder:
         if group is None:
             self._evict_groups(now)
             group = self._new_group(info, now)
+            seen = self.seen
+            if seen is None or seen[1:] != (info.m, info.stride) or seen[0] < info.k:
+                k = (
+                    info.k
+                    if seen is None or seen[1:] != (info.m, info.stride)
+                    else max(seen[0], info.k)
+                )
+                self.seen = (k, info.m, info.stride)
         else:
             known = group.info
             shape = (info.k, info.m, info.stride, info.slot, len(info.block))
@@ -308,6 +323,7 @@ class FecDecoder:
         if group.state == PENDING:
             self.stats.expired_groups += 1
             self._lose(group)
+        self.stats.parity_lost += info.m - len(group.indexes)
         loss = group.missing + info.m - len(group.indexes)
         self._record_loss(loss, info.m - loss, now)
 

@@ -4,7 +4,8 @@
 
 The transport's headers come from `fragment` (data packets) and `encode_header` (control
 packets); the receiver reads them with `parse_header`, the diode simulator with `type_name`.
-Nothing outside ddc.protocol packs or unpacks `HEADER`.
+Nothing outside ddc.protocol packs or unpacks `HEADER`. Type 6 (Parity, FEC) is parsed here like
+the others; its own header is fec.parse_parity's. Types 0 and 7+ are UNKNOWN_TYPE.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ class MessageType(IntEnum):
     DATA_FIRST = 3
     DATA = 4
     SHUTDOWN = 5
+    PARITY = 6  # wire v2 FEC (ddc.protocol.fec): consumes no sequence number
 
 
 _FIRST_TYPE = min(MessageType)

@@ -6,6 +6,10 @@ processes, restarted for every trial) delivers with nothing lost. The ingress ra
 a little above the offered rate so it smooths the blaster's bursts without becoming the
 bottleneck. A trial passes when the receiver counted every datagram sent and the egress counted
 no lost packet.
+
+Scenarios c and d are the same 60 KB datagrams over 1472-byte packets (no IP fragmentation on a
+1500-byte MTU), without and with FEC 32+8; run together (`--scenario fec` or `all`), the table is
+followed by the FEC on / off throughput ratio of this run.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import shutil
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +44,7 @@ class Scenario:
     size: int  # bytes per datagram into the ingress
     envelope: str
     limiter_margin: float  # limiter rate = offered payload rate × this (headers, envelope)
+    transport: dict[str, Any] = field(default_factory=dict)  # more [ingress.transport] keys
 
 
 KEEP_UP = 0.95  # delivered/offered throughput a passing trial needs
@@ -47,7 +52,24 @@ KEEP_UP = 0.95  # delivered/offered throughput a passing trial needs
 SCENARIOS = {
     "a": Scenario("a", "60 KB datagrams, raw envelope", 60_000, "raw", 1.05),
     "b": Scenario("b", "200-byte datagrams, records envelope", 200, "records", 1.3),
+    "c": Scenario(
+        "c",
+        "60 KB datagrams, raw, 1472-byte packets, FEC off",
+        60_000,
+        "raw",
+        1.05,
+        {"max_packet_size": 1472},
+    ),
+    "d": Scenario(
+        "d",
+        "60 KB datagrams, raw, 1472-byte packets, FEC 32+8",
+        60_000,
+        "raw",
+        1.35,
+        {"max_packet_size": 1472, "fec_data": 32, "fec_parity": 8},
+    ),
 }
+GROUPS = {"all": ["a", "b", "c", "d"], "fec": ["c", "d"]}
 
 
 QUIET = {"log_level": "WARNING"}
@@ -57,6 +79,7 @@ def make_pair(workdir: Path, scenario: Scenario, rate_bits: float | None, sink_p
     """`ddc ingress` (UDP source) + `ddc egress` (UDP sink to `sink_port`) for one trial, with
     large socket buffers and the default heartbeat timing."""
     transport: dict[str, Any] = {"envelope": scenario.envelope, "send_buffer": "16MiB"}
+    transport.update(scenario.transport)
     if rate_bits:
         transport["rate"] = f"{rate_bits:.0f}"
     return Pair(
@@ -232,7 +255,9 @@ def run_scenario(
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="scripts/bench link", description=__doc__.splitlines()[0])
-    parser.add_argument("--scenario", choices=["a", "b", "all"], default="all")
+    parser.add_argument(
+        "--scenario", choices=[*SCENARIOS, *GROUPS], default="all", help="fec: c and d"
+    )
     parser.add_argument(
         "--duration", type=float, default=None, help="seconds per trial (default 5, --quick 1.5)"
     )
@@ -251,7 +276,7 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     duration = args.duration or (1.5 if args.quick else 5.0)
     steps = args.steps or (2 if args.quick else 6)
-    keys = ["a", "b"] if args.scenario == "all" else [args.scenario]
+    keys = GROUPS.get(args.scenario, [args.scenario])
     rows: list[list[Any]] = []
     workdir = Path(tempfile.mkdtemp(prefix="ddc-bench-link-"))
     try:
@@ -283,4 +308,10 @@ def main(argv: list[str]) -> int:
     print(
         f"\n(trials of {duration:g} s; CPU% = process CPU time over the delivery span; 2-core machine)"
     )
+    best = {row[0]: row[2] for row in rows if row[1] != "raw Python UDP"}
+    if best.get("c") and "d" in best:
+        print(
+            f"FEC 32+8 on / off (scenario d / c, same run): {best['d'] / best['c']:.2f}x "
+            f"({best['d']:.1f} / {best['c']:.1f} MB/s)"
+        )
     return 0

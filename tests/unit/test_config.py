@@ -154,6 +154,51 @@ def test_invalid_values_name_the_key(tmp_path, mutation, key, problem):
     assert problem in info.value.problem
 
 
+def test_fec_defaults_are_off(tmp_path):
+    transport = load_config(write(tmp_path, INGRESS), "ingress", environ={})["transport"]
+    assert (transport["fec_data"], transport["fec_parity"]) == (0, 0)
+    assert transport["fec_linger_ms"] == 5.0 and transport["fec_interleave"] == 1
+
+
+@pytest.mark.parametrize(
+    "keys, key, problem",
+    [
+        ("fec_data = 256\nfec_parity = 1", "fec_data", "less than or equal to 255"),
+        ("fec_data = -1", "fec_data", "greater than or equal to 0"),
+        ("fec_parity = 8", "fec_parity", "needs fec_data > 0"),
+        ("fec_data = 200\nfec_parity = 57", "fec_parity", "<= 256, got 257"),
+        (
+            "fec_data = 32\nfec_parity = 8\nfec_interleave = 0",
+            "fec_interleave",
+            "less than or equal to 255",
+        ),
+        (
+            "fec_data = 32\nfec_parity = 8\nfec_interleave = 256",
+            "fec_interleave",
+            "less than or equal to 255",
+        ),
+        ("fec_linger_ms = -1", "fec_linger_ms", "greater than or equal"),
+        ("fec_linger_ms = 51", "fec_linger_ms", "less than or equal to 50"),
+        ("fec_data = 4\nfec_parity = 1\nmax_packet_size = 70", "max_packet_size", ">= 79"),
+    ],
+)
+def test_invalid_fec_settings_name_the_key(tmp_path, keys, key, problem):
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, INGRESS + keys + "\n"), "ingress", environ={})
+    assert info.value.key == f"ingress.transport.{key}"
+    assert problem in info.value.problem
+
+
+def test_fec_settings_load(tmp_path):
+    text = INGRESS + "fec_data = 32\nfec_parity = 8\nfec_interleave = 4\nmax_packet_size = 1472\n"
+    transport = load_config(write(tmp_path, text), "ingress", environ={})["transport"]
+    assert (transport["fec_data"], transport["fec_parity"], transport["fec_interleave"]) == (
+        32,
+        8,
+        4,
+    )
+
+
 def test_missing_table_and_wrong_role(tmp_path):
     with pytest.raises(ConfigError, match="ingress.transport: Missing data"):
         load_config(write(tmp_path, INGRESS.split("[ingress.transport]")[0]), "ingress", environ={})

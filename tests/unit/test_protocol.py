@@ -67,13 +67,19 @@ def test_a_header_parses_to_its_fields():
     assert encode_header(MessageType.HEARTBEAT, SEQ_MODULO + 5, 0) == encode_header(2, 5, 0)
 
 
+def test_a_parity_header_parses_and_types_beyond_it_stay_unknown():
+    parity = encode_header(MessageType.PARITY, 7, 3, 0) + b"xyz"
+    assert parse_header(parity, len(parity)) == (6, 7, 3, 0)
+    for kind in (0, 7, 8, 255):
+        assert parse_header(encode_header(kind, 0, 0), 9) == UNKNOWN_TYPE
+
+
 @pytest.mark.parametrize(
     "datagram, reason",
     [
         (b"", SHORT),
         (b"\x03\x00\x00", SHORT),
         (bytes([0, 0, 0, 0, 0, 0, 0, 0, 0]), UNKNOWN_TYPE),
-        (bytes([6, 0, 0, 0, 0, 0, 0, 0, 0]), UNKNOWN_TYPE),
         (bytes([7, 0, 0, 0, 0, 0, 0, 0, 0]), UNKNOWN_TYPE),
         (encode_header(3, 1, 10, 0) + b"abc", LENGTH_MISMATCH),
         (encode_header(3, 1, 0, 0) + b"abc", LENGTH_MISMATCH),
@@ -90,6 +96,7 @@ def test_type_names_label_any_datagram():
         "data_first",
         "data",
         "shutdown",
+        "parity",
     ]
     assert type_name(memoryview(encode_header(4, 6, 0))) == "data"
     assert type_name(b"\x03short") == "other"
