@@ -125,3 +125,8 @@ class EgressMetrics:
             registry=r,
         )
         self.queue_bytes = Gauge("ddc_egress_queue_bytes", "Bytes waiting for the sink", registry=r)
+        self.records_lost = Counter(
+            "ddc_egress_records_lost",
+            "Records read from Kafka that the ingress sent and that never arrived (GET /gaps)",
+            registry=r,
+        )

@@ -8,13 +8,15 @@ from collections.abc import Callable
 from typing import Any
 
 from ddc.ingress.filters import FilterChain
-from ddc.protocol.envelope import BATCH_OVERHEAD, encode_records, record_size
+from ddc.ingress.runs import SentRuns
+from ddc.protocol.envelope import BATCH_OVERHEAD, encode_records, has_source, record_size
 from ddc.protocol.record import Record
 from ddc.queues import ITEM_OVERHEAD, STOP, CostQueue
 
 log = logging.getLogger(__name__)
 
 Ack = Callable[[], None]
+TAIL_MARKS_AFTER = 1.0  # seconds of quiet after which the partitions' tail marks are sent
 
 
 def value_of(item: Record | bytes) -> bytes:
@@ -26,7 +28,9 @@ class Framer:
     """Turns submissions (records, ack) from `inbox` into (chunk, acks, record count) on `outbox`.
 
     A chunk of None carries only acks (everything in it was filtered out), so acks still run in
-    submission order, after everything before them was sent.
+    submission order, after everything before them was sent. Batches holding records read from
+    Kafka are v2, marked per partition by `runs` (ddc/ingress/runs.py); after TAIL_MARKS_AFTER of
+    quiet, and on STOP, a record-less batch of tail marks follows.
     """
 
     def __init__(
@@ -48,6 +52,8 @@ class Framer:
         self._batch_bytes = BATCH_OVERHEAD
         self._batch_acks: list[Ack] = []
         self._batch_started = 0.0
+        self.runs = SentRuns()
+        self._last_flush = 0.0
 
     def _emit(self, chunk: Any, acks: list[Ack], records: int) -> None:
         # the per-item overhead keeps empty records from queueing without bound
@@ -56,26 +62,39 @@ class Framer:
         )
 
     def _flush(self) -> None:
+        self._last_flush = time.monotonic()
         if self._batch:
-            self._emit(encode_records(self._batch), self._batch_acks, len(self._batch))
+            marks = self.runs.take()
+            chunk = encode_records(self._batch, marks if marks else None)
+            self._emit(chunk, self._batch_acks, len(self._batch))
         elif self._batch_acks:
             self._emit(None, self._batch_acks, 0)
         self._batch = []
         self._batch_acks = []
         self._batch_bytes = BATCH_OVERHEAD
 
+    def _send_tail_marks(self) -> None:
+        while self.runs.dirty:
+            self._emit(encode_records([], self.runs.tail_marks()), [], 0)
+
     def run(self) -> None:
         while True:
             timeout = None
             if self._batch or self._batch_acks:
                 timeout = max(0.0, self._batch_started + self.linger - time.monotonic())
+            elif self.runs.dirty:
+                timeout = max(0.0, self._last_flush + TAIL_MARKS_AFTER - time.monotonic())
             try:
                 item = self.inbox.get(timeout)
             except TimeoutError:
-                self._flush()
+                if self._batch or self._batch_acks:
+                    self._flush()
+                else:
+                    self._send_tail_marks()
                 continue
             if item is STOP:
                 self._flush()
+                self._send_tail_marks()
                 self.outbox.put(STOP, 1)
                 return
             items, ack = item
@@ -95,12 +114,18 @@ class Framer:
 
     def _frame_batch(self, items: list[Record | bytes], ack: Ack | None) -> None:
         limit = self.batch_max_bytes
+        runs = self.runs
         for item in items:
             size = record_size(item)
-            if self._batch and self._batch_bytes + size > limit:
+            marked = item if isinstance(item, Record) and has_source(item) else None
+            if self._batch and (
+                self._batch_bytes + size > limit or (marked is not None and runs.conflicts(marked))
+            ):
                 self._flush()
             if not self._batch:
                 self._batch_started = time.monotonic()
+            if marked is not None:
+                runs.add(marked)
             self._batch.append(item)
             self._batch_bytes += size
         if ack is not None:

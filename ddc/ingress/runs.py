@@ -1,0 +1,109 @@
+"""The ingress's account of what it sent per Kafka partition: the marks of records batch v2.
+
+A pure state machine fed by the framer, record by record, in the order they are framed; the
+egress (ddc/egress/gaps.py) compares the marks with what it received to name exactly the records
+it never got (docs/wire-protocol.md, "records (batch v2)").
+
+Rules:
+* A *run* is a strictly increasing sequence of offsets of one partition framed for sending by
+  this process. The first record of a partition this process frames starts a run, and so does
+  any record whose offset is not above the run's last one (the partition was read again after a
+  rebalance or a restart elsewhere): a new random 32-bit run id, first_offset = that offset,
+  nothing sent before it.
+* A partition that leaves this ingress and comes back further on (another pair carried it
+  meanwhile) stays in its run: prev_offset names the last record THIS process sent, so the
+  egress claims nothing for the records the other pair carried, and nothing for offsets that
+  were never records (compaction, transaction markers, deleted records) or were filtered out
+  (filters run before the framer: a filtered record is never "sent").
+* Every batch holding records of a partition carries one mark for it: the run, its first
+  offset, prev_offset (the run's last record sent before this batch, -1 for none), sent_before
+  (the run's records sent before this batch), and the batch's own count and last offset.
+* A batch never holds two runs of one partition, nor more than MAX_MARKS partitions:
+  conflicts() tells the framer to flush the batch first.
+* Records without a Kafka origin (no topic, partition or offset) are not marked.
+* tail_marks(): marks with count 0 for the partitions that sent records since the last call, so
+  that the egress learns of a lost last batch without waiting for the next record (the framer
+  sends them after a quiet second and on a graceful stop).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from ddc.protocol.envelope import MAX_MARKS, Mark
+from ddc.protocol.record import Record
+
+Key = tuple[str, int]
+
+
+@dataclass(slots=True)
+class _Run:
+    run: int
+    first: int
+    last: int = -1  # the last offset framed in this run
+    sent: int = 0  # records framed in this run
+
+
+@dataclass(slots=True)
+class _Pending:
+    """The current batch's records of one partition."""
+
+    run: _Run
+    prev: int
+    sent_before: int
+    count: int = 0
+    last: int = -1
+
+
+class SentRuns:
+    def __init__(self, rng: random.Random | None = None) -> None:
+        self.rng = rng or random.SystemRandom()
+        self.runs: dict[Key, _Run] = {}
+        self.pending: dict[Key, _Pending] = {}
+        self.dirty: set[Key] = set()  # partitions with records framed since the last tail marks
+        self.runs_started = 0
+
+    def conflicts(self, record: Record) -> bool:
+        """Must the current batch be flushed before `record` (a record with a Kafka origin)?"""
+        pending = self.pending.get((record.topic, record.partition))  # type: ignore[arg-type]
+        if pending is None:
+            return len(self.pending) >= MAX_MARKS
+        return record.offset <= pending.last
+
+    def add(self, record: Record) -> None:
+        """`record` (with a Kafka origin) joins the current batch."""
+        key: Key = (record.topic, record.partition)  # type: ignore[assignment]
+        offset = record.offset
+        pending = self.pending.get(key)
+        if pending is None:
+            run = self.runs.get(key)
+            if run is None or offset <= run.last:
+                run = self.runs[key] = _Run(self.rng.getrandbits(32), offset)
+                self.runs_started += 1
+            pending = self.pending[key] = _Pending(run, run.last, run.sent)
+        run = pending.run
+        run.last = offset
+        run.sent += 1
+        pending.count += 1
+        pending.last = offset
+
+    def take(self) -> list[Mark]:
+        """The marks of the current batch (being sent now); the next batch starts empty."""
+        marks = [
+            Mark(key[0], key[1], p.run.run, p.run.first, p.prev, p.sent_before, p.count, p.last)
+            for key, p in self.pending.items()
+        ]
+        self.dirty.update(self.pending)
+        self.pending.clear()
+        return marks
+
+    def tail_marks(self) -> list[Mark]:
+        """Count-0 marks of the partitions that sent records since the last call (at most
+        MAX_MARKS of them; the rest stay due)."""
+        marks: list[Mark] = []
+        while self.dirty and len(marks) < MAX_MARKS:
+            key = self.dirty.pop()
+            run = self.runs[key]
+            marks.append(Mark(key[0], key[1], run.run, run.first, run.last, run.sent, 0, -1))
+        return marks
