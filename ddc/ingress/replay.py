@@ -123,17 +123,16 @@ class ReplaySource(Source):
                         *opened.gone,
                         opened.log_start,
                     )
-                if opened.beyond is not None:
-                    result.beyond_log_end = list(opened.beyond)
-                    log.error(
-                        "%s/%d offsets %d..%d are past the log's end (%d): not in Kafka",
-                        planned.topic,
-                        planned.partition,
-                        *opened.beyond,
-                        opened.log_end,
-                    )
                 for records in read_range(self.consumer, opened, self.fetch_timeout):
                     self._send(result, records)
+                if opened.past_end is not None:
+                    result.beyond_log_end = list(opened.past_end)
+                    log.error(
+                        "%s/%d offsets %d..%d are past the log's end: not in Kafka",
+                        planned.topic,
+                        planned.partition,
+                        *opened.past_end,
+                    )
             except Exception as exc:
                 result.error = repr(exc)
                 log.error("%s/%d: replay failed: %r", planned.topic, planned.partition, exc)

@@ -28,8 +28,14 @@ POLL_MAX_RECORDS = 500
 
 
 def range_consumer(bootstrap_servers: list[str], options: Mapping[str, Any] | None) -> Any:
-    """A KafkaConsumer outside any group, from the ingress's `[ingress.source.options]`."""
+    """A KafkaConsumer outside any group, from the ingress's `[ingress.source.options]`.
+
+    Their auto_offset_reset is left out: a seek past the log's end resets to the end
+    ("latest"), never to the start of the partition.
+    """
+    options = {k: v for k, v in (options or {}).items() if k != "auto_offset_reset"}
     return KafkaConsumer(
+        auto_offset_reset="latest",
         **consumer_options(
             options,
             key="ingress.source.options",
@@ -53,7 +59,7 @@ class OffsetRange:
     first: int
     last: int
     log_start: int = 0  # the partition's first offset still in the log
-    log_end: int = 0  # the offset the next record written will get
+    past_end: tuple[int, int] | None = None  # set by read_range: offsets past the log's end
 
     @property
     def gone(self) -> tuple[int, int] | None:
@@ -63,24 +69,16 @@ class OffsetRange:
         return self.first, min(self.last, self.log_start - 1)
 
     @property
-    def beyond(self) -> tuple[int, int] | None:
-        """The part of the range past the log's end (a truncated log), or None."""
-        if self.last < self.log_end:
-            return None
-        return max(self.first, self.log_end), self.last
-
-    @property
     def readable(self) -> tuple[int, int] | None:
-        low, high = max(self.first, self.log_start), min(self.last, self.log_end - 1)
-        return (low, high) if low <= high else None
+        low = max(self.first, self.log_start)
+        return (low, self.last) if low <= self.last else None
 
 
 def open_range(consumer: Any, wanted: OffsetRange) -> OffsetRange:
-    """Assign the partition and learn its log start and end (fills `wanted` in and returns it)."""
+    """Assign the partition and learn its log start (fills `wanted` in and returns it)."""
     tp = TopicPartition(wanted.topic, wanted.partition)
     consumer.assign([tp])
     wanted.log_start = consumer.beginning_offsets([tp])[tp]
-    wanted.log_end = consumer.end_offsets([tp])[tp]
     return wanted
 
 
@@ -88,7 +86,10 @@ def read_range(consumer: Any, opened: OffsetRange, timeout: float) -> Iterator[l
     """The records of the readable part of an opened range, in offset order, a poll at a time.
 
     Offsets that hold no record (compaction, transaction markers) are skipped by Kafka itself.
-    Stops at the range's end, or after `timeout` seconds without progress (TimeoutError).
+    Stops at the range's end; at the log's end (two empty polls at or past the end offset the
+    broker reports: `opened.past_end` names the rest, a truncated log); or after `timeout`
+    seconds without progress (TimeoutError). The end offset is not trusted before reading: a
+    broker may report it late.
     """
     readable = opened.readable
     if readable is None:
@@ -98,6 +99,7 @@ def read_range(consumer: Any, opened: OffsetRange, timeout: float) -> Iterator[l
     consumer.seek(tp, low)
     stalled_since = time.monotonic()
     position = low
+    empty = 0
     while position <= high:
         batch = consumer.poll(timeout_ms=POLL_TIMEOUT_MS, max_records=POLL_MAX_RECORDS)
         records = [to_record(m) for m in batch.get(tp, ()) if low <= m.offset <= high]
@@ -105,10 +107,16 @@ def read_range(consumer: Any, opened: OffsetRange, timeout: float) -> Iterator[l
         if records or moved != position:
             position = moved
             stalled_since = time.monotonic()
+            empty = 0
             if records:
                 yield records
-        elif time.monotonic() - stalled_since > timeout:
+            continue
+        empty += 1
+        if empty >= 2 and position >= consumer.end_offsets([tp])[tp]:
+            opened.past_end = (max(position, low), high)
+            return
+        if time.monotonic() - stalled_since > timeout:
             raise TimeoutError(
                 f"{opened.topic}/{opened.partition}: no progress for {timeout:g}s at offset "
-                f"{consumer.position(tp)} (reading {low}..{high})"
+                f"{position} (reading {low}..{high})"
             )

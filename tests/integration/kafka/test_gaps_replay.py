@@ -21,7 +21,7 @@ from kafka import KafkaAdminClient
 from ddc.diode_sim.config import SimConfig
 from dedup_service.embedded import free_port
 from devtools.diode_sim_thread import DiodeSimThread
-from devtools.harness import child_env
+from devtools.harness import child_env, write_toml
 from tests.integration.kafka.helpers import (
     DDC,
     Daemon,
@@ -177,7 +177,16 @@ def test_gaps_are_exact_and_replay_completes_the_target(kafka_bootstrap: str, tm
         assert report["packets_lost"] == egress.metric("ddc_egress_packets_lost_total") > 0
         assert report["inconsistent_marks"] == 0
 
-        # 4. replay, with the ingress stopped (graceful: its Shutdown frees the egress)
+        # 4. replay refuses while the ingress runs (two senders into one egress)...
+        refused = subprocess.run(
+            [*DDC, "replay", "-c", str(ingress.config), "--gaps", egress.url("/gaps")],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=child_env(),
+        )
+        assert refused.returncode == 1 and "stop it first" in refused.stderr, refused.stderr
+        # ...and runs with the ingress stopped (graceful: its Shutdown frees the egress)
         ingress.stop()
         committed = group_offsets(kafka_bootstrap, group)
         assert sum(committed.values()) == total  # the ingress committed everything it read
@@ -214,3 +223,66 @@ def test_gaps_are_exact_and_replay_completes_the_target(kafka_bootstrap: str, tm
             ingress.kill()
         egress.kill()
         sim.stop()
+
+
+def test_replay_names_what_is_not_in_kafka_and_sends_the_rest(kafka_bootstrap: str, tmp_path):
+    src, dst, group = unique("gone-src"), unique("gone-dst"), unique("gone")
+    create_topics(kafka_bootstrap, src, dst, partitions=2)
+    client = producer(kafka_bootstrap)
+    for i in range(20):
+        client.send(src, value=b"r%d" % i, partition=i % 2)
+    client.flush(30)
+    client.close()
+    egress_port = free_port(socket.SOCK_DGRAM)
+    egress = Daemon(
+        "egress",
+        "gone",
+        tmp_path,
+        egress_tables(kafka_bootstrap, egress_port, {"topic_map": {src: dst}}, envelope="records"),
+    )
+    tables = ingress_tables(kafka_bootstrap, [src], group, egress_port, envelope="records")
+    tables["ingress"]["http_listen"] = f"127.0.0.1:{free_port()}"  # nothing listens: not running
+    config = tmp_path / "ingress.toml"
+    write_toml(config, tables)
+    report = {
+        "kafka": [
+            {"topic": src, "partition": 0, "first_offset": 5, "last_offset": 9, "records": 5},
+            {"topic": src, "partition": 1, "first_offset": 100, "last_offset": 105, "records": 2},
+            {
+                "topic": "elsewhere",
+                "partition": 0,
+                "first_offset": 0,
+                "last_offset": 1,
+                "records": 2,
+            },
+        ]
+    }
+    gaps = tmp_path / "gaps.json"
+    gaps.write_text(json.dumps(report))
+    try:
+        egress.start()
+        result = subprocess.run(
+            [*DDC, "replay", "-c", str(config), "--gaps", str(gaps), "--settle", "0.2"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=child_env(),
+        )
+        assert result.returncode == 1, result.stderr[-3000:]
+        summary = json.loads(result.stdout)
+        present, past = summary["ranges"]
+        assert (present["status"], present["read"], present["sent"]) == ("complete", 5, 5)
+        assert (past["status"], past["sent"], past["beyond_log_end"]) == (
+            "incomplete",
+            0,
+            [100, 105],
+        )
+        assert summary["not_a_topic_of_this_ingress"][0]["topic"] == "elsewhere"
+        assert "offsets 100..105 are past the log's end" in result.stderr
+        assert "not a topic of this ingress" in result.stderr
+        target = read_all(kafka_bootstrap, dst, 5, timeout=30)
+        assert sorted(src_of(m)[1:] for m in target) == [(0, o) for o in range(5, 10)]
+        assert egress.get_json("/gaps")["records_lost"] == 0
+        assert group_offsets(kafka_bootstrap, group) == {}  # no group was ever joined
+    finally:
+        egress.kill()
