@@ -9,7 +9,7 @@ from typing import Any
 
 from ddc.ingress.filters import FilterChain
 from ddc.ingress.runs import SentRuns
-from ddc.protocol.envelope import BATCH_OVERHEAD, encode_records, has_source, record_size
+from ddc.protocol.envelope import BATCH_OVERHEAD, encode_records, record_size
 from ddc.protocol.record import Record
 from ddc.queues import ITEM_OVERHEAD, STOP, CostQueue
 
@@ -63,10 +63,19 @@ class Framer:
 
     def _flush(self) -> None:
         self._last_flush = time.monotonic()
-        if self._batch:
-            marks = self.runs.take()
-            chunk = encode_records(self._batch, marks if marks else None)
-            self._emit(chunk, self._batch_acks, len(self._batch))
+        batch = self._batch
+        if batch:
+            start = 0
+            segments = self.runs.mark(batch)
+            for end, marks in segments:
+                if end == start:
+                    continue
+                chunk = encode_records(
+                    batch[start:end] if start or end < len(batch) else batch, marks or None
+                )
+                acks = self._batch_acks if end == len(batch) else []
+                self._emit(chunk, acks, end - start)
+                start = end
         elif self._batch_acks:
             self._emit(None, self._batch_acks, 0)
         self._batch = []
@@ -114,18 +123,12 @@ class Framer:
 
     def _frame_batch(self, items: list[Record | bytes], ack: Ack | None) -> None:
         limit = self.batch_max_bytes
-        runs = self.runs
         for item in items:
             size = record_size(item)
-            marked = item if isinstance(item, Record) and has_source(item) else None
-            if self._batch and (
-                self._batch_bytes + size > limit or (marked is not None and runs.conflicts(marked))
-            ):
+            if self._batch and self._batch_bytes + size > limit:
                 self._flush()
             if not self._batch:
                 self._batch_started = time.monotonic()
-            if marked is not None:
-                runs.add(marked)
             self._batch.append(item)
             self._batch_bytes += size
         if ack is not None:

@@ -18,8 +18,8 @@ Rules:
 * Every batch holding records of a partition carries one mark for it: the run, its first
   offset, prev_offset (the run's last record sent before this batch, -1 for none), sent_before
   (the run's records sent before this batch), and the batch's own count and last offset.
-* A batch never holds two runs of one partition, nor more than MAX_MARKS partitions:
-  conflicts() tells the framer to flush the batch first.
+* A chunk never holds two runs of one partition, nor more than MAX_MARKS partitions: mark()
+  cuts the batch there (the framer sends the pieces in order, the batch's acks with the last).
 * Records without a Kafka origin (no topic, partition or offset) are not marked.
 * tail_marks(): marks with count 0 for the partitions that sent records since the last call, so
   that the egress learns of a lost last batch without waiting for the next record (the framer
@@ -29,6 +29,7 @@ Rules:
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ddc.protocol.envelope import MAX_MARKS, Mark
@@ -60,42 +61,66 @@ class SentRuns:
     def __init__(self, rng: random.Random | None = None) -> None:
         self.rng = rng or random.SystemRandom()
         self.runs: dict[Key, _Run] = {}
-        self.pending: dict[Key, _Pending] = {}
         self.dirty: set[Key] = set()  # partitions with records framed since the last tail marks
         self.runs_started = 0
 
-    def conflicts(self, record: Record) -> bool:
-        """Must the current batch be flushed before `record` (a record with a Kafka origin)?"""
-        pending = self.pending.get((record.topic, record.partition))  # type: ignore[arg-type]
-        if pending is None:
-            return len(self.pending) >= MAX_MARKS
-        return record.offset <= pending.last
+    def mark(self, batch: Sequence[Record | bytes]) -> list[tuple[int, list[Mark]]]:
+        """The batch about to be sent, cut where it must be (a second run of a partition,
+        MAX_MARKS partitions): [(end index, marks of batch[previous end:end])], in order.
 
-    def add(self, record: Record) -> None:
-        """`record` (with a Kafka origin) joins the current batch."""
-        key: Key = (record.topic, record.partition)  # type: ignore[assignment]
-        offset = record.offset
-        pending = self.pending.get(key)
-        if pending is None:
-            run = self.runs.get(key)
-            if run is None or offset <= run.last:
-                run = self.runs[key] = _Run(self.rng.getrandbits(32), offset)
-                self.runs_started += 1
-            pending = self.pending[key] = _Pending(run, run.last, run.sent)
-        run = pending.run
-        run.last = offset
-        run.sent += 1
-        pending.count += 1
-        pending.last = offset
+        One pass over the records; consecutive records of one partition (what a Kafka source
+        submits) cost no dictionary lookup.
+        """
+        segments: list[tuple[int, list[Mark]]] = []
+        pending: dict[Key, _Pending] = {}
+        current: _Pending | None = None
+        topic: str | None = None
+        partition = -1
+        key: Key = ("", -1)
+        for index, item in enumerate(batch):
+            if item.__class__ is not Record:
+                continue
+            record: Record = item  # type: ignore[assignment]
+            offset = record.offset
+            if record.topic is not topic or record.partition != partition or current is None:
+                if record.topic is None or record.partition < 0 or offset < 0:
+                    continue
+                topic, partition = record.topic, record.partition
+                key = (topic, partition)
+                current = pending.get(key)
+                if current is None:
+                    if len(pending) >= MAX_MARKS:
+                        segments.append((index, self._close(pending)))
+                        pending = {}
+                    current = pending[key] = self._open(key, offset)
+            elif offset < 0:
+                continue
+            if offset <= current.last:  # read again: this partition's new run starts a segment
+                segments.append((index, self._close(pending)))
+                pending = {}
+                current = pending[key] = self._open(key, offset)
+            current.count += 1
+            current.last = offset
+        segments.append((len(batch), self._close(pending)))
+        return segments
 
-    def take(self) -> list[Mark]:
-        """The marks of the current batch (being sent now); the next batch starts empty."""
-        marks = [
-            Mark(key[0], key[1], p.run.run, p.run.first, p.prev, p.sent_before, p.count, p.last)
-            for key, p in self.pending.items()
-        ]
-        self.dirty.update(self.pending)
-        self.pending.clear()
+    def _open(self, key: Key, offset: int) -> _Pending:
+        run = self.runs.get(key)
+        if run is None or offset <= run.last:
+            run = self.runs[key] = _Run(self.rng.getrandbits(32), offset)
+            self.runs_started += 1
+        return _Pending(run, run.last, run.sent)
+
+    def _close(self, pending: dict[Key, _Pending]) -> list[Mark]:
+        marks = []
+        for key, p in pending.items():
+            run = p.run
+            run.last = p.last
+            run.sent += p.count
+            marks.append(
+                Mark(key[0], key[1], run.run, run.first, p.prev, p.sent_before, p.count, p.last)
+            )
+        self.dirty.update(pending)
         return marks
 
     def tail_marks(self) -> list[Mark]:

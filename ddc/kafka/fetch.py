@@ -46,7 +46,7 @@ def range_consumer(bootstrap_servers: list[str], options: Mapping[str, Any] | No
                 "group_id": None,
                 "enable_auto_commit": False,
             },
-        )
+        ),
     )
 
 

@@ -39,15 +39,21 @@ class Sender:
     def frame(self, records: list[Record], size: int = 3) -> list[bytes]:
         chunks = []
         for record in records:
-            if self.batch and (len(self.batch) >= size or self.runs.conflicts(record)):
-                chunks.append(self.flush())
-            self.runs.add(record)
+            if len(self.batch) >= size:
+                chunks.extend(self.flush_all())
             self.batch.append(record)
         return chunks
 
-    def flush(self) -> bytes:
-        chunk = encode_records(self.batch, self.runs.take())
+    def flush_all(self) -> list[bytes]:
+        chunks, start = [], 0
+        for end, marks in self.runs.mark(self.batch):
+            chunks.append(encode_records(self.batch[start:end], marks))
+            start = end
         self.batch = []
+        return chunks
+
+    def flush(self) -> bytes:
+        (chunk,) = self.flush_all()
         return chunk
 
     def tail(self) -> bytes:
@@ -158,6 +164,18 @@ def test_partition_read_again_starts_a_new_run_and_a_lost_run_start_is_claimed()
     assert [(g.first_offset, g.last_offset, g.records) for g in tracker.kafka] == [(4, 6, 3)]
 
 
+def test_a_batch_holding_two_runs_of_a_partition_is_cut_between_them():
+    sender = Sender()
+    sender.batch = [rec(7), rec(8, partition=1), rec(8), rec(5), rec(9, partition=1), rec(6)]
+    segments = sender.runs.mark(sender.batch)
+    assert [end for end, _ in segments] == [3, 6]
+    first, second = (marks for _, marks in segments)
+    assert [(m.partition, m.count, m.last_offset) for m in first] == [(0, 2, 8), (1, 1, 8)]
+    assert [(m.partition, m.prev_offset, m.count) for m in second] == [(0, -1, 2), (1, 8, 1)]
+    assert second[0].run != first[0].run and second[1].run == first[1].run
+    assert second[0].first_offset == 5 and second[1].sent_before == 1
+
+
 def test_ingress_restart_then_egress_restart():
     tracker = GapTracker()
     first = Sender(seed=1)
@@ -254,7 +272,7 @@ def test_claims_equal_the_lost_records_exactly(steps, filtered, drops, size, par
         if not filtered[i % len(filtered)]
     ]
     sender, tracker = Sender(), GapTracker()
-    chunks = sender.frame(records, size) + ([sender.flush()] if sender.batch else [])
+    chunks = sender.frame(records, size) + sender.flush_all()
     # a fresh egress cannot tell a partition's lost first batch from one a previous egress
     # delivered (test_a_fresh_egress_claims_nothing_before_a_partitions_first_batch)
     firsts = {
@@ -290,6 +308,24 @@ def test_framer_sends_v2_for_kafka_records_v1_otherwise_and_tail_marks_when_quie
         items.append(item)
     batches = [decode_batch(chunk) for chunk, _acks, _n in items]
     assert [b.version for b in batches] == [2, 1, 2]  # records, plain, the tail marks
+    assert [n for _c, _a, n in items] == [2, 1, 0]
     assert batches[0].marks[0].count == 2 and batches[0].marks[0].prev_offset == -1
     tail = batches[2].marks
     assert [(m.prev_offset, m.sent_before, m.count) for m in tail] == [(2, 2, 0)]
+
+
+def test_framer_cuts_a_batch_at_a_reread_and_acks_after_its_last_piece():
+    inbox, outbox = CostQueue(1 << 20), CostQueue(1 << 20)
+    framer = Framer("records", 60_000, 1000.0, FilterChain([], None), inbox, outbox)  # type: ignore[arg-type]
+    acks: list[str] = []
+    inbox.put(([rec(1), rec(2), rec(3)], lambda: acks.append("a")), 3)
+    inbox.put(([rec(2), rec(3)], lambda: acks.append("b")), 2)  # read again after a rebalance
+    inbox.put(STOP, 1)
+    framer.run()
+    items = []
+    while (item := outbox.get(0.1)) is not STOP:
+        items.append(item)
+    pieces = [(decode_batch(chunk), len(item_acks), n) for chunk, item_acks, n in items]
+    assert [(len(b.records), a, n) for b, a, n in pieces[:2]] == [(3, 0, 3), (2, 2, 2)]
+    assert pieces[1][0].marks[0].prev_offset == -1  # a new run
+    assert not pieces[2][0].records  # the tail marks at STOP
