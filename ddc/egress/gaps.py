@@ -19,7 +19,10 @@ record it SENT in that run, and how many it had sent before the batch. From thos
   is unknown unless its tail marks arrived (the ingress sends them after a quiet second and on a
   graceful stop).
 * A partition not seen since this egress started: nothing claimed (its earlier batches may have
-  been delivered by a previous egress process).
+  been delivered by a previous egress process), unless the tracker has observed a session from
+  its start (session_started(): a StartUp arrived while nothing of an earlier session waited
+  for delivery). Then every run it meets began after it watched, and a first mark with
+  sent_before > 0 means the run's first batches were lost: [first_offset, prev_offset].
 * Same run, mark.sent_before < sent: a batch older than one already received; counted as
   `inconsistent`, logged, state unchanged. So is a claim that cannot be true (more records than
   offsets, a range ending before it starts).
@@ -92,9 +95,14 @@ class GapTracker:
         self.packets_evicted = 0
         self.inconsistent = 0
         self.started_at = clock()
+        self.session_observed = False
         self._log = ThrottledLog(log, LOG_INTERVAL)
 
     # --- input --------------------------------------------------------------------------------
+
+    def session_started(self) -> None:
+        """A StartUp arrived and no chunk of an earlier session is still waiting for batch()."""
+        self.session_observed = True
 
     def batch(self, marks: Iterable[Mark]) -> None:
         """The marks of one received batch (v1 batches have none)."""
@@ -112,7 +120,7 @@ class GapTracker:
                 self._claim(mark, seen.last + 1, mark.sent_before - seen.sent)
             elif mark.prev_offset != seen.last:
                 self._inconsistent(mark, f"prev_offset {mark.prev_offset} != {seen.last}")
-        elif seen is not None and mark.sent_before > 0:
+        elif mark.sent_before > 0 and (seen is not None or self.session_observed):
             self._claim(mark, mark.first_offset, mark.sent_before)  # a new run's start was lost
         if seen is None or seen.run != mark.run:
             seen = self.partitions[key] = _Seen(mark.run, -1, 0)
@@ -199,5 +207,6 @@ class GapTracker:
             "inconsistent_marks": self.inconsistent,
             "max_ranges": self.max_ranges,
             "partitions_tracked": len(self.partitions),
+            "session_observed": self.session_observed,
             "since": self.started_at,
         }

@@ -43,6 +43,7 @@ class EgressProxy(Service):
         self.gaps = GapTracker()
         self.deliverer.gaps = self.gaps
         self.reassembler.on_loss = self.gaps.sequence_lost
+        self.reassembler.on_reset = self._session_reset
         self.udp: UdpSocket | None = None
         self.receiver: Receiver | None = None
         self.http = http_server(
@@ -56,6 +57,13 @@ class EgressProxy(Service):
         self._intake: list[gevent.Greenlet] = []  # the receiver and the link watch
 
     # --- pipeline -----------------------------------------------------------------------------
+
+    def _session_reset(self, reason: str) -> None:
+        # the gap tracker may claim a partition's lost first batches only in a session it saw
+        # start: nothing of an earlier session may still be waiting for delivery (a store-and-
+        # forward spool counts too)
+        if reason == "startup" and self.deliverer.chunks.cost == 0:
+            self.gaps.session_started()
 
     def _watch_link(self) -> None:
         interval = min(0.5, self.link.timeout / 4)

@@ -49,6 +49,7 @@ class Reassembler:
         self._since_observe = 0  # packets accepted since the last HeartBeat/Shutdown
         # told (first missing seq, count) of every sequence gap (the egress's /gaps report)
         self.on_loss: Callable[[int, int], None] | None = None
+        self.on_reset: Callable[[str], None] | None = None  # told each reset()'s reason
 
     @property
     def in_chunk(self) -> bool:
@@ -65,6 +66,8 @@ class Reassembler:
         """StartUp: the sender starts again at seq 0; a partial chunk is dropped."""
         self._abort(reason)
         self.expected = 0
+        if self.on_reset is not None:
+            self.on_reset(reason)
 
     def unsync(self, reason: str) -> None:
         """Forget the sequence (new sender pinned without StartUp): resync at the next DataFirst."""

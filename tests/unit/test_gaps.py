@@ -203,6 +203,17 @@ def test_a_fresh_egress_claims_nothing_before_a_partitions_first_batch():
     ]
 
 
+def test_an_egress_that_saw_the_startup_claims_lost_first_batches():
+    sender, tracker = Sender(), GapTracker()
+    tracker.session_started()
+    records = [rec(o, partition=o % 3) for o in range(1, 13)]
+    chunks = sender.frame(records, 1) + [sender.flush(), sender.tail()]
+    receive(tracker, chunks, lost={0, 1, 4})  # partition 1's first, partition 2's first two
+    claims = [(g.partition, g.first_offset, g.last_offset, g.records) for g in tracker.kafka]
+    assert claims == [(1, 1, 1, 1), (2, 2, 5, 2)]
+    assert tracker.report()["session_observed"] is True
+
+
 def test_inconsistent_marks_are_counted_not_claimed():
     tracker = GapTracker()
     tracker.batch([Mark("t", 0, 1, 0, -1, 0, 3, 2)])
@@ -260,8 +271,9 @@ def test_sequence_ranges_from_reassembly():
     st.lists(st.booleans(), min_size=1, max_size=40),  # chunk i lost: drops[i % len(drops)]
     st.integers(1, 5),
     st.integers(0, 3),
+    st.booleans(),
 )
-def test_claims_equal_the_lost_records_exactly(steps, filtered, drops, size, partitions):
+def test_claims_equal_the_lost_records_exactly(steps, filtered, drops, size, partitions, watched):
     offsets, offset = [], 0
     for step in steps:
         offset += step
@@ -272,12 +284,18 @@ def test_claims_equal_the_lost_records_exactly(steps, filtered, drops, size, par
         if not filtered[i % len(filtered)]
     ]
     sender, tracker = Sender(), GapTracker()
+    if watched:  # the egress saw the session's StartUp
+        tracker.session_started()
     chunks = sender.frame(records, size) + sender.flush_all()
     # a fresh egress cannot tell a partition's lost first batch from one a previous egress
     # delivered (test_a_fresh_egress_claims_nothing_before_a_partitions_first_batch)
-    firsts = {
-        i for i, c in enumerate(chunks) if any(m.prev_offset < 0 for m in decode_batch(c).marks)
-    }
+    firsts = (
+        set()
+        if watched
+        else {
+            i for i, c in enumerate(chunks) if any(m.prev_offset < 0 for m in decode_batch(c).marks)
+        }
+    )
     lost = {i for i in range(len(chunks) - 1) if drops[i % len(drops)]} - firsts
     chunks.append(sender.tail())
     arrived = receive(tracker, chunks, lost)
