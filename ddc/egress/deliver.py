@@ -50,7 +50,7 @@ class Deliverer:
             try:
                 batch = decode_batch(chunk, checked)
                 if self.gaps is not None and batch.marks:
-                    self.gaps.batch(batch.marks)
+                    self.gaps.batch(batch.marks, batch.records)
                 return batch.records
             except EnvelopeError as exc:
                 self.metrics.envelope_errors.inc()

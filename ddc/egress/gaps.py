@@ -26,6 +26,10 @@ record it SENT in that run, and how many it had sent before the batch. From thos
 * Same run, mark.sent_before < sent: a batch older than one already received; counted as
   `inconsistent`, logged, state unchanged. So is a claim that cannot be true (more records than
   offsets, a range ending before it starts).
+* Recovery: a record that arrives later (replayed, or read again after a rebalance) with the
+  topic, partition and offset of a record inside an open range counts as recovered, once per
+  offset; a range whose every record was recovered is closed (`recovered == records`). Open
+  ranges are what `ddc replay` still has to resend.
 * Sequence ranges: packets reassembly never got (after FEC repair), as [first_seq, last_seq].
   For raw data that is all the report can say (one chunk per record, chunk boundaries unknown).
 * Bounded memory: the newest `max_ranges` ranges of each kind are kept; a range adjacent to the
@@ -44,6 +48,7 @@ from typing import Any
 
 from ddc.logs import ThrottledLog
 from ddc.protocol.envelope import Mark
+from ddc.protocol.record import Record
 from ddc.protocol.wire import SEQ_MODULO
 
 log = logging.getLogger(__name__)
@@ -60,6 +65,19 @@ class KafkaGap:
     last_offset: int
     records: int
     detected_at: float
+    recovered: int = 0
+    arrived: set[int] | None = None  # offsets recovered so far while open (not reported)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "topic": self.topic,
+            "partition": self.partition,
+            "first_offset": self.first_offset,
+            "last_offset": self.last_offset,
+            "records": self.records,
+            "recovered": self.recovered,
+            "detected_at": self.detected_at,
+        }
 
 
 @dataclass(slots=True)
@@ -87,7 +105,9 @@ class GapTracker:
         self.kafka: deque[KafkaGap] = deque()
         self.sequence: deque[SeqGap] = deque()
         self._latest: dict[tuple[str, int], KafkaGap] = {}
+        self._open: dict[tuple[str, int], list[KafkaGap]] = {}  # ranges not fully recovered
         self.records_lost = 0
+        self.records_recovered = 0
         self.packets_lost = 0
         self.kafka_evicted = 0
         self.records_evicted = 0
@@ -104,10 +124,40 @@ class GapTracker:
         """A StartUp arrived and no chunk of an earlier session is still waiting for batch()."""
         self.session_observed = True
 
-    def batch(self, marks: Iterable[Mark]) -> None:
-        """The marks of one received batch (v1 batches have none)."""
+    def batch(self, marks: Iterable[Mark], records: Iterable[Record] = ()) -> None:
+        """The marks and records of one received batch (v1 batches have no marks)."""
         for mark in marks:
             self._mark(mark)
+        if self._open:
+            self._recover(records)
+
+    def _recover(self, records: Iterable[Record]) -> None:
+        opened = self._open
+        for record in records:
+            ranges = opened.get((record.topic, record.partition))  # type: ignore[arg-type]
+            if ranges is None:
+                continue
+            offset = record.offset
+            for gap in ranges:
+                if gap.first_offset <= offset <= gap.last_offset:
+                    arrived = gap.arrived if gap.arrived is not None else set()
+                    gap.arrived = arrived
+                    if offset not in arrived:
+                        arrived.add(offset)
+                        gap.recovered += 1
+                        self.records_recovered += 1
+                        if gap.recovered >= gap.records:
+                            self._close(gap)
+                    break
+
+    def _close(self, gap: KafkaGap) -> None:
+        gap.arrived = None
+        key = (gap.topic, gap.partition)
+        ranges = self._open.get(key)
+        if ranges is not None and gap in ranges:
+            ranges.remove(gap)
+            if not ranges:
+                del self._open[key]
 
     def _mark(self, mark: Mark) -> None:
         key = (mark.topic, mark.partition)
@@ -147,13 +197,18 @@ class GapTracker:
             last,
             records,
         )
-        if previous is not None and previous.last_offset + 1 == first:
+        if (
+            previous is not None
+            and previous.last_offset + 1 == first
+            and previous.recovered < previous.records
+        ):
             previous.last_offset = last
             previous.records += records
             return
         gap = KafkaGap(mark.topic, mark.partition, first, last, records, self.clock())
         self.kafka.append(gap)
         self._latest[key] = gap
+        self._open.setdefault(key, []).append(gap)
         if len(self.kafka) > self.max_ranges:
             evicted = self.kafka.popleft()
             self.kafka_evicted += 1
@@ -161,6 +216,7 @@ class GapTracker:
             evicted_key = (evicted.topic, evicted.partition)
             if self._latest.get(evicted_key) is evicted:
                 del self._latest[evicted_key]
+            self._close(evicted)
 
     def _inconsistent(self, mark: Mark, why: str) -> None:
         self.inconsistent += 1
@@ -194,9 +250,10 @@ class GapTracker:
     def report(self) -> dict[str, Any]:
         """The body of GET /gaps (docs/http-api.md)."""
         return {
-            "kafka": [asdict(gap) for gap in self.kafka],
+            "kafka": [gap.as_json() for gap in self.kafka],
             "sequence": [asdict(gap) for gap in self.sequence],
             "records_lost": self.records_lost,
+            "records_recovered": self.records_recovered,
             "packets_lost": self.packets_lost,
             "evicted": {
                 "kafka_ranges": self.kafka_evicted,

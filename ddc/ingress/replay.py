@@ -174,6 +174,7 @@ def _counter(result: RangeResult, count: int) -> Any:
 class Summary:
     ranges: list[RangeResult] = field(default_factory=list)
     not_ours: list[dict[str, Any]] = field(default_factory=list)
+    already_recovered: list[dict[str, Any]] = field(default_factory=list)
     send_failures: int = 0
 
     @property
@@ -189,6 +190,7 @@ class Summary:
             "complete": self.complete,
             "ranges": [asdict(r) for r in self.ranges],
             "not_a_topic_of_this_ingress": self.not_ours,
+            "already_recovered": self.already_recovered,
             "records_sent": sum(r.sent for r in self.ranges),
             "records_not_sent_send_errors": self.send_failures,
         }
@@ -250,7 +252,7 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(
                 "ingress.transport.envelope", 'replay sends records batches: must be "records"'
             )
-        ranges = plan(read_report(args.gaps))
+        ranges, recovered = plan(read_report(args.gaps))
     except ConfigError as exc:
         return config_error_exit(exc)
     except ReplayInputError as exc:
@@ -266,10 +268,13 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_CRASH
     from ddc.ingress.replay_run import replay
 
+    if recovered:
+        log.info("%d ranges of the report were recovered already: not resent", len(recovered))
     try:
         code, summary = replay(config, ranges, args.settle, args.fetch_timeout, args.drain_timeout)
     except ConfigError as exc:
         return config_error_exit(exc)
+    summary.already_recovered = recovered
     print(json.dumps(summary.as_json(), indent=1))
     if code != 0:
         return code

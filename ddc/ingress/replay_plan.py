@@ -63,10 +63,15 @@ def _integer(entry: dict[str, Any], name: str, index: int, minimum: int) -> int:
     return value
 
 
-def plan(report: dict[str, Any]) -> list[PlannedRange]:
-    """The report's Kafka ranges, checked, sorted and merged (overlapping or adjacent ones of a
-    partition become one range whose record count is the sum)."""
+def plan(report: dict[str, Any]) -> tuple[list[PlannedRange], list[dict[str, Any]]]:
+    """(the report's Kafka ranges to resend, the entries already fully recovered).
+
+    Ranges are checked, sorted and merged (overlapping or adjacent ones of a partition become
+    one range whose record count is the sum). An entry whose `recovered` (optional) reached its
+    `records` arrived after all (an earlier replay, a re-read): it is not resent.
+    """
     ranges = []
+    recovered_entries = []
     for index, entry in enumerate(report["kafka"]):
         if not isinstance(entry, dict):
             raise ReplayInputError(f"kafka[{index}]: must be an object")
@@ -77,6 +82,9 @@ def plan(report: dict[str, Any]) -> list[PlannedRange]:
         first = _integer(entry, "first_offset", index, 0)
         last = _integer(entry, "last_offset", index, first)
         records = _integer(entry, "records", index, 1)
+        if "recovered" in entry and _integer(entry, "recovered", index, 0) >= records:
+            recovered_entries.append(entry)
+            continue
         ranges.append(PlannedRange(topic, partition, first, last, records, [index]))
     ranges.sort(key=lambda r: (r.topic, r.partition, r.first))
     merged: list[PlannedRange] = []
@@ -92,4 +100,4 @@ def plan(report: dict[str, Any]) -> list[PlannedRange]:
             previous.sources.extend(item.sources)
         else:
             merged.append(item)
-    return merged
+    return merged, recovered_entries

@@ -67,7 +67,7 @@ def receive(tracker: GapTracker, chunks: list[bytes], lost: set[int]) -> list[Re
         if index in lost:
             continue
         batch = decode_batch(chunk)
-        tracker.batch(batch.marks)
+        tracker.batch(batch.marks, batch.records)
         arrived.extend(batch.records)
     return arrived
 
@@ -214,6 +214,27 @@ def test_an_egress_that_saw_the_startup_claims_lost_first_batches():
     assert tracker.report()["session_observed"] is True
 
 
+def test_recovered_records_are_counted_once_and_close_their_range():
+    sender, tracker = Sender(), GapTracker()
+    chunks = sender.frame([rec(o) for o in range(9)]) + [sender.flush()]
+    receive(tracker, chunks, lost={1})  # 3, 4, 5
+
+    seeds = iter(range(10, 20))
+
+    def replay(*offsets: int) -> None:  # each replay is a new ingress run
+        replayer = Sender(seed=next(seeds))
+        receive(tracker, replayer.frame([rec(o) for o in offsets], 5) + replayer.flush_all(), set())
+
+    replay(3, 4)
+    replay(3)  # twice: counts once
+    gap = tracker.report()["kafka"][0]
+    assert (gap["records"], gap["recovered"]) == (3, 2) and tracker._open
+    replay(5)
+    report = tracker.report()
+    assert report["kafka"][0]["recovered"] == 3 and report["records_recovered"] == 3
+    assert report["records_lost"] == 3 and not tracker._open
+
+
 def test_inconsistent_marks_are_counted_not_claimed():
     tracker = GapTracker()
     tracker.batch([Mark("t", 0, 1, 0, -1, 0, 3, 2)])
@@ -305,6 +326,12 @@ def test_claims_equal_the_lost_records_exactly(steps, filtered, drops, size, par
     assert claimed(tracker, sent) == missing  # every lost record is inside a range
     assert not claimed(tracker, received)  # no range holds a record that arrived
     assert tracker.records_lost == len(missing) == sum(g.records for g in tracker.kafka)
+    # a replay (a new sender run) of the ranges' records, filtered as before, closes them all
+    replayer = Sender(seed=99)
+    again = [r for r in records if (r.partition, r.offset) in claimed(tracker, sent)]
+    receive(tracker, replayer.frame(again, size) + replayer.flush_all(), lost=set())
+    assert tracker.records_recovered == tracker.records_lost
+    assert all(g.recovered == g.records for g in tracker.kafka) and not tracker._open
 
 
 # --- the framer -----------------------------------------------------------------------------

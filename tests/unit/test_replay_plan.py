@@ -30,15 +30,19 @@ def test_ranges_are_sorted_and_merged_per_partition():
             entry(first=20, last=25, records=2),  # adjacent: merged
             entry(first=40, last=45, records=1),
             entry(topic="u", first=20, last=25, records=2),
+            {**entry(first=26, last=30, records=2), "recovered": 2},  # arrived after all
+            {**entry(first=46, last=50, records=2), "recovered": 1},
         ]
     }
-    planned = [(p.topic, p.partition, p.first, p.last, p.records, p.sources) for p in plan(report)]
+    ranges, recovered = plan(report)
+    planned = [(p.topic, p.partition, p.first, p.last, p.records, p.sources) for p in ranges]
     assert planned == [
         ("t", 0, 10, 25, 6, [1, 2]),
-        ("t", 0, 40, 45, 1, [3]),
+        ("t", 0, 40, 50, 3, [3, 6]),
         ("t", 1, 50, 60, 3, [0]),
         ("u", 0, 20, 25, 2, [4]),
     ]
+    assert [e["first_offset"] for e in recovered] == [26]
 
 
 @pytest.mark.parametrize(

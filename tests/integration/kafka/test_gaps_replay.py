@@ -211,6 +211,21 @@ def test_gaps_are_exact_and_replay_completes_the_target(kafka_bootstrap: str, tm
         after = egress.get_json("/gaps")
         assert after["records_lost"] == len(missing)  # the replay itself lost nothing
         assert after["inconsistent_marks"] == 0
+        # every range is closed: each of its records arrived once
+        assert after["records_recovered"] == len(missing)
+        assert all(gap["recovered"] == gap["records"] for gap in after["kafka"])
+        # so a second replay from the same report has nothing left to send
+        again = subprocess.run(
+            [*DDC, "replay", "-c", str(ingress.config), "--gaps", egress.url("/gaps")],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=child_env(),
+        )
+        assert again.returncode == 0, again.stderr[-2000:]
+        second = json.loads(again.stdout)
+        assert second["records_sent"] == 0 and not second["ranges"]
+        assert len(second["already_recovered"]) == len(after["kafka"])
     finally:
         client.close()
         if ingress is not None:
