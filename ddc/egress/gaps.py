@@ -39,6 +39,7 @@ record it SENT in that run, and how many it had sent before the batch. From thos
 
 from __future__ import annotations
 
+import bisect
 import logging
 import time
 from collections import deque
@@ -95,6 +96,39 @@ class _Seen:
     sent: int  # the run's records sent up to the last batch received
 
 
+class _OpenRanges:
+    """One partition's ranges not fully recovered, sorted by first offset (bisected per record)."""
+
+    __slots__ = ("firsts", "gaps", "highest")
+
+    def __init__(self) -> None:
+        self.firsts: list[int] = []
+        self.gaps: list[KafkaGap] = []
+        self.highest = -1  # no open range ends above this (never lowered: a cheap first test)
+
+    def add(self, gap: KafkaGap) -> None:
+        index = bisect.bisect_right(self.firsts, gap.first_offset)
+        self.firsts.insert(index, gap.first_offset)
+        self.gaps.insert(index, gap)
+        self.highest = max(self.highest, gap.last_offset)
+
+    def find(self, offset: int) -> KafkaGap | None:
+        index = bisect.bisect_right(self.firsts, offset) - 1
+        while index >= 0:  # ranges of different runs may overlap: look further left
+            gap = self.gaps[index]
+            if gap.last_offset >= offset:
+                return gap
+            index -= 1
+        return None
+
+    def remove(self, gap: KafkaGap) -> None:
+        for index, candidate in enumerate(self.gaps):
+            if candidate is gap:
+                del self.gaps[index]
+                del self.firsts[index]
+                return
+
+
 class GapTracker:
     def __init__(
         self, max_ranges: int = MAX_RANGES, clock: Callable[[], float] = time.time
@@ -105,7 +139,7 @@ class GapTracker:
         self.kafka: deque[KafkaGap] = deque()
         self.sequence: deque[SeqGap] = deque()
         self._latest: dict[tuple[str, int], KafkaGap] = {}
-        self._open: dict[tuple[str, int], list[KafkaGap]] = {}  # ranges not fully recovered
+        self._open: dict[tuple[str, int], _OpenRanges] = {}  # ranges not fully recovered
         self.records_lost = 0
         self.records_recovered = 0
         self.packets_lost = 0
@@ -135,28 +169,27 @@ class GapTracker:
         opened = self._open
         for record in records:
             ranges = opened.get((record.topic, record.partition))  # type: ignore[arg-type]
-            if ranges is None:
+            if ranges is None or record.offset > ranges.highest:
                 continue
-            offset = record.offset
-            for gap in ranges:
-                if gap.first_offset <= offset <= gap.last_offset:
-                    arrived = gap.arrived if gap.arrived is not None else set()
-                    gap.arrived = arrived
-                    if offset not in arrived:
-                        arrived.add(offset)
-                        gap.recovered += 1
-                        self.records_recovered += 1
-                        if gap.recovered >= gap.records:
-                            self._close(gap)
-                    break
+            gap = ranges.find(record.offset)
+            if gap is None:
+                continue
+            arrived = gap.arrived if gap.arrived is not None else set()
+            gap.arrived = arrived
+            if record.offset not in arrived:
+                arrived.add(record.offset)
+                gap.recovered += 1
+                self.records_recovered += 1
+                if gap.recovered >= gap.records:
+                    self._close(gap)
 
     def _close(self, gap: KafkaGap) -> None:
         gap.arrived = None
         key = (gap.topic, gap.partition)
         ranges = self._open.get(key)
-        if ranges is not None and gap in ranges:
+        if ranges is not None:
             ranges.remove(gap)
-            if not ranges:
+            if not ranges.gaps:
                 del self._open[key]
 
     def _mark(self, mark: Mark) -> None:
@@ -204,11 +237,14 @@ class GapTracker:
         ):
             previous.last_offset = last
             previous.records += records
+            opened = self._open.get(key)
+            if opened is not None:
+                opened.highest = max(opened.highest, last)
             return
         gap = KafkaGap(mark.topic, mark.partition, first, last, records, self.clock())
         self.kafka.append(gap)
         self._latest[key] = gap
-        self._open.setdefault(key, []).append(gap)
+        self._open.setdefault(key, _OpenRanges()).add(gap)
         if len(self.kafka) > self.max_ranges:
             evicted = self.kafka.popleft()
             self.kafka_evicted += 1
