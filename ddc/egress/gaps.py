@@ -34,7 +34,8 @@ record it SENT in that run, and how many it had sent before the batch. From thos
   For raw data that is all the report can say (one chunk per record, chunk boundaries unknown).
 * Bounded memory: the newest `max_ranges` ranges of each kind are kept; a range adjacent to the
   previous one of its partition (or sequence) is merged into it; evicted ranges are counted and
-  the totals stay exact.
+  the totals stay exact. At most MAX_PARTITIONS partitions are tracked; marks of further ones
+  are counted (`untracked_marks`) and logged, never claimed.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ from ddc.protocol.wire import SEQ_MODULO
 log = logging.getLogger(__name__)
 
 MAX_RANGES = 10_000
+MAX_PARTITIONS = 100_000  # partitions tracked at most (marks come from the network)
 LOG_INTERVAL = 5.0
 
 
@@ -148,6 +150,7 @@ class GapTracker:
         self.sequence_evicted = 0
         self.packets_evicted = 0
         self.inconsistent = 0
+        self.untracked = 0
         self.started_at = clock()
         self.session_observed = False
         self._log = ThrottledLog(log, LOG_INTERVAL)
@@ -195,6 +198,12 @@ class GapTracker:
     def _mark(self, mark: Mark) -> None:
         key = (mark.topic, mark.partition)
         seen = self.partitions.get(key)
+        if seen is None and len(self.partitions) >= MAX_PARTITIONS:
+            self.untracked += 1
+            self._log(
+                "untracked", "more than %d partitions: %s/%d not tracked", MAX_PARTITIONS, *key
+            )
+            return
         if seen is not None and seen.run == mark.run:
             if mark.sent_before < seen.sent:
                 self._inconsistent(mark, f"sent_before {mark.sent_before} < {seen.sent} received")
@@ -298,6 +307,7 @@ class GapTracker:
                 "packets": self.packets_evicted,
             },
             "inconsistent_marks": self.inconsistent,
+            "untracked_marks": self.untracked,
             "max_ranges": self.max_ranges,
             "partitions_tracked": len(self.partitions),
             "session_observed": self.session_observed,

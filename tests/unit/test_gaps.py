@@ -235,6 +235,16 @@ def test_recovered_records_are_counted_once_and_close_their_range():
     assert report["records_lost"] == 3 and not tracker._open
 
 
+def test_partitions_tracked_are_bounded(monkeypatch):
+    monkeypatch.setattr("ddc.egress.gaps.MAX_PARTITIONS", 2)
+    tracker = GapTracker()
+    tracker.session_started()
+    for partition in range(3):
+        tracker.batch([Mark("t", partition, 1, 5, 9, 3, 1, 10)])  # a lost run start each
+    assert tracker.report()["untracked_marks"] == 1 and len(tracker.partitions) == 2
+    assert tracker.records_lost == 6  # the untracked partition claims nothing
+
+
 def test_inconsistent_marks_are_counted_not_claimed():
     tracker = GapTracker()
     tracker.batch([Mark("t", 0, 1, 0, -1, 0, 3, 2)])
