@@ -9,7 +9,7 @@ from typing import Any
 
 from ddc.ingress.filters import FilterChain
 from ddc.ingress.runs import SentRuns
-from ddc.protocol.envelope import BATCH_OVERHEAD, encode_records, record_size
+from ddc.protocol.envelope import BATCH_OVERHEAD, MARK, MARK_COUNT, encode_records, record_size
 from ddc.protocol.record import Record
 from ddc.queues import ITEM_OVERHEAD, STOP, CostQueue
 
@@ -17,6 +17,7 @@ log = logging.getLogger(__name__)
 
 Ack = Callable[[], None]
 TAIL_MARKS_AFTER = 1.0  # seconds of quiet after which the partitions' tail marks are sent
+MARK_COST = MARK.size + MARK_COUNT.size  # bytes a partition's mark adds to a batch (+ topic)
 
 
 def value_of(item: Record | bytes) -> bytes:
@@ -54,6 +55,10 @@ class Framer:
         self._batch_started = 0.0
         self.runs = SentRuns()
         self._last_flush = 0.0
+        # the partition of the batch's last record: a record of another one adds a mark's bytes
+        # (counted again when partitions interleave: an over-estimate, so a batch still fits)
+        self._last_topic: str | None = None
+        self._last_partition = -1
 
     def _emit(self, chunk: Any, acks: list[Ack], records: int) -> None:
         # the per-item overhead keeps empty records from queueing without bound
@@ -81,10 +86,11 @@ class Framer:
         self._batch = []
         self._batch_acks = []
         self._batch_bytes = BATCH_OVERHEAD
+        self._last_topic = None
 
     def _send_tail_marks(self) -> None:
         while self.runs.dirty:
-            self._emit(encode_records([], self.runs.tail_marks()), [], 0)
+            self._emit(encode_records([], self.runs.tail_marks(self.batch_max_bytes)), [], 0)
 
     def run(self) -> None:
         while True:
@@ -125,12 +131,20 @@ class Framer:
         limit = self.batch_max_bytes
         for item in items:
             size = record_size(item)
-            if self._batch and self._batch_bytes + size > limit:
+            mark = 0
+            if isinstance(item, Record) and item.topic is not None:
+                if item.topic != self._last_topic or item.partition != self._last_partition:
+                    mark = MARK_COST + 4 * len(item.topic)
+                    self._last_topic, self._last_partition = item.topic, item.partition
+            if self._batch and self._batch_bytes + size + mark > limit:
                 self._flush()
+                if isinstance(item, Record) and item.topic is not None:  # the new batch's mark
+                    mark = MARK_COST + 4 * len(item.topic)
+                    self._last_topic, self._last_partition = item.topic, item.partition
             if not self._batch:
                 self._batch_started = time.monotonic()
             self._batch.append(item)
-            self._batch_bytes += size
+            self._batch_bytes += size + mark
         if ack is not None:
             if not self._batch and not self._batch_acks:
                 self._batch_started = time.monotonic()

@@ -32,7 +32,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ddc.protocol.envelope import MAX_MARKS, Mark
+from ddc.protocol.envelope import BATCH_OVERHEAD, MARK, MARK_COUNT, MAX_MARKS, Mark
 from ddc.protocol.record import Record
 
 Key = tuple[str, int]
@@ -123,12 +123,18 @@ class SentRuns:
         self.dirty.update(pending)
         return marks
 
-    def tail_marks(self) -> list[Mark]:
-        """Count-0 marks of the partitions that sent records since the last call (at most
-        MAX_MARKS of them; the rest stay due)."""
+    def tail_marks(self, max_bytes: int = 1 << 30) -> list[Mark]:
+        """Count-0 marks of the partitions that sent records since the last call, as many as
+        fit in a batch of `max_bytes` (at least one, at most MAX_MARKS; the rest stay due)."""
         marks: list[Mark] = []
+        size = BATCH_OVERHEAD + MARK_COUNT.size
         while self.dirty and len(marks) < MAX_MARKS:
-            key = self.dirty.pop()
+            key = next(iter(self.dirty))
+            cost = MARK.size + 4 * len(key[0])
+            if marks and size + cost > max_bytes:
+                break
+            self.dirty.discard(key)
+            size += cost
             run = self.runs[key]
             marks.append(Mark(key[0], key[1], run.run, run.first, run.last, run.sent, 0, -1))
         return marks

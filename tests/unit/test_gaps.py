@@ -384,3 +384,19 @@ def test_framer_cuts_a_batch_at_a_reread_and_acks_after_its_last_piece():
     assert [(len(b.records), a, n) for b, a, n in pieces[:2]] == [(3, 0, 3), (2, 2, 2)]
     assert pieces[1][0].marks[0].prev_offset == -1  # a new run
     assert not pieces[2][0].records  # the tail marks at STOP
+
+
+def test_a_batch_with_its_marks_stays_within_batch_max_bytes():
+    inbox, outbox = CostQueue(1 << 24), CostQueue(1 << 24)
+    framer = Framer("records", 4096, 1000.0, FilterChain([], None), inbox, outbox)  # type: ignore[arg-type]
+    # 300 records of 60 B, every one of another partition of a long-named topic
+    records = [
+        Record(b"v" * 60, topic="orders-" + "x" * 40, partition=p, offset=7) for p in range(300)
+    ]
+    inbox.put((records, None), len(records))
+    inbox.put(STOP, 1)
+    framer.run()
+    sizes = []
+    while (item := outbox.get(0.1)) is not STOP:
+        sizes.append(len(item[0]))
+    assert max(sizes) <= 4096 and len(sizes) > 10
