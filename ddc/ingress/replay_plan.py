@@ -8,8 +8,6 @@ per partition, so each partition is read once, in offset order.
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +31,9 @@ class PlannedRange:
 
 def read_report(spec: str) -> dict[str, Any]:
     """The report at `spec`: an http(s) URL (the egress's /gaps) or a file path."""
+    import urllib.error  # here: the CLI imports this module before monkey-patching
+    import urllib.request
+
     if spec.startswith(("http://", "https://")):
         try:
             with urllib.request.urlopen(spec, timeout=FETCH_TIMEOUT) as response:

@@ -1,17 +1,125 @@
-"""The run of `ddc replay`: the ingress pipeline with a ReplaySource in place of the Kafka source."""
+"""The run of `ddc replay` (imported after monkey-patching): the ingress pipeline with a
+ReplaySource in place of the Kafka source."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
+
+import gevent
 
 from ddc.daemon import serve
 from ddc.ingress.filters import FilterChain, build_filter
 from ddc.ingress.proxy import IngressProxy
-from ddc.ingress.replay import ReplaySource, Summary
+from ddc.ingress.replay import RangeResult, Summary
 from ddc.ingress.replay_plan import PlannedRange
+from ddc.ingress.sources.base import Source, Submit
+from ddc.metrics import IngressMetrics
 
 log = logging.getLogger(__name__)
+
+SLICE = 500  # records per submission
+
+
+class ReplaySource(Source):
+    """Reads the planned ranges from Kafka and submits them; then tells the proxy to stop."""
+
+    def __init__(
+        self,
+        config: dict[str, Any],
+        submit: Submit,
+        metrics: IngressMetrics,
+        ranges: list[PlannedRange],
+        filters: FilterChain,
+        settle: float,
+        fetch_timeout: float,
+        finished: Callable[[], None],
+    ) -> None:
+        super().__init__(config, submit, metrics)
+        self.ranges = ranges
+        self.filters = filters
+        self.settle = settle
+        self.fetch_timeout = fetch_timeout
+        self.finished = finished
+        self.results: list[RangeResult] = []
+        self.consumer: Any = None
+        self._stopped = False
+
+    def run(self) -> None:
+        from ddc.kafka.fetch import OffsetRange, open_range, range_consumer, read_range
+
+        gevent.sleep(self.settle)
+        try:
+            self.consumer = range_consumer(self.config["bootstrap_servers"], self.config["options"])
+        except Exception as exc:  # kafka-python raises many types for an unreachable broker
+            for planned in self.ranges:
+                result = self._result(planned)
+                result.error = f"Kafka unreachable: {exc!r}"
+            self.finished()
+            return
+        for planned in self.ranges:
+            if self._stopped:
+                break
+            result = self._result(planned)
+            try:
+                wanted = OffsetRange(planned.topic, planned.partition, planned.first, planned.last)
+                opened = open_range(self.consumer, wanted)
+                if opened.gone is not None:
+                    result.gone = list(opened.gone)
+                    log.error(
+                        "%s/%d offsets %d..%d are no longer in Kafka (log starts at %d): "
+                        "cannot be replayed",
+                        planned.topic,
+                        planned.partition,
+                        *opened.gone,
+                        opened.log_start,
+                    )
+                for records in read_range(self.consumer, opened, self.fetch_timeout):
+                    self._send(result, records)
+                if opened.past_end is not None:
+                    result.beyond_log_end = list(opened.past_end)
+                    log.error(
+                        "%s/%d offsets %d..%d are past the log's end: not in Kafka",
+                        planned.topic,
+                        planned.partition,
+                        *opened.past_end,
+                    )
+            except Exception as exc:
+                result.error = repr(exc)
+                log.error("%s/%d: replay failed: %r", planned.topic, planned.partition, exc)
+        self.finished()
+
+    def _result(self, planned: PlannedRange) -> RangeResult:
+        result = RangeResult(
+            planned.topic, planned.partition, planned.first, planned.last, planned.records
+        )
+        self.results.append(result)
+        return result
+
+    def _send(self, result: RangeResult, records: list[Any]) -> None:
+        self.metrics.records.inc(len(records))
+        result.read += len(records)
+        kept = self.filters.apply(records) if self.filters else records
+        result.filtered += len(records) - len(kept)
+        for start in range(0, len(kept), SLICE):
+            part = kept[start : start + SLICE]
+            self.submit(part, _counter(result, len(part)))
+
+    def stop(self) -> None:
+        self._stopped = True
+
+    def close(self, timeout: float) -> None:
+        if self.consumer is not None:
+            self.consumer.close(autocommit=False)
+            self.consumer = None
+
+
+def _counter(result: RangeResult, count: int) -> Callable[[], None]:
+    def ack() -> None:
+        result.sent += count
+
+    return ack
 
 
 def replay(
