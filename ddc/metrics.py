@@ -158,3 +158,8 @@ class EgressMetrics:
             "sent (NaN: no traffic)",
             registry=r,
         )
+        self.records_lost = Counter(
+            "ddc_egress_records_lost",
+            "Records read from Kafka that the ingress sent and that never arrived (GET /gaps)",
+            registry=r,
+        )

@@ -7,10 +7,11 @@ from typing import cast
 
 import gevent
 
+from ddc.egress.gaps import GapTracker
 from ddc.egress.sinks.base import Sink
 from ddc.errors import EnvelopeError
 from ddc.metrics import EgressMetrics
-from ddc.protocol.envelope import decode_records, is_records
+from ddc.protocol.envelope import decode_batch, is_records
 from ddc.protocol.record import Record
 from ddc.queues import ITEM_OVERHEAD, STOP, CostQueue
 
@@ -36,6 +37,7 @@ class Deliverer:
         self.metrics = metrics
         self.chunks = CostQueue(queue_bytes)
         self.records_delivered = 0
+        self.gaps: GapTracker | None = None  # told every decoded batch's marks, in order
 
     def enqueue(self, chunk: Chunk) -> None:
         self.chunks.put(chunk, len(chunk) + ITEM_OVERHEAD)
@@ -47,7 +49,10 @@ class Deliverer:
         checked = self.envelope == "auto" and is_records(chunk)
         if checked or self.envelope == "records":
             try:
-                return decode_records(chunk, checked)
+                batch = decode_batch(chunk, checked)
+                if self.gaps is not None and batch.marks:
+                    self.gaps.batch(batch.marks, batch.records)
+                return batch.records
             except EnvelopeError as exc:
                 self.metrics.envelope_errors.inc()
                 self.metrics.records_dropped.labels(reason="envelope").inc()

@@ -11,6 +11,7 @@ import gevent
 
 from ddc.daemon import DRAIN_TIMEOUT, Deadline, Service
 from ddc.egress.deliver import Deliverer
+from ddc.egress.gaps import GapTracker
 from ddc.egress.link import LinkState
 from ddc.egress.loss import LossWindow
 from ddc.egress.receiver import Receiver
@@ -46,12 +47,16 @@ class EgressProxy(Service):
         self.deliverer = Deliverer(
             transport["envelope"], transport["queue_bytes"], self.sink, self.metrics
         )
+        self.gaps = GapTracker()
+        self.deliverer.gaps = self.gaps
+        self.reassembler.on_loss = self.gaps.sequence_lost
+        self.reassembler.on_reset = self._session_reset
         self.udp: UdpSocket | None = None
         self.receiver: Receiver | None = None
         self.http = http_server(
             config["http_listen"],
             self.metrics.registry,
-            {("GET", "/healthz"): self.healthz},
+            {("GET", "/healthz"): self.healthz, ("GET", "/gaps"): self.gaps_report},
             self.sync_metrics,
         )
         self._exporter = Exporter()
@@ -60,6 +65,13 @@ class EgressProxy(Service):
         self._intake: list[gevent.Greenlet] = []  # the receiver and the link watch
 
     # --- pipeline -----------------------------------------------------------------------------
+
+    def _session_reset(self, reason: str) -> None:
+        # the gap tracker may claim a partition's lost first batches only in a session it saw
+        # start: nothing of an earlier session may still be waiting for delivery (a store-and-
+        # forward spool counts too)
+        if reason == "startup" and self.deliverer.chunks.cost == 0:
+            self.gaps.session_started()
 
     def _watch_link(self) -> None:
         interval = min(0.5, self.link.timeout / 4)
@@ -151,6 +163,7 @@ class EgressProxy(Service):
                 f"aborted.{reason}", m.chunks_aborted.labels(reason=reason), count
             )
         self._exporter.export("lost", m.packets_lost, stats.lost)
+        self._exporter.export("records_lost", m.records_lost, self.gaps.records_lost)
         self._exporter.export(
             "records_delivered", m.records_delivered, self.deliverer.records_delivered
         )
@@ -177,6 +190,9 @@ class EgressProxy(Service):
         drops = socket_drops(self.udp.sock) if self.udp is not None else None
         if drops is not None:
             self._exporter.export("kernel_drops", m.kernel_drops, drops)
+
+    def gaps_report(self) -> tuple[int, dict[str, Any]]:
+        return 200, {"name": self.config["name"], **self.gaps.report()}
 
     def healthz(self) -> tuple[int, dict[str, Any]]:
         sink_health = self.sink.health()

@@ -8,13 +8,16 @@ from collections.abc import Callable
 from typing import Any
 
 from ddc.ingress.filters import FilterChain
-from ddc.protocol.envelope import BATCH_OVERHEAD, encode_records, record_size
+from ddc.ingress.runs import SentRuns
+from ddc.protocol.envelope import BATCH_OVERHEAD, MARK, MARK_COUNT, encode_records, record_size
 from ddc.protocol.record import Record
 from ddc.queues import ITEM_OVERHEAD, STOP, CostQueue
 
 log = logging.getLogger(__name__)
 
 Ack = Callable[[], None]
+TAIL_MARKS_AFTER = 1.0  # seconds of quiet after which the partitions' tail marks are sent
+MARK_COST = MARK.size + MARK_COUNT.size  # bytes a partition's mark adds to a batch (+ topic)
 
 
 def value_of(item: Record | bytes) -> bytes:
@@ -26,7 +29,9 @@ class Framer:
     """Turns submissions (records, ack) from `inbox` into (chunk, acks, record count) on `outbox`.
 
     A chunk of None carries only acks (everything in it was filtered out), so acks still run in
-    submission order, after everything before them was sent.
+    submission order, after everything before them was sent. Batches holding records read from
+    Kafka are v2, marked per partition by `runs` (ddc/ingress/runs.py); after TAIL_MARKS_AFTER of
+    quiet, and on STOP, a record-less batch of tail marks follows.
     """
 
     def __init__(
@@ -48,6 +53,12 @@ class Framer:
         self._batch_bytes = BATCH_OVERHEAD
         self._batch_acks: list[Ack] = []
         self._batch_started = 0.0
+        self.runs = SentRuns()
+        self._last_flush = 0.0
+        # the partition of the batch's last record: a record of another one adds a mark's bytes
+        # (counted again when partitions interleave: an over-estimate, so a batch still fits)
+        self._last_topic: str | None = None
+        self._last_partition = -1
 
     def _emit(self, chunk: Any, acks: list[Ack], records: int) -> None:
         # the per-item overhead keeps empty records from queueing without bound
@@ -56,26 +67,49 @@ class Framer:
         )
 
     def _flush(self) -> None:
-        if self._batch:
-            self._emit(encode_records(self._batch), self._batch_acks, len(self._batch))
+        self._last_flush = time.monotonic()
+        batch = self._batch
+        if batch:
+            start = 0
+            segments = self.runs.mark(batch)
+            for end, marks in segments:
+                if end == start:
+                    continue
+                chunk = encode_records(
+                    batch[start:end] if start or end < len(batch) else batch, marks or None
+                )
+                acks = self._batch_acks if end == len(batch) else []
+                self._emit(chunk, acks, end - start)
+                start = end
         elif self._batch_acks:
             self._emit(None, self._batch_acks, 0)
         self._batch = []
         self._batch_acks = []
         self._batch_bytes = BATCH_OVERHEAD
+        self._last_topic = None
+
+    def _send_tail_marks(self) -> None:
+        while self.runs.dirty:
+            self._emit(encode_records([], self.runs.tail_marks(self.batch_max_bytes)), [], 0)
 
     def run(self) -> None:
         while True:
             timeout = None
             if self._batch or self._batch_acks:
                 timeout = max(0.0, self._batch_started + self.linger - time.monotonic())
+            elif self.runs.dirty:
+                timeout = max(0.0, self._last_flush + TAIL_MARKS_AFTER - time.monotonic())
             try:
                 item = self.inbox.get(timeout)
             except TimeoutError:
-                self._flush()
+                if self._batch or self._batch_acks:
+                    self._flush()
+                else:
+                    self._send_tail_marks()
                 continue
             if item is STOP:
                 self._flush()
+                self._send_tail_marks()
                 self.outbox.put(STOP, 1)
                 return
             items, ack = item
@@ -97,12 +131,20 @@ class Framer:
         limit = self.batch_max_bytes
         for item in items:
             size = record_size(item)
-            if self._batch and self._batch_bytes + size > limit:
+            mark = 0
+            if isinstance(item, Record) and item.topic is not None:
+                if item.topic != self._last_topic or item.partition != self._last_partition:
+                    mark = MARK_COST + 4 * len(item.topic)
+                    self._last_topic, self._last_partition = item.topic, item.partition
+            if self._batch and self._batch_bytes + size + mark > limit:
                 self._flush()
+                if isinstance(item, Record) and item.topic is not None:  # the new batch's mark
+                    mark = MARK_COST + 4 * len(item.topic)
+                    self._last_topic, self._last_partition = item.topic, item.partition
             if not self._batch:
                 self._batch_started = time.monotonic()
             self._batch.append(item)
-            self._batch_bytes += size
+            self._batch_bytes += size + mark
         if ack is not None:
             if not self._batch and not self._batch_acks:
                 self._batch_started = time.monotonic()

@@ -9,6 +9,7 @@ chunk over `max_chunk_size` or with an inconsistent `remaining` is aborted as ma
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 
 from ddc.protocol.wire import SEQ_MODULO, MessageType, seq_distance
 
@@ -46,6 +47,9 @@ class Reassembler:
         self._remaining = 0
         self._late_run = 0
         self._since_observe = 0  # packets accepted since the last HeartBeat/Shutdown
+        # told (first missing seq, count) of every sequence gap (the egress's /gaps report)
+        self.on_loss: Callable[[int, int], None] | None = None
+        self.on_reset: Callable[[str], None] | None = None  # told each reset()'s reason
 
     @property
     def in_chunk(self) -> bool:
@@ -62,6 +66,8 @@ class Reassembler:
         """StartUp: the sender starts again at seq 0; a partial chunk is dropped."""
         self._abort(reason)
         self.expected = 0
+        if self.on_reset is not None:
+            self.on_reset(reason)
 
     def unsync(self, reason: str) -> None:
         """Forget the sequence (new sender pinned without StartUp): resync at the next DataFirst."""
@@ -86,6 +92,8 @@ class Reassembler:
             return False
         self._late_run = 0
         self.stats.lost += gap
+        if self.on_loss is not None:
+            self.on_loss(expected, gap)
         if not self._abort("loss") and kind == DATA:
             self.stats.aborted["loss"] += 1  # the lost packets held the start of this chunk
         self.expected = (seq + 1) % SEQ_MODULO
@@ -101,6 +109,8 @@ class Reassembler:
         gap = seq_distance(seq, expected)
         if gap > 0:
             self.stats.lost += gap
+            if self.on_loss is not None:
+                self.on_loss(expected, gap)
             self._abort("loss")
             self.expected = seq
         elif gap < 0:
