@@ -31,7 +31,6 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import cast
 
 from ddc.protocol.envelope import BATCH_OVERHEAD, MARK, MARK_COUNT, MAX_MARKS, Mark
 from ddc.protocol.record import Record
@@ -81,7 +80,7 @@ class SentRuns:
         for index, item in enumerate(batch):
             if item.__class__ is not Record:
                 continue
-            record = cast(Record, item)  # the class test above, cheaper than isinstance
+            record = item
             offset = record.offset
             if record.topic is not topic or record.partition != partition or current is None:
                 if record.topic is None or record.partition < 0 or offset < 0:
