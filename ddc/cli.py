@@ -16,6 +16,7 @@ COMMANDS = {
     "diode-sim": ("ddc.diode_sim.cli", "a one-way UDP relay standing in for a data diode"),
     "topology": ("ddc.topology.cli", "check compose/k8s/ddc configs for pairing violations"),
     "supervise": ("ddc.supervisor.cli", "out-of-band monitor of all link pairs"),
+    "keygen": ("ddc.keygen", "print a new authentication key line ID:HEX"),
 }
 
 
