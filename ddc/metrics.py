@@ -55,6 +55,12 @@ class IngressMetrics:
         self.offsets_committed = Counter(
             "ddc_ingress_offsets_committed", "Kafka offset commits", registry=r
         )
+        self.admin_auth_failures = Counter(
+            "ddc_ingress_admin_auth_failures",
+            "Refused /admin/* requests, by reason (no_token_configured, missing, bad_token)",
+            ["reason"],
+            registry=r,
+        )
 
 
 class EgressMetrics:

@@ -114,6 +114,7 @@ class IngressSchema(StrictSchema):
     source = TypedTable(SOURCE_SCHEMAS, required=True)
     filters = fields.List(TypedTable(FILTER_SCHEMAS), load_default=list)
     transport = fields.Nested(IngressTransportSchema, required=True)
+    admin_token_file = FilePath(load_default=None)  # unset: /admin/* answers 403
 
     @post_load
     def _default_envelope(self, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
@@ -191,6 +192,7 @@ class DedupSinkSchema(StrictSchema):
     timeout = Duration(load_default=10.0)
     retry_interval = Duration(load_default=1.0)
     buffer_max_records = fields.Integer(load_default=100000, validate=validate.Range(min=1))
+    token_file = FilePath(load_default=None)  # the dedup API's token ([dedup] api_token_file)
 
 
 SINK_SCHEMAS: dict[str, type[Schema]] = {
