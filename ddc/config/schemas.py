@@ -134,9 +134,9 @@ class EgressTransportSchema(StrictSchema):
     heartbeat_timeout = Duration(load_default=5.0)
     receive_buffer = Size(load_default=32 * 1024**2)
     max_chunk_size = Size(load_default=64 * 1024**2)
-    envelope = fields.String(
-        load_default="auto", validate=validate.OneOf(["auto", "raw", "records"])
-    )
+    # unset (or "auto", kept for old configs): follows the sink type (RECORDS_SINKS: records;
+    # otherwise raw). Never guessed per chunk: a raw record is delivered as the same bytes.
+    envelope = fields.String(load_default=None, validate=validate.OneOf(["auto", "raw", "records"]))
     queue_bytes = Size(load_default=256 * 1024**2)
 
     @validates_schema
@@ -204,12 +204,22 @@ SINK_SCHEMAS: dict[str, type[Schema]] = {
 }
 
 
+RECORDS_SINKS = ("kafka", "dedup")  # sinks whose default envelope is records
+
+
 class EgressSchema(StrictSchema):
     name = fields.String(load_default="ddc")
     http_listen = HostPort(load_default=None, allow_zero_port=True)
     log_level = log_level()
     transport = fields.Nested(EgressTransportSchema, required=True)
     sink = TypedTable(SINK_SCHEMAS, required=True)
+
+    @post_load
+    def _default_envelope(self, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        if data["transport"]["envelope"] in (None, "auto"):
+            records = data["sink"]["type"] in RECORDS_SINKS
+            data["transport"]["envelope"] = "records" if records else "raw"
+        return data
 
 
 ROLE_SCHEMAS: dict[str, type[Schema]] = {"ingress": IngressSchema, "egress": EgressSchema}

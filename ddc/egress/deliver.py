@@ -9,7 +9,7 @@ import gevent
 from ddc.egress.sinks.base import Sink
 from ddc.errors import EnvelopeError
 from ddc.metrics import EgressMetrics
-from ddc.protocol.envelope import decode_records, is_records
+from ddc.protocol.envelope import decode_records
 from ddc.protocol.record import Record
 from ddc.queues import ITEM_OVERHEAD, STOP, CostQueue
 
@@ -41,12 +41,11 @@ class Deliverer:
 
     def records_of(self, chunk: Chunk) -> list[Record] | None:
         """The records a chunk carries; None when its envelope is broken (counted, logged)."""
-        # auto: a chunk is a records batch only if its header and checksum say so; anything
-        # else (a raw record that merely starts with the magic) is delivered as raw
-        checked = self.envelope == "auto" and is_records(chunk)
-        if checked or self.envelope == "records":
+        # the configured envelope, never a guess per chunk: with "raw" a chunk that happens
+        # to parse as a records batch is still delivered as the same bytes
+        if self.envelope == "records":
             try:
-                return decode_records(chunk, checked)
+                return decode_records(chunk)
             except EnvelopeError as exc:
                 self.metrics.envelope_errors.inc()
                 self.metrics.records_dropped.labels(reason="envelope").inc()
