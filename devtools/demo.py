@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import secrets
+import shutil
 import socket
 import sys
 import tempfile
