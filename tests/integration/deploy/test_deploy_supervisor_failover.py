@@ -75,11 +75,13 @@ def paused(daemon) -> bool | None:
 class SupervisorProcess:
     def __init__(self, directory: Path, pairs) -> None:
         from dedup_service.embedded import free_port
+        from tests.integration.kafka.helpers import admin_token_file
 
         self.port = free_port()
         lines = [
             f'[supervisor]\nhttp_listen = "127.0.0.1:{self.port}"\n'
             f"poll_interval = {POLL}\ngrace = {GRACE}\ntimeout = 1.0\n"
+            f'token_file = "{admin_token_file(directory)}"\n'  # the ingresses' admin token
         ]
         for name, pair in pairs.items():
             lines.append(
