@@ -17,6 +17,7 @@ COMMANDS = {
     "topology": ("ddc.topology.cli", "check compose/k8s/ddc configs for pairing violations"),
     "supervise": ("ddc.supervisor.cli", "out-of-band monitor of all link pairs"),
     "replay": ("ddc.ingress.replay", "resend exact lost Kafka offsets through the pair"),
+    "keygen": ("ddc.keygen", "print a new authentication key line ID:HEX"),
 }
 
 

@@ -11,6 +11,8 @@ from gevent.pywsgi import WSGIServer
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from ddc.tokens import TokenGuard
+
 log = logging.getLogger(__name__)
 
 # (method, path) → handler() returning (status code, JSON body)
@@ -18,6 +20,8 @@ Routes = dict[tuple[str, str], Callable[[], tuple[int, dict[str, Any]]]]
 
 _REASONS = {
     200: "OK",
+    401: "Unauthorized",
+    403: "Forbidden",
     404: "Not Found",
     405: "Method Not Allowed",
     500: "Internal Server Error",
@@ -37,7 +41,12 @@ class _QuietLog:
 
 
 class HttpServer:
-    """GET /metrics from `registry`, and JSON `routes`; start()/stop(timeout)."""
+    """GET /metrics from `registry`, and JSON `routes`; start()/stop(timeout).
+
+    With a `guard`, every route under GUARDED_PREFIX needs its bearer token (ddc.tokens).
+    """
+
+    GUARDED_PREFIX = "/admin/"
 
     def __init__(
         self,
@@ -45,10 +54,13 @@ class HttpServer:
         registry: CollectorRegistry,
         routes: Routes,
         before_scrape: Callable[[], None] | None = None,
+        guard: TokenGuard | None = None,
     ) -> None:
         self.registry = registry
         self.routes = routes
         self.before_scrape = before_scrape
+        # fail closed: without a guard, admin routes answer 403 like an unconfigured token
+        self.guard = guard or TokenGuard(None, "a token file", what="the admin routes")
         self.server = WSGIServer(listen, self.app, log=_QuietLog(), error_log=log)
 
     @property
@@ -73,7 +85,17 @@ class HttpServer:
             start_response("200 OK", [("Content-Type", CONTENT_TYPE_LATEST)])
             return [body]
         handler = self.routes.get((method, path))
-        if handler is None:
+        headers = [("Content-Type", "application/json")]
+        refusal = None
+        if handler is not None and path.startswith(self.GUARDED_PREFIX):
+            refusal = self.guard.check(
+                environ.get("HTTP_AUTHORIZATION"), environ.get("REMOTE_ADDR", "?")
+            )
+        if refusal is not None:
+            status, payload = refusal[0], {"error": refusal[1]}
+            if status == 401:
+                headers.append(("WWW-Authenticate", "Bearer"))
+        elif handler is None:
             known = any(route_path == path for _, route_path in self.routes)
             status, payload = (
                 (405, {"error": "method not allowed"}) if known else (404, {"error": "not found"})
@@ -85,10 +107,8 @@ class HttpServer:
                 log.exception("HTTP handler %s %s failed", method, path)
                 status, payload = 500, {"error": "internal error"}
         body = json.dumps(payload).encode()
-        start_response(
-            f"{status} {_REASONS.get(status, 'OK')}",
-            [("Content-Type", "application/json"), ("Content-Length", str(len(body)))],
-        )
+        headers.append(("Content-Length", str(len(body))))
+        start_response(f"{status} {_REASONS.get(status, 'OK')}", headers)
         return [body]
 
 
@@ -97,6 +117,7 @@ def http_server(
     registry: CollectorRegistry,
     routes: Routes,
     before_scrape: Callable[[], None] | None = None,
+    guard: TokenGuard | None = None,
 ) -> HttpServer | None:
     """The daemon's HTTP server, or None when its `http_listen` is not set."""
-    return None if listen is None else HttpServer(listen, registry, routes, before_scrape)
+    return None if listen is None else HttpServer(listen, registry, routes, before_scrape, guard)

@@ -67,6 +67,12 @@ class IngressMetrics:
             ["codec"],
             registry=r,
         )
+        self.admin_auth_failures = Counter(
+            "ddc_ingress_admin_auth_failures",
+            "Refused /admin/* requests, by reason (no_token_configured, missing, bad_token)",
+            ["reason"],
+            registry=r,
+        )
 
 
 class EgressMetrics:

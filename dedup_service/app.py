@@ -13,6 +13,7 @@ from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException
 
 from ddc.errors import ConfigError
+from ddc.tokens import TokenGuard, optional_token
 from dedup_service.api import claims, health, ids, records, stats
 from dedup_service.errors import (
     RedisUnavailable,
@@ -132,6 +133,25 @@ def create_app(
     for blueprint in (claims.bp, records.bp, ids.bp, stats.bp, health.bp):
         app.register_blueprint(blueprint)
     _register_errors(app)
+    guard = TokenGuard(
+        optional_token(config.get("api_token_file"), "dedup.api_token_file"),
+        "[dedup] api_token_file",
+        lambda reason: ext.metrics.api_auth_failures.labels(reason).inc(),
+        what="POST on the dedup API",
+    )
+
+    @app.before_request
+    def require_token() -> Response | None:
+        # every POST changes state: it needs the token before its body is even read
+        if request.method != "POST":
+            return None
+        refusal = guard.check(request.headers.get("Authorization"), request.remote_addr or "?")
+        if refusal is None:
+            return None
+        status, message = refusal
+        code = "forbidden" if status == 403 else "unauthorized"
+        headers = [("WWW-Authenticate", "Bearer")] if status == 401 else []
+        return error_response(status, code, message, None, headers)
 
     @app.after_request
     def count_request(response: Response) -> Response:

@@ -14,12 +14,13 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from ddc.config.fields import Duration, HostPort, HostPortList, Size, TypedTable
+from ddc.config.fields import Duration, FilePath, HostPort, HostPortList, Size, TypedTable
 from ddc.config.loader import config_dir, load_role_config
 from ddc.config.schemas import LOG_LEVELS, FileSinkSchema, StrictSchema, UdpSinkSchema
 from dedup_service.keys import IdSpec, parse_id_from
 
 LINK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+MAX_LINKS = 31  # links one key prefix can hold (the store's Lua bit sets are 32-bit)
 LINK_NAME_PROBLEM = "link names are 1-64 characters of A-Z a-z 0-9 _ . - (starting alphanumeric)"
 
 
@@ -133,10 +134,13 @@ class DedupSchema(StrictSchema):
     )
     window = Duration(load_default=86400.0)
     id_from = IdFrom(load_default=IdSpec("id"))
+    # the links this service serves: a POST naming another link is refused (400) before any
+    # state or metric label is made for it; the merge loop's links must be among them
     links = fields.List(
         fields.String(validate=validate.Regexp(LINK_NAME, error=LINK_NAME_PROBLEM)),
-        load_default=None,
-    )  # optional allow-list of link names (the merge loop's links are always allowed)
+        required=True,
+        validate=validate.Length(min=1, max=MAX_LINKS),
+    )
     divergence_window = Duration(load_default=60.0)
     pending_timeout = Duration(load_default=30.0)
     redis_timeout = Duration(load_default=REDIS_TIMEOUT)
@@ -144,6 +148,7 @@ class DedupSchema(StrictSchema):
     max_batch = fields.Integer(load_default=10000, validate=validate.Range(min=1, max=1_000_000))
     max_request_size = Size(load_default=64 * 1024**2, positive=True)
     log_level = fields.String(load_default="INFO", validate=validate.OneOf(LOG_LEVELS))
+    api_token_file = FilePath(load_default=None)  # unset: every POST answers 403
     sink = TypedTable(SINK_SCHEMAS, required=True)
     merge = fields.Nested(MergeSchema, load_default=None)
 
@@ -151,6 +156,18 @@ class DedupSchema(StrictSchema):
     def _durations(self, data: dict[str, Any], **kwargs: Any) -> None:
         for name in POSITIVE_DURATIONS:
             _positive(name, data)
+
+    @validates_schema
+    def _declared_links(self, data: dict[str, Any], **kwargs: Any) -> None:
+        links = data.get("links") or []
+        if len(set(links)) != len(links):
+            raise ValidationError("a link is declared twice", "links")
+        merge = data.get("merge") or {}
+        undeclared = sorted(set(merge.get("links", {})) - set(links))
+        if undeclared:
+            raise ValidationError(
+                f"merge link {undeclared[0]!r} is not declared in [dedup] links", "merge"
+            )
 
 
 def load_dedup_config(

@@ -28,7 +28,7 @@ class Dedup:
         self.config: dict[str, Any] = {}
         self.metrics = DedupMetrics()
         self.sink: Sink | None = None
-        self.allowed_links: set[str] | None = None
+        self.allowed_links: frozenset[str] = frozenset()
         self.health_extras: list[Callable[[], dict[str, Any]]] = []
 
     def init_app(
@@ -58,9 +58,7 @@ class Dedup:
             pending_timeout=config["pending_timeout"],
             commit_retry_timeout=config["commit_retry_timeout"],
         )
-        if config["links"] is not None:
-            merge_links = config["merge"]["links"] if config["merge"] else {}
-            self.allowed_links = set(config["links"]) | set(merge_links)
+        self.allowed_links = frozenset(config["links"])  # the merge links are among them
         app.extensions[EXTENSION] = self
 
     def check_batch(self, name: str, size: int) -> None:
@@ -74,7 +72,9 @@ class Dedup:
             )
 
     def check_link(self, link: str) -> None:
-        if self.allowed_links is not None and link not in self.allowed_links:
+        """RequestRejected (400) for a link not declared in [dedup] links: called before any
+        metric label or Redis state names the link."""
+        if link not in self.allowed_links:
             raise RequestRejected(
                 400,
                 "unknown_link",

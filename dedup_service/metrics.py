@@ -58,6 +58,12 @@ class DedupMetrics:
         self.commit_retries = Counter(
             "ddc_dedup_commit_retries", "Commit attempts repeated while Redis was down", registry=r
         )
+        self.api_auth_failures = Counter(
+            "ddc_dedup_api_auth_failures",
+            "Refused POST requests, by reason (no_token_configured, missing, bad_token)",
+            ["reason"],
+            registry=r,
+        )
         self.redis_errors = Counter(
             "ddc_dedup_redis_errors",
             "Operations that failed because Redis was unavailable",

@@ -20,6 +20,8 @@ from dedup_service.schemas import ErrorSchema
 
 ERROR_TEXT = {
     400: "invalid input (the body names the fields)",
+    401: "no or wrong Authorization: Bearer token ([dedup] api_token_file)",
+    403: "no token configured: set [dedup] api_token_file to enable POST routes",
     404: "not found",
     413: "batch larger than max_batch, or body larger than max_request_size",
     503: "Redis unavailable, sink failed or ids still pending elsewhere: nothing was lost, retry",
@@ -67,6 +69,7 @@ def build_spec(app: Flask) -> dict[str, Any]:
         info={"description": "Merges the copies that redundant DDC links deliver (docs/dedup.md)."},
     )
     spec.components.schema("Error", schema=ErrorSchema)
+    spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer"})
     paths: dict[str, dict[str, Any]] = {}
     for rule in app.url_map.iter_rules():
         view = app.view_functions[rule.endpoint]
@@ -74,7 +77,15 @@ def build_spec(app: Flask) -> dict[str, Any]:
             raise TypeError(f"route {rule.rule} ({rule.endpoint}) has no api.endpoint declaration")
         operations = paths.setdefault(_path_of(rule, view.operation), {})
         for method in sorted((rule.methods or set()) - UNDOCUMENTED_METHODS):
-            operations[method.lower()] = _operation_spec(view.operation)
+            operation = _operation_spec(view.operation)
+            if method == "POST":  # every POST needs the API token (ddc.tokens)
+                operation["security"] = [{"bearer": []}]
+                for status in (401, 403):
+                    operation["responses"][status] = {
+                        "description": ERROR_TEXT[status],
+                        **_content(ErrorSchema),
+                    }
+            operations[method.lower()] = operation
     for path, operations in paths.items():
         spec.path(path, operations=operations)
     return spec.to_dict()

@@ -32,13 +32,13 @@ import redis.exceptions as rexc
 from redis.cluster import RedisCluster
 
 from dedup_service import lua
-from dedup_service.config import REDIS_TIMEOUT
+from dedup_service.config import MAX_LINKS, REDIS_TIMEOUT
 from dedup_service.errors import RedisUnavailable, TooManyLinks
 
 log = logging.getLogger(__name__)
 
 SHARDS = 64
-MAX_LINKS = 31  # Lua's bit library works on 32-bit integers
+# MAX_LINKS (dedup_service.config): Lua's bit library works on 32-bit integers
 POP_LIMIT = 1000
 UNAVAILABLE = (
     rexc.ConnectionError,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import secrets
 import shutil
 import socket
 import sys
@@ -120,7 +121,11 @@ def start_stack(
     create_topics(kafka.address, TOPIC, partitions=1)
     dedup_http = free_port()
     argv = python_argv("dedup_service.cli", "serve", "-c", str(CONFIGS / "dedup.toml"))
+    token = workdir / "dedup_api_token"  # the stack's /run/secrets/dedup_api_token
+    token.write_text(secrets.token_urlsafe(32) + "\n")
+    token.chmod(0o600)
     env = {
+        "DDC__DEDUP__API_TOKEN_FILE": str(token),
         "DDC__DEDUP__HTTP_LISTEN": f"127.0.0.1:{dedup_http}",
         "DDC__DEDUP__REDIS_URL": f"redis://{redis.address}/0",
         "DDC__DEDUP__DATA_DIR": str(workdir / "dedup-data"),
@@ -152,6 +157,7 @@ def make_link(
             "DDC__EGRESS__HTTP_LISTEN": f"127.0.0.1:{egress_http}",
             "DDC__TRANSPORT__LISTEN": f"127.0.0.1:{egress_port}",
             "DDC__SINK__URL": dedup.url(""),
+            "DDC__SINK__TOKEN_FILE": str(workdir / "dedup_api_token"),
         },
     )
     sim_options = {

@@ -173,6 +173,7 @@ class IngressSchema(StrictSchema):
     source = TypedTable(SOURCE_SCHEMAS, required=True)
     filters = fields.List(TypedTable(FILTER_SCHEMAS), load_default=list)
     transport = fields.Nested(IngressTransportSchema, required=True)
+    admin_token_file = FilePath(load_default=None)  # unset: /admin/* answers 403
 
     @post_load
     def _default_envelope(self, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
@@ -192,9 +193,9 @@ class EgressTransportSchema(StrictSchema):
     heartbeat_timeout = Duration(load_default=5.0, positive=True)
     receive_buffer = Size(load_default=32 * 1024**2, maximum=SOCKET_BUFFER_MAX)
     max_chunk_size = Size(load_default=64 * 1024**2, positive=True)
-    envelope = fields.String(
-        load_default="auto", validate=validate.OneOf(["auto", "raw", "records"])
-    )
+    # unset (or "auto", kept for old configs): follows the sink type (RECORDS_SINKS: records;
+    # otherwise raw). Never guessed per chunk: a raw record is delivered as the same bytes.
+    envelope = fields.String(load_default=None, validate=validate.OneOf(["auto", "raw", "records"]))
     queue_bytes = Size(load_default=256 * 1024**2, positive=True)
 
     @validates_schema
@@ -261,6 +262,7 @@ class DedupSinkSchema(StrictSchema):
     buffer_max_records = fields.Integer(
         load_default=100000, validate=validate.Range(min=1, max=MAX_COUNT)
     )
+    token_file = FilePath(load_default=None)  # the dedup API's token ([dedup] api_token_file)
 
 
 SINK_SCHEMAS: dict[str, type[Schema]] = {
@@ -272,12 +274,22 @@ SINK_SCHEMAS: dict[str, type[Schema]] = {
 }
 
 
+RECORDS_SINKS = ("kafka", "dedup")  # sinks whose default envelope is records
+
+
 class EgressSchema(StrictSchema):
     name = fields.String(load_default="ddc")
     http_listen = HostPort(load_default=None, allow_zero_port=True)
     log_level = log_level()
     transport = fields.Nested(EgressTransportSchema, required=True)
     sink = TypedTable(SINK_SCHEMAS, required=True)
+
+    @post_load
+    def _default_envelope(self, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        if data["transport"]["envelope"] in (None, "auto"):
+            records = data["sink"]["type"] in RECORDS_SINKS
+            data["transport"]["envelope"] = "records" if records else "raw"
+        return data
 
 
 ROLE_SCHEMAS: dict[str, type[Schema]] = {"ingress": IngressSchema, "egress": EgressSchema}

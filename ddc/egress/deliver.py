@@ -11,7 +11,7 @@ from ddc.egress.gaps import GapTracker
 from ddc.egress.sinks.base import Sink
 from ddc.errors import EnvelopeError
 from ddc.metrics import EgressMetrics
-from ddc.protocol.envelope import decode_batch, is_records
+from ddc.protocol.envelope import decode_batch
 from ddc.protocol.record import Record
 from ddc.queues import ITEM_OVERHEAD, STOP, CostQueue
 
@@ -44,12 +44,11 @@ class Deliverer:
 
     def records_of(self, chunk: Chunk) -> list[Record] | None:
         """The records a chunk carries; None when its envelope is broken (counted, logged)."""
-        # auto: a chunk is a records batch only if its header and checksum say so; anything
-        # else (a raw record that merely starts with the magic) is delivered as raw
-        checked = self.envelope == "auto" and is_records(chunk)
-        if checked or self.envelope == "records":
+        # the configured envelope, never a guess per chunk: with "raw" a chunk that happens
+        # to parse as a records batch is still delivered as the same bytes
+        if self.envelope == "records":
             try:
-                batch = decode_batch(chunk, checked)
+                batch = decode_batch(chunk)
                 if self.gaps is not None and batch.marks:
                     self.gaps.batch(batch.marks, batch.records)
                 return batch.records

@@ -19,6 +19,7 @@ from ddc.metrics import Exporter, IngressMetrics
 from ddc.protocol.fragment import ChunkTooLarge
 from ddc.protocol.record import Record
 from ddc.queues import STOP, CostQueue, finish
+from ddc.tokens import TokenGuard, optional_token
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +59,14 @@ class IngressProxy(Service):
             ("POST", "/admin/pause"): self.admin_pause,
             ("POST", "/admin/resume"): self.admin_resume,
         }
+        guard = TokenGuard(
+            optional_token(config["admin_token_file"], "ingress.admin_token_file"),
+            "[ingress] admin_token_file",
+            lambda reason: self.metrics.admin_auth_failures.labels(reason).inc(),
+            what="/admin/*",
+        )
         self.http = http_server(
-            config["http_listen"], self.metrics.registry, routes, self._sync_gauges
+            config["http_listen"], self.metrics.registry, routes, self._sync_gauges, guard
         )
         self._source_greenlet: gevent.Greenlet | None = None
         self._framer: gevent.Greenlet | None = None

@@ -30,7 +30,7 @@ class Reply:
         return self.error is None and self.status == 200
 
 
-def request(method: str, url: str, timeout: float) -> Reply:
+def request(method: str, url: str, timeout: float, headers: dict[str, str] | None = None) -> Reply:
     """GET or POST (empty body) `url`; never raises for network or protocol trouble."""
     parts = urlsplit(url)
     connection = _GeventConnection(parts.hostname or "", parts.port or 80, timeout=timeout)
@@ -40,7 +40,7 @@ def request(method: str, url: str, timeout: float) -> Reply:
                 method,
                 parts.path or "/",
                 body=b"" if method == "POST" else None,
-                headers={"Accept": "application/json", "Connection": "close"},
+                headers={"Accept": "application/json", "Connection": "close", **(headers or {})},
             )
             response = connection.getresponse()
             raw = response.read()

@@ -12,6 +12,10 @@ egress = "http://10.1.0.1:9102"
 on_pause = "..."                   # optional shell commands, run with DDC_PAIR, DDC_EVENT,
 on_resume = "..."                  # DDC_REASON, DDC_INGRESS_URL, DDC_EGRESS_URL set
 on_down = "..."
+token_file = "admin.token"         # optional, per pair: overrides [supervisor] token_file
+
+[supervisor] token_file = "admin.token": the ingresses' admin_token_file, sent as
+Authorization: Bearer on /admin/pause and /admin/resume (relative to this file's directory).
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from typing import Any
 from marshmallow import ValidationError, fields, validate, validates_schema
 
 from ddc.config.base import StrictSchema, log_level, require_positive
-from ddc.config.fields import Duration, HostPort
+from ddc.config.fields import Duration, FilePath, HostPort
 from ddc.config.loader import load_role_config
 
 HOOK_EVENTS = ("on_pause", "on_resume", "on_down")
@@ -36,6 +40,7 @@ class PairSchema(StrictSchema):
     on_pause = fields.String(load_default=None)
     on_resume = fields.String(load_default=None)
     on_down = fields.String(load_default=None)
+    token_file = FilePath(load_default=None)
 
 
 class SupervisorSchema(StrictSchema):
@@ -45,6 +50,7 @@ class SupervisorSchema(StrictSchema):
     timeout = Duration(load_default=2.0)
     hook_timeout = Duration(load_default=30.0)
     log_level = log_level()
+    token_file = FilePath(load_default=None)
     pairs = fields.List(fields.Nested(PairSchema), required=True, validate=validate.Length(min=1))
 
     @validates_schema

@@ -15,6 +15,7 @@ from ddc.supervisor.client import Reply, request
 from ddc.supervisor.hooks import run_hook
 from ddc.supervisor.metrics import SupervisorMetrics
 from ddc.supervisor.monitor import DOWN, PAUSE, RESUME, PairMonitor, egress_problem
+from ddc.tokens import bearer_header, optional_token
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,16 @@ class Supervisor(Service):
         self.halt = Event()
         # one pair's hooks run one at a time, in the order of the events
         self.hook_locks = {pair["name"]: Semaphore() for pair in config["pairs"]}
+        default_token = optional_token(config["token_file"], "supervisor.token_file")
+        # the Authorization header of each pair's /admin/* calls (its own token_file first)
+        self.admin_headers = {
+            pair["name"]: bearer_header(
+                optional_token(pair["token_file"], f"supervisor.pairs.{pair['name']}.token_file")
+                if pair["token_file"]
+                else default_token
+            )
+            for pair in config["pairs"]
+        }
         routes = {("GET", "/healthz"): self.healthz}
         self.http = HttpServer(config["http_listen"], self.metrics.registry, routes)
 
@@ -115,7 +126,7 @@ class Supervisor(Service):
     def _admin(self, pair: dict[str, Any], monitor: PairMonitor, action: str, reason: str) -> None:
         name = pair["name"]
         url = f"{pair['ingress']}/admin/{action}"
-        reply = request("POST", url, self.config["timeout"])
+        reply = request("POST", url, self.config["timeout"], self.admin_headers[name])
         if not reply.ok:
             self.metrics.actions.labels(pair=name, action=action, result="failed").inc()
             log.error("pair %s: POST %s failed: %s (will retry)", name, url, reply.error)

@@ -91,7 +91,7 @@ def make_pair(workdir: Path, scenario: Scenario, rate_bits: float | None, sink_p
         egress=QUIET,
         source_options={"receive_buffer": "64MiB"},
         transport=transport,
-        egress_transport={"receive_buffer": "64MiB"},
+        egress_transport={"receive_buffer": "64MiB", "envelope": scenario.envelope},
         sink_options={"send_buffer": "16MiB"},
         sink_port=sink_port,
         fast_heartbeats=False,

@@ -46,6 +46,8 @@ class Pair:
     `destination_port` is where the ingress sends (the egress's link port unless a diode
     simulator sits between); `sink_port` where a UDP/TCP sink delivers. With `fast_heartbeats`
     (tests) the ingress beats every 0.2 s and the egress declares the link down after 1 s.
+    The ingress gets an admin token file (`admin_token`, mode 600) unless `ingress` sets
+    admin_token_file (None: no token); `ingress.post()` sends it.
     """
 
     def __init__(
@@ -86,14 +88,23 @@ class Pair:
         self.fast_heartbeats = fast_heartbeats
         self.ingress: Daemon | None = None
         self.egress: Daemon | None = None
+        self.admin_token = f"test-admin-token-{name}-{self.ingress_http}"
 
     def ingress_config(self) -> Path:
         beats = {"heartbeat_interval": 0.2} if self.fast_heartbeats else {}
+        token = {}
+        if "admin_token_file" not in self.ingress_table:
+            token_path = self.tmp / f"{self.name}-admin.token"
+            token_path.write_text(self.admin_token + "\n")
+            token_path.chmod(0o600)
+            token = {"admin_token_file": token_path.name}  # relative: resolved from the config
         tables: dict[str, Any] = {
             "ingress": {
                 "name": self.name,
                 "http_listen": f"127.0.0.1:{self.ingress_http}",
-                **self.ingress_table,
+                **token,
+                # a key set to None is left out (admin_token_file = None: no token at all)
+                **{key: value for key, value in self.ingress_table.items() if value is not None},
             },
             "ingress.source": {
                 "type": self.source_type,
@@ -136,7 +147,13 @@ class Pair:
         return self.egress
 
     def start_ingress(self) -> Daemon:
-        self.ingress = self._start("ingress", self.ingress_config(), self.ingress_http)
+        config = self.ingress_config()
+        self.ingress = Daemon(
+            "ingress", config, self.ingress_http, self.tmp / f"{self.name}-ingress.log"
+        )
+        if "admin_token_file" not in self.ingress_table:
+            self.ingress.headers = {"Authorization": f"Bearer {self.admin_token}"}
+        self.ingress.start()
         return self.ingress
 
     def _start(self, role: str, config: Path, http_port: int) -> Daemon:

@@ -17,10 +17,12 @@ def get_json(url: str, timeout: float = 5.0) -> Any:
     return json.loads(get_text(url, timeout))
 
 
-def post_json(url: str, body: Any = None, timeout: float = 5.0) -> Any:
+def post_json(
+    url: str, body: Any = None, timeout: float = 5.0, headers: dict[str, str] | None = None
+) -> Any:
     """POST `body` as JSON (an empty body when None); the decoded answer."""
     data = b"" if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method="POST")
+    request = urllib.request.Request(url, data=data, method="POST", headers=headers or {})
     if body is not None:
         request.add_header("Content-Type", "application/json")
     with urllib.request.urlopen(request, timeout=timeout) as response:

@@ -109,6 +109,7 @@ class Process(ServerProcess):
         self.argv = list(argv)
         self.env = dict(env or {})
         self.ready_path = ready_path
+        self.headers: dict[str, str] = {}  # sent with post(), e.g. Authorization: Bearer
 
     def command(self) -> list[str]:
         return self.argv
@@ -159,7 +160,7 @@ class Process(ServerProcess):
         return get_json(self.url("/healthz"))
 
     def post(self, path: str, body: Any = None) -> Any:
-        return post_json(self.url(path), body)
+        return post_json(self.url(path), body, headers=self.headers)
 
     def metrics_text(self) -> str:
         return get_text(self.url("/metrics"))

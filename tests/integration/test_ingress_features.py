@@ -19,7 +19,10 @@ from tests.integration.streams import (
 
 def test_records_envelope_batches_small_datagrams(linked):
     pair, collector = linked(
-        source="udp", sink="udp", transport={"envelope": "records", "linger_ms": 2}
+        source="udp",
+        sink="udp",
+        transport={"envelope": "records", "linger_ms": 2},
+        egress_transport={"envelope": "records"},
     )
     count = 20_000
     send_udp_paced(pair.source_port, (make_record(i, 200) for i in range(count)), 4e6)

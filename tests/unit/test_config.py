@@ -227,3 +227,10 @@ def test_every_command_has_help(command):
     result = run_ddc(command, "--help")
     assert result.returncode == 0, result.stderr
     assert "usage: ddc" in result.stdout
+
+
+def test_admin_token_file_resolves_against_the_config_file(tmp_path):
+    text = INGRESS.replace('name = "a"\n', 'name = "a"\nadmin_token_file = "secrets/admin"\n')
+    config = load_config(write(tmp_path, text), "ingress", environ={})
+    assert config["admin_token_file"] == str(tmp_path / "secrets" / "admin")
+    assert load_config(write(tmp_path, INGRESS), "ingress", environ={})["admin_token_file"] is None

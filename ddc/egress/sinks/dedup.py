@@ -11,6 +11,11 @@ travel base64-encoded. While the service is unreachable (or answers 5xx/503) bat
 buffer of buffer_max_records and are retried every retry_interval; past the bound new records are
 dropped and counted (records_dropped{reason="dedup_buffer_full"}), as are records the service
 rejects (4xx: "dedup_rejected"; no id: "dedup_invalid") and what is left at shutdown ("shutdown").
+
+    token_file = "dedup.token"    # the service's api_token_file: sent as Authorization: Bearer
+
+A 401/403 (token missing, wrong, or none configured on the service) is an outage, not a
+rejection: the records stay buffered and are retried, and the log says to check the token.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from ddc.kafka.records import source_id as source_of
 from ddc.logs import ThrottledLog
 from ddc.metrics import EgressMetrics
 from ddc.protocol.record import Record
+from ddc.tokens import bearer_header, optional_token
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +74,8 @@ class DedupSink(Sink):
         self.conn: http.client.HTTPConnection | None = None
         self._drop_log = ThrottledLog(log, LOG_EVERY)
         self._outage_log = ThrottledLog(log, LOG_EVERY, logging.WARNING)
+        token = optional_token(config.get("token_file"), "egress.sink.token_file")
+        self.headers = {"Content-Type": "application/json", **bearer_header(token)}
 
     # --- the egress side -------------------------------------------------------------------
 
@@ -158,9 +166,7 @@ class DedupSink(Sink):
                     else http.client.HTTPConnection
                 )
                 self.conn = kind(self.netloc, timeout=self.config["timeout"])
-            self.conn.request(
-                "POST", self.path, body=body, headers={"Content-Type": "application/json"}
-            )
+            self.conn.request("POST", self.path, body=body, headers=self.headers)
             response = self.conn.getresponse()
             payload = response.read()
         except (OSError, http.client.HTTPException) as exc:
@@ -187,6 +193,15 @@ class DedupSink(Sink):
                 "dedup service refused a batch of %d; now sending %d", len(batch), self.batch_size
             )
             return "resend"
+        if response.status in (401, 403):
+            self._outage_log(
+                "token",
+                "dedup service refused this sink's token (HTTP %d: %s): check [egress.sink] "
+                "token_file against the service's api_token_file; buffering",
+                response.status,
+                payload[:200],
+            )
+            return "retry"
         if response.status >= 500 or response.status in (408, 429):
             self._outage_log(
                 "unavailable",

@@ -23,6 +23,14 @@ from devtools.harness import child_env, parse_metrics, wait_until, write_toml
 from tests.integration.streams import read_length_prefixed as read_length_prefixed  # for the tests
 
 ROOT = Path(__file__).resolve().parents[3]
+LINKS = ["a", "b", "c"]  # the links every test server declares unless told otherwise
+API_TOKEN = "dedup-test-api-token-0123456789"
+
+
+def write_token(path: Path, token: str = API_TOKEN) -> Path:
+    path.write_text(token + "\n")
+    path.chmod(0o600)
+    return path
 
 
 def b64(data: bytes) -> str:
@@ -32,6 +40,8 @@ def b64(data: bytes) -> str:
 def write_config(
     path: Path, dedup: dict[str, Any], sink: dict[str, Any], merge: dict | None = None
 ) -> Path:
+    """[dedup] declares LINKS unless `dedup` has its own `links`."""
+    dedup = {"links": LINKS, **dedup}
     tables = {"dedup": dedup, "dedup.sink": sink, **({"dedup.merge": merge} if merge else {})}
     return write_toml(path, tables)
 
@@ -56,6 +66,11 @@ class DedupServer:
     log_path: Path
     process: subprocess.Popen | None = None
     session: requests.Session = field(default_factory=requests.Session)
+    token: str | None = API_TOKEN  # sent as Authorization: Bearer by post()
+
+    def __post_init__(self) -> None:
+        if self.token is not None:
+            self.session.headers["Authorization"] = f"Bearer {self.token}"
 
     def start(self, timeout: float = 30.0, ready: bool = True) -> DedupServer:
         log = open(self.log_path, "ab")
@@ -162,7 +177,10 @@ class SinkTarget:
 
 @pytest.fixture
 def dedup_server(tmp_path: Path, redis_url: str) -> Iterator:
-    """A factory: dedup_server(sink={...}, **dedup_keys) → a started DedupServer (stopped after)."""
+    """A factory: dedup_server(sink={...}, **dedup_keys) → a started DedupServer (stopped after).
+
+    Every server declares LINKS and has the API token API_TOKEN (its session sends it) unless
+    `links` / `api_token_file` are given."""
     servers: list[DedupServer] = []
 
     def make(
@@ -178,11 +196,18 @@ def dedup_server(tmp_path: Path, redis_url: str) -> Iterator:
             "redis_url": redis_url,
             "key_prefix": "t" + uuid.uuid4().hex[:10],
             "log_level": "INFO",
+            "api_token_file": str(write_token(tmp_path / "api.token")),
             **dedup,
         }
+        settings = {key: value for key, value in settings.items() if value is not None}
         sink = sink or {"type": "file", "path": str(tmp_path / "out.bin")}
         config = write_config(tmp_path / f"dedup{index}.toml", settings, sink, merge)
-        server = DedupServer(f"http://127.0.0.1:{port}", config, tmp_path / f"dedup{index}.log")
+        server = DedupServer(
+            f"http://127.0.0.1:{port}",
+            config,
+            tmp_path / f"dedup{index}.log",
+            token=API_TOKEN if "api_token_file" in settings else None,
+        )
         servers.append(server)
         return server.start() if start else server
 

@@ -9,7 +9,13 @@ import sys
 import redis
 
 from dedup_service.embedded import EmbeddedRedis, free_port
-from tests.integration.dedup.conftest import ROOT, DedupServer, subprocess_env, write_config
+from tests.integration.dedup.conftest import (
+    ROOT,
+    DedupServer,
+    subprocess_env,
+    write_config,
+    write_token,
+)
 
 
 def run_cli(*args, timeout=60):
@@ -64,9 +70,10 @@ def test_port_in_use_is_a_config_error(tmp_path, redis_url):
 
 def test_embedded_redis_keeps_claims_in_data_dir_across_restarts(tmp_path):
     port = free_port()
+    write_token(tmp_path / "api.token")
     config = write_config(
         tmp_path / "d.toml",
-        {"http_listen": f"127.0.0.1:{port}", "data_dir": "state"},
+        {"http_listen": f"127.0.0.1:{port}", "data_dir": "state", "api_token_file": "api.token"},
         {"type": "file", "path": "out.bin"},
     )
     server = DedupServer(f"http://127.0.0.1:{port}", config, tmp_path / "d.log").start()

@@ -16,6 +16,7 @@ from dedup_service.config import load_dedup_config
 from dedup_service.embedded import EmbeddedRedis
 from dedup_service.store import Store, connect
 from devtools.harness import wait_until
+from tests.integration.dedup.conftest import API_TOKEN, write_token
 
 
 def low_port() -> int:
@@ -94,16 +95,19 @@ def test_api_on_a_cluster(cluster_url, tmp_path):
             "redis_url": url,
             "redis_cluster": True,
             "key_prefix": "api" + uuid.uuid4().hex[:6],
+            "links": ["a", "b"],
+            "api_token_file": str(write_token(tmp_path / "api.token")),
             "sink": {"type": "file", "path": str(tmp_path / "out.bin"), "framing": "lines"},
         }
     }
     client = create_app(load_dedup_config(None, {}, document=document)).test_client()
+    auth = {"Authorization": f"Bearer {API_TOKEN}"}
     first = client.post(
-        "/v1/records", json={"link": "a", "records": [{"id": "x", "value": "dg=="}]}
+        "/v1/records", json={"link": "a", "records": [{"id": "x", "value": "dg=="}]}, headers=auth
     )
     assert first.get_json()["results"] == ["first"]
     again = client.post(
-        "/v1/records", json={"link": "b", "records": [{"id": "x", "value": "dg=="}]}
+        "/v1/records", json={"link": "b", "records": [{"id": "x", "value": "dg=="}]}, headers=auth
     )
     assert again.get_json()["results"] == ["duplicate"]
     assert client.get("/v1/ids/x").get_json()["links"] == ["a", "b"]

@@ -11,10 +11,15 @@ from ddc.config.schemas import DedupSinkSchema
 from ddc.egress.sinks.dedup import DedupSink
 from ddc.metrics import EgressMetrics
 from ddc.protocol.record import Record
-from tests.integration.dedup.conftest import read_length_prefixed
+from tests.integration.dedup.conftest import read_length_prefixed, write_token
 
 
-def make_sink(url, link, **overrides):
+def make_sink(url, link, tmp_path=None, **overrides):
+    """The sink with the test servers' API token (its token_file in `tmp_path`) unless
+    `token_file` is given (None: no token)."""
+    if "token_file" not in overrides and tmp_path is not None:
+        overrides["token_file"] = str(write_token(tmp_path / "sink.token"))
+    overrides = {k: v for k, v in overrides.items() if v is not None}
     config = DedupSinkSchema().load({"type": "dedup", "url": url, "link": link, **overrides})
     metrics = EgressMetrics()
     return DedupSink(config, metrics), metrics
@@ -37,8 +42,8 @@ def kafka_records(indices):
 def test_two_links_through_the_egress_sink_deliver_each_record_once(dedup_server, tmp_path):
     out = tmp_path / "out.bin"
     server = dedup_server(id_from="source", sink={"type": "file", "path": str(out)})
-    sink_a, metrics_a = make_sink(server.url, "a", batch_max_records=100)
-    sink_b, _ = make_sink(server.url, "b", batch_max_records=100)
+    sink_a, metrics_a = make_sink(server.url, "a", tmp_path, batch_max_records=100)
+    sink_b, _ = make_sink(server.url, "b", tmp_path, batch_max_records=100)
     sink_a.start()
     sink_b.start()
     sink_a.send(kafka_records(range(0, 600)))
@@ -60,7 +65,7 @@ def test_egress_sink_buffers_through_an_outage_and_counts_what_it_drops(dedup_se
     out = tmp_path / "out.bin"
     server = dedup_server(start=False, id_from="source", sink={"type": "file", "path": str(out)})
     sink, metrics = make_sink(
-        server.url, "a", retry_interval=0.1, buffer_max_records=500, timeout=2.0
+        server.url, "a", tmp_path, retry_interval=0.1, buffer_max_records=500, timeout=2.0
     )
     sink.start()
     sink.send(kafka_records(range(0, 300)))
@@ -81,7 +86,7 @@ def test_egress_sink_buffers_through_an_outage_and_counts_what_it_drops(dedup_se
 
 def test_records_without_an_id_are_counted_as_dropped(dedup_server, tmp_path):
     server = dedup_server(id_from="source", sink={"type": "file", "path": str(tmp_path / "o.bin")})
-    sink, metrics = make_sink(server.url, "a")
+    sink, metrics = make_sink(server.url, "a", tmp_path)
     sink.start()
     sink.send(
         [Record(value=b"no-source")] + kafka_records([1])
@@ -93,3 +98,33 @@ def test_records_without_an_id_are_counted_as_dropped(dedup_server, tmp_path):
     )
     assert invalid == 1
     assert read_length_prefixed(tmp_path / "o.bin") == [b"r-1"]
+
+
+def test_a_refused_token_keeps_the_records_buffered_and_names_the_token(
+    dedup_server, tmp_path, caplog
+):
+    """401 (no/wrong token) is an outage: nothing dropped; with the right token all arrive."""
+    out = tmp_path / "out.bin"
+    server = dedup_server(id_from="source", sink={"type": "file", "path": str(out)})
+    wrong = tmp_path / "wrong.token"
+    wrong.write_text("not-the-api-token-at-all")
+    sink, metrics = make_sink(server.url, "a", token_file=str(wrong), retry_interval=0.1)
+    sink.start()
+    sink.send(kafka_records(range(50)))
+    run_until(lambda: metrics.registry.get_sample_value("ddc_egress_sink_errors_total") >= 2, 10)
+    sink.stop(0.5)  # counted as "shutdown", not as rejected
+    assert (
+        metrics.registry.get_sample_value(
+            "ddc_egress_records_dropped_total", {"reason": "dedup_rejected"}
+        )
+        is None
+    )
+    assert "refused this sink's token (HTTP 401" in caplog.text
+    assert server.metric("ddc_dedup_api_auth_failures_total", reason="bad_token") >= 2
+    assert not out.exists() or read_length_prefixed(out) == []
+    good, _ = make_sink(server.url, "a", tmp_path)
+    good.start()
+    good.send(kafka_records(range(50)))
+    run_until(lambda: not good.buffer, 10)
+    good.stop(5)
+    assert len(read_length_prefixed(out)) == 50

@@ -28,6 +28,7 @@ from dedup_service.app import create_app
 from dedup_service.config import load_dedup_config
 from dedup_service.openapi import build_spec
 from dedup_service.sinks.base import Sink
+from tests.integration.dedup.conftest import API_TOKEN, write_token
 
 CHECKS = [
     not_a_server_error,
@@ -36,11 +37,14 @@ CHECKS = [
     response_schema_conformance,
 ]
 EXAMPLES = 40
+AUTH = {"Authorization": f"Bearer {API_TOKEN}"}  # every POST needs the API token
 
 
-def fuzz_config(redis_url: str, out: Path) -> dict[str, Any]:
+def fuzz_config(redis_url: str, out: Path, token: Path | None = None) -> dict[str, Any]:
     document = {
         "dedup": {
+            "links": ["a", "b"],
+            **({"api_token_file": str(token)} if token else {}),
             "redis_url": redis_url,
             "key_prefix": "fuzz" + uuid.uuid4().hex[:8],
             "max_batch": 200,
@@ -53,7 +57,8 @@ def fuzz_config(redis_url: str, out: Path) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def api_schema(redis_url, tmp_path_factory):
-    app = create_app(fuzz_config(redis_url, tmp_path_factory.mktemp("fuzz") / "out.bin"))
+    tmp = tmp_path_factory.mktemp("fuzz")
+    app = create_app(fuzz_config(redis_url, tmp / "out.bin", write_token(tmp / "api.token")))
     return schemathesis.openapi.from_wsgi("/openapi.json", app)
 
 
@@ -82,7 +87,7 @@ def test_api_conforms_to_its_openapi_document(api_schema, label, mode):
         database=None,
     )
     def run(case):
-        response = case.call_and_validate(checks=CHECKS)
+        response = case.call_and_validate(checks=CHECKS, headers=AUTH)
         seen.append(response.status_code)
 
     run()

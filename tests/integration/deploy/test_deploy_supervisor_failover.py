@@ -75,6 +75,8 @@ def paused(daemon) -> bool | None:
 
 def supervisor(directory: Path, pairs) -> Daemon:
     """`ddc supervise` watching `pairs`, with an on_pause hook that logs the pair's name."""
+    from tests.integration.kafka.helpers import admin_token_file
+
     port = free_port()
     config = write_toml(
         directory / "supervisor.toml",
@@ -84,6 +86,7 @@ def supervisor(directory: Path, pairs) -> Daemon:
                 "poll_interval": POLL,
                 "grace": GRACE,
                 "timeout": 1.0,
+                "token_file": str(admin_token_file(directory)),  # the ingresses' admin token
             },
             "supervisor.pairs": [
                 {

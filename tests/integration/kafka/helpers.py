@@ -136,14 +136,31 @@ def moto_available() -> bool:
 # --- DDC processes -------------------------------------------------------------------------
 
 
+ADMIN_TOKEN = "kafka-tests-admin-token-0123"  # every test ingress's /admin/* token
+
+
+def admin_token_file(directory: Path) -> Path:
+    """The ingresses' admin token file in `directory` (written once, mode 600)."""
+    path = directory / "admin.token"
+    if not path.exists():
+        path.write_text(ADMIN_TOKEN + "\n")
+        path.chmod(0o600)
+    return path
+
+
 class Daemon(ProcessDaemon):
-    """One `ddc ingress|egress -c FILE` child process, its config written from `tables`."""
+    """One `ddc ingress|egress -c FILE` child process, its config written from `tables`; an
+    ingress gets ADMIN_TOKEN (admin_token_file) and post() sends it."""
 
     def __init__(self, role: str, name: str, directory: Path, tables: dict[str, dict[str, Any]]):
         http_port = free_port()
         tables[role]["http_listen"] = f"127.0.0.1:{http_port}"
+        if role == "ingress":
+            tables[role]["admin_token_file"] = str(admin_token_file(directory))
         config = write_toml(directory / f"{role}-{name}.toml", tables)
         super().__init__(role, config, http_port, directory / f"{role}-{name}.log")
+        if role == "ingress":
+            self.headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
 def ingress_tables(

@@ -8,6 +8,8 @@ SINK = {"type": "file", "path": "out.bin"}
 
 
 def load(dedup, environ=None):
+    """[dedup] with links a and b declared unless `dedup` says otherwise."""
+    dedup = {"links": ["a", "b"], **dedup}
     return load_dedup_config(None, environ or {}, document={"dedup": dedup})
 
 
@@ -70,6 +72,20 @@ def test_units_and_env_override():
             "dedup.merge.bootstrap_servers",
             "Missing",
         ),
+        ({"sink": SINK, "links": None}, "dedup.links", "Field may not be null"),
+        ({"sink": SINK, "links": []}, "dedup.links", "Length must be between 1 and 31"),
+        (
+            {"sink": SINK, "links": [f"l{i}" for i in range(32)]},
+            "dedup.links",
+            "Length must be between 1 and 31",
+        ),
+        ({"sink": SINK, "links": ["a", "a"]}, "dedup.links", "declared twice"),
+        ({"sink": SINK, "links": ["a", "-x"]}, "dedup.links.1", "link names are"),
+        (
+            {"sink": SINK, "merge": {"bootstrap_servers": "h:1", "links": {"a": "t", "c": "u"}}},
+            "dedup.merge",
+            "merge link 'c' is not declared in [dedup] links",
+        ),
     ],
 )
 def test_invalid_config_names_the_key(dedup, key, problem):
@@ -77,6 +93,21 @@ def test_invalid_config_names_the_key(dedup, key, problem):
         load(dedup)
     assert caught.value.key == key
     assert problem in caught.value.problem
+
+
+def test_links_must_be_declared():
+    with pytest.raises(ConfigError) as caught:
+        load_dedup_config(None, {}, document={"dedup": {"sink": SINK}})
+    assert caught.value.key == "dedup.links" and "Missing" in caught.value.problem
+
+
+def test_token_file_resolves_from_the_config_file(tmp_path):
+    path = tmp_path / "dedup.toml"
+    path.write_text(
+        '[dedup]\nlinks = ["a"]\napi_token_file = "api.token"\n'
+        '[dedup.sink]\ntype = "file"\npath = "o.bin"\n'
+    )
+    assert load_dedup_config(path, {})["api_token_file"] == str(tmp_path / "api.token")
 
 
 def test_other_top_level_table_rejected():
@@ -87,7 +118,7 @@ def test_other_top_level_table_rejected():
 def test_relative_paths_resolve_from_the_config_file(tmp_path):
     path = tmp_path / "dedup.toml"
     path.write_text(
-        '[dedup]\ndata_dir = "state"\n[dedup.sink]\ntype = "file"\npath = "out/x.bin"\n'
+        '[dedup]\nlinks = ["a"]\ndata_dir = "state"\n[dedup.sink]\ntype = "file"\npath = "out/x.bin"\n'
     )
     config = load_dedup_config(path, {})
     assert config["data_dir"] == str(tmp_path / "state")

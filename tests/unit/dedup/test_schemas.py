@@ -74,7 +74,7 @@ def test_records_errors_name_record_and_field(record, problem):
 @pytest.fixture(scope="module")
 def app():
     """The real app with every route; its Redis client never connects, its sink never starts."""
-    document = {"dedup": {"sink": {"type": "udp", "target": "127.0.0.1:9"}}}
+    document = {"dedup": {"links": ["a"], "sink": {"type": "udp", "target": "127.0.0.1:9"}}}
     config = load_dedup_config(None, {}, document=document)
     return create_app(config, redis_client=redis.Redis(), sink=Sink(config["sink"]))
 
@@ -96,6 +96,10 @@ def test_openapi_document(app):
     assert claim["responses"]["503"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/Error"
     }
+    assert claim["security"] == [{"bearer": []}]
+    assert {"401", "403"} <= set(claim["responses"])
+    assert spec["components"]["securitySchemes"]["bearer"] == {"type": "http", "scheme": "bearer"}
+    assert "security" not in spec["paths"]["/v1/stats"]["get"]
     error = spec["components"]["schemas"]["Error"]
     assert set(error["required"]) == {"code", "status", "message", "errors"}
     assert spec["components"]["schemas"]["Record"]["properties"]["value"]["format"] == "byte"

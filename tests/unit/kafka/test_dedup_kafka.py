@@ -28,7 +28,7 @@ MERGE = {"bootstrap_servers": "127.0.0.1:9092", "links": {"a": "in-a", "b": "in-
 
 
 def load(dedup: dict[str, Any]) -> dict[str, Any]:
-    return load_dedup_config(None, {}, document={"dedup": dedup})
+    return load_dedup_config(None, {}, document={"dedup": {"links": ["a", "b"], **dedup}})
 
 
 @pytest.mark.parametrize(
@@ -89,7 +89,7 @@ def test_options_reach_the_clients_over_the_defaults():
 def test_serve_exits_2_with_one_line_on_a_misspelt_option(tmp_path):
     path = tmp_path / "dedup.toml"
     path.write_text(
-        '[dedup]\nredis_url = "redis://127.0.0.1:1/0"\n'
+        '[dedup]\nlinks = ["a"]\nredis_url = "redis://127.0.0.1:1/0"\n'
         '[dedup.sink]\ntype = "file"\npath = "out.bin"\n'
         '[dedup.merge]\nbootstrap_servers = "127.0.0.1:1"\nlinks = {a = "in-a"}\n'
         "[dedup.merge.options]\nsesion_timeout_ms = 6000\n"

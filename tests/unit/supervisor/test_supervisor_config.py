@@ -93,3 +93,10 @@ def test_cli_invalid_config_exits_2_with_one_line(tmp_path):
     )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == ["config error: supervisor.graze: unknown key"]
+
+
+def test_token_files_resolve_against_the_config_file(tmp_path):
+    text = VALID.replace("[supervisor]\n", '[supervisor]\ntoken_file = "admin.token"\n', 1)
+    config = load_supervisor_config(write(tmp_path, text), {})
+    assert config["token_file"] == str(tmp_path / "admin.token")
+    assert all(pair["token_file"] is None for pair in config["pairs"])

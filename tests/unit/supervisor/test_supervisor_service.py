@@ -15,13 +15,15 @@ from ddc.http import HttpServer
 from ddc.supervisor.client import _GeventConnection, request
 from ddc.supervisor.config import load_supervisor_config
 from ddc.supervisor.service import Supervisor
+from ddc.tokens import TokenGuard
 
 POLL, GRACE = 0.2, 0.6
 SLACK = 0.5  # scheduling slack on a busy 2-core machine
+TOKEN = "supervisor-test-token-0123"  # the ingresses' admin token; make_supervisor's token_file
 
 
 class FakeIngress:
-    def __init__(self):
+    def __init__(self, token=TOKEN):
         self.paused = False
         self.calls: list[tuple[str, float]] = []
         routes = {
@@ -32,7 +34,8 @@ class FakeIngress:
             ("POST", "/admin/pause"): lambda: self._admin("pause", True),
             ("POST", "/admin/resume"): lambda: self._admin("resume", False),
         }
-        self.server = HttpServer(("127.0.0.1", 0), CollectorRegistry(), routes)
+        guard = TokenGuard(token, "[ingress] admin_token_file")
+        self.server = HttpServer(("127.0.0.1", 0), CollectorRegistry(), routes, guard=guard)
         self.server.start()
         self.url = f"http://127.0.0.1:{self.server.address[1]}"
 
@@ -76,9 +79,10 @@ def wait_for(predicate, timeout, step=0.02):
 def make_supervisor(tmp_path):
     started = []
 
-    def make(pairs, hooks=""):
+    def make(pairs, hooks="", token_line='token_file = "admin.token"'):
+        (tmp_path / "admin.token").write_text(TOKEN)
         lines = [
-            f'[supervisor]\nhttp_listen = "127.0.0.1:0"\npoll_interval = {POLL}\ngrace = {GRACE}\ntimeout = 0.5\n'
+            f'[supervisor]\nhttp_listen = "127.0.0.1:0"\npoll_interval = {POLL}\ngrace = {GRACE}\ntimeout = 0.5\n{token_line}\n'
         ]
         for name, ingress, egress in pairs:
             lines.append(
@@ -219,3 +223,40 @@ def _text(url):
         return connection.getresponse().read().decode()
     finally:
         connection.close()
+
+
+def test_the_supervisor_sends_each_pairs_token(make_supervisor, tmp_path):
+    """[supervisor] token_file is the default, a pair's own token_file overrides it; without
+    the right token the ingress refuses the pause and the supervisor counts it failed."""
+    (tmp_path / "b.token").write_text("pair-b-token-abcdefghij")
+    ingress_a, egress_a = FakeIngress(), FakeEgress()
+    ingress_b, egress_b = FakeIngress("pair-b-token-abcdefghij"), FakeEgress()
+    ingress_c, egress_c = FakeIngress("another-token-abcdefghij"), FakeEgress()
+    pairs = [("a", ingress_a, egress_a), ("b", ingress_b, egress_b), ("c", ingress_c, egress_c)]
+    supervisor = make_supervisor(pairs)
+    supervisor.stop(2.0)
+    lines = [
+        f'[supervisor]\nhttp_listen = "127.0.0.1:0"\npoll_interval = {POLL}\ngrace = {GRACE}\n'
+        'timeout = 0.5\ntoken_file = "admin.token"\n'
+    ]
+    for name, ingress, egress in pairs:
+        own = 'token_file = "b.token"\n' if name == "b" else ""
+        lines.append(
+            f'[[supervisor.pairs]]\nname = "{name}"\ningress = "{ingress.url}"\n'
+            f'egress = "{egress.url}"\n{own}'
+        )
+    path = tmp_path / "tokens.toml"
+    path.write_text("\n".join(lines))
+    supervisor = Supervisor(load_supervisor_config(path, {}))
+    supervisor.start()
+    try:
+        for egress in (egress_a, egress_b, egress_c):
+            egress.link_up = False
+        assert wait_for(lambda: ingress_a.paused and ingress_b.paused, GRACE + POLL + SLACK)
+        failed = 'action="pause",pair="c",result="failed"'
+        assert wait_for(lambda: failed in _text(supervisor_url(supervisor) + "/metrics"), 2.0)
+        assert ingress_c.calls == [] and not ingress_c.paused
+    finally:
+        supervisor.stop(2.0)
+        for server in (ingress_a, egress_a, ingress_b, egress_b, ingress_c, egress_c):
+            server.stop()
