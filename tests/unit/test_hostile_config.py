@@ -31,7 +31,7 @@ EGRESS = {
         "sink": {"type": "udp", "target": "127.0.0.1:7002"},
     }
 }
-DEDUP = {"dedup": {"sink": {"type": "udp", "target": "127.0.0.1:7002"}}}
+DEDUP = {"dedup": {"links": ["a", "b"], "sink": {"type": "udp", "target": "127.0.0.1:7002"}}}
 DOCS = {"ingress": INGRESS, "egress": EGRESS, "dedup": DEDUP}
 
 
