@@ -69,6 +69,7 @@ def test_what_the_drain_time_cannot_send_is_counted(pairs, tmp_path):
         config = pair.ingress_config()
         ingress = Daemon("ingress", config, pair.ingress_http, tmp_path / "ingress-drain.log")
         ingress.argv += ["--drain-timeout", "2"]
+        ingress.headers = {"Authorization": f"Bearer {pair.admin_token}"}
         pair.ingress = ingress.start()
         wait_until(lambda: egress.health()["link_up"], 10, message="link up")
         backlog(pair, count, 60_000)
