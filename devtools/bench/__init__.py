@@ -4,4 +4,5 @@ BENCHES = {
     "link": "an ingress/egress pair on loopback vs a raw Python UDP blast",
     "kafka": "Kafka source → pair → Kafka sink",
     "dedup": "the dedup service",
+    "spool": "the egress spool's segment files vs LMDB (append, read, ack)",
 }
