@@ -27,7 +27,6 @@ Rules, on top of base.py's:
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import time
@@ -35,18 +34,16 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from ddc.egress.spool import files
 from ddc.egress.spool import segments as seg
 from ddc.egress.spool.base import Item, Payload, Spool
 from ddc.egress.spool.format import (
-    ACK_NAME,
     HEADER_SIZE,
     SEGMENT_MAGIC,
-    decode_ack,
-    encode_ack,
     entry_header,
     segment_seq,
 )
-from ddc.egress.spool.segments import Segment, SpoolError
+from ddc.egress.spool.segments import Segment
 
 log = logging.getLogger(__name__)
 
@@ -94,21 +91,8 @@ class DiskSpool(Spool):
     # --- open -----------------------------------------------------------------------------------
 
     def _open(self) -> None:
-        try:
-            os.makedirs(self.directory, mode=0o750, exist_ok=True)
-            self._lock = os.open(
-                os.path.join(self.directory, "lock"), os.O_RDWR | os.O_CREAT, 0o640
-            )
-        except OSError as exc:
-            raise SpoolError(f"cannot use spool directory {self.directory}: {exc}") from exc
-        try:
-            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            os.close(self._lock)
-            raise SpoolError(
-                f"spool directory {self.directory} is in use by another process"
-            ) from exc
-        self.acked = self._synced_ack = self._read_ack()
+        self._lock = files.lock(self.directory)
+        self.acked = self._synced_ack = files.read_ack(self.directory)
         for name in sorted(os.listdir(self.directory)):
             first = segment_seq(name)
             if first is None:
@@ -147,19 +131,6 @@ class DiskSpool(Spool):
                 self.pending,
                 self.bytes,
             )
-
-    def _read_ack(self) -> int:
-        path = os.path.join(self.directory, ACK_NAME)
-        try:
-            with open(path, "rb") as handle:
-                data = handle.read()
-        except FileNotFoundError:
-            return 0
-        seq = decode_ack(data)
-        if seq is None:
-            log.error("spool %s: ack file unreadable; every spooled entry is delivered again", path)
-            return 0
-        return seq
 
     # --- append ---------------------------------------------------------------------------------
 
@@ -395,27 +366,11 @@ class DiskSpool(Spool):
             run(os.fsync, self._fd)
         if self.acked != self._synced_ack:
             acked = self.acked
-            run(self._save_ack, acked)
+            run(files.save_ack, self.directory, acked)
             self._synced_ack = acked
         if self._dir_dirty:
             self._dir_dirty = False
-            run(self._fsync_dir)
-
-    def _save_ack(self, seq: int) -> None:
-        path = os.path.join(self.directory, ACK_NAME)
-        with open(path + ".tmp", "wb") as handle:
-            handle.write(encode_ack(seq))
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(path + ".tmp", path)
-        self._fsync_dir()
-
-    def _fsync_dir(self) -> None:
-        fd = os.open(self.directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+            run(files.fsync_dir, self.directory)
 
     def close(self) -> None:
         if self._lock < 0:
