@@ -202,12 +202,29 @@ SINK_SCHEMAS: dict[str, type[Schema]] = {
 }
 
 
+class EgressSpoolSchema(StrictSchema):
+    """docs/spool.md: where complete chunks wait for the sink."""
+
+    dir = fields.String(load_default="/var/lib/ddc/spool")
+    max_bytes = Size(load_default=8 * 1024**3, validate=validate.Range(min=4096))
+    when_full = fields.String(
+        load_default="drop_newest", validate=validate.OneOf(["drop_newest", "drop_oldest"])
+    )
+    fsync_interval = Duration(load_default=1.0)
+
+    @validates_schema
+    def _interval(self, data: dict[str, Any], **kwargs: Any) -> None:
+        if data.get("fsync_interval", 0) < 0:
+            raise ValidationError("must be 0 (fsync every chunk) or more seconds", "fsync_interval")
+
+
 class EgressSchema(StrictSchema):
     name = fields.String(load_default="ddc")
     http_listen = HostPort(load_default=None, allow_zero_port=True)
     log_level = log_level()
     transport = fields.Nested(EgressTransportSchema, required=True)
     sink = TypedTable(SINK_SCHEMAS, required=True)
+    spool = fields.Nested(EgressSpoolSchema, load_default=lambda: EgressSpoolSchema().load({}))
 
 
 ROLE_SCHEMAS: dict[str, type[Schema]] = {"ingress": IngressSchema, "egress": EgressSchema}

@@ -12,12 +12,14 @@ from ddc.egress.deliver import Deliverer
 from ddc.egress.link import LinkState
 from ddc.egress.receiver import Receiver
 from ddc.egress.sinks import make_sink
+from ddc.egress.spool import SpoolError, open_spool
+from ddc.egress.spool.watch import SpoolWatch
+from ddc.errors import ConfigError
 from ddc.http import http_server
 from ddc.metrics import EgressMetrics, Exporter
 from ddc.netio import UdpSocket, socket_drops
 from ddc.protocol.reassembly import Reassembler
 from ddc.protocol.wire import MessageType
-from ddc.queues import finish
 from ddc.units import format_hostport
 
 log = logging.getLogger(__name__)
@@ -36,9 +38,12 @@ class EgressProxy(Service):
         self.reassembler = Reassembler(transport["max_chunk_size"])
         self.sink = make_sink(config["sink"], self.metrics)
         self.sink.owner = self
-        self.deliverer = Deliverer(
-            transport["envelope"], transport["queue_bytes"], self.sink, self.metrics
-        )
+        try:
+            self.spool = open_spool(config["spool"], config["name"])
+        except SpoolError as exc:
+            raise ConfigError("egress.spool.dir", str(exc)) from exc
+        self.deliverer = Deliverer(transport["envelope"], self.spool, self.sink, self.metrics)
+        self.spool_watch = SpoolWatch(self.spool, self.deliverer, self.metrics)
         self.udp: UdpSocket | None = None
         self.receiver: Receiver | None = None
         self.http = http_server(
@@ -49,6 +54,7 @@ class EgressProxy(Service):
         )
         self._exporter = Exporter()
         self._deliver: gevent.Greenlet | None = None
+        self._spool_upkeep: gevent.Greenlet | None = None
         self._intake: list[gevent.Greenlet] = []  # the receiver and the link watch
 
     # --- pipeline -----------------------------------------------------------------------------
@@ -71,6 +77,7 @@ class EgressProxy(Service):
         if self.http is not None:
             self.http.start()
         self._deliver = self.spawn(self.deliverer.run, name="deliver")
+        self._spool_upkeep = self.spawn(self.spool_watch.run, name="spool")
         self._intake = [
             self.spawn(self._watch_link, name="link-watch"),
             self.spawn(self.receiver.run, name="receiver"),
@@ -78,13 +85,18 @@ class EgressProxy(Service):
         log.info("%s listening on %s", self.name, format_hostport(self.udp.getsockname()))
 
     def stop(self, timeout: float = DRAIN_TIMEOUT) -> None:
-        """Stop receiving, hand what was reassembled to the sink, flush it, close."""
+        """Stop receiving, let the sink confirm what is in flight (a memory spool: everything),
+        stop it, close the spool (a disk spool keeps the rest for the next start)."""
         deadline = Deadline(timeout)
         for greenlet in self._intake:
             greenlet.kill(block=True, timeout=1.0)
-        finish(self.deliverer.chunks, self._deliver, deadline.left())
-        self.deliverer.count_undelivered()
+        self.deliverer.wait_idle(deadline.left())
+        self.deliverer.stopping = True
+        for task in (self._deliver, self._spool_upkeep):
+            if task is not None:
+                task.kill(block=True, timeout=1.0)
         self.sink.stop(deadline.left(0.5))
+        self.deliverer.finish()
         self.sync_metrics()
         if self.http is not None:
             self.http.stop(1.0)
@@ -129,7 +141,8 @@ class EgressProxy(Service):
         self._exporter.export("orphaned", m.packets_orphaned, stats.orphaned)
         self._exporter.export("delivered", m.chunks_delivered, stats.delivered)
         m.link_up.set(1 if self.link.up else 0)
-        m.queue_bytes.set(self.deliverer.chunks.cost)
+        m.queue_bytes.set(self.spool.bytes)
+        self.spool_watch.export()
         drops = socket_drops(self.udp.sock) if self.udp is not None else None
         if drops is not None:
             self._exporter.export("kernel_drops", m.kernel_drops, drops)
@@ -138,7 +151,10 @@ class EgressProxy(Service):
         sink_health = self.sink.health()
         stats = self.reassembler.stats
         degraded = (
-            not self.link.up or sink_health.get("sink_ok") is False or self.crashed is not None
+            not self.link.up
+            or sink_health.get("sink_ok") is False
+            or self.crashed is not None
+            or self.spool_watch.over()
         )
         age = self.link.age()
         body = {
@@ -152,7 +168,8 @@ class EgressProxy(Service):
             "expected_seq": self.reassembler.expected,
             "packets_lost": stats.lost,
             "chunks_delivered": stats.delivered,
-            "queued_bytes": self.deliverer.chunks.cost,
+            "queued_bytes": self.spool.bytes,
             **sink_health,
+            **self.spool_watch.health(),
         }
         return 200, body

@@ -264,17 +264,32 @@ def test_torn_tail_100_random_cuts(tmp_path: Path) -> None:
         spool.close()
 
 
-def test_damage_inside_a_segment_at_read(tmp_path: Path) -> None:
+def test_damage_inside_a_segment_at_read_and_at_open(tmp_path: Path) -> None:
     spool = DiskSpool(str(tmp_path), 1 << 20, segment_bytes=1000)
+    spool.reader.hot_bytes = 0  # no cache of the newest entries: every read from the file
     data = payloads(20)
     for p in data:
         spool.append(p)
     with open(tmp_path / segment_name(1), "r+b") as handle:  # damage entry 3 of segment 1
         handle.seek(MAGIC + 2 * (HEADER_SIZE + 100) + HEADER_SIZE + 5)
         handle.write(b"\xff")
-    out = drain(spool)
+    out = drain(spool, ack=False)
     assert out == data[:2] + data[8:]
     assert spool.dropped == {"corrupt": 6}
+    spool.close()
+    again = DiskSpool(str(tmp_path), 1 << 20, segment_bytes=1000)
+    assert again.torn_entries == 6  # up to the next segment's first entry
+    assert drain(again) == data[:2] + data[8:]
+    again.close()
+
+
+def test_a_reader_keeping_up_is_served_from_memory(tmp_path: Path) -> None:
+    spool = DiskSpool(str(tmp_path), 1 << 20)
+    spool.append(b"abc")
+    item = spool.read()
+    assert item is not None and item.payload == b"abc"  # the appended object itself, no copy
+    assert spool.reader._fd is None  # the file was never opened for reading
+    assert (tmp_path / segment_name(1)).stat().st_size == MAGIC + HEADER_SIZE + 3  # written
     spool.close()
 
 

@@ -15,7 +15,8 @@ __all__ = ["DiskSpool", "Item", "MemorySpool", "Spool", "SpoolError", "open_spoo
 
 def spool_dir(config: dict[str, Any], name: str) -> str:
     """Where an egress called `name` keeps its spool: `<dir>/<name>` ("" = in memory)."""
-    return os.path.join(config["dir"], name) if config["dir"] else ""
+    safe = name.replace(os.sep, "_").lstrip(".") or "ddc"
+    return os.path.join(config["dir"], safe) if config["dir"] else ""
 
 
 def open_spool(config: dict[str, Any], name: str) -> Spool:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Callable
+from typing import Any
 
 from ddc.egress.spool.format import Entry as Item
 from ddc.logs import ThrottledLog
@@ -77,8 +78,13 @@ class Spool:
         """Append time of the next unread entry (None when there is none)."""
         raise NotImplementedError
 
-    def sync(self) -> None:
-        """Make what was appended and acknowledged durable (disk spools)."""
+    def flush(self) -> bool:
+        """Hand buffered appends to the OS (disk spools); False when a write failed."""
+        return True
+
+    def sync(self, run: Callable[..., Any] | None = None) -> None:
+        """Make what was appended and acknowledged durable (disk spools); `run(func, *args)`
+        executes each blocking call."""
 
     def close(self) -> None:
         """Sync and release files."""

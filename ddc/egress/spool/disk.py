@@ -30,7 +30,6 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -40,14 +39,18 @@ from ddc.egress.spool.base import Item, Payload, Spool
 from ddc.egress.spool.format import (
     HEADER_SIZE,
     SEGMENT_MAGIC,
+    Entry,
     entry_header,
+    segment_name,
     segment_seq,
 )
+from ddc.egress.spool.reader import Reader
 from ddc.egress.spool.segments import Segment
 
 log = logging.getLogger(__name__)
 
 MAGIC = len(SEGMENT_MAGIC)
+_new = tuple.__new__
 WRITE_BUFFER = 256 * 1024  # bytes appended before they are written without waiting for flush()
 IOV_MAX = 1024  # buffers per writev()
 Runner = Callable[..., Any]  # runs a blocking call: run(func, *args)
@@ -79,7 +82,6 @@ class DiskSpool(Spool):
         self.segments: list[Segment] = []
         self.torn_entries = 0
         self.torn_bytes = 0
-        self._ahead: deque[Item] = deque()  # read from disk, not yet handed out
         self._synced_ack = 0
         self._unsynced: list[int] = []  # fds of closed segments written since the last sync
         self._dirty = False
@@ -93,11 +95,12 @@ class DiskSpool(Spool):
     def _open(self) -> None:
         self._lock = files.lock(self.directory)
         self.acked = self._synced_ack = files.read_ack(self.directory)
-        for name in sorted(os.listdir(self.directory)):
-            first = segment_seq(name)
-            if first is None:
-                continue
+        firsts = sorted(f for f in map(segment_seq, os.listdir(self.directory)) if f is not None)
+        for index, first in enumerate(firsts):
+            name = segment_name(first)
             segment, torn = seg.recover(os.path.join(self.directory, name), first)
+            if torn is not None and index + 1 < len(firsts):  # damage inside the spool
+                torn.entries = max(torn.entries, firsts[index + 1] - segment.last_seq - 1)
             if torn is not None:
                 self.torn_entries += torn.entries
                 self.torn_bytes += torn.bytes
@@ -120,10 +123,8 @@ class DiskSpool(Spool):
         self._release()
         self.bytes = sum(s.size for s in self.segments)
         self._fd = os.open(self.segments[-1].path, os.O_WRONLY | os.O_APPEND)
-        self._read_seg = self.segments[0]
-        self._read_fd = os.open(self._read_seg.path, os.O_RDONLY)
-        self._read_offset = MAGIC
-        self._read_expect = self._read_seg.first_seq
+        self.reader = Reader(self.segments, self.dropped, self.flush)
+        self.reader.written_to = self.next_seq
         if self.pending:
             log.info(
                 "spool %s: %d chunk(s), %d bytes waiting from before the restart",
@@ -157,8 +158,11 @@ class DiskSpool(Spool):
             except OSError as exc:
                 self._dropped(payload, "write_error", f"cannot start a segment: {exc}")
                 return False
-        self._parts.append(entry_header(self.next_seq, int(time.time() * 1000), payload))
+        time_ms = int(time.time() * 1000)
+        self._parts.append(entry_header(self.next_seq, time_ms, payload))
         self._parts.append(payload)
+        entry = _new(Entry, (self.next_seq, time_ms, size, payload, active.size))
+        self.reader.appended(entry, active)
         self._buffered += size
         active.size += size
         active.count += 1
@@ -200,10 +204,12 @@ class DiskSpool(Spool):
             self.bytes -= buffered
             self.next_seq -= count
             self.appended -= count
+            self.reader.discard_from(self.next_seq)
             for payload in parts[1::2]:
                 self._dropped(payload, "write_error", f"writing {active.path} failed: {exc}")
             return False
         self._dirty = True
+        self.reader.written_to = self.next_seq
         return True
 
     def _undo(self, active: Segment, size: int) -> None:
@@ -233,11 +239,14 @@ class DiskSpool(Spool):
 
     def _drop_oldest(self, need: int) -> None:
         while self.bytes + need > self.max_bytes:
-            start = next((i + 1 for i, s in enumerate(self.segments) if s is self._read_seg), 0)
+            start = next(
+                (i + 1 for i, s in enumerate(self.segments) if s is self.reader.segment), 0
+            )
             if start >= len(self.segments) - 1:
                 return  # nothing unread outside the reader's and the active segment
             victim = self.segments.pop(start)
             self._count_dropped(victim, self.full_reason())
+            self.reader.forget(victim)
             self._delete(victim)
 
     def _count_dropped(self, victim: Segment, why: str) -> None:
@@ -267,57 +276,11 @@ class DiskSpool(Spool):
     # --- read and ack ---------------------------------------------------------------------------
 
     def read(self) -> Item | None:
-        if not self._ahead and not self._load():
-            return None
-        return self._ahead.popleft()
+        return self.reader.next(self.acked)
 
     def next_time_ms(self) -> int | None:
-        if not self._ahead and not self._load():
-            return None
-        return self._ahead[0].time_ms
-
-    def _load(self) -> bool:
-        """Fill the read-ahead from the reader's position; False when nothing is unread."""
-        while not self._ahead:
-            segment = self._read_seg
-            if self._parts and segment is self.segments[-1]:
-                self.flush()
-            if self._read_offset >= segment.size:
-                if segment is self.segments[-1]:
-                    return False
-                self._next_read_segment()
-                continue
-            entries, torn = seg.read_entries(
-                self._read_fd, segment, self._read_offset, self._read_expect
-            )
-            for entry in entries:
-                self._read_offset = entry.offset + entry.size
-                self._read_expect = entry.seq + 1
-                if entry.seq > self.acked:
-                    self._ahead.append(entry)
-            if torn:
-                lost = segment.last_seq - self._read_expect + 1
-                self.dropped["corrupt"] += lost
-                log.error(
-                    "spool %s: %s damaged at byte %d (%s): skipped %d chunk(s) to its end",
-                    self.directory,
-                    segment.path,
-                    self._read_offset,
-                    torn,
-                    lost,
-                )
-                self._read_offset = segment.size
-                self._read_expect = segment.last_seq + 1
-        return True
-
-    def _next_read_segment(self) -> None:
-        current = self._read_seg.first_seq
-        following = next(s for s in self.segments if s.first_seq > current)
-        os.close(self._read_fd)
-        self._read_seg = following
-        self._read_fd = os.open(following.path, os.O_RDONLY)
-        self._read_offset = MAGIC
-        self._read_expect = following.first_seq
+        entry = self.reader.peek(self.acked)
+        return None if entry is None else entry.time_ms
 
     def ack(self, seq: int) -> None:
         seq = min(seq, self.next_seq - 1)
@@ -349,13 +312,15 @@ class DiskSpool(Spool):
 
     @property
     def unread(self) -> int:
-        return len(self._ahead) + self._count_between(self._read_expect - 1, self.next_seq - 1)
+        reader = self.reader
+        return len(reader.ahead) + self._count_between(reader.expect - 1, self.next_seq - 1)
 
     # --- durability -----------------------------------------------------------------------------
 
-    def sync(self, run: Runner = _direct) -> None:
+    def sync(self, run: Runner | None = None) -> None:
         """fsync what was written, then save the ack; `run` executes each blocking call (the
         egress passes gevent's threadpool so the receiver keeps running meanwhile)."""
+        run = run or _direct
         self.flush()
         closed, self._unsynced = self._unsynced, []
         for fd in closed:
@@ -379,7 +344,8 @@ class DiskSpool(Spool):
             self.sync()
         except OSError as exc:
             log.error("spool %s: final sync failed: %s", self.directory, exc)
-        for fd in (self._fd, self._read_fd, self._lock):
+        self.reader.close()
+        for fd in (self._fd, self._lock):
             os.close(fd)
         self._lock = -1
 
