@@ -328,7 +328,8 @@ class KafkaSink(Sink):
             log.info("Kafka sink: broker reachable, producing (%d records buffered)", self.buffered)
         else:
             log.error(
-                "Kafka sink: cannot deliver (%s); buffering up to %d records, retrying with backoff",
+                "Kafka sink: cannot deliver (%s); up to %d records wait in flight, the rest in "
+                "the spool, retrying with backoff",
                 self._last_error,
                 self.limit,
             )
