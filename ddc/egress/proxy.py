@@ -90,7 +90,8 @@ class EgressProxy(Service):
         deadline = Deadline(timeout)
         for greenlet in self._intake:
             greenlet.kill(block=True, timeout=1.0)
-        self.deliverer.wait_idle(deadline.left())
+        if not (self.spool.durable and self.sink.health().get("sink_ok") is False):
+            self.deliverer.wait_idle(deadline.left())  # a target that is down: keep it spooled
         self.deliverer.stopping = True
         for task in (self._deliver, self._spool_upkeep):
             if task is not None:

@@ -115,7 +115,8 @@ def test_target_broker_down_spools_then_delivers(tmp_path: Path, kafka_bootstrap
             message="sink degraded",
         )
         assert health["status"] == "degraded"
-        assert health["sink_buffered_records"] <= 3000  # the in-flight window; the rest spooled
+        # the in-flight window (3000 records, the last chunk may pass it); the rest is spooled
+        assert health["sink_buffered_records"] < 4000
         assert health["spool"]["chunks"] > 0
         assert pair.egress.metric("ddc_egress_records_dropped_total") == 0
 
