@@ -169,3 +169,35 @@ class EgressMetrics:
             "Records read from Kafka that the ingress sent and that never arrived (GET /gaps)",
             registry=r,
         )
+        self.spool_bytes = Gauge(
+            "ddc_egress_spool_bytes", "Bytes the spool's files (or memory) hold", registry=r
+        )
+        self.spool_chunks = Gauge(
+            "ddc_egress_spool_chunks",
+            "Chunks in the spool not yet confirmed by the target (a chunk is one record, or "
+            "one batch of records with the records envelope)",
+            registry=r,
+        )
+        self.spool_usage = Gauge(
+            "ddc_egress_spool_usage_ratio", "Spool bytes / [egress.spool] max_bytes", registry=r
+        )
+        self.spool_oldest_age = Gauge(
+            "ddc_egress_spool_oldest_age_seconds",
+            "How long the oldest unconfirmed chunk has waited",
+            registry=r,
+        )
+        self.spool_appended = Counter(
+            "ddc_egress_spool_appended_chunks", "Chunks appended to the spool", registry=r
+        )
+        self.spool_acked = Counter(
+            "ddc_egress_spool_acked_chunks",
+            "Chunks released from the spool by the target's confirmation (rate = drain rate)",
+            registry=r,
+        )
+        self.spool_dropped = Counter(
+            "ddc_egress_spool_dropped_chunks",
+            "Chunks dropped by the spool, by reason (drop_newest, drop_oldest, too_large, "
+            "write_error, torn, corrupt)",
+            ["reason"],
+            registry=r,
+        )

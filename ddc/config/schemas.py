@@ -274,6 +274,22 @@ SINK_SCHEMAS: dict[str, type[Schema]] = {
 }
 
 
+class EgressSpoolSchema(StrictSchema):
+    """docs/spool.md: where complete chunks wait for the sink."""
+
+    dir = fields.String(load_default="/var/lib/ddc/spool")
+    max_bytes = Size(load_default=8 * 1024**3, validate=validate.Range(min=4096))
+    when_full = fields.String(
+        load_default="drop_newest", validate=validate.OneOf(["drop_newest", "drop_oldest"])
+    )
+    fsync_interval = Duration(load_default=1.0)
+
+    @validates_schema
+    def _interval(self, data: dict[str, Any], **kwargs: Any) -> None:
+        if data.get("fsync_interval", 0) < 0:
+            raise ValidationError("must be 0 (fsync every chunk) or more seconds", "fsync_interval")
+
+
 RECORDS_SINKS = ("kafka", "dedup")  # sinks whose default envelope is records
 
 
@@ -283,6 +299,7 @@ class EgressSchema(StrictSchema):
     log_level = log_level()
     transport = fields.Nested(EgressTransportSchema, required=True)
     sink = TypedTable(SINK_SCHEMAS, required=True)
+    spool = fields.Nested(EgressSpoolSchema, load_default=lambda: EgressSpoolSchema().load({}))
 
     @post_load
     def _default_envelope(self, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:

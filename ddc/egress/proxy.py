@@ -16,12 +16,14 @@ from ddc.egress.link import LinkState
 from ddc.egress.loss import LossWindow
 from ddc.egress.receiver import Receiver
 from ddc.egress.sinks import make_sink
+from ddc.egress.spool import SpoolError, open_spool
+from ddc.egress.spool.watch import SpoolWatch
+from ddc.errors import ConfigError
 from ddc.http import http_server
 from ddc.metrics import EgressMetrics, Exporter
 from ddc.netio import UdpSocket, socket_drops
 from ddc.protocol.reassembly import Reassembler
 from ddc.protocol.wire import MessageType
-from ddc.queues import finish
 from ddc.units import format_hostport
 
 log = logging.getLogger(__name__)
@@ -44,9 +46,12 @@ class EgressProxy(Service):
         self.reassembler = Reassembler(transport["max_chunk_size"])
         self.sink = make_sink(config["sink"], self.metrics)
         self.sink.owner = self
-        self.deliverer = Deliverer(
-            transport["envelope"], transport["queue_bytes"], self.sink, self.metrics
-        )
+        try:
+            self.spool = open_spool(config["spool"], config["name"])
+        except SpoolError as exc:
+            raise ConfigError("egress.spool.dir", str(exc)) from exc
+        self.deliverer = Deliverer(transport["envelope"], self.spool, self.sink, self.metrics)
+        self.spool_watch = SpoolWatch(self.spool, self.deliverer, self.metrics)
         self.gaps = GapTracker()
         self.deliverer.gaps = self.gaps
         self.reassembler.on_loss = self.gaps.sequence_lost
@@ -62,6 +67,7 @@ class EgressProxy(Service):
         self._exporter = Exporter()
         self.loss = LossWindow()
         self._deliver: gevent.Greenlet | None = None
+        self._spool_upkeep: gevent.Greenlet | None = None
         self._intake: list[gevent.Greenlet] = []  # the receiver and the link watch
 
     # --- pipeline -----------------------------------------------------------------------------
@@ -70,7 +76,7 @@ class EgressProxy(Service):
         # the gap tracker may claim a partition's lost first batches only in a session it saw
         # start: nothing of an earlier session may still be waiting for delivery (a store-and-
         # forward spool counts too)
-        if reason == "startup" and self.deliverer.chunks.cost == 0:
+        if reason == "startup" and self.spool.pending == 0:
             self.gaps.session_started()
 
     def _watch_link(self) -> None:
@@ -110,6 +116,7 @@ class EgressProxy(Service):
         if self.http is not None:
             self.http.start()
         self._deliver = self.spawn(self.deliverer.run, name="deliver")
+        self._spool_upkeep = self.spawn(self.spool_watch.run, name="spool")
         self._intake = [
             self.spawn(self._watch_link, name="link-watch"),
             self.spawn(self.receiver.run, name="receiver"),
@@ -118,15 +125,21 @@ class EgressProxy(Service):
         log.info("%s listening on %s", self.name, format_hostport(self.udp.getsockname()))
 
     def stop(self, timeout: float = DRAIN_TIMEOUT) -> None:
-        """Stop receiving, hand what was reassembled to the sink, flush it, close."""
+        """Stop receiving, let the sink confirm what is in flight (a memory spool: everything),
+        stop it, close the spool (a disk spool keeps the rest for the next start)."""
         deadline = Deadline(timeout)
         for greenlet in self._intake:
             greenlet.kill(block=True, timeout=1.0)
         if self.receiver is not None:
             self.receiver.drain()  # what the FEC hold still waited with goes to reassembly
-        finish(self.deliverer.chunks, self._deliver, deadline.left())
-        self.deliverer.count_undelivered()
+        if not (self.spool.durable and self.sink.health().get("sink_ok") is False):
+            self.deliverer.wait_idle(deadline.left())  # a target that is down: keep it spooled
+        self.deliverer.stopping = True
+        for task in (self._deliver, self._spool_upkeep):
+            if task is not None:
+                task.kill(block=True, timeout=1.0)
         self.sink.stop(deadline.left(0.5))
+        self.deliverer.finish()
         self.sync_metrics()
         if self.http is not None:
             self.http.stop(1.0)
@@ -186,7 +199,8 @@ class EgressProxy(Service):
             ratio = self.loss.ratio()
             m.packet_loss_ratio.set(math.nan if ratio is None else ratio)
         m.link_up.set(1 if self.link.up else 0)
-        m.queue_bytes.set(self.deliverer.chunks.cost)
+        m.queue_bytes.set(self.spool.bytes)
+        self.spool_watch.export()
         drops = socket_drops(self.udp.sock) if self.udp is not None else None
         if drops is not None:
             self._exporter.export("kernel_drops", m.kernel_drops, drops)
@@ -198,7 +212,10 @@ class EgressProxy(Service):
         sink_health = self.sink.health()
         stats = self.reassembler.stats
         degraded = (
-            not self.link.up or sink_health.get("sink_ok") is False or self.crashed is not None
+            not self.link.up
+            or sink_health.get("sink_ok") is False
+            or self.crashed is not None
+            or self.spool_watch.over()
         )
         age = self.link.age()
         body = {
@@ -212,9 +229,10 @@ class EgressProxy(Service):
             "expected_seq": self.reassembler.expected,
             "packets_lost": stats.lost,
             "chunks_delivered": stats.delivered,
-            "queued_bytes": self.deliverer.chunks.cost,
+            "queued_bytes": self.spool.bytes,
             **self._fec_health(),
             **sink_health,
+            **self.spool_watch.health(),
         }
         return 200, body
 

@@ -5,4 +5,5 @@ BENCHES = {
     "kafka": "Kafka source → pair → Kafka sink",
     "dedup": "the dedup service",
     "latency": "end-to-end latency (p50/p99/max) of raw, records and FEC pairs",
+    "spool": "the egress spool's segment files vs LMDB (append, read, ack)",
 }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,13 @@ class Daemon(Process):
         log_path: Path,
         env: dict[str, str] | None = None,
     ) -> None:
+        env = dict(env or {})
+        if role == "egress" and "[egress.spool]" not in config.read_text():
+            # tests never share the default /var/lib/ddc/spool: a spool beside the log, kept
+            # across restarts of this daemon (kill -9 tests replay from it); DDC_HARNESS_SPOOL
+            # set (benches: "" = the in-memory spool) is used instead
+            default = str(log_path.parent / f"spool-{log_path.stem}")
+            env.setdefault("DDC__SPOOL__DIR", os.environ.get("DDC_HARNESS_SPOOL", default))
         super().__init__(
             log_path.stem, [*DDC, role, "-c", str(config)], log_path.parent, http_port, env
         )

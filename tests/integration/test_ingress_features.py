@@ -140,13 +140,14 @@ def test_destination_by_name_and_unwritable_file_sink(pairs):
     pair.transport["destination"] = f"localhost:{pair.link_port}"
     pair.start()
     send_udp(pair.source_port, [b"r%d" % i for i in range(20)])
-    wait_until(
-        lambda: (
-            pair.egress.metrics().get('ddc_egress_records_dropped_total{reason="write_error"}', 0)
-            == 20
-        ),
+    # a full disk at the target is an outage: retried, the records wait in the spool
+    health = wait_until(
+        lambda: (h := pair.egress.health())["spool"]["chunks"] == 20 and not h["sink_ok"] and h,
         10,
-        message="20 write errors counted",
+        message="20 records spooled, the file sink failing",
     )
+    assert "No space left" in health["sink_error"]
+    assert pair.egress.metric("ddc_egress_sink_errors_total") >= 1
+    assert pair.egress.metric("ddc_egress_records_dropped_total") == 0
     assert pair.egress.process.poll() is None  # a full disk is counted, not a crash
     assert pair.egress.health()["link_up"] is True

@@ -7,7 +7,8 @@ import pytest
 
 from ddc.config import load_config
 from ddc.egress.deliver import Deliverer
-from ddc.egress.sinks.base import Sink
+from ddc.egress.sinks.base import Done, Sink
+from ddc.egress.spool.memory import MemorySpool
 from ddc.metrics import EgressMetrics
 from ddc.protocol.envelope import encode_records, is_records
 from ddc.protocol.record import Record
@@ -47,8 +48,9 @@ class Collect(Sink):
         super().__init__({}, EgressMetrics())
         self.records: list[Record] = []
 
-    def send(self, records: list[Record]) -> None:
+    def send(self, records: list[Record], done: Done) -> None:
         self.records += records
+        done()
 
 
 def test_a_raw_record_that_parses_as_a_batch_is_delivered_as_the_same_bytes(tmp_path):
@@ -60,7 +62,7 @@ def test_a_raw_record_that_parses_as_a_batch_is_delivered_as_the_same_bytes(tmp_
     assert is_records(forged)
     sink = Collect()
     envelope = egress(tmp_path, "udp", None)["transport"]["envelope"]  # a raw pair's egress
-    deliverer = Deliverer(envelope, 1 << 20, sink, EgressMetrics())
+    deliverer = Deliverer(envelope, MemorySpool(1 << 20), sink, EgressMetrics())
     records = deliverer.records_of(forged)
     assert records is not None and len(records) == 1
     assert bytes(records[0].value) == forged and records[0].topic is None
@@ -70,7 +72,7 @@ def test_a_raw_record_that_parses_as_a_batch_is_delivered_as_the_same_bytes(tmp_
 def test_with_records_configured_a_batch_is_decoded_and_junk_is_counted():
     records = [Record(b"v%d" % i, topic="t") for i in range(3)]
     metrics = EgressMetrics()
-    deliverer = Deliverer("records", 1 << 20, Collect(), metrics)
+    deliverer = Deliverer("records", MemorySpool(1 << 20), Collect(), metrics)
     assert [r.value for r in deliverer.records_of(encode_records(records))] == [b"v0", b"v1", b"v2"]
     assert deliverer.records_of(b"just raw bytes, not a batch") is None
     assert metrics.registry.get_sample_value("ddc_egress_envelope_errors_total") == 1

@@ -6,11 +6,13 @@
     link = "a"                    # this pair's name for the dedup service
 
 A record that came from Kafka gets a `ddc-src` header "topic/partition/offset" (unless it has one),
-so that `id_from = "source"` identifies it exactly on every link. Keys, values and header values
-travel base64-encoded. While the service is unreachable (or answers 5xx/503) batches wait in a
-buffer of buffer_max_records and are retried every retry_interval; past the bound new records are
-dropped and counted (records_dropped{reason="dedup_buffer_full"}), as are records the service
-rejects (4xx: "dedup_rejected"; no id: "dedup_invalid") and what is left at shutdown ("shutdown").
+so that `id_from = "source"` identifies it exactly on every link, also when the spool delivers it
+again after a crash. Keys, values and header values travel base64-encoded. A record is settled
+when the service answered 200 to the POST carrying it. While the service is unreachable (or
+answers 5xx/503/408/429) the batch is retried every retry_interval and the records wait (the
+deliverer's window, at most buffer_max_records of them, in memory; the rest in the spool).
+Records the service rejects are dropped and counted (4xx: "dedup_rejected"; no id:
+"dedup_invalid").
 
     token_file = "dedup.token"    # the service's api_token_file: sent as Authorization: Bearer
 
@@ -30,7 +32,7 @@ from urllib.parse import urlsplit
 
 from gevent.event import Event
 
-from ddc.egress.sinks.base import Sink
+from ddc.egress.sinks.base import Countdown, Done, Sink
 from ddc.kafka.records import SRC_HEADER
 from ddc.kafka.records import source_id as source_of
 from ddc.logs import ThrottledLog
@@ -66,7 +68,8 @@ class DedupSink(Sink):
         url = urlsplit(config["url"])
         self.scheme, self.netloc = url.scheme, url.netloc
         self.path = url.path.rstrip("/") + "/v1/records"
-        self.buffer: deque[Record] = deque()
+        self.buffer: deque[tuple[Record, Countdown]] = deque()
+        self.window_records = config["buffer_max_records"]
         self.batch_size = config["batch_max_records"]
         self.wake = Event()
         self.stopping = False
@@ -82,15 +85,10 @@ class DedupSink(Sink):
     def start(self) -> None:
         self.owner.supervise(self._run, name=SENDER, restart_delay=RESTART_DELAY)
 
-    def send(self, records: list[Record]) -> None:
-        room = self.config["buffer_max_records"] - len(self.buffer)
-        if len(records) > room:
-            dropped = len(records) - max(room, 0)
-            self._drop(dropped, "dedup_buffer_full", "dedup service unreachable and buffer full")
-            records = records[: max(room, 0)]
-        if records:
-            self.buffer.extend(records)
-            self.wake.set()
+    def send(self, records: list[Record], done: Done) -> None:
+        countdown = Countdown(len(records), done)
+        self.buffer.extend((record, countdown) for record in records)
+        self.wake.set()
 
     def stop(self, timeout: float) -> None:
         self.stopping = True
@@ -100,9 +98,7 @@ class DedupSink(Sink):
             sender.join(timeout=timeout)
             sender.kill(timeout=1.0)
         if self.buffer:
-            self._drop(
-                len(self.buffer), "shutdown", "dedup sink stopped before delivering", force=True
-            )
+            log.info("dedup sink stopped with %d record(s) not confirmed", len(self.buffer))
             self.buffer.clear()
         self._close()
 
@@ -133,8 +129,8 @@ class DedupSink(Sink):
                 self.wake.clear()
                 self.wake.wait()
                 continue
-            batch = [self.buffer[i] for i in range(min(self.batch_size, len(self.buffer)))]
-            outcome = self._post(batch)
+            count = min(self.batch_size, len(self.buffer))
+            outcome = self._post([self.buffer[i][0] for i in range(count)])
             if outcome == "resend":
                 continue
             if outcome == "retry":
@@ -145,8 +141,8 @@ class DedupSink(Sink):
                 self.wake.clear()
                 self.wake.wait(self.config["retry_interval"])
                 continue
-            for _ in batch:
-                self.buffer.popleft()
+            for _ in range(count):
+                self.buffer.popleft()[1].one()
 
     def _close(self) -> None:
         if self.conn is not None:

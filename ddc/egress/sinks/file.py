@@ -1,4 +1,9 @@
-"""File sink: appends records to `path` (length-prefixed like the TCP framing, lines, or bare)."""
+"""File sink: appends records to `path` (length-prefixed like the TCP framing, lines, or bare).
+
+A batch is settled once written (and fsynced with `fsync = true`). A failed write (disk full,
+permissions) is retried every RETRY_INTERVAL seconds on a reopened file, the records staying in
+the spool meanwhile; a retried batch may have been partly written before (at-least-once).
+"""
 
 from __future__ import annotations
 
@@ -6,12 +11,18 @@ import logging
 import os
 from typing import Any, BinaryIO
 
-from ddc.egress.sinks.base import Sink
+import gevent
+
+from ddc.egress.sinks.base import Done, Sink
 from ddc.egress.sinks.framing import framed
+from ddc.logs import ThrottledLog
 from ddc.metrics import EgressMetrics
 from ddc.protocol.record import Record
 
 log = logging.getLogger(__name__)
+
+RETRY_INTERVAL = 1.0
+LOG_INTERVAL = 10.0
 
 
 class FileSink(Sink):
@@ -21,32 +32,50 @@ class FileSink(Sink):
         super().__init__(config, metrics)
         self.framing = config["framing"]
         self.handle: BinaryIO | None = None  # open for the daemon's life (reopened after an error)
+        self.ok = True
+        self.error: str | None = None
+        self._log = ThrottledLog(log, LOG_INTERVAL)
 
     def start(self) -> None:
-        self._open()
+        try:
+            self._open()
+        except OSError as exc:  # retried by send(); /healthz shows it meanwhile
+            self._failed(exc)
 
     def _open(self) -> BinaryIO:
         self.handle = open(self.config["path"], "ab")
         return self.handle
 
-    def send(self, records: list[Record]) -> None:
+    def send(self, records: list[Record], done: Done) -> None:
         data = framed(records, self.framing)
-        try:
-            handle = self.handle or self._open()
-            handle.write(data)
-            handle.flush()
-            if self.config["fsync"]:
-                os.fsync(handle.fileno())
-        except OSError as exc:
-            self.metrics.records_dropped.labels(reason="write_error").inc(len(records))
-            self.metrics.sink_errors.inc()
-            log.error(
-                "file sink: writing %s failed (%s): %d records dropped",
-                self.config["path"],
-                exc,
-                len(records),
-            )
-            self._close()  # reopened on the next batch
+        while True:
+            try:
+                handle = self.handle or self._open()
+                handle.write(data)
+                handle.flush()
+                if self.config["fsync"]:
+                    os.fsync(handle.fileno())
+            except OSError as exc:
+                self._failed(exc)
+                self._close()  # reopened on the retry
+                gevent.sleep(RETRY_INTERVAL)
+                continue
+            if not self.ok:
+                log.info("file sink: writing %s again", self.config["path"])
+                self.ok, self.error = True, None
+            done()
+            return
+
+    def _failed(self, exc: OSError) -> None:
+        self.ok, self.error = False, str(exc)
+        self.metrics.sink_errors.inc()
+        self._log(
+            "write",
+            "file sink: writing %s failed (%s); records wait in the spool, retrying every %.0fs",
+            self.config["path"],
+            exc,
+            RETRY_INTERVAL,
+        )
 
     def _close(self) -> None:
         if self.handle is not None:
@@ -58,3 +87,6 @@ class FileSink(Sink):
 
     def stop(self, timeout: float) -> None:
         self._close()
+
+    def health(self) -> dict[str, Any]:
+        return {"sink_ok": self.ok, "sink_error": self.error}

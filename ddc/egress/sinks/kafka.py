@@ -1,8 +1,11 @@
 """Kafka sink: produces each record to its target topic, buffering through broker outages.
 
-send() only appends to a bounded buffer; one pump greenlet owns the KafkaProducer, sends in
-arrival order and puts records whose delivery failed back in front of the queue, so a record
-leaves the buffer only when the broker acknowledged it, or when it is dropped and counted.
+send() only appends to the pump's queue (the deliverer's window bounds it: at most
+buffer_max_records records and 8 MiB in flight); one pump greenlet owns the KafkaProducer, sends in
+arrival order and puts records whose delivery failed back in front of the queue, so a record is
+settled (its send's done() counted down) only when the broker acknowledged it, or when it is
+dropped for a reason about the record and counted. Unsettled records stay in the spool: after a
+crash they are produced again with the same ddc-src header (at-least-once).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from typing import Any
 import gevent
 from gevent.event import Event
 
-from ddc.egress.sinks.base import Sink
+from ddc.egress.sinks.base import Countdown, Done, Sink
 from ddc.kafka import adapter
 from ddc.kafka.clients import KafkaProducer
 from ddc.kafka.errors import RECORD_REJECTED
@@ -84,12 +87,13 @@ class KafkaSink(Sink):
         self.options = producer_options(config)
         self.topic: str | None = config.get("topic")
         self.topic_map: dict[str, str] = dict(config.get("topic_map") or {})
-        self.limit = int(config["buffer_max_records"])
+        self.limit = self.window_records = int(config["buffer_max_records"])
         self.producer: Any = None
         self._pump_greenlet: gevent.Greenlet | None = None  # the running one (restarts replace it)
         self._pending: deque[tuple[int, Record]] = deque()
         self._retry: list[tuple[int, Record]] = []  # heap by arrival number: resent first, in order
         self._inflight: dict[int, Record] = {}  # handed to the producer, not yet acknowledged
+        self._settle: dict[int, Countdown] = {}  # by arrival number: the send it belongs to
         self._generation = 0  # of the producer; callbacks of a replaced one are ignored
         self._replace = False
         self._numbers = itertools.count()
@@ -118,17 +122,16 @@ class KafkaSink(Sink):
             f", topic_map {self.topic_map}" if self.topic_map else "",
         )
 
-    def send(self, records: list[Record]) -> None:
+    def send(self, records: list[Record], done: Done) -> None:
+        countdown = Countdown(len(records), done)
         for record in records:
-            if self.buffered >= self.limit:
-                self._drop(
-                    "buffer_full", f"buffer of {self.limit} records full (target broker down?)"
-                )
-                continue
             if record.topic is None and self.topic is None:
                 self._drop("no_topic", "record without a source topic, and no [egress.sink] topic")
+                countdown.one()
                 continue
-            self._pending.append((next(self._numbers), record))
+            number = next(self._numbers)
+            self._settle[number] = countdown
+            self._pending.append((number, record))
         if self._pending:
             self._idle.clear()
             self._wake.set()
@@ -152,11 +155,11 @@ class KafkaSink(Sink):
             self.producer = None
         left = self.buffered
         if left:
-            self.metrics.records_dropped.labels(reason="shutdown").inc(left)
-            log.error("Kafka sink stopped with %d records not acknowledged by the broker", left)
+            log.info("Kafka sink stopped with %d records not acknowledged by the broker", left)
             self._pending.clear()
             self._retry.clear()
             self._inflight.clear()
+            self._settle.clear()
 
     def health(self) -> dict[str, Any]:
         pump_failure = self.owner.failing(PUMP)
@@ -237,6 +240,7 @@ class KafkaSink(Sink):
                 future = self._produce(record)
             except RECORD_REJECTED as exc:
                 self._drop("rejected", f"the producer refused a record: {exc!r}")
+                self._settled(number)
                 continue
             except Exception as exc:
                 heapq.heappush(self._retry, (number, record))
@@ -291,6 +295,7 @@ class KafkaSink(Sink):
     def _delivered(self, generation: int, number: int) -> None:
         if generation != self._generation or self._inflight.pop(number, None) is None:
             return
+        self._settled(number)
         self._progress_at = time.monotonic()
         if not self._connected:
             self._set_connected(True)
@@ -307,12 +312,18 @@ class KafkaSink(Sink):
         self.metrics.sink_errors.inc()
         if isinstance(exc, RECORD_REJECTED):  # about this record: resending cannot help
             self._drop("rejected", f"the broker refused a record: {exc!r}")
+            self._settled(number)
             self._wake.set()
             return
         heapq.heappush(self._retry, (number, record))
         self._failed(exc)
         self._replace = True
         self._wake.set()
+
+    def _settled(self, number: int) -> None:
+        countdown = self._settle.pop(number, None)
+        if countdown is not None:
+            countdown.one()
 
     # --- state ------------------------------------------------------------------------------
 
@@ -330,7 +341,8 @@ class KafkaSink(Sink):
             log.info("Kafka sink: broker reachable, producing (%d records buffered)", self.buffered)
         else:
             log.error(
-                "Kafka sink: cannot deliver (%s); buffering up to %d records, retrying with backoff",
+                "Kafka sink: cannot deliver (%s); up to %d records wait in flight, the rest in "
+                "the spool, retrying with backoff",
                 self._last_error,
                 self.limit,
             )

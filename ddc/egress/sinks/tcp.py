@@ -1,9 +1,11 @@
 """TCP sink: records as 4-byte big-endian length-prefixed frames, reconnecting on failure.
 
-A writer greenlet owns the connection; send() only queues. While the target is down frames
-wait in a buffer of `buffer_max_bytes`; beyond it they are dropped and counted. A batch whose
-write failed is written again on the next connection (at-least-once). The writer runs under the
-egress's supervision: if it fails it is restarted (the batch it held is kept) and /healthz says
+A writer greenlet owns the connection; send() only queues (the deliverer's window bounds what
+is queued; `buffer_max_bytes` is a second bound send() waits on). A batch is settled once
+sendall() returned: written to the socket, which is NOT an end-to-end acknowledgement (what the
+kernel still held when the connection broke is lost, not replayed). A batch whose write failed
+is written again on the next connection (at-least-once). The writer runs under the egress's
+supervision: if it fails it is restarted (the batch it held is kept) and /healthz says
 "sink_ok": false until the restart proved stable.
 """
 
@@ -16,9 +18,8 @@ from typing import Any
 import gevent
 from gevent import socket as gsocket
 
-from ddc.egress.sinks.base import Sink
+from ddc.egress.sinks.base import Done, Sink
 from ddc.egress.sinks.framing import framed
-from ddc.logs import ThrottledLog
 from ddc.metrics import EgressMetrics
 from ddc.protocol.record import Record
 from ddc.queues import STOP, CostQueue, finish
@@ -27,7 +28,6 @@ log = logging.getLogger(__name__)
 
 WRITER = "tcp-sink"  # the supervised writer greenlet's name
 CONNECT_TIMEOUT = 10.0
-DROP_LOG_INTERVAL = 1.0
 
 
 class TcpSink(Sink):
@@ -39,24 +39,14 @@ class TcpSink(Sink):
         self.buffer = CostQueue(config["buffer_max_bytes"])
         self.conn: socket.socket | None = None
         self.connected = False
-        self._pending: tuple[bytes, int] | None = None  # the batch being written
-        self._dropped = metrics.records_dropped.labels(reason="buffer_full")
-        self._drop_log = ThrottledLog(log, DROP_LOG_INTERVAL)
+        self._pending: tuple[bytes, Done] | None = None  # the batch being written
 
     def start(self) -> None:
         self.owner.supervise(self._write_loop, name=WRITER)
 
-    def send(self, records: list[Record]) -> None:
+    def send(self, records: list[Record], done: Done) -> None:
         data = framed(records)
-        if not self.buffer.put_nowait((data, len(records)), len(data)):
-            self._dropped.inc(len(records))
-            self._drop_log(
-                "buffer_full",
-                "TCP sink buffer full (%d bytes, target %s:%s down?): dropped %d records",
-                self.buffer.cost,
-                *self.target,
-                len(records),
-            )
+        self.buffer.put((data, done), len(data))
 
     def _connect(self) -> socket.socket:
         interval = self.config["reconnect_interval"]
@@ -87,8 +77,10 @@ class TcpSink(Sink):
                 self.conn = self._connect()
                 self.connected = True
             try:
-                self.conn.sendall(self._pending[0])
+                data, done = self._pending
+                self.conn.sendall(data)
                 self._pending = None
+                done()
             except OSError as exc:
                 log.error("TCP sink lost %s:%s: %s; reconnecting", *self.target, exc)
                 self.metrics.sink_errors.inc()
@@ -104,16 +96,10 @@ class TcpSink(Sink):
         writer = self.owner.supervised(WRITER)
         if not finish(self.buffer, writer, timeout) and writer is not None:
             writer.kill(block=True, timeout=1)
-        batches = list(self.buffer.drain())
-        if self._pending is not None:
-            batches.append(self._pending)
-            self._pending = None
+        batches = len(list(self.buffer.drain())) + (self._pending is not None)
+        self._pending = None
         if batches:
-            records = sum(count for _data, count in batches)
-            self.metrics.records_dropped.labels(reason="shutdown").inc(records)
-            log.error(
-                "TCP sink stopped with %d batches (%d records) not written", len(batches), records
-            )
+            log.info("TCP sink stopped with %d batch(es) not written", batches)
         self._close()
 
     def health(self) -> dict[str, Any]:

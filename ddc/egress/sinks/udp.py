@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from ddc.egress.sinks.base import Sink
+from ddc.egress.sinks.base import Done, Sink
+from ddc.logs import ThrottledLog
 from ddc.metrics import EgressMetrics
 from ddc.netio import UdpSocket, family_of, set_send_buffer
 from ddc.protocol.record import Record
@@ -23,12 +24,15 @@ class UdpSink(Sink):
         self.udp: UdpSocket | None = None
         self._too_large = metrics.records_dropped.labels(reason="too_large_for_udp")
         self._send_failed = metrics.records_dropped.labels(reason="send_error")
+        self._log = ThrottledLog(log, 5.0)
 
     def start(self) -> None:
         self.udp = UdpSocket(family_of(self.target[0]))
         set_send_buffer(self.udp.sock, self.config["send_buffer"])
 
-    def send(self, records: list[Record]) -> None:
+    def send(self, records: list[Record], done: Done) -> None:
+        """Settled once sent (UDP confirms nothing more); a record that does not fit a datagram
+        or whose send fails is dropped and counted."""
         assert self.udp is not None, "start() opens the socket before send()"
         sendto = self.udp.sendto
         target = self.target
@@ -36,14 +40,25 @@ class UdpSink(Sink):
             value = record.value or b""
             if len(value) > MAX_DATAGRAM:
                 self._too_large.inc()
-                log.error("record of %d bytes does not fit a UDP datagram; dropped", len(value))
+                self._log(
+                    "too_large",
+                    "record of %d bytes does not fit a UDP datagram; dropped",
+                    len(value),
+                )
                 continue
             try:
                 sendto(value, target)
             except OSError as exc:
                 self._send_failed.inc()
                 self.metrics.sink_errors.inc()
-                log.error("UDP send to %s:%s failed: %s; record dropped", target[0], target[1], exc)
+                self._log(
+                    "send_error",
+                    "UDP send to %s:%s failed: %s; record dropped",
+                    target[0],
+                    target[1],
+                    exc,
+                )
+        done()
 
     def stop(self, timeout: float) -> None:
         if self.udp is not None:

@@ -46,9 +46,9 @@ def test_two_links_through_the_egress_sink_deliver_each_record_once(dedup_server
     sink_b, _ = make_sink(server.url, "b", tmp_path, batch_max_records=100)
     sink_a.start()
     sink_b.start()
-    sink_a.send(kafka_records(range(0, 600)))
-    sink_b.send(kafka_records(range(400, 1000)))
-    sink_a.send(kafka_records(range(600, 1000)))
+    sink_a.send(kafka_records(range(0, 600)), lambda: None)
+    sink_b.send(kafka_records(range(400, 1000)), lambda: None)
+    sink_a.send(kafka_records(range(600, 1000)), lambda: None)
     run_until(lambda: not sink_a.buffer and not sink_b.buffer, 30)
     sink_a.stop(5)
     sink_b.stop(5)
@@ -61,26 +61,28 @@ def test_two_links_through_the_egress_sink_deliver_each_record_once(dedup_server
     assert metrics_a.registry.get_sample_value("ddc_egress_sink_errors_total") == 0
 
 
-def test_egress_sink_buffers_through_an_outage_and_counts_what_it_drops(dedup_server, tmp_path):
+def test_egress_sink_holds_records_through_an_outage_and_settles_on_the_200(dedup_server, tmp_path):
     out = tmp_path / "out.bin"
     server = dedup_server(start=False, id_from="source", sink={"type": "file", "path": str(out)})
     sink, metrics = make_sink(
         server.url, "a", tmp_path, retry_interval=0.1, buffer_max_records=500, timeout=2.0
     )
     sink.start()
-    sink.send(kafka_records(range(0, 300)))
+    settled: list[int] = []
+    sink.send(kafka_records(range(0, 300)), lambda: settled.append(1))
     run_until(lambda: metrics.registry.get_sample_value("ddc_egress_sink_errors_total") >= 2, 10)
     assert sink.health() == {"sink_ok": False, "dedup_buffered": 300}
-    sink.send(kafka_records(range(300, 600)))  # 200 fit, 100 are dropped and counted
-    dropped = metrics.registry.get_sample_value(
-        "ddc_egress_records_dropped_total", {"reason": "dedup_buffer_full"}
-    )
-    assert dropped == 100
+    sink.send(kafka_records(range(300, 600)), lambda: settled.append(2))
+    assert settled == []  # nothing confirmed while the service is down, nothing dropped
     server.start()
     run_until(lambda: not sink.buffer, 30)
     sink.stop(5)
+    assert settled == [1, 2]
+    assert not metrics.registry.get_sample_value(
+        "ddc_egress_records_dropped_total", {"reason": "dedup_buffer_full"}
+    )
     values = Counter(read_length_prefixed(out))
-    assert set(values) == {b"r-%d" % i for i in range(500)} and set(values.values()) == {1}
+    assert set(values) == {b"r-%d" % i for i in range(600)} and set(values.values()) == {1}
     assert sink.health()["sink_ok"] is True
 
 
@@ -88,9 +90,8 @@ def test_records_without_an_id_are_counted_as_dropped(dedup_server, tmp_path):
     server = dedup_server(id_from="source", sink={"type": "file", "path": str(tmp_path / "o.bin")})
     sink, metrics = make_sink(server.url, "a", tmp_path)
     sink.start()
-    sink.send(
-        [Record(value=b"no-source")] + kafka_records([1])
-    )  # a non-Kafka record has no ddc-src
+    # a non-Kafka record has no ddc-src
+    sink.send([Record(value=b"no-source")] + kafka_records([1]), lambda: None)
     run_until(lambda: not sink.buffer, 10)
     sink.stop(5)
     invalid = metrics.registry.get_sample_value(

@@ -89,7 +89,7 @@ def test_source_broker_down_10s_nothing_lost_or_skipped(
         store.stop()
 
 
-def test_target_broker_down_buffers_then_delivers(tmp_path: Path, kafka_bootstrap: str, make_pair):
+def test_target_broker_down_spools_then_delivers(tmp_path: Path, kafka_bootstrap: str, make_pair):
     target = EmbeddedKafka(data_dir=tmp_path / "target").start()
     try:
         src, dst = unique("sinkout-src"), "mirror"
@@ -102,11 +102,11 @@ def test_target_broker_down_buffers_then_delivers(tmp_path: Path, kafka_bootstra
         produce(kafka_bootstrap, src, 0, 500)
         read_topic(target.bootstrap, dst, lambda c: len(c) >= 500, 30)
         target.kill()
-        produce(kafka_bootstrap, src, 500, 2000)
+        produce(kafka_bootstrap, src, 500, 4000)  # more than the sink may hold in flight
         wait_until(
-            lambda: pair.egress.health()["sink_buffered_records"] >= 2000,
+            lambda: pair.egress.health()["sink_buffered_records"] > 0,
             30,
-            message="records buffered",
+            message="records in flight",
         )
         # the producer retries silently; no acknowledgement for 5 s makes the sink unhealthy
         health = wait_until(
@@ -115,24 +115,22 @@ def test_target_broker_down_buffers_then_delivers(tmp_path: Path, kafka_bootstra
             message="sink degraded",
         )
         assert health["status"] == "degraded"
-        produce(kafka_bootstrap, src, 2500, 2000)  # 1000 more than the buffer holds
-        wait_until(
-            lambda: pair.egress.metric("ddc_egress_records_dropped_total") >= 1000,
-            30,
-            message="drops counted",
-        )
-        dropped = pair.egress.metric("ddc_egress_records_dropped_total")
-        assert dropped == 1000
-        assert "Kafka sink dropped" in pair.egress.log()
+        # the in-flight window (3000 records, the last chunk may pass it); the rest is spooled
+        assert health["sink_buffered_records"] < 4000
+        assert health["spool"]["chunks"] > 0
+        assert pair.egress.metric("ddc_egress_records_dropped_total") == 0
 
         target.start()  # memory storage: the restarted broker starts empty
         create_topics(target.bootstrap, dst)
-        consumed = read_topic(target.bootstrap, dst, lambda c: len(c) >= 3000, 60)
+        expected = {b"%08d" % i for i in range(500, 4500)}
+        consumed = read_topic(
+            target.bootstrap, dst, lambda c: expected <= {m.key for m in c.records}, 60
+        )
         keys = {m.key for m in consumed.records}
-        # every record the sink kept reached the broker: the 3000 buffered ones
-        assert len(keys) == 3000, len(keys)
-        assert keys <= {b"%08d" % i for i in range(500, 4500)}
+        # every record that crossed during the outage reached the broker once it was back
+        assert expected <= keys, len(expected - keys)
         wait_until(lambda: pair.egress.health()["sink_ok"], 20, message="sink recovered")
+        assert pair.egress.metric("ddc_egress_records_dropped_total") == 0
         log = pair.egress.log()
         assert log.count("Kafka sink: cannot deliver") == 1, log[-4000:]
         pair.stop()

@@ -47,23 +47,33 @@ def test_existing_source_header_and_plain_records_are_kept():
     }
 
 
-def test_buffer_bound_drops_and_counts():
+def test_sends_are_settled_by_the_services_200_and_nothing_dropped_at_stop(monkeypatch):
+    import gevent
+
     metrics = EgressMetrics()
     sink = DedupSink(CONFIG, metrics)
-    sink.send([Record(value=b"%d" % i) for i in range(4)])
-    sink.send([Record(value=b"%d" % i) for i in range(4)])
-    assert len(sink.buffer) == 5
-    dropped = metrics.registry.get_sample_value(
-        "ddc_egress_records_dropped_total", {"reason": "dedup_buffer_full"}
-    )
-    assert dropped == 3
+    assert sink.window_records == 5  # the deliverer keeps at most this many in flight
+    outcomes = ["retry", "done", "done"]
+    posted: list[int] = []
+
+    def post(batch):
+        posted.append(len(batch))
+        return outcomes.pop(0) if outcomes else "done"
+
+    monkeypatch.setattr(sink, "_post", post)
+    calls: list[str] = []
+    sink.start()
+    sink.send([Record(value=b"%d" % i) for i in range(4)], lambda: calls.append("first"))
+    sink.send([Record(value=b"%d" % i) for i in range(4)], lambda: calls.append("second"))
+    gevent.sleep(0.3)
+    assert posted[0] == 8 and posted[1] == 8  # retried after the outage, then confirmed
+    assert calls == ["first", "second"]
+    sink.send([Record(value=b"x")], lambda: calls.append("third"))
     sink.stop(0.1)
-    assert (
-        metrics.registry.get_sample_value(
-            "ddc_egress_records_dropped_total", {"reason": "shutdown"}
-        )
-        == 5
+    dropped = metrics.registry.get_sample_value(
+        "ddc_egress_records_dropped_total", {"reason": "shutdown"}
     )
+    assert not dropped  # what was not confirmed stays in the spool
 
 
 def test_a_dying_sender_is_restarted_and_health_is_degraded_until_it_is_stable(monkeypatch):
@@ -90,7 +100,7 @@ def test_a_dying_sender_is_restarted_and_health_is_degraded_until_it_is_stable(m
     monkeypatch.setattr(sink, "_post", post)
     assert sink.health()["sink_ok"] is True
     sink.start()
-    sink.send([Record(value=b"%d" % i) for i in range(3)])
+    sink.send([Record(value=b"%d" % i) for i in range(3)], lambda: None)
     assert delivered.wait(5)
     # the restarted sender posted the batch the dead one held, nothing was dropped
     assert posted == [3, 3]
@@ -102,7 +112,7 @@ def test_a_dying_sender_is_restarted_and_health_is_degraded_until_it_is_stable(m
     gevent.sleep(0.4)
     assert sink.health() == {"sink_ok": True, "dedup_buffered": 0}
     delivered.clear()
-    sink.send([Record(value=b"%d" % i) for i in range(5)])
+    sink.send([Record(value=b"%d" % i) for i in range(5)], lambda: None)
     assert delivered.wait(5)
     assert posted == [3, 3, 5]
     sink.stop(1.0)

@@ -1,4 +1,5 @@
-"""KafkaSink against a stand-in producer: buffered, retried in order, every drop counted."""
+"""KafkaSink against a stand-in producer: settled on acknowledgement, retried in order, every
+drop counted."""
 
 from __future__ import annotations
 
@@ -51,6 +52,16 @@ def started(**overrides: Any) -> tuple[KafkaSink, EgressMetrics]:
     return sink, metrics
 
 
+class Done:
+    """A send()'s done callback that counts its calls."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self) -> None:
+        self.calls += 1
+
+
 def dropped(metrics: EgressMetrics, reason: str) -> float:
     return metrics.records_dropped.labels(reason=reason)._value.get()
 
@@ -78,7 +89,7 @@ def test_src_header_added_and_an_existing_one_kept():
 
 def test_records_keep_key_value_headers_timestamp_and_partition_order():
     sink, _ = started(topic_map={"src": "dst"})
-    sink.send([record(1, headers=[("h", b"x")]), record(2, topic="other", partition=6)])
+    sink.send([record(1, headers=[("h", b"x")]), record(2, topic="other", partition=6)], Done())
     gevent.sleep(0.01)
     (first, _), (second, _) = FakeProducer.instances[0].sent
     assert first == {
@@ -95,7 +106,7 @@ def test_records_keep_key_value_headers_timestamp_and_partition_order():
 
 def test_one_topic_for_all_and_unknown_partition_left_to_the_partitioner():
     sink, _ = started(topic="all")
-    sink.send([Record(b"raw value")])
+    sink.send([Record(b"raw value")], Done())
     gevent.sleep(0.01)
     sent, _ = FakeProducer.instances[0].sent[0]
     assert sent["topic"] == "all" and sent["partition"] is None and sent["timestamp_ms"] is None
@@ -104,34 +115,40 @@ def test_one_topic_for_all_and_unknown_partition_left_to_the_partitioner():
 def test_record_without_topic_is_dropped_counted_and_logged(caplog):
     sink, metrics = started()
     with caplog.at_level(logging.ERROR):
-        sink.send([Record(b"no topic"), record(1)])
+        sink.send([Record(b"no topic"), record(1)], Done())
     gevent.sleep(0.01)
     assert dropped(metrics, "no_topic") == 1
     assert "no_topic" in caplog.text
     assert len(FakeProducer.instances[0].sent) == 1
 
 
-def test_buffer_bound_drops_and_counts(caplog):
+def test_a_send_is_settled_once_every_record_was_acknowledged():
     sink, metrics = started(buffer_max_records=10)
-    with caplog.at_level(logging.ERROR):
-        sink.send([record(i) for i in range(15)])
-    assert dropped(metrics, "buffer_full") == 5
-    assert "buffer_full" in caplog.text
+    assert sink.window_records == 10  # the deliverer keeps at most this many in flight
+    first, second = Done(), Done()
+    sink.send([record(i) for i in range(3)], first)
+    sink.send([record(i) for i in range(3, 5)], second)
     gevent.sleep(0.01)
-    assert sink.health()["sink_buffered_records"] == 10  # in flight, not yet acknowledged
-    FakeProducer.instances[0].ack_all()
+    producer = FakeProducer.instances[0]
+    assert sink.health()["sink_buffered_records"] == 5  # in flight, not yet acknowledged
+    producer.sent[3][1].success(None)  # out of order: the second send is not complete yet
+    producer.sent[0][1].success(None)
+    assert (first.calls, second.calls) == (0, 0)
+    producer.ack_all()
+    assert (first.calls, second.calls) == (1, 1)
     assert sink.health()["sink_buffered_records"] == 0
+    assert dropped(metrics, "buffer_full") == 0
 
 
 def test_failed_deliveries_are_resent_first_and_in_order_by_a_new_producer():
     sink, metrics = started()
-    sink.send([record(i) for i in range(3)])
+    sink.send([record(i) for i in range(3)], Done())
     gevent.sleep(0.01)
     first = FakeProducer.instances[0]
     first.fail_all(KafkaTimeoutError("expired"))
     assert sink.health()["sink_ok"] is False
     assert metrics.sink_errors._value.get() == 3
-    sink.send([record(3)])
+    sink.send([record(3)], Done())
     gevent.sleep(0.1)
     assert first.closed  # a failed producer may be fenced or fatally broken: replaced
     second = FakeProducer.instances[1]
@@ -152,7 +169,7 @@ def test_broker_down_at_start_buffers_until_it_comes(caplog):
     FakeProducer.fail_to_connect = 3
     with caplog.at_level(logging.INFO, logger="ddc.egress.sinks.kafka"):
         sink, metrics = started()
-        sink.send([record(1)])
+        sink.send([record(1)], Done())
         assert sink.health()["sink_ok"] is False
         gevent.sleep(0.2)
     assert len(FakeProducer.instances) == 1
@@ -161,36 +178,41 @@ def test_broker_down_at_start_buffers_until_it_comes(caplog):
     assert dropped(metrics, "buffer_full") == 0
 
 
-def test_stop_flushes_and_counts_what_never_got_acknowledged(caplog):
+def test_stop_flushes_and_leaves_what_never_got_acknowledged_unsettled(caplog):
     sink, metrics = started()
-    sink.send([record(i) for i in range(4)])
+    done = Done()
+    sink.send([record(i) for i in range(4)], done)
     gevent.sleep(0.01)
     producer = FakeProducer.instances[0]
     gevent.spawn_later(0.05, producer.ack_all)
     sink.stop(1.0)
     assert producer.flushed and producer.closed
-    assert dropped(metrics, "shutdown") == 0
+    assert done.calls == 1
 
     sink, metrics = started()
-    sink.send([record(i) for i in range(4)])
-    with caplog.at_level(logging.ERROR):
+    done = Done()
+    sink.send([record(i) for i in range(4)], done)
+    with caplog.at_level(logging.INFO):
         sink.stop(0.1)
-    assert dropped(metrics, "shutdown") == 4
+    assert done.calls == 0  # the spool keeps them: not dropped, delivered after a restart
+    assert dropped(metrics, "shutdown") == 0
     assert "not acknowledged" in caplog.text
 
 
 def test_the_tail_of_a_burst_of_drops_is_logged_too(monkeypatch, caplog):
     monkeypatch.setattr(kafka_sink, "DROP_LOG_INTERVAL", 0.05)
-    sink, metrics = started(buffer_max_records=1)
+    sink, metrics = started()
+    done = Done()
     with caplog.at_level(logging.ERROR):
-        sink.send([record(i) for i in range(5)])
+        sink.send([record(i, topic=None) for i in range(5)], done)
         gevent.sleep(0.6)  # the pump logs what was dropped after the first line
-    assert dropped(metrics, "buffer_full") == 4
-    lines = [r.getMessage() for r in caplog.records if "buffer of 1 records" in r.getMessage()]
-    why = "buffer of 1 records full (target broker down?)"
+    assert dropped(metrics, "no_topic") == 5
+    assert done.calls == 1  # dropped records are settled: the spool moves on
+    why = "record without a source topic, and no [egress.sink] topic"
+    lines = [r.getMessage() for r in caplog.records if why in r.getMessage()]
     assert lines == [
-        f"Kafka sink dropped a record (buffer_full): {why}",
-        f"Kafka sink dropped records (buffer_full): {why} (3 such events since the last line)",
+        f"Kafka sink dropped a record (no_topic): {why}",
+        f"Kafka sink dropped records (no_topic): {why} (4 such events since the last line)",
     ]
 
 
@@ -204,8 +226,9 @@ def test_null_header_values_go_out_empty():
 def test_a_record_the_producer_or_broker_refuses_is_dropped_not_retried(caplog):
     sink, metrics = started()
     too_large = Record(b"too large", None, "src", 1, 5)
+    done = Done()
     with caplog.at_level(logging.ERROR):
-        sink.send([record(1), too_large, record(2), record(3)])
+        sink.send([record(1), too_large, record(2), record(3)], done)
         gevent.sleep(0.01)
         producer = FakeProducer.instances[0]
         producer.sent[1][1].failure(MessageSizeTooLargeError("broker says too large"))
@@ -213,7 +236,9 @@ def test_a_record_the_producer_or_broker_refuses_is_dropped_not_retried(caplog):
     assert dropped(metrics, "rejected") == 2
     assert "rejected" in caplog.text
     assert len(FakeProducer.instances) == 1  # not an outage: the producer is kept
+    assert done.calls == 0
     producer.ack_all()
+    assert done.calls == 1
     assert sink.health()["sink_buffered_records"] == 0
     assert [sent["value"] for sent, _ in producer.sent] == [b"v1", b"v2", b"v3"]
 
@@ -228,7 +253,7 @@ def test_a_failed_pump_is_restarted_by_the_owner_and_unhealthy_meanwhile(monkeyp
 
     monkeypatch.setattr(sink, "_check_stall", check_stall)
     with caplog.at_level(logging.ERROR):
-        sink.send([record(1)])
+        sink.send([record(1)], Done())
         gevent.sleep(0.05)
         health = sink.health()
         assert health["sink_ok"] is False and "pump bug" in health["sink_error"]

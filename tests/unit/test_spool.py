@@ -1,0 +1,308 @@
+"""The spool: format, append/read/ack, rotation and deletion, when_full, torn tails."""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import pytest
+
+from ddc.egress.spool import DiskSpool, MemorySpool, SpoolError, open_spool
+from ddc.egress.spool.format import (
+    HEADER_SIZE,
+    SEGMENT_MAGIC,
+    decode_ack,
+    encode_ack,
+    encode_entry,
+    scan,
+    segment_name,
+    segment_seq,
+)
+
+MAGIC = len(SEGMENT_MAGIC)
+
+
+def payloads(n: int, size: int = 100) -> list[bytes]:
+    return [i.to_bytes(4, "big") * (size // 4) for i in range(n)]
+
+
+def drain(spool, ack: bool = True) -> list[bytes]:
+    out = []
+    while (item := spool.read()) is not None:
+        out.append(bytes(item.payload))
+        if ack:
+            spool.ack(item.seq)
+    return out
+
+
+def segment_files(path: Path) -> list[str]:
+    return sorted(p.name for p in path.iterdir() if p.name.endswith(".seg"))
+
+
+# --- format -----------------------------------------------------------------------------------
+
+
+def test_entry_round_trip_and_checks() -> None:
+    data = encode_entry(7, 1234, b"hello") + encode_entry(8, 1235, b"")
+    found = scan(data, 0, 7)
+    assert [(e.seq, e.time_ms, bytes(e.payload)) for e in found.entries] == [
+        (7, 1234, b"hello"),
+        (8, 1235, b""),
+    ]
+    assert found.end == len(data) and found.next_seq == 9 and found.torn is None
+    assert scan(data, 0, 6).torn == "sequence 7 where 6 was due"
+    flipped = bytearray(data)
+    flipped[HEADER_SIZE + 1] ^= 1
+    assert scan(flipped, 0, 7).torn == "bad checksum"
+    assert scan(flipped, 0, 7).entries == []
+    cut = scan(data[:-3], 0, 7)
+    assert len(cut.entries) == 1 and cut.torn == "partial header"
+    assert scan(data[:-3], 0, 7, final=False).torn is None
+
+
+def test_names_and_ack() -> None:
+    assert segment_seq(segment_name(42)) == 42
+    assert segment_seq("ack") is None and segment_seq("x.seg") is None
+    assert decode_ack(encode_ack(99)) == 99
+    assert decode_ack(encode_ack(99)[:-1]) is None
+    broken = bytearray(encode_ack(99))
+    broken[10] ^= 1
+    assert decode_ack(bytes(broken)) is None
+
+
+# --- the disk spool ---------------------------------------------------------------------------
+
+
+def test_append_read_ack_in_order(tmp_path: Path) -> None:
+    spool = DiskSpool(str(tmp_path), 1 << 20)
+    data = payloads(50)
+    assert all(spool.append(p) for p in data)
+    assert spool.pending == 50 and spool.unread == 50
+    assert spool.bytes == MAGIC + 50 * (HEADER_SIZE + 100)
+    first = spool.read()
+    assert first is not None and first.seq == 1 and bytes(first.payload) == data[0]
+    assert spool.unread == 49 and spool.pending == 50
+    rest = drain(spool, ack=False)
+    assert rest == data[1:] and spool.read() is None
+    spool.ack(25)
+    assert spool.pending == 25 and spool.released == 25
+    spool.ack(10)  # behind: nothing changes
+    assert spool.pending == 25
+    spool.close()
+
+
+def test_restart_replays_unacked_only(tmp_path: Path) -> None:
+    spool = DiskSpool(str(tmp_path), 1 << 20)
+    data = payloads(30)
+    for p in data:
+        spool.append(p)
+    for _ in range(30):
+        item = spool.read()
+        assert item is not None
+    spool.ack(12)
+    spool.close()
+    again = DiskSpool(str(tmp_path), 1 << 20)
+    assert again.pending == 18 and again.acked == 12
+    assert drain(again) == data[12:]
+    assert again.append(b"new")
+    assert again.read().seq == 31  # numbers go on, never reused
+    again.close()
+
+
+def test_ack_not_synced_is_replayed(tmp_path: Path) -> None:
+    """A crash before sync(): what was acknowledged since is delivered again (at-least-once)."""
+    spool = DiskSpool(str(tmp_path), 1 << 20)
+    for p in payloads(10):
+        spool.append(p)
+    drain(spool)
+    spool.sync()
+    spool.append(b"late")
+    spool.ack(spool.read().seq)
+    os.close(spool._lock)  # a crash: no close(), no sync()
+    again = DiskSpool(str(tmp_path), 1 << 20)
+    assert drain(again) == [b"late"]
+    again.close()
+
+
+def test_rotation_and_deletion(tmp_path: Path) -> None:
+    spool = DiskSpool(str(tmp_path), 1 << 20, segment_bytes=1000)
+    data = payloads(40)  # 124 bytes each: 8 per segment (7 fit under 1000, the 8th rotates)
+    for p in data:
+        spool.append(p)
+    files = segment_files(tmp_path)
+    assert len(files) == 5 and files[0] == segment_name(1) and files[1] == segment_name(9)
+    assert spool.bytes == 5 * MAGIC + 40 * (HEADER_SIZE + 100)
+    for _ in range(20):
+        spool.read()
+    spool.ack(16)
+    assert segment_files(tmp_path) == files[2:]  # the two whole acknowledged segments are gone
+    assert spool.bytes == 3 * MAGIC + 24 * (HEADER_SIZE + 100)
+    assert drain(spool) == data[20:]
+    assert segment_files(tmp_path) == files[-1:]  # the active segment stays
+    spool.close()
+    assert DiskSpool(str(tmp_path), 1 << 20).pending == 0
+
+
+@pytest.mark.parametrize("kind", ["disk", "memory"])
+def test_drop_newest_exact(tmp_path: Path, kind: str) -> None:
+    dropped: list[bytes] = []
+    if kind == "disk":
+        spool = DiskSpool(str(tmp_path), MAGIC + 10 * (HEADER_SIZE + 100), "drop_newest")
+    else:
+        spool = MemorySpool(10 * (100 + 64), "drop_newest")
+    spool.on_drop = lambda payload, reason: dropped.append(bytes(payload))
+    data = payloads(25)
+    accepted = [spool.append(p) for p in data]
+    assert accepted == [True] * 10 + [False] * 15
+    assert spool.dropped == {"drop_newest": 15} and dropped == data[10:]
+    assert spool.bytes <= spool.max_bytes
+    assert drain(spool) == data[:10]
+    assert spool.append(data[0])  # room again once acknowledged
+
+
+def test_drop_oldest_disk_frees_whole_unread_segments(tmp_path: Path) -> None:
+    entry = HEADER_SIZE + 100
+    # segments of 4 entries; room for 4 full segments
+    spool = DiskSpool(
+        str(tmp_path), 4 * (MAGIC + 4 * entry), "drop_oldest", segment_bytes=3 * entry + MAGIC + 1
+    )
+    dropped: list[bytes] = []
+    spool.on_drop = lambda payload, reason: dropped.append(bytes(payload))
+    data = payloads(30)
+    first = spool.append(data[0])
+    reading = spool.read()  # the reader is in segment 1: it is never a victim
+    assert first and reading is not None
+    assert all(spool.append(p) for p in data[1:])
+    assert spool.bytes <= spool.max_bytes
+    # 16 fit (4 full segments); the 17th, 21st, 25th and 29th each start a segment and drop
+    # the oldest one after the reader's: entries 5-20
+    assert spool.dropped == {"drop_oldest": 16}
+    assert dropped == data[4:20]
+    assert drain(spool) == data[1:4] + data[20:]
+
+
+def test_drop_oldest_memory_exact(tmp_path: Path) -> None:
+    spool = MemorySpool(10 * (100 + 64), "drop_oldest")
+    dropped: list[bytes] = []
+    spool.on_drop = lambda payload, reason: dropped.append(bytes(payload))
+    data = payloads(25)
+    assert all(spool.append(p) for p in data)
+    assert spool.dropped == {"drop_oldest": 15} and dropped == data[:15]
+    assert drain(spool) == data[15:]
+
+
+def test_too_large_and_lock(tmp_path: Path) -> None:
+    spool = DiskSpool(str(tmp_path), 1000)
+    assert not spool.append(b"x" * 1000)
+    assert spool.dropped == {"too_large": 1}
+    with pytest.raises(SpoolError, match="in use by another process"):
+        DiskSpool(str(tmp_path), 1000)
+    spool.close()
+
+
+def test_foreign_segment_refused(tmp_path: Path) -> None:
+    (tmp_path / segment_name(1)).write_bytes(b"something else entirely")
+    with pytest.raises(SpoolError, match="not a DDC spool segment"):
+        DiskSpool(str(tmp_path), 1000)
+
+
+def test_open_spool_config(tmp_path: Path) -> None:
+    config = {
+        "dir": str(tmp_path),
+        "max_bytes": 4096,
+        "when_full": "drop_oldest",
+        "fsync_interval": 0,
+    }
+    spool = open_spool(config, "pair-a")
+    assert isinstance(spool, DiskSpool) and spool.directory == str(tmp_path / "pair-a")
+    spool.close()
+    assert isinstance(open_spool({**config, "dir": ""}, "pair-a"), MemorySpool)
+
+
+# --- torn tails -------------------------------------------------------------------------------
+
+
+def write_spool(path: Path, count: int, rng: random.Random) -> list[bytes]:
+    spool = DiskSpool(str(path), 1 << 24, segment_bytes=20_000)
+    data = [rng.randbytes(rng.randint(0, 3000)) for _ in range(count)]
+    for p in data:
+        spool.append(p)
+    spool.close()
+    return data
+
+
+def test_torn_tail_100_random_cuts(tmp_path: Path) -> None:
+    rng = random.Random(11)
+    data = write_spool(tmp_path / "orig", 60, rng)
+    files = segment_files(tmp_path / "orig")
+    last = files[-1]
+    first_in_last = segment_seq(last)
+    before = first_in_last - 1  # entries in the earlier, untouched segments
+    blob = (tmp_path / "orig" / last).read_bytes()
+    ends = [e.end for e in [scan(blob, MAGIC, None, limit=n) for n in range(1, 60)]]
+    boundaries = {MAGIC, *ends}
+    for trial in range(100):
+        cut = rng.randint(0, len(blob) - 1)
+        work = tmp_path / f"t{trial}"
+        work.mkdir()
+        for name in files:
+            (work / name).write_bytes((tmp_path / "orig" / name).read_bytes())
+        (work / last).write_bytes(blob[:cut])
+        spool = DiskSpool(str(work), 1 << 24, segment_bytes=20_000)
+        whole = len(scan(blob[:cut], MAGIC, None).entries) if cut >= MAGIC else 0
+        assert drain(spool) == data[: before + whole], f"cut at {cut}"
+        cut_entry = 0 if cut in boundaries or cut >= len(blob) else 1
+        if cut < MAGIC:  # the segment lost its magic: rewritten empty, nothing was in it
+            cut_entry = 0
+        assert spool.torn_entries == cut_entry, f"cut at {cut}"
+        assert spool.dropped["torn"] == cut_entry
+        expected_bytes = cut - (max(e for e in boundaries if e <= cut) if cut >= MAGIC else 0)
+        assert spool.torn_bytes == expected_bytes
+        assert spool.append(b"after the tear")  # appending goes on right behind
+        assert drain(spool) == [b"after the tear"]
+        spool.close()
+
+
+def test_damage_inside_a_segment_at_read_and_at_open(tmp_path: Path) -> None:
+    spool = DiskSpool(str(tmp_path), 1 << 20, segment_bytes=1000)
+    spool.reader.hot_bytes = 0  # no cache of the newest entries: every read from the file
+    data = payloads(20)
+    for p in data:
+        spool.append(p)
+    with open(tmp_path / segment_name(1), "r+b") as handle:  # damage entry 3 of segment 1
+        handle.seek(MAGIC + 2 * (HEADER_SIZE + 100) + HEADER_SIZE + 5)
+        handle.write(b"\xff")
+    out = drain(spool, ack=False)
+    assert out == data[:2] + data[8:]
+    assert spool.dropped == {"corrupt": 6}
+    spool.close()
+    again = DiskSpool(str(tmp_path), 1 << 20, segment_bytes=1000)
+    assert again.torn_entries == 6  # up to the next segment's first entry
+    assert drain(again) == data[:2] + data[8:]
+    again.close()
+
+
+def test_a_reader_keeping_up_is_served_from_memory(tmp_path: Path) -> None:
+    spool = DiskSpool(str(tmp_path), 1 << 20)
+    spool.append(b"abc")
+    item = spool.read()
+    assert item is not None and item.payload == b"abc"  # the appended object itself, no copy
+    assert spool.reader._fd is None  # the file was never opened for reading
+    assert (tmp_path / segment_name(1)).stat().st_size == MAGIC + HEADER_SIZE + 3  # written
+    spool.close()
+
+
+def test_kill_loses_only_unflushed(tmp_path: Path) -> None:
+    """Without close(): what flush() wrote survives (the page cache), the rest of the buffer not."""
+    spool = DiskSpool(str(tmp_path), 1 << 20)
+    data = payloads(10)
+    for p in data[:6]:
+        spool.append(p)
+    spool.flush()
+    for p in data[6:]:
+        spool.append(p)
+    os.close(spool._lock)  # a kill -9: no close(), no flush
+    again = DiskSpool(str(tmp_path), 1 << 20)
+    assert drain(again) == data[:6] and again.torn_entries == 0
+    again.close()
