@@ -116,6 +116,7 @@ class FilterChain:
     def __init__(self, filters: list[Filter], metrics: IngressMetrics) -> None:
         self.filters = filters
         self.metrics = metrics
+        self.dropped = 0  # records this chain dropped (the metric also counts other chains')
         self._drop_log = ThrottledLog(log, self.LOG_EVERY, logging.WARNING)
 
     def __bool__(self) -> bool:
@@ -138,5 +139,6 @@ class FilterChain:
         return kept
 
     def _dropped(self, kind: str, reason: str) -> None:
+        self.dropped += 1
         self.metrics.records_filtered.labels(filter=kind).inc()
         self._drop_log(kind, "filter %s dropped a record: %s", kind, reason)
