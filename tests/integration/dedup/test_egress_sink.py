@@ -111,9 +111,11 @@ def test_a_refused_token_keeps_the_records_buffered_and_names_the_token(
     wrong.write_text("not-the-api-token-at-all")
     sink, metrics = make_sink(server.url, "a", token_file=str(wrong), retry_interval=0.1)
     sink.start()
-    sink.send(kafka_records(range(50)))
+    settled: list[int] = []
+    sink.send(kafka_records(range(50)), lambda: settled.append(1))
     run_until(lambda: metrics.registry.get_sample_value("ddc_egress_sink_errors_total") >= 2, 10)
-    sink.stop(0.5)  # counted as "shutdown", not as rejected
+    sink.stop(0.5)  # never confirmed: the spool would keep them
+    assert settled == []
     assert (
         metrics.registry.get_sample_value(
             "ddc_egress_records_dropped_total", {"reason": "dedup_rejected"}
@@ -125,7 +127,7 @@ def test_a_refused_token_keeps_the_records_buffered_and_names_the_token(
     assert not out.exists() or read_length_prefixed(out) == []
     good, _ = make_sink(server.url, "a", tmp_path)
     good.start()
-    good.send(kafka_records(range(50)))
-    run_until(lambda: not good.buffer, 10)
+    good.send(kafka_records(range(50)), lambda: settled.append(2))
+    run_until(lambda: settled == [2], 10)
     good.stop(5)
     assert len(read_length_prefixed(out)) == 50
