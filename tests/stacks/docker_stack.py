@@ -64,6 +64,15 @@ class DockerStack:
     def exec(self, service: str, *argv: str, check: bool = True) -> str:
         return self.run(self.docker, "exec", self.container(service), *argv, check=check)
 
+    def volume_file(self, service: str, path: str) -> bytes:
+        """A file of a volume mounted in the service, read on the host (no docker exec)."""
+        for mount in self.inspect(service)["Mounts"]:
+            destination = mount["Destination"].rstrip("/") + "/"
+            if path.startswith(destination):
+                host = Path(mount["Source"]) / path[len(destination) :]
+                return host.read_bytes() if host.exists() else b""
+        raise StackError(f"{self.name}/{service}: no volume holds {path}")
+
     def exec_bytes(self, service: str, *argv: str) -> bytes:
         return subprocess.run(
             [self.docker, "exec", self.container(service), *argv],
