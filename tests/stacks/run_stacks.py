@@ -105,18 +105,27 @@ def redundant(stack: DockerStack) -> None:
         stack.kafka("target", "count", "kafka:9092", "deduplicated", "t-", str(count), "90")
     )
     assert result == {"distinct": count, "copies": count, "missing": []}, result
+    # link a really lost part of the stream: the dedup service got fewer records on it
+    with urllib.request.urlopen("http://127.0.0.1:8080/metrics", timeout=5) as response:
+        dedup = parse_metrics(response.read().decode())
+    on_a = dedup.get('ddc_dedup_records_received_total{link="a"}', 0)
+    on_b = dedup.get('ddc_dedup_records_received_total{link="b"}', 0)
+    assert on_a < on_b, (on_a, on_b)
+    print(f"  redundant: records received by the dedup service on link a {on_a:.0f}, b {on_b:.0f}")
+    stack.run(stack.docker, "start", stack.container("egress-a"))
+    stack.wait_healthy(["egress-a"])
+    stack.assert_hardened(skip_health=("mirror",))
     # the mirror dropped nothing at its socket; SIGTERM ends it at once with exit 0
     started = time.monotonic()
     stack.compose("stop", "-t", "10", "mirror")
     stopped_in = time.monotonic() - started
     state = stack.inspect("mirror")["State"]
-    assert state["ExitCode"] == 0 and stopped_in < 5, (state["ExitCode"], stopped_in)
+    # exit 0: its SIGTERM handler (killed after the grace period it would be 137, after 10 s)
+    assert state["ExitCode"] == 0 and stopped_in < 8, (state["ExitCode"], stopped_in)
     final = [ln for ln in stack.logs("mirror").splitlines() if "mirror: stopped: " in ln]
     counts = json.loads(final[-1].split("mirror: stopped: ", 1)[1])
     assert counts["kernel_drops"] == 0 and counts["received"] == count, counts
-    stack.run(stack.docker, "start", stack.container("egress-a"))
-    stack.wait_healthy(["egress-a"])
-    stack.assert_hardened(skip_health=("mirror",))
+    print(f"  redundant: mirror stopped in {stopped_in:.1f} s, counts {counts}")
 
 
 def supervisor_metrics() -> dict[str, float]:
@@ -200,7 +209,7 @@ def cold_standby(stack: DockerStack) -> None:
     assert egress.get("ddc_egress_foreign_packets_total", 0) == 0, egress  # nothing refused
     # "at once": the egress took the StartUp the restarted ingress sent, not heartbeat_timeout
     # (5 s) later; both log lines carry the time
-    sent = log_times(stack.logs("ingress"), "StartUp burst sent")[-1]
+    sent = log_times(stack.logs("ingress"), "sending to egress")[-1]  # just before the burst
     taken = log_times(stack.logs("egress"), "StartUp from")[-1]
     assert 0 <= taken - sent < 1.0, (sent, taken)
     second = payloads(1000, "after")
