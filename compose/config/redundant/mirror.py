@@ -61,8 +61,9 @@ class Target:
             self.resolve_after = now + RETRY_RESOLVE_S
             try:
                 info = socket.getaddrinfo(self.host, self.port, socket.AF_INET, socket.SOCK_DGRAM)
-                self.address = info[0][4][:2]
-                log.info("%s is %s:%d", self.name, *self.address)
+                host, port = info[0][4][:2]
+                self.address = (str(host), int(port))
+                log.info("%s is %s:%d", self.name, host, port)
             except OSError as exc:
                 self.failed(f"cannot resolve: {exc}")
         return self.address

@@ -74,6 +74,7 @@ def test_promtool_checks_the_rules_and_their_unit_tests_pass():
 @needs_promtool
 def test_the_unit_tests_fail_for_a_wrong_threshold(tmp_path):
     """The promtool tests can fail: a loss threshold ten times higher misses the lossy link."""
+    assert PROMTOOL is not None
     for name in ("alerts.yml", "alerts.test.yml"):
         shutil.copy(MONITORING / name, tmp_path / name)
     rules_file = tmp_path / "alerts.yml"
@@ -177,7 +178,7 @@ def test_every_expression_names_metrics_that_live_daemons_export(tmp_path):
     exported = set().union(*(exported_names(page) for page in pages))
     assert "ddc_egress_link_up" in exported and "ddc_dedup_redis_up" in exported
     assert "ddc_supervisor_ingress_paused" in exported
-    used = {}
+    used: dict[str, str] = {}
     for where, expression in [(r["alert"], r["expr"]) for r in rules()] + [
         ("dashboard", e) for e in dashboard_expressions()
     ]:
