@@ -29,6 +29,10 @@ class DockerStack:
         self.docker = docker
         self.project = f"ddcst{name.replace('-', '')}"
         self.file = ROOT / "compose" / f"{name}.yml"
+        self.started = time.monotonic()
+
+    def phase(self, what: str) -> None:
+        print(f"  {self.name}: {what} at {time.monotonic() - self.started:.1f} s", flush=True)
 
     # --- commands ---------------------------------------------------------------------------
     def run(self, *argv: str, timeout: float = 300, check: bool = True) -> str:

@@ -4,6 +4,7 @@ advertise their compose service names): create topics, produce records with ids,
     python kafka_io.py create BOOTSTRAP TOPIC PARTITIONS
     python kafka_io.py produce BOOTSTRAP TOPIC PREFIX FIRST COUNT
     python kafka_io.py count BOOTSTRAP TOPIC PREFIX EXPECTED TIMEOUT_S
+    python kafka_io.py generated BOOTSTRAP TOPIC
 
 `count` reads the whole topic (no group) until EXPECTED distinct ids of PREFIX were seen, then
 two more seconds for duplicates, and prints {"distinct": n, "copies": n, "missing": [...]}.
@@ -83,10 +84,34 @@ def count(bootstrap: str, topic: str, prefix: str, expected: str, timeout: str) 
     )
 
 
+def generated(bootstrap: str, topic: str) -> None:
+    """The `seq` of every record mirror.py --generate made (JSON with "id", "seq" and "ts"),
+    read from the start of the topic: {"seqs": [...]} (sorted, duplicates kept)."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    partitions = consumer.partitions_for_topic(topic) or set()
+    assigned = [TopicPartition(topic, p) for p in partitions]
+    consumer.assign(assigned)
+    consumer.seek_to_beginning(*assigned)
+    ends = consumer.end_offsets(assigned)
+    seqs = []
+    while any(consumer.position(tp) < ends[tp] for tp in assigned):
+        for records in consumer.poll(timeout_ms=500).values():
+            for record in records:
+                try:
+                    value = json.loads(record.value)
+                except ValueError:
+                    continue
+                if isinstance(value, dict) and "ts" in value and "seq" in value:
+                    seqs.append(int(value["seq"]))
+    consumer.close()
+    print(json.dumps({"seqs": sorted(seqs)}))
+
+
 if __name__ == "__main__":
     commands: dict[str, Callable[..., None]] = {
         "create": create,
         "produce": produce,
         "count": count,
+        "generated": generated,
     }
     commands[sys.argv[1]](*sys.argv[2:])

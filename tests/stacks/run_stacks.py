@@ -75,6 +75,7 @@ def single_pair(stack: DockerStack) -> None:
 def multi_pair(stack: DockerStack) -> None:
     stack.up()
     stack.wait_healthy(stack.ddc_services())
+    stack.phase("healthy")
     udp, tcp = payloads(2000, "pair-a"), payloads(2000, "pair-b", sizes=(0, 10, 5000, 70000))
     sender = threading.Thread(
         target=send_udp, args=((stack.ip("ingress-a", "source"), 7010), udp, 2000)
@@ -82,9 +83,12 @@ def multi_pair(stack: DockerStack) -> None:
     sender.start()
     send_tcp((stack.ip("ingress-b", "source"), 7020), tcp)
     sender.join()
+    stack.phase("sent")
     wait_records(stack, "egress-a", "/var/lib/ddc/pair-a.bin", udp)
     wait_records(stack, "egress-b", "/var/lib/ddc/pair-b.bin", tcp)
+    stack.phase("delivered")
     stack.assert_hardened()
+    stack.phase("hardening checked")
 
 
 def redundant(stack: DockerStack) -> None:
@@ -105,6 +109,10 @@ def redundant(stack: DockerStack) -> None:
         stack.kafka("target", "count", "kafka:9092", "deduplicated", "t-", str(count), "90")
     )
     assert result == {"distinct": count, "copies": count, "missing": []}, result
+    # the mirror started once both ingresses were healthy: its generated records from the very
+    # first arrived (they were lost on both links while it started before the ingresses)
+    seqs = json.loads(stack.kafka("target", "generated", "kafka:9092", "deduplicated"))["seqs"]
+    assert seqs[:50] == list(range(1, 51)) and len(set(seqs)) == len(seqs), seqs[:20]
     # link a really lost part of the stream: the dedup service got fewer records on it
     with urllib.request.urlopen("http://127.0.0.1:8080/metrics", timeout=5) as response:
         dedup = parse_metrics(response.read().decode())
@@ -238,7 +246,7 @@ def main() -> int:
     timings: dict[str, tuple[float, str]] = {}
     for name in args.stacks:
         stack = DockerStack(name, args.docker)
-        started = time.monotonic()
+        started = stack.started
         outcome = "ok"
         try:
             SCENARIOS[name](stack)
@@ -252,6 +260,7 @@ def main() -> int:
                     pass
         finally:
             try:
+                stack.phase("down")
                 stack.down()
             except Exception as exc:
                 print(f"{name}: down failed: {exc}")
