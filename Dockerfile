@@ -1,34 +1,36 @@
 # One image for `ddc` (ingress, egress, diode-sim, topology, supervise) and `ddc-dedup`.
 # Runs as a non-root user and works with a read-only root filesystem (compose `read_only: true`
 # with a tmpfs on /tmp; Kubernetes `readOnlyRootFilesystem: true` with an emptyDir on /tmp):
-# nothing is written outside /tmp and the data directory /var/lib/ddc (mount a volume there).
+# nothing is written outside /tmp and the data directory /var/lib/ddc (mount a volume there
+# when a sink writes files; the image declares no VOLUME, so no anonymous volume is left behind).
 #   docker build -t ddc .
+#   docker build --build-arg BASE_IMAGE=registry.example/python:3.11-slim -t ddc .
 #   docker run --rm ddc ddc --help
+# Dependencies are pinned by constraints.txt (the versions the test suite passed with).
+# No HEALTHCHECK here: each daemon serves /healthz on its own `http_listen` (none by default),
+# so the stacks declare the check per service (compose/*.yml, k8s/*.yaml probes).
 
-FROM python:3.11-slim AS build
+ARG BASE_IMAGE=python:3.11-slim
+
+FROM ${BASE_IMAGE} AS build
 WORKDIR /src
-COPY setup.cfg pyproject.toml README.md ./
+COPY setup.cfg pyproject.toml README.md constraints.txt ./
 COPY ddc ./ddc
 COPY dedup_service ./dedup_service
-RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+RUN pip wheel --no-cache-dir --constraint constraints.txt --wheel-dir /wheels .
 
-FROM python:3.11-slim
+FROM ${BASE_IMAGE}
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 COPY --from=build /wheels /wheels
-RUN pip install --no-cache-dir /wheels/*.whl \
-    && rm -rf /wheels \
+COPY --from=build /src/constraints.txt /tmp/constraints.txt
+RUN pip install --no-cache-dir --no-index --find-links /wheels --constraint /tmp/constraints.txt ddc \
+    && rm -rf /wheels /tmp/constraints.txt \
     && groupadd --system --gid 10001 ddc \
     && useradd --system --uid 10001 --gid ddc --home-dir /var/lib/ddc --shell /usr/sbin/nologin ddc \
     && install -d -o ddc -g ddc -m 0750 /var/lib/ddc
 USER 10001:10001
 WORKDIR /var/lib/ddc
-VOLUME ["/var/lib/ddc"]
-
-# Each daemon serves /healthz on its `http_listen`; set DDC_HEALTHCHECK_URL to match it.
-# Python's urllib, so the image needs no curl.
-HEALTHCHECK --interval=10s --timeout=5s --start-period=10s --retries=3 \
-    CMD ["python", "-c", "import os, sys, urllib.request; url = os.environ.get('DDC_HEALTHCHECK_URL', 'http://127.0.0.1:9100/healthz'); sys.exit(0 if urllib.request.urlopen(url, timeout=4).status == 200 else 1)"]
 
 CMD ["ddc", "--help"]

@@ -140,3 +140,115 @@ def test_every_pair_has_its_own_port_across_all_stacks():
         assert port not in ports, f"{path} and {ports.get(port)} share port {port}"
         ports[port] = path
     assert len(ports) == 8
+
+
+# --- what only shows when the stacks run (issue 15); scripts/test-stacks runs them -----------
+
+
+def services_of(name: str) -> dict:
+    return yaml.safe_load(stack(name).read_text())["services"]
+
+
+def is_ddc(service: dict) -> bool:
+    return str(service.get("image", "")).startswith("${DDC_IMAGE")
+
+
+def service_networks(service: dict) -> list[str]:
+    networks = service.get("networks", ["default"])
+    return list(networks) if isinstance(networks, (list, dict)) else []
+
+
+@pytest.mark.parametrize("name", STACKS)
+def test_a_published_port_is_on_a_network_that_can_publish(name):
+    """A container only on `internal: true` networks publishes nothing (kafka-group's
+    supervisor did: `curl 127.0.0.1:9190` failed)."""
+    document = yaml.safe_load(stack(name).read_text())
+    internal = {
+        n for n, net in (document.get("networks") or {}).items() if (net or {}).get("internal")
+    }
+    for service_name, service in document["services"].items():
+        if service.get("ports"):
+            assert set(service_networks(service)) - internal, service_name
+
+
+@pytest.mark.parametrize("name", STACKS)
+def test_peers_wait_for_health_not_for_start(name):
+    """A service that needs its peer ready waits for its health (the mirror's first records were
+    lost on both links while the ingresses were still starting)."""
+    services = services_of(name)
+    for service_name, service in services.items():
+        depends = service.get("depends_on") or {}
+        assert isinstance(depends, dict), f"{service_name}: depends_on needs conditions"
+        for peer, settings in depends.items():
+            peer_has_health = "healthcheck" in services[peer] and not services[peer][
+                "healthcheck"
+            ].get("disable")
+            expected = "service_healthy" if peer_has_health else "service_started"
+            assert settings["condition"] == expected, (service_name, peer)
+    if name == "redundant":
+        assert set(services["mirror"]["depends_on"]) == {"ingress-a", "ingress-b"}
+
+
+@pytest.mark.parametrize("name", STACKS)
+def test_every_service_restarts_and_every_daemon_has_a_health_check(name):
+    text = stack(name).read_text()
+    assert "no-new-privileges:" not in text  # the deprecated separator (a warning per service)
+    for service_name, service in services_of(name).items():
+        expected = "always" if name == "cold-standby" else "unless-stopped"
+        assert service.get("restart") == expected, service_name
+        if is_ddc(service):
+            assert service["security_opt"] == ["no-new-privileges=true"], service_name
+            assert service["cap_drop"] == ["ALL"], service_name
+            if service["healthcheck"].get("disable"):
+                assert service_name == "mirror" and service.get("init") is True
+                continue
+            url = service["environment"]["DDC_HEALTHCHECK_URL"]
+            assert "DDC_HEALTHCHECK_URL" in " ".join(service["healthcheck"]["test"])
+            assert url.startswith("http://127.0.0.1:") and url.endswith(("/healthz", "/readyz"))
+
+
+@pytest.mark.parametrize("name", STACKS)
+def test_socket_buffer_limits_are_the_hosts_and_the_stack_says_so(name):
+    """A non-root daemon cannot force its buffers past net.core.[rw]mem_max ('raise the sysctl'
+    warnings in every container). Those limits are the host's: read-only inside a container's
+    network namespace, so `sysctls:` for them stops the container from starting (runc: open
+    /proc/sys/net/core/wmem_max: permission denied). The stacks point at the host setting."""
+    text = stack(name).read_text()
+    assert "net.core.rmem_max" in text.split("services:")[0]
+    for service_name, service in services_of(name).items():
+        sysctls = service.get("sysctls") or {}
+        assert not {"net.core.rmem_max", "net.core.wmem_max"} & set(sysctls), service_name
+    docs = (ROOT / "docs" / "deployment.md").read_text()
+    assert "sysctl -w net.core.rmem_max=" in docs.split("### Socket buffers in containers")[1]
+
+
+@pytest.mark.parametrize("name", STACKS)
+def test_published_udp_ports_point_at_the_userland_proxy_note(name):
+    """A UDP port published on the host goes through docker-proxy for local senders, which
+    lost 69 of 20,000 datagrams at 20,000/s; the stacks say so where they publish one."""
+    lines = stack(name).read_text().splitlines()
+    for number, line in enumerate(lines):
+        if line.strip().startswith("- ") and "/udp" in line:
+            context = " ".join(lines[max(0, number - 2) : number + 1])
+            assert "userland proxy" in context, f"{name}.yml line {number + 1}"
+    assert "## UDP and Docker's userland proxy" in (ROOT / "docs" / "deployment.md").read_text()
+
+
+def test_cold_standby_ingress_comes_back_from_the_same_address():
+    """After a crash the restarted ingress must be the sender the egress pinned, or the egress
+    refuses it until heartbeat_timeout: a fixed source port and a fixed address."""
+    from ddc.config import load_config
+
+    config = load_config(
+        ROOT / "compose" / "config" / "cold-standby" / "ingress.toml", "ingress", {}
+    )
+    assert config["transport"]["bind"][1] != 0
+    document = yaml.safe_load(stack("cold-standby").read_text())
+    address = document["services"]["ingress"]["networks"]["diode"]["ipv4_address"]
+    (subnet,) = document["networks"]["diode"]["ipam"]["config"]
+    import ipaddress
+
+    assert ipaddress.ip_address(address) in ipaddress.ip_network(subnet["subnet"])
+    comment = stack("cold-standby").read_text().split("\nx-ddc")[0]
+    assert "docker kill ... ; it comes back" not in comment
+    assert "kill -9" in comment and "manual stop" in comment

@@ -93,3 +93,15 @@ def test_dedup_supervisor_and_redis_are_there():
     ] == ["ddc", "supervise"]
     redis = by_kind("StatefulSet")["ddc-redis"]["spec"]["template"]["spec"]["containers"][0]
     assert "--appendonly" in redis["args"] and "yes" in redis["args"]
+
+
+def test_ingress_has_a_fixed_source_port_so_a_restart_resyncs_at_once():
+    """A container restarted after a crash keeps its pod's address; with a fixed `bind` port the
+    egress takes its StartUp at once (compose/cold-standby.yml does the same)."""
+    import tomllib
+
+    config_map = by_kind("ConfigMap")["ddc-ingress-a"]
+    config = tomllib.loads(config_map["data"]["ingress.toml"])
+    host, _, port = config["ingress"]["transport"]["bind"].rpartition(":")
+    assert int(port) != 0
+    assert "net.core.rmem_max" in (ROOT / "k8s" / "egress.yaml").read_text().split("apiVersion")[0]

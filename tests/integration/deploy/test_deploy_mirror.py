@@ -61,3 +61,55 @@ def test_every_datagram_reaches_both_pairs_and_generated_records_have_unique_ids
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def summary(stderr: bytes) -> dict:
+    """The JSON counts of the mirror's "stopped:" line."""
+    (line,) = [ln for ln in stderr.decode().splitlines() if " mirror: stopped: " in ln]
+    return json.loads(line.split(" mirror: stopped: ", 1)[1])
+
+
+def test_sigterm_stops_it_at_once_with_counts_and_drops_to_a_dead_target_are_counted():
+    """As PID 1 in a container, a mirror without a SIGTERM handler waits out `docker stop`'s
+    grace period and is killed; a name that does not resolve drops datagrams silently."""
+    import signal
+    import time
+
+    a = receiver()
+    listen = free_port(socket.SOCK_DGRAM)
+    target_a = f"127.0.0.1:{a.getsockname()[1]}"
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            str(MIRROR),
+            "--listen",
+            f"127.0.0.1:{listen}",
+            "--to",
+            target_a,
+            "--to",
+            "no-such-pair.invalid:7120",
+        ],
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert process.stderr is not None
+        for line in process.stderr:
+            if b"mirroring" in line:
+                break
+        sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sent = [b"datagram %d" % i for i in range(200)]
+        for payload in sent:
+            sender.sendto(payload, ("127.0.0.1", listen))
+        assert drain(a, idle=0.5) == sent
+        started = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(5) == 0
+        assert time.monotonic() - started < 2
+        counts = summary(process.stderr.read())
+        assert counts["received"] == 200 and counts["kernel_drops"] == 0
+        assert counts["sent"] == {target_a: 200, "no-such-pair.invalid:7120": 0}
+        assert counts["dropped"] == {target_a: 0, "no-such-pair.invalid:7120": 200}
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

@@ -1,0 +1,202 @@
+"""A compose stack under test: docker-compose and docker CLI calls, container facts, traffic
+helpers. Used by run_stacks.py (scripts/test-stacks starts the engine and builds the images)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from devtools.harness import parse_metrics, wait_until
+
+ROOT = Path(__file__).resolve().parents[2]
+FETCH = (
+    "import sys, urllib.request; "
+    "sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())"
+)
+
+
+class StackError(AssertionError):
+    pass
+
+
+class DockerStack:
+    def __init__(self, name: str, docker: str = "docker") -> None:
+        self.name = name
+        self.docker = docker
+        self.project = f"ddcst{name.replace('-', '')}"
+        self.file = ROOT / "compose" / f"{name}.yml"
+        self.started = time.monotonic()
+
+    def phase(self, what: str) -> None:
+        print(f"  {self.name}: {what} at {time.monotonic() - self.started:.1f} s", flush=True)
+
+    # --- commands ---------------------------------------------------------------------------
+    def run(self, *argv: str, timeout: float = 300, check: bool = True) -> str:
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+        if check and result.returncode != 0:
+            raise StackError(f"{' '.join(argv)}: exit {result.returncode}\n{result.stderr[-3000:]}")
+        return result.stdout
+
+    def compose(self, *args: str, timeout: float = 300) -> str:
+        return self.run(
+            "docker-compose", "-p", self.project, "-f", str(self.file), *args, timeout=timeout
+        )
+
+    def up(self, *services: str) -> None:
+        self.compose("up", "-d", "--no-build", *services)
+
+    def down(self) -> None:
+        self.compose("down", "-v", "--remove-orphans", "-t", "5")
+
+    def container(self, service: str) -> str:
+        ident = self.compose("ps", "-q", service).strip()
+        if not ident:
+            raise StackError(f"{self.name}: no container for {service}")
+        return ident
+
+    def inspect(self, service: str) -> dict[str, Any]:
+        return json.loads(self.run(self.docker, "inspect", self.container(service)))[0]
+
+    def ip(self, service: str, network: str) -> str:
+        networks = self.inspect(service)["NetworkSettings"]["Networks"]
+        return str(networks[f"{self.project}_{network}"]["IPAddress"])
+
+    def exec(self, service: str, *argv: str, check: bool = True) -> str:
+        return self.run(self.docker, "exec", self.container(service), *argv, check=check)
+
+    def volume_file(self, service: str, path: str) -> bytes:
+        """A file of a volume mounted in the service, read on the host (no docker exec)."""
+        for mount in self.inspect(service)["Mounts"]:
+            destination = mount["Destination"].rstrip("/") + "/"
+            if path.startswith(destination):
+                host = Path(mount["Source"]) / path[len(destination) :]
+                return host.read_bytes() if host.exists() else b""
+        raise StackError(f"{self.name}/{service}: no volume holds {path}")
+
+    def exec_bytes(self, service: str, *argv: str) -> bytes:
+        return subprocess.run(
+            [self.docker, "exec", self.container(service), *argv],
+            capture_output=True,
+            timeout=60,
+            check=True,
+        ).stdout
+
+    def logs(self, service: str) -> str:
+        result = subprocess.run(
+            [self.docker, "logs", self.container(service)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        return result.stdout + result.stderr
+
+    def metrics(self, service: str, port: int) -> dict[str, float]:
+        return parse_metrics(
+            self.exec(service, "python", "-c", FETCH, f"http://127.0.0.1:{port}/metrics")
+        )
+
+    def helper(self, network: str, *argv: str, timeout: float = 180) -> str:
+        """A throwaway ddc container on one of the stack's networks, tests/stacks mounted."""
+        return self.run(
+            self.docker,
+            "run",
+            "--rm",
+            "--init",
+            "--network",
+            f"{self.project}_{network}",
+            "-v",
+            f"{ROOT / 'tests' / 'stacks'}:/stacks:ro",
+            "ddc:latest",
+            "python",
+            *argv,
+            timeout=timeout,
+        )
+
+    def kafka(self, network: str, *args: str, timeout: float = 180) -> str:
+        return self.helper(network, "/stacks/kafka_io.py", *args, timeout=timeout)
+
+    # --- facts ------------------------------------------------------------------------------
+    def ddc_services(self) -> list[str]:
+        import yaml
+
+        services = yaml.safe_load(self.file.read_text())["services"]
+        return [n for n, s in services.items() if str(s.get("image", "")).startswith("${DDC")]
+
+    def health(self, service: str) -> str:
+        state = self.inspect(service)["State"]
+        return str(state.get("Health", {}).get("Status", "none"))
+
+    def wait_healthy(self, services: list[str], timeout: float = 120) -> None:
+        def healthy() -> bool:
+            return all(self.health(s) == "healthy" for s in services)
+
+        try:
+            wait_until(healthy, timeout=timeout, interval=1.0)
+        except Exception as exc:
+            states = {s: self.health(s) for s in services}
+            raise StackError(f"{self.name}: not healthy after {timeout} s: {states}") from exc
+
+    def assert_hardened(self, skip_health: tuple[str, ...] = ()) -> None:
+        """Read-only root, uid 10001, no capabilities, no-new-privileges, healthy."""
+        for service in self.ddc_services():
+            facts = self.inspect(service)
+            host = facts["HostConfig"]
+            assert host["ReadonlyRootfs"] is True, service
+            assert host["CapDrop"] == ["ALL"], service
+            assert host["SecurityOpt"] == ["no-new-privileges=true"], service
+            uid = self.exec(service, "python", "-c", "import os; print(os.getuid())").strip()
+            assert uid == "10001", (service, uid)
+            touch = subprocess.run(
+                [self.docker, "exec", self.container(service), "touch", "/probe"],
+                capture_output=True,
+                timeout=30,
+            )
+            assert touch.returncode != 0, f"{service}: root filesystem is writable"
+            if service not in skip_health:
+                assert self.health(service) == "healthy", (service, self.health(service))
+
+
+def send_udp(address: tuple[str, int], payloads: list[bytes], rate: float) -> None:
+    """Datagrams at `rate` per second (paced in batches of 1 ms)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 * 1024 * 1024)
+    start = time.monotonic()
+    for index, payload in enumerate(payloads):
+        due = start + index / rate
+        delay = due - time.monotonic()
+        if delay > 0.001:
+            time.sleep(delay)
+        sock.sendto(payload, address)
+    sock.close()
+
+
+def send_tcp(address: tuple[str, int], records: list[bytes]) -> None:
+    """Records with a 4-byte big-endian length prefix on one connection."""
+    with socket.create_connection(address, timeout=30) as sock:
+        for record in records:
+            sock.sendall(len(record).to_bytes(4, "big") + record)
+
+
+def length_prefixed(data: bytes) -> list[bytes]:
+    records, offset = [], 0
+    while offset + 4 <= len(data):
+        size = int.from_bytes(data[offset : offset + 4], "big")
+        records.append(data[offset + 4 : offset + 4 + size])
+        offset += 4 + size
+    return records
+
+
+def payloads(
+    count: int, tag: str, sizes: tuple[int, ...] = (1, 100, 1400, 3000, 9000)
+) -> list[bytes]:
+    """Distinct payloads of several sizes (some need fragmenting), each naming its index."""
+    out = []
+    for index in range(count):
+        head = f"{tag}-{index:06d}|".encode()
+        size = max(len(head), sizes[index % len(sizes)])
+        out.append(head + bytes((index + k) % 251 for k in range(size - len(head))))
+    return out
