@@ -42,7 +42,7 @@ def test_every_manifest_is_schema_valid(kubernetes_validate, version):
                 f"{path.name} {doc['kind']}/{doc['metadata']['name']}: {exc.message} at {list(exc.path)}"
             )
         count += 1
-    assert count == 15
+    assert count == 16
 
 
 def test_schema_validation_can_fail(kubernetes_validate):
