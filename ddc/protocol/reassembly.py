@@ -4,21 +4,6 @@ Rules (docs/wire-protocol.md): a seq gap counts the missing packets as lost and 
 progress; Data packets after a lost DataFirst are dropped until the next DataFirst; packets
 behind the expected seq are late (dropped, counted); a partial chunk is never delivered; a
 chunk over `max_chunk_size` or with an inconsistent `remaining` is aborted as malformed.
-
-HeartBeat/Shutdown seq (`observe_seq`, the next seq the sender will use), never trusted alone:
-* ahead of the expected seq by more than MAX_HEARTBEAT_GAP: ignored and counted
-  (`ignored_heartbeats`): one junk HeartBeat cannot add billions of lost packets;
-* ahead by at most that: a claim of tail loss. It is confirmed (loss counted, the chunk in
-  progress aborted, the sequence moved to it) by the next HeartBeat at or past it, or by
-  `unsync` (Shutdown, new sender); any data packet withdraws it (data measures gaps itself);
-* behind (the sender may have restarted without a StartUp reaching us): a claim of restart,
-  confirmed only by a second HeartBeat also behind, at or past the first and at most
-  MAX_HEARTBEAT_GAP after it; then the sequence follows it (a `resync`). A HeartBeat at or ahead
-  of the expected seq withdraws it. A HeartBeat overtaken by the packets sent after it, or a
-  delayed duplicate, is a single claim: it neither aborts a chunk nor counts loss.
-* Late data packets never move the sequence back, however many: a replayed burst of captured
-  packets is dropped as late, never delivered twice. A restarted sender is followed at once
-  through its StartUp (`reset`), else after two of its HeartBeats.
 """
 
 from __future__ import annotations
@@ -28,9 +13,10 @@ from collections.abc import Callable
 
 from ddc.protocol.wire import SEQ_MODULO, MessageType, seq_distance
 
-# The furthest a HeartBeat may claim the sequence moved, ahead of the expected seq or between
-# the two HeartBeats of a restart claim.
-MAX_HEARTBEAT_GAP = 65536
+# A HeartBeat further behind than reordering explains, or this many data packets in a row
+# behind, means the sender started a new sequence and its StartUp was lost: resync.
+RESYNC_BEHIND = 65536
+RESYNC_LATE_RUN = 32
 DATA_FIRST = MessageType.DATA_FIRST
 DATA = MessageType.DATA
 
@@ -38,20 +24,10 @@ DATA = MessageType.DATA
 class ReassemblyStats:
     """Plain integer counters, cheap on the hot path; exported to Prometheus at scrape time."""
 
-    __slots__ = (
-        "lost",
-        "late",
-        "orphaned",
-        "delivered",
-        "aborted",
-        "malformed",
-        "resyncs",
-        "ignored_heartbeats",
-    )
+    __slots__ = ("lost", "late", "orphaned", "delivered", "aborted", "malformed", "resyncs")
 
     def __init__(self) -> None:
         self.resyncs = 0
-        self.ignored_heartbeats = 0
         self.lost = 0
         self.late = 0
         self.orphaned = 0
@@ -69,8 +45,8 @@ class Reassembler:
         self.expected: int | None = None  # None until the first packet (or StartUp) syncs us
         self._parts: bytearray | None = None
         self._remaining = 0
-        self._ahead: int | None = None  # a HeartBeat's claim of tail loss up to this seq
-        self._behind: int | None = None  # a HeartBeat's claim that the sender restarted here
+        self._late_run = 0
+        self._since_observe = 0  # packets accepted since the last HeartBeat/Shutdown
         # told (first missing seq, count) of every sequence gap (the egress's /gaps report)
         self.on_loss: Callable[[int, int], None] | None = None
         self.on_reset: Callable[[str], None] | None = None  # told each reset()'s reason
@@ -89,31 +65,32 @@ class Reassembler:
     def reset(self, reason: str = "startup") -> None:
         """StartUp: the sender starts again at seq 0; a partial chunk is dropped."""
         self._abort(reason)
-        self._ahead = self._behind = None
         self.expected = 0
         if self.on_reset is not None:
             self.on_reset(reason)
 
     def unsync(self, reason: str) -> None:
-        """Forget the sequence (Shutdown, new sender pinned without StartUp): resync at the next
-        DataFirst. A pending claim of tail loss is confirmed first (the sender's last word)."""
-        if self._ahead is not None:
-            self._confirm_ahead(self._ahead)
+        """Forget the sequence (new sender pinned without StartUp): resync at the next DataFirst."""
         self._abort(reason)
-        self._behind = None
         self.expected = None
 
     def _advance(self, seq: int, kind: int) -> bool:
         """Check `seq` against the expected one; False when the packet is late (drop it)."""
-        self._ahead = None  # data measures the gap itself
         expected = self.expected
         if expected is None or seq == expected:
             self.expected = (seq + 1) % SEQ_MODULO
+            self._late_run = 0
+            self._since_observe += 1
             return True
         gap = seq_distance(seq, expected)
         if gap < 0:
+            self._late_run += 1
+            if self._late_run >= RESYNC_LATE_RUN:
+                self._resync((seq + 1) % SEQ_MODULO)
+                return True
             self.stats.late += 1
             return False
+        self._late_run = 0
         self.stats.lost += gap
         if self.on_loss is not None:
             self.on_loss(expected, gap)
@@ -123,38 +100,11 @@ class Reassembler:
         return True
 
     def observe_seq(self, seq: int) -> None:
-        """HeartBeat/Shutdown carry the next seq the sender will use: detects loss at a stream's
-        tail and a sender restarted without StartUp, each confirmed by a second HeartBeat."""
+        """HeartBeat/Shutdown carry the next seq the sender will use: detects loss at a stream's tail."""
         expected = self.expected
+        since, self._since_observe = self._since_observe, 0
         if expected is None:
             self.expected = seq
-            self._ahead = self._behind = None
-            return
-        gap = seq_distance(seq, expected)
-        if gap == 0:
-            self._ahead = self._behind = None
-        elif gap > 0:
-            self._behind = None
-            if gap > MAX_HEARTBEAT_GAP:
-                self.stats.ignored_heartbeats += 1
-                self._ahead = None
-            elif self._ahead is not None and seq_distance(seq, self._ahead) >= 0:
-                self._confirm_ahead(seq)
-            else:
-                self._ahead = seq
-        else:
-            self._ahead = None
-            first = self._behind
-            if first is not None and 0 <= seq_distance(seq, first) <= MAX_HEARTBEAT_GAP:
-                self._resync(seq)
-            else:
-                self._behind = seq
-
-    def _confirm_ahead(self, seq: int) -> None:
-        """A tail loss claimed twice: count it, abort the chunk in progress, follow `seq`."""
-        expected = self.expected
-        self._ahead = None
-        if expected is None:
             return
         gap = seq_distance(seq, expected)
         if gap > 0:
@@ -163,12 +113,18 @@ class Reassembler:
                 self.on_loss(expected, gap)
             self._abort("loss")
             self.expected = seq
+        elif gap < 0:
+            # behind: a HeartBeat overtaken by at most the packets that arrived since the last
+            # one is merely late; further behind, the sender has started a new sequence
+            behind = -gap
+            if behind > since or behind > RESYNC_BEHIND:
+                self._resync(seq)
 
     def _resync(self, seq: int) -> None:
         """The sender's sequence went backwards for good: follow it from `seq` on."""
         self._abort("resync")
         self.stats.resyncs += 1
-        self._ahead = self._behind = None
+        self._late_run = 0
         self.expected = seq
 
     def packet(

@@ -39,7 +39,7 @@ def test_restarted_sender_whose_startup_was_lost_is_followed_again():
     feed(receiver, datagrams([b"old-%d" % i for i in range(100)], Sequence()))
     feed(receiver, [encode_header(MessageType.HEARTBEAT, 100, 0)])  # the old session's last
     # the ingress restarts on the same address; its StartUp burst is lost; it sends a HeartBeat
-    feed(receiver, [encode_header(MessageType.HEARTBEAT, 0, 0)] * 2)  # two: a confirmed restart
+    feed(receiver, [encode_header(MessageType.HEARTBEAT, 0, 0)])
     new = [b"new-%d" % i for i in range(10)]
     feed(receiver, datagrams(new, Sequence()))
     assert delivered[100:] == new
