@@ -91,8 +91,14 @@ def test_target_down_egress_killed_restarted_every_spooled_record_delivered(
         spooled = 30_000
         produce(kafka_bootstrap, src, 500, spooled, 200)
         wait_until(lambda: crossed(pair, 500 + spooled), 120, message="crossed into the spool")
-        health = pair.egress.health()
-        assert health["spool"]["chunks"] > 0 and health["status"] == "degraded", health
+        # the sink reports the broker down once a delivery stalls (STALL_AFTER): health follows
+        wait_until(
+            lambda: (
+                (h := pair.egress.health())["spool"]["chunks"] > 0 and h["status"] == "degraded"
+            ),
+            30,
+            message=lambda: f"spooled and degraded: {pair.egress.health()}",
+        )
         time.sleep(1.5)  # appended chunks reach the file (they are in the page cache already)
         pair.egress.kill()  # SIGKILL: nothing flushed or acknowledged on the way out
         pair.egress.start()
