@@ -40,7 +40,19 @@ def run_through_sim(pairs, tmp_path, transport: dict, impairment: list[str], cou
         wait_until(
             lambda: ingress.metrics()["ddc_ingress_chunks_sent_total"] == count, 60, message="sent"
         )
-        sent = ingress.metrics()
+
+        def flushed() -> dict[str, float] | None:
+            """The ingress's counters once the last FEC group's linger sent its parity."""
+            metrics = ingress.metrics()
+            fec = transport.get("fec_data")
+            parity = metrics.get('ddc_ingress_packets_sent_total{type="parity"}', 0.0)
+            if fec and parity < transport["fec_parity"] * math.ceil(
+                packets(metrics, "ddc_ingress_packets_sent_total") / fec
+            ):
+                return None
+            return metrics
+
+        sent = wait_until(flushed, 10, message="the last group's parity")
         data_sent = packets(sent, "ddc_ingress_packets_sent_total")
 
         def accounted() -> bool:
