@@ -2,7 +2,8 @@
 
 A Service owns its greenlets in one gevent Group; a greenlet that dies with an exception is
 logged and makes the process exit non-zero (locust's runners). SIGTERM/SIGINT ask for a
-graceful stop; a second signal forces the exit (gevent's servers).
+graceful stop; a second signal forces the exit (gevent's servers). SIGHUP calls
+Service.reload().
 """
 
 from __future__ import annotations
@@ -176,6 +177,11 @@ class Service:
     def stop(self, timeout: float = DRAIN_TIMEOUT) -> None:
         raise NotImplementedError
 
+    def reload(self) -> None:
+        """SIGHUP: re-read what can change without a restart (the ingress and egress: their
+        authentication key file). Nothing by default."""
+        log.info("%s: SIGHUP received, nothing to reload", self.name)
+
 
 def tune_gc() -> None:
     """Collect less often, and never again walk what start-up allocated (modules, config)."""
@@ -196,9 +202,10 @@ def serve(service: Service, drain_timeout: float = DRAIN_TIMEOUT) -> int:
         log.info("%s received: stopping gracefully (again to force)", signal.Signals(signum).name)
         service.stopping.set()
 
-    handlers = [
+    handlers: list[Any] = [
         gevent.signal_handler(signal.SIGTERM, on_signal, signal.SIGTERM),
         gevent.signal_handler(signal.SIGINT, on_signal, signal.SIGINT),
+        gevent.signal_handler(signal.SIGHUP, service.reload),
     ]
     try:
         try:

@@ -201,3 +201,10 @@ class EgressMetrics:
             ["reason"],
             registry=r,
         )
+        self.auth_failures = Counter(
+            "ddc_egress_auth_failures",
+            "Datagrams refused by packet authentication, by reason (missing, unknown_key, "
+            "bad_tag, replay, stale_session)",
+            ["reason"],
+            registry=r,
+        )

@@ -138,6 +138,7 @@ class IngressTransportSchema(StrictSchema):
     fec_interleave = fields.Integer(
         load_default=1, validate=validate.Range(min=1, max=FEC_MAX_STRIDE)
     )
+    auth_keys = FilePath(load_default=None)  # packet authentication (docs/security.md)
 
     @validates_schema
     def _one_pacing(self, data: dict[str, Any], **kwargs: Any) -> None:
@@ -197,6 +198,8 @@ class EgressTransportSchema(StrictSchema):
     # otherwise raw). Never guessed per chunk: a raw record is delivered as the same bytes.
     envelope = fields.String(load_default=None, validate=validate.OneOf(["auto", "raw", "records"]))
     queue_bytes = Size(load_default=256 * 1024**2, positive=True)
+    auth_keys = FilePath(load_default=None)  # packet authentication (docs/security.md)
+    max_clock_skew = Duration(load_default=600.0)  # 0 = off
 
     @validates_schema
     def _sender(self, data: dict[str, Any], **kwargs: Any) -> None:

@@ -5,6 +5,11 @@ address is refused (counted as foreign) while the pinned sender is alive. Once t
 sender has been silent for `heartbeat_timeout` or said Shutdown, a new sender can take over
 with a StartUp, or, if its StartUp burst came while the old sender still held the link (a
 restart on a new port), with its next packet: a sender that never sent a StartUp cannot.
+
+With authentication on, the session is the pinned sender: the receiver lets through only
+datagrams of the session, and `follow` moves the pin to the address they come from (NAT, an
+ingress restarted on a new port). `cause` names why a link carrying only refused datagrams is
+down ("authentication failing (bad_tag)").
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import socket
 import time
 
 from ddc.errors import ConfigError
+from ddc.logs import ThrottledLog
 from ddc.protocol.wire import MessageType
 from ddc.units import format_hostport, parse_hostport
 
@@ -40,6 +46,7 @@ class LinkState:
         self.up = False
         self.down_reason = "no sender yet"
         self.ever_up = False
+        self._follow_log = ThrottledLog(log, 10.0, logging.INFO)
 
     def _pinned_name(self) -> str:
         """The pinned sender, for log lines."""
@@ -79,6 +86,25 @@ class LinkState:
                 format_hostport(previous),
             )
 
+    def follow(self, address: tuple, now: float) -> None:
+        """Authentication on: the session's datagrams now come from `address`."""
+        previous = self.pinned
+        self.pinned = address
+        self.candidate = None
+        self.last_packet = now
+        self._follow_log(
+            "follow",
+            "authenticated session's sender is %s (was %s)",
+            format_hostport(address),
+            "none" if previous is None else format_hostport(previous),
+        )
+
+    def refused_only(self, cause: str) -> None:
+        """The link is down and carries only refused datagrams: say so once per cause."""
+        if not self.up and self.down_reason != cause:
+            self.down_reason = cause
+            log.error("link interrupted: %s (datagrams arrive, none is accepted)", cause)
+
     def heard(self, now: float) -> None:
         self.last_packet = now
         if not self.up:
@@ -97,11 +123,20 @@ class LinkState:
             self.down_reason = "shutdown"
             log.warning("link down: sender %s sent Shutdown", self._pinned_name())
 
-    def check_timeout(self, now: float | None = None) -> bool:
-        """Called periodically: True when the link just went down for silence."""
+    def check_timeout(self, now: float | None = None, cause: str | None = None) -> bool:
+        """Called periodically: True when the link just went down for silence (`cause`: the
+        datagrams that did arrive were all refused, and why)."""
         now = time.monotonic() if now is None else now
         if self.up and now - self.last_packet >= self.timeout:
             self.up = False
+            if cause is not None:
+                self.down_reason = cause
+                log.error(
+                    "link interrupted: %s (nothing accepted for %.1fs)",
+                    cause,
+                    now - self.last_packet,
+                )
+                return True
             self.down_reason = "heartbeat timeout"
             log.error(
                 "link interrupted: nothing from %s for %.1fs (heartbeat_timeout %.1fs)",

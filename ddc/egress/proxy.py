@@ -10,20 +10,22 @@ from typing import Any
 import gevent
 
 from ddc.daemon import DRAIN_TIMEOUT, Deadline, Service
+from ddc.egress.auth_gate import AuthGate
 from ddc.egress.deliver import Deliverer
 from ddc.egress.gaps import GapTracker
 from ddc.egress.link import LinkState
 from ddc.egress.loss import LossWindow
 from ddc.egress.receiver import Receiver
 from ddc.egress.sinks import make_sink
-from ddc.egress.spool import SpoolError, open_spool
+from ddc.egress.spool import SpoolError, open_spool, spool_dir
 from ddc.egress.spool.watch import SpoolWatch
 from ddc.errors import ConfigError
 from ddc.http import http_server
 from ddc.metrics import EgressMetrics, Exporter
 from ddc.netio import UdpSocket, socket_drops
+from ddc.protocol.auth_session import REASONS, Expectations
 from ddc.protocol.reassembly import Reassembler
-from ddc.protocol.wire import MessageType
+from ddc.protocol.wire import MAX_DATAGRAM, MessageType
 from ddc.units import format_hostport
 
 log = logging.getLogger(__name__)
@@ -56,6 +58,16 @@ class EgressProxy(Service):
         self.deliverer.gaps = self.gaps
         self.reassembler.on_loss = self.gaps.sequence_lost
         self.reassembler.on_reset = self._session_reset
+        self.auth: AuthGate | None = None
+        if transport["auth_keys"]:
+            self.auth = AuthGate(
+                transport["auth_keys"],
+                Expectations(transport["envelope"], MAX_DATAGRAM, fec=True),
+                transport["max_clock_skew"],
+                spool_dir(config["spool"], config["name"]),
+            )
+            for reason in REASONS:  # every reason shows, at 0, from the start
+                self.metrics.auth_failures.labels(reason=reason)
         self.udp: UdpSocket | None = None
         self.receiver: Receiver | None = None
         self.http = http_server(
@@ -83,9 +95,24 @@ class EgressProxy(Service):
         interval = min(0.5, self.link.timeout / 4)
         while True:
             gevent.sleep(interval)
-            if self.link.check_timeout():
-                self.metrics.link_interruptions.labels(reason="heartbeat_timeout").inc()
+            cause = self._auth_failing()
+            if self.link.check_timeout(cause=cause):
+                reason = "heartbeat_timeout" if cause is None else "auth_failing"
+                self.metrics.link_interruptions.labels(reason=reason).inc()
+            elif cause is not None:
+                self.link.refused_only(cause)
             self.metrics.link_up.set(1 if self.link.up else 0)
+
+    def _auth_failing(self) -> str | None:
+        """ "authentication failing (REASON)" while only refused datagrams arrive."""
+        if self.auth is None or self.receiver is None:
+            return None
+        return self.auth.failing(sum(self.receiver.received))
+
+    def reload(self) -> None:
+        """SIGHUP: re-read the authentication key file."""
+        if self.auth is not None:
+            self.auth.reload()
 
     def _fec_timer(self) -> None:
         """The FEC hold's deadline and group expiry; samples the loss ratio once a second."""
@@ -111,7 +138,9 @@ class EgressProxy(Service):
     def start(self) -> None:
         transport = self.config["transport"]
         self.udp = UdpSocket.bound(transport["listen"], transport["receive_buffer"])
-        self.receiver = Receiver(self.udp, self.link, self.reassembler, self.deliverer.enqueue)
+        self.receiver = Receiver(
+            self.udp, self.link, self.reassembler, self.deliverer.enqueue, auth=self.auth
+        )
         self.sink.start()
         if self.http is not None:
             self.http.start()
@@ -163,6 +192,11 @@ class EgressProxy(Service):
             self._exporter.export("bytes", m.bytes_received, receiver.bytes)
             self._exporter.export("foreign", m.foreign_packets, receiver.foreign)
             self._exporter.export("startups", m.startups, receiver.startups)
+            if self.auth is not None:
+                for reason, count in self.auth.failures.items():
+                    self._exporter.export(
+                        f"auth.{reason}", m.auth_failures.labels(reason=reason), count
+                    )
             for reason, count in receiver.malformed.items():
                 self._exporter.export(
                     f"malformed.{reason}", m.malformed_packets.labels(reason=reason), count
@@ -216,6 +250,7 @@ class EgressProxy(Service):
             or sink_health.get("sink_ok") is False
             or self.crashed is not None
             or self.spool_watch.over()
+            or (self.auth is not None and self.auth.mismatch is not None)
         )
         age = self.link.age()
         body = {
@@ -231,6 +266,7 @@ class EgressProxy(Service):
             "chunks_delivered": stats.delivered,
             "queued_bytes": self.spool.bytes,
             **self._fec_health(),
+            **(self.auth.health() if self.auth is not None else {}),
             **sink_health,
             **self.spool_watch.health(),
         }

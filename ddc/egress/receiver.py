@@ -1,4 +1,10 @@
-"""The egress's hot loop: datagram → sender check → header check → FEC hold → reassembly → chunks.
+"""The egress's hot loop: datagram → auth → sender check → header check → FEC hold → reassembly.
+
+Authentication on (`auth`, ddc/egress/auth_gate.py): every datagram is verified first; a refused
+one is counted there and goes no further; an accepted one continues without its trailer, from
+whatever address the session's datagrams come from (the session is the pinned sender). Only
+a new session's StartUp resets the sequence; a resumed session (a restarted egress) resyncs at
+the next DataFirst; a repeat of the session's StartUp is a sign of life.
 
 FEC is always decoded (parity is self-describing; a sender without FEC costs a little
 bookkeeping and no latency): every data, parity and HeartBeat packet goes through the
@@ -18,9 +24,12 @@ from collections.abc import Callable
 import gevent
 import gevent.lock
 
+from ddc.egress.auth_gate import AuthGate
 from ddc.egress.link import LinkState
 from ddc.logs import ThrottledLog
 from ddc.netio import RECEIVE_SIZE, UdpSocket
+from ddc.protocol.auth import TRAILER_SIZE
+from ddc.protocol.auth_session import NEW_SESSION, RESUMED_SESSION
 from ddc.protocol.fec_receive import FecReceiver
 from ddc.protocol.reassembly import Reassembler
 from ddc.protocol.wire import MessageType, parse_header
@@ -52,8 +61,10 @@ class Receiver:
         reassembler: Reassembler,
         deliver: Callable[[bytes | bytearray | memoryview], None],
         fec: FecReceiver | None = None,
+        auth: AuthGate | None = None,
     ) -> None:
         self.udp = udp
+        self.auth = auth
         self.link = link
         self.reassembler = reassembler
         self.deliver = deliver
@@ -121,6 +132,9 @@ class Receiver:
         return lost, received[DATA_FIRST] + received[DATA] + received[PARITY]
 
     def handle(self, view: memoryview, size: int, address: tuple) -> None:
+        if self.auth is not None:
+            self._handle_signed(view, size, address)
+            return
         header = parse_header(view, size)
         link = self.link
         if isinstance(header, str):
@@ -131,6 +145,7 @@ class Receiver:
             return
         kind, seq, _, _ = header
         now = time.monotonic()
+        verdict = None
         if address != link.pinned:
             if not link.may_pin(address, now, kind):
                 self._foreign(address)
@@ -140,6 +155,52 @@ class Receiver:
             if kind != STARTUP:
                 self.fec.startup(now)
                 self.reassembler.unsync("new sender")
+        self._accepted(view, size, address, kind, seq, now, verdict)
+
+    def _handle_signed(self, view: memoryview, size: int, address: tuple) -> None:
+        """Authentication on: the gate first; the session is the pinned sender."""
+        assert self.auth is not None
+        verdict = self.auth.check(view, size, address)
+        if verdict is None:
+            return
+        size -= TRAILER_SIZE
+        header = parse_header(view, size)
+        if isinstance(header, str):  # signed by the session, yet malformed
+            self.malformed[header] += 1
+            return
+        link = self.link
+        if not link.allowed(address):
+            self._foreign(address)
+            return
+        now = time.monotonic()
+        if address != link.pinned:
+            link.follow(address, now)
+        self._accepted(view, size, address, header[0], header[1], now, verdict)
+
+    def _session_startup(self, verdict: str, address: tuple, now: float) -> None:
+        if verdict == NEW_SESSION:
+            self.startups += 1
+            log.info("StartUp of a new session from %s: sequence reset", format_hostport(address))
+            self.fec.startup(now)
+            self.reassembler.reset("startup")
+        elif verdict == RESUMED_SESSION:
+            log.warning(
+                "session resumed from %s: resync at the next chunk", format_hostport(address)
+            )
+            self.fec.startup(now)
+            self.reassembler.unsync("resumed session")
+
+    def _accepted(
+        self,
+        view: memoryview,
+        size: int,
+        address: tuple,
+        kind: int,
+        seq: int,
+        now: float,
+        verdict: str | None,
+    ) -> None:
+        link = self.link
         self.received[kind] += 1
         self.bytes += size
         if kind == DATA_FIRST or kind == DATA:
@@ -154,6 +215,9 @@ class Receiver:
         elif kind == STARTUP:
             link.released = False
             link.heard(now)
+            if verdict is not None:
+                self._session_startup(verdict, address, now)
+                return
             reassembler = self.reassembler
             if (
                 reassembler.expected != 0

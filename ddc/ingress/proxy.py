@@ -36,7 +36,7 @@ class IngressProxy(Service):
         self.name = f"ingress {config['name']}"
         transport_config = config["transport"]
         self.metrics = IngressMetrics()
-        self.transport = Transport(transport_config, self.metrics)
+        self.transport = Transport(transport_config, self.metrics, config["name"])
         self.envelope = transport_config["envelope"]
         self.queue_policy = transport_config["queue_policy"]
         self.records_queue = CostQueue(
@@ -178,6 +178,10 @@ class IngressProxy(Service):
         self.transport.close()
         log.info("%s stopped", self.name)
 
+    def reload(self) -> None:
+        """SIGHUP: re-read the authentication key file."""
+        self.transport.reload()
+
     def _count_unsent(self) -> None:
         """Whatever the pipeline still holds after the drain timeout (queued, or in the framer's
         or the sender's hands) is dropped: count it, say it."""
@@ -228,6 +232,7 @@ class IngressProxy(Service):
             "fec": None
             if fec is None
             else {"data": fec.k, "parity": fec.m, "interleave": fec.interleave},
+            "auth_key_id": None if self.transport.auth is None else self.transport.auth.key_id,
             "queued_records": self.records_queue.cost,
             "queued_chunk_bytes": self.chunks_queue.cost,
             **source_health,

@@ -8,6 +8,10 @@ the sender has been idle for the linger since its first packet (`fec_wait`, `flu
 FEC_MAX_GROUP_AGE after its first packet (fec_sender.py). Only the one sending greenlet calls
 `send_chunk` and `flush_fec`, so a block's parity never overtakes data;
 `send_shutdown` flushes first, `send_startup` resets the encoder. FEC off: the v1 path, unchanged.
+
+Authentication (`auth_keys`, ddc/ingress/auth_sender.py): every datagram (data, parity,
+StartUp, HeartBeat, Shutdown) ends in a 17-byte trailer, so datagrams carry 17 bytes less
+payload within `max_packet_size`; FEC encodes the datagrams before their trailer.
 """
 
 from __future__ import annotations
@@ -20,10 +24,12 @@ from typing import Any
 
 import gevent
 
+from ddc.ingress.auth_sender import AuthSender
 from ddc.ingress.fec_sender import ParitySender
 from ddc.ingress.pacing import make_pacer
 from ddc.metrics import IngressMetrics
 from ddc.netio import UdpSocket, set_send_buffer
+from ddc.protocol.auth import TRAILER_SIZE
 from ddc.protocol.fec import FecEncoder, data_datagram_max
 from ddc.protocol.fragment import Payload, Sequence, fragment
 from ddc.protocol.wire import HEADER_SIZE, SEQ_MODULO, MessageType, encode_header
@@ -56,18 +62,26 @@ class Transport:
     can cure drop a packet, and the egress then counts it as lost.
     """
 
-    def __init__(self, config: dict[str, Any], metrics: IngressMetrics) -> None:
+    def __init__(self, config: dict[str, Any], metrics: IngressMetrics, name: str = "ddc") -> None:
         self.destination = config["destination"]
         self.bind = config["bind"]
         k, m = config.get("fec_data", 0), config.get("fec_parity", 0)
         self.fec: FecEncoder | None = None
         self.parity: ParitySender | None = None
         max_datagram = config["max_packet_size"]
+        if config.get("auth_keys"):
+            max_datagram -= TRAILER_SIZE  # every datagram, parity too, ends in a trailer
         if k and m:
             linger = config.get("fec_linger_ms", 5.0) / 1000
             self.fec = FecEncoder(k, m, config.get("fec_interleave", 1), linger)
             self.parity = ParitySender(self.fec, self._send_parity, FEC_MAX_GROUP_AGE)
             max_datagram = data_datagram_max(max_datagram)
+        self.auth: AuthSender | None = None
+        if config.get("auth_keys"):
+            fec = (k, m) if k and m else None
+            self.auth = AuthSender(
+                config["auth_keys"], name, config["envelope"], config["max_packet_size"], fec
+            )
         self.payload_max = max_datagram - HEADER_SIZE
         self.config = config
         self.metrics = metrics
@@ -148,19 +162,30 @@ class Transport:
                 backoff = min(MAX_BACKOFF, backoff * 2)
 
     def send_chunk(self, chunk: Payload) -> bool:
-        """Fragments and sends one chunk; False when a packet of it had to be dropped."""
-        if self.fec is not None:
-            assert self.parity is not None
-            return self._send_chunk_fec(chunk, self.parity)
+        """Fragments and sends one chunk; False when a packet of it had to be dropped.
+
+        FEC on: each data datagram is joined once (the encoder keeps it) and goes to the
+        encoder after its send. Auth on: each datagram leaves with its trailer."""
         take = self.pacer.take
         send = self._send
         sequence = self.sequence
+        parity = self.parity
+        signer = self.auth.signer if self.auth is not None else None
         complete = True
         for header, payload in fragment(chunk, self.payload_max, sequence):
-            length = HEADER_SIZE + len(payload)
+            if parity is None:
+                parts: list[Payload] = [header, payload]
+                length = HEADER_SIZE + len(payload)
+            else:
+                datagram = b"".join((header, payload))
+                parts = [datagram]
+                length = len(datagram)
+            if signer is not None:
+                parts.append(signer.trailer_of(parts))
+                length += TRAILER_SIZE
             take(length)
             # a dropped packet still consumed its seq: the egress counts it as lost
-            if send([header, payload], True):
+            if send(parts, True):
                 self.data_bytes += length
                 self.data_packets += 1
             else:
@@ -168,38 +193,24 @@ class Transport:
             # HeartBeats announce only handed-over seqs: one sent while this packet waited for
             # socket space must not make the egress count it as lost
             self.handed_over = sequence.next
-        if complete:
-            self.chunks += 1
-        return complete
-
-    def _send_chunk_fec(self, chunk: Payload, parity: ParitySender) -> bool:
-        """send_chunk with FEC on: each data datagram goes to the encoder after its send."""
-        take = self.pacer.take
-        send = self._send
-        sequence = self.sequence
-        complete = True
-        for header, payload in fragment(chunk, self.payload_max, sequence):
-            datagram = b"".join((header, payload))  # one copy: the encoder keeps it
-            length = len(datagram)
-            take(length)
-            if send([datagram], True):
-                self.data_bytes += length
-                self.data_packets += 1
-            else:
-                complete = False
-            self.handed_over = sequence.next
-            parity.data((sequence.next - 1) % SEQ_MODULO, datagram, time.monotonic())
+            if parity is not None:
+                parity.data((sequence.next - 1) % SEQ_MODULO, datagram, time.monotonic())
         if complete:
             self.chunks += 1
         return complete
 
     def _send_parity(self, parity: list[bytes]) -> None:
         take = self.pacer.take
+        signer = self.auth.signer if self.auth is not None else None
         for datagram in parity:
-            take(len(datagram))
-            if self._send([datagram], True):
+            parts: list[Payload] = [datagram]
+            if signer is not None:
+                parts.append(signer.trailer_of(parts))
+            length = len(datagram) + (TRAILER_SIZE if signer is not None else 0)
+            take(length)
+            if self._send(parts, True):
                 self.parity_packets += 1
-                self.parity_bytes += len(datagram)
+                self.parity_bytes += length
 
     def fec_wait(self) -> float | None:
         """Seconds until the open FEC block's linger ends (0: now); None: nothing to flush."""
@@ -211,13 +222,15 @@ class Transport:
         if self.parity is not None:
             self.parity.flush()
 
-    def _control(self, kind: MessageType, seq: int, count: int) -> None:
-        header = encode_header(kind, seq, 0, 0)
+    def _control(self, kind: MessageType, seq: int, count: int, payload: bytes = b"") -> None:
+        datagram = encode_header(kind, seq, len(payload), 0) + payload
+        if self.auth is not None:
+            datagram = self.auth.signer.sign(datagram)
         counter = self.metrics.packets_sent.labels(type=kind.name.lower())
         for index in range(count):
-            if self._send([header], False):
+            if self._send([datagram], False):
                 counter.inc()
-                self.metrics.bytes_sent.inc(HEADER_SIZE)
+                self.metrics.bytes_sent.inc(len(datagram))
             if index % 50 == 49:
                 gevent.sleep(0.0005)  # a burst, but not faster than a receiver's buffer can take
 
@@ -226,12 +239,26 @@ class Transport:
             self.parity.reset()
         self.sequence = Sequence(0)
         self.handed_over = 0
-        self._control(MessageType.STARTUP, 0, self.config["startup_burst"])
+        payload = b""
+        if self.auth is not None:
+            self.auth.new_session()
+            payload = self.auth.startup_payload()
+        self._control(MessageType.STARTUP, 0, self.config["startup_burst"], payload)
         gevent.sleep(STARTUP_SETTLE)
         log.info("StartUp burst sent (%d packets)", self.config["startup_burst"])
 
     def send_heartbeat(self) -> None:
+        """A HeartBeat; with auth on, after a repeat of the session's StartUp (a restarted
+        egress resumes the session with it, docs/security.md)."""
+        if self.auth is not None:
+            payload = self.auth.startup_payload(self.handed_over)
+            self._control(MessageType.STARTUP, 0, 1, payload)
         self._control(MessageType.HEARTBEAT, self.handed_over, 1)
+
+    def reload(self) -> None:
+        """SIGHUP: re-read the key file (auth on)."""
+        if self.auth is not None:
+            self.auth.reload()
 
     def send_shutdown(self) -> None:
         self.flush_fec()

@@ -42,6 +42,7 @@ STARTUP_FIXED = struct.Struct("<8sQH")  # session_id, start_time_ms, descriptor_
 ENVELOPES = ("raw", "records")
 
 Buffer = bytes | bytearray | memoryview
+Payload = Buffer
 
 
 def _base(key: bytes, session_id: bytes) -> Any:
@@ -73,6 +74,14 @@ class Signer:
     def trailer(self, body: Buffer) -> bytes:
         mac = self._base.copy()
         mac.update(body)
+        mac.update(self._id_byte)
+        return self._id_byte + mac.digest()[:TAG_SIZE]
+
+    def trailer_of(self, parts: list[Payload]) -> bytes:
+        """The trailer of the datagram made of `parts` (header, payload: no join needed)."""
+        mac = self._base.copy()
+        for part in parts:
+            mac.update(part)
         mac.update(self._id_byte)
         return self._id_byte + mac.digest()[:TAG_SIZE]
 

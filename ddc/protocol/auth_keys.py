@@ -12,11 +12,16 @@ Every error names the file and line (``keys.txt:3: key id must be 0..255``) and 
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
+
+from ddc.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 MIN_KEY_BYTES = 32
 MAX_KEY_ID = 255
@@ -112,6 +117,18 @@ def load_keys(path: str | os.PathLike[str]) -> tuple[KeySet, str | None]:
     except (OSError, UnicodeDecodeError) as exc:
         raise KeyFileError(f"{name}: cannot read key file: {exc}") from None
     return parse_keys(text, name), permission_warning(path)
+
+
+def read_keys(path: str, config_key: str) -> KeySet:
+    """A daemon's key file at start: ConfigError naming `config_key` when it cannot be used;
+    a permission warning is logged."""
+    try:
+        keys, warning = load_keys(path)
+    except KeyFileError as exc:
+        raise ConfigError(config_key, str(exc)) from None
+    if warning:
+        log.warning("%s", warning)
+    return keys
 
 
 def new_key_line(key_id: int = 1, size: int = MIN_KEY_BYTES) -> str:

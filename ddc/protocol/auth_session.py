@@ -25,6 +25,16 @@ Rules (docs/wire-protocol.md "Authentication", docs/security.md):
    not windowed (the reassembler bounds what a repeated HeartBeat can do).
 5. `reload(keys)` swaps the key set at once: sessions and replay windows stay; a key id no
    longer in the set is ``unknown_key`` from the next datagram on.
+6. Repeats and resuming (docs/security.md "A restarted egress"): the ingress repeats its
+   session's StartUp with every HeartBeat, its descriptor carrying ``repeat_ms`` (the sender's
+   clock when sent) and ``seq`` (its next data seq). A repeat of the current session is accepted
+   (REPEAT) only when its repeat_ms is newer than every repeat accepted before, else ``replay``;
+   a StartUp of a closed session is ``stale_session``. With no session yet, a repeat resumes
+   its session (RESUMED_SESSION) only when it is fresher than `resume` says: the same session
+   id and start_time_ms as the persisted ResumePoint and a newer repeat_ms, or, with no
+   persisted session (session_id None), a repeat_ms newer than `resume.repeat_ms` (the egress's
+   start time). A resumed session accepts no data or parity packet before the repeat's seq.
+   A new session needs a start_time_ms greater than `resume.start_time_ms` too.
 
 `failures` counts refusals by reason (the label of ddc_egress_auth_failures_total).
 """
@@ -49,7 +59,7 @@ from ddc.protocol.auth import (
     decode_startup,
 )
 from ddc.protocol.auth_keys import KeySet
-from ddc.protocol.wire import HEADER, HEADER_SIZE, MessageType, seq_distance
+from ddc.protocol.wire import HEADER, HEADER_SIZE, SEQ_MODULO, MessageType, seq_distance
 
 MISSING = "missing"
 UNKNOWN_KEY = "unknown_key"
@@ -61,6 +71,8 @@ REASONS = (MISSING, UNKNOWN_KEY, BAD_TAG, REPLAY, STALE_SESSION)
 ACCEPTED = "accepted"
 NEW_SESSION = "new_session"
 REFUSED_SESSION = "refused_session"
+REPEAT = "repeat"  # a fresh repeat of the current session's StartUp (accepted)
+RESUMED_SESSION = "resumed_session"
 
 MIN_WINDOW = 4096
 OTHER_SESSIONS = 4
@@ -108,6 +120,24 @@ class ReplayWindow:
             self._bits[slot] = bit
         return True
 
+    def start_at(self, seq: int) -> None:
+        """Refuse everything before `seq` (a resumed session): the window is full up to it."""
+        every = (1 << 256) - 1
+        for back in range(self.size, 0, -1):
+            old = (seq - back) % SEQ_MODULO
+            self._seqs[old & self._mask] = old
+            self._bits[old & self._mask] = every
+        self.top = (seq - 1) % SEQ_MODULO
+
+
+@dataclass(frozen=True)
+class ResumePoint:
+    """What a restarted egress knows of the session before it (ddc.egress.auth_state)."""
+
+    session_id: bytes | None  # None: nothing persisted
+    start_time_ms: int  # a new session must be newer
+    repeat_ms: int  # a resuming repeat must be newer
+
 
 @dataclass(frozen=True)
 class Expectations:
@@ -146,6 +176,16 @@ class Session:
         self.data = ReplayWindow(window)
         self.parity = ReplayWindow(window)
         self.closed = False  # a Shutdown of this session arrived
+        self.repeat_ms = repeat_of(info)[0]  # the newest repeat accepted (0: none yet)
+
+
+def repeat_of(info: StartUpInfo) -> tuple[int, int]:
+    """(repeat_ms, seq) of a repeated StartUp; repeat_ms 0 for the first burst."""
+    desc = info.descriptor
+    repeat_ms, seq = desc.get("repeat_ms"), desc.get("seq")
+    if isinstance(repeat_ms, int) and isinstance(seq, int) and repeat_ms > 0:
+        return repeat_ms, seq % SEQ_MODULO
+    return 0, 0
 
 
 class AuthReceiver:
@@ -160,8 +200,10 @@ class AuthReceiver:
         max_clock_skew: float = 600.0,
         window: int = MIN_WINDOW,
         clock: Callable[[], float] = time.time,
+        resume: ResumePoint | None = None,
     ) -> None:
         self.keys = keys
+        self.resume = resume
         self.expect = expect or Expectations()
         self.max_clock_skew_ms = int(max_clock_skew * 1000)
         self.window = window
@@ -250,12 +292,21 @@ class AuthReceiver:
         if isinstance(info, str):
             return self._refuse_session(session_id, f"malformed StartUp: {info}")
         if current is not None and session_id == current.session_id:
-            if info.start_time_ms == current.start_time_ms:
-                return ACCEPTED  # the rest of its burst, or a repeat: changes nothing
-            return self._refuse(STALE_SESSION)
+            if info.start_time_ms != current.start_time_ms or current.closed:
+                return self._refuse(STALE_SESSION)
+            repeat_ms = repeat_of(info)[0]
+            if not repeat_ms:
+                return ACCEPTED  # the rest of its burst: changes nothing
+            if repeat_ms <= current.repeat_ms:
+                return self._refuse(REPLAY)
+            current.repeat_ms = repeat_ms
+            return REPEAT
         if current is not None and info.start_time_ms <= current.start_time_ms:
             self._remember(session_id, second_sender=True)
             return self._refuse(STALE_SESSION)
+        resume = self.resume if current is None else None
+        if resume is not None and info.start_time_ms <= resume.start_time_ms:
+            return self._resume(info, resume)
         skew = self.max_clock_skew_ms
         if skew and abs(info.start_time_ms - int(self.clock() * 1000)) > skew:
             return self._refuse(STALE_SESSION)
@@ -265,8 +316,28 @@ class AuthReceiver:
         if current is not None:
             self._remember(current.session_id, second_sender=not current.closed)
         self.session = Session(info, self.keys, self.window)
+        self.resume = None
         self.sessions_started += 1
         return NEW_SESSION
+
+    def _resume(self, info: StartUpInfo, resume: ResumePoint) -> str:
+        """No session since the egress started: may this repeat resume its session?"""
+        repeat_ms, seq = repeat_of(info)
+        same = resume.session_id is None or (
+            resume.session_id == info.session_id and resume.start_time_ms == info.start_time_ms
+        )
+        if not same or repeat_ms <= resume.repeat_ms:
+            return self._refuse(STALE_SESSION)
+        problem = contradiction(info.descriptor, self.expect)
+        if problem is not None:
+            return self._refuse_session(info.session_id, problem)
+        session = Session(info, self.keys, self.window)
+        session.data.start_at(seq)
+        session.parity.start_at(seq)
+        self.session = session
+        self.resume = None
+        self.sessions_started += 1
+        return RESUMED_SESSION
 
     def _refuse_session(self, session_id: bytes, problem: str) -> str:
         if session_id not in self._others:
