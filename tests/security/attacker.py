@@ -74,10 +74,10 @@ class Tap(threading.Thread):
         self.out = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.captured: list[bytes] = []
         self.passing = True
-        self._stop = threading.Event()
+        self._halt = threading.Event()
 
     def run(self) -> None:
-        while not self._stop.is_set():
+        while not self._halt.is_set():
             try:
                 data = self.sock.recv(65536)
             except TimeoutError:
@@ -92,7 +92,7 @@ class Tap(threading.Thread):
             sender.sendto(data, self.forward)
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()
         self.join(2)
         self.sock.close()
         self.out.close()

@@ -15,12 +15,15 @@ from ddc.protocol.auth_session import (
     MISSING,
     NEW_SESSION,
     REFUSED_SESSION,
+    REPEAT,
     REPLAY,
+    RESUMED_SESSION,
     STALE_SESSION,
     UNKNOWN_KEY,
     AuthReceiver,
     Expectations,
     ReplayWindow,
+    ResumePoint,
 )
 from ddc.protocol.fec import encode_group
 from ddc.protocol.wire import MessageType, encode_header
@@ -41,8 +44,9 @@ class Sender:
         self.start_ms = start_ms
         self.desc = auth.descriptor("pair", envelope, size, fec)
 
-    def startup(self) -> bytes:
-        payload = auth.encode_startup(self.sid, self.start_ms, self.desc)
+    def startup(self, repeat_ms: int = 0, seq: int = 0) -> bytes:
+        desc = {**self.desc, "repeat_ms": repeat_ms, "seq": seq} if repeat_ms else self.desc
+        payload = auth.encode_startup(self.sid, self.start_ms, desc)
         return self.signer.sign(encode_header(MessageType.STARTUP, 0, len(payload)) + payload)
 
     def data(self, seq: int, payload: bytes = b"x") -> bytes:
@@ -215,3 +219,41 @@ def test_window_matches_a_model(start, steps):
         if expected:
             seen.add((value, sub))
             top = value if top is None else max(top, value)
+
+
+def test_repeats_of_the_startup_must_be_fresher_each_time():
+    rx, tx = receiver(), Sender()
+    assert rx.check(tx.startup()) == NEW_SESSION
+    assert rx.check(tx.startup(T0 + 1000, 40)) == REPEAT
+    assert rx.check(tx.startup(T0 + 1000, 40)) == REPLAY  # the same repeat again
+    assert rx.check(tx.startup(T0 + 500, 20)) == REPLAY  # an older one
+    assert rx.check(tx.startup(T0 + 2000, 80)) == REPEAT
+    assert rx.check(tx.control(MessageType.SHUTDOWN, 80)) == ACCEPTED
+    assert rx.check(tx.startup()) == STALE_SESSION  # a closed session does not come back
+    assert rx.check(tx.startup(T0 + 3000, 80)) == STALE_SESSION
+
+
+def test_a_restarted_egress_resumes_the_persisted_session_from_a_fresher_repeat_only():
+    tx = Sender()
+    resume = ResumePoint(tx.sid, T0, T0 + 2000)  # what the egress persisted before it stopped
+    rx = receiver(resume=resume)
+    assert rx.check(tx.startup()) == STALE_SESSION  # the first burst, replayed
+    assert rx.check(tx.startup(T0 + 2000, 100)) == STALE_SESSION  # the last repeat it saw
+    assert rx.check(tx.data(150)) == STALE_SESSION  # no session yet
+    assert rx.check(tx.startup(T0 + 3000, 200)) == RESUMED_SESSION
+    assert rx.check(tx.data(199)) == REPLAY  # sent before the repeat: maybe delivered already
+    assert rx.check(tx.data(200)) == ACCEPTED
+    assert rx.check(tx.data(200)) == REPLAY
+    assert rx.check(tx.startup(T0 + 4000, 201)) == REPEAT
+    other = Sender(sid=b"\x07" * 8)  # another session of the same start time: not resumed
+    assert receiver(resume=resume).check(other.startup(T0 + 3000, 5)) == STALE_SESSION
+
+
+def test_without_a_persisted_session_only_what_was_sent_after_the_egress_started_counts():
+    resume = ResumePoint(None, T0, T0)  # nothing persisted: the egress started at T0
+    old = Sender(start_ms=T0 - 60_000)
+    rx = receiver(resume=resume)
+    assert rx.check(old.startup()) == STALE_SESSION  # a session from before the restart
+    assert rx.check(old.startup(T0 - 1, 10)) == STALE_SESSION  # a repeat from before it
+    assert rx.check(old.startup(T0 + 1000, 10)) == RESUMED_SESSION  # sent after: resumes
+    assert receiver(resume=resume).check(Sender(start_ms=T0 + 5).startup()) == NEW_SESSION
