@@ -8,6 +8,8 @@ import pytest
 
 from ddc.protocol.auth_keys import new_key_line
 from devtools.harness import Pair
+from tests.integration.conftest import pairs  # noqa: F401  (real link pairs)
+from tests.integration.dedup.conftest import dedup_server  # noqa: F401  (real Redis)
 from tests.integration.streams import Collector
 
 

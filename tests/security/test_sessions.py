@@ -138,3 +138,19 @@ def test_a_restarted_egress_resumes_within_a_heartbeat_and_refuses_the_replayed_
         assert set(got) == set(range(60)) and got[-30:] == list(range(30, 60))
     finally:
         tap.stop()
+
+
+def test_a_replayed_burst_of_the_live_session_is_replay_and_delivered_once(auth_pairs):
+    pair, collector, tap = tapped(auth_pairs)
+    try:
+        send_udp_paced(pair.source_port, records(0, 40), 2e6)
+        collector.wait_for(40, timeout=20)
+        burst = [d for d in tap.captured if d[0] in (3, 4)]  # DataFirst, Data
+        assert len(burst) == 40
+        tap.replay(burst)
+        wait_until(lambda: failures(pair.egress)["replay"] == 40, 10, message="40 replays")
+        send_udp_paced(pair.source_port, records(40, 10), 2e6)
+        assert indexes(collector.wait_for(50, timeout=20)) == list(range(50))
+        assert pair.egress.metric("ddc_egress_packets_late_total") == 0  # refused before
+    finally:
+        tap.stop()
