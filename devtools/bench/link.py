@@ -9,7 +9,9 @@ no lost packet.
 
 Scenarios c and d are the same 60 KB datagrams over 1472-byte packets (no IP fragmentation on a
 1500-byte MTU), without and with FEC 32+8; run together (`--scenario fec` or `all`), the table is
-followed by the FEC on / off throughput ratio of this run.
+followed by the FEC on / off throughput ratio of this run. Scenarios e and f are a and b with
+packet authentication on both sides (`--scenario auth` runs a, e, b, f: the auth on / off ratios
+of this run).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ddc.protocol.auth_keys import new_key_line
 from devtools.bench.common import (
     Receiver,
     cpu_seconds,
@@ -45,6 +48,7 @@ class Scenario:
     envelope: str
     limiter_margin: float  # limiter rate = offered payload rate × this (headers, envelope)
     transport: dict[str, Any] = field(default_factory=dict)  # more [ingress.transport] keys
+    auth: bool = False  # packet authentication on both sides (one key file)
 
 
 KEEP_UP = 0.95  # delivered/offered throughput a passing trial needs
@@ -69,7 +73,18 @@ SCENARIOS = {
         {"max_packet_size": 1472, "fec_data": 32, "fec_parity": 8},
     ),
 }
-GROUPS = {"all": ["a", "b", "c", "d"], "fec": ["c", "d"]}
+SCENARIOS["e"] = Scenario(
+    "e", "60 KB datagrams, raw envelope, auth on", 60_000, "raw", 1.05, auth=True
+)
+SCENARIOS["f"] = Scenario(
+    "f", "200-byte datagrams, records envelope, auth on", 200, "records", 1.3, auth=True
+)
+GROUPS = {"all": ["a", "b", "c", "d", "e", "f"], "fec": ["c", "d"], "auth": ["a", "e", "b", "f"]}
+RATIOS = [
+    ("d", "c", "FEC 32+8 on / off"),
+    ("e", "a", "auth on / off, 60 KB"),
+    ("f", "b", "auth on / off, 200 B"),
+]
 
 
 QUIET = {"log_level": "WARNING"}
@@ -82,6 +97,13 @@ def make_pair(workdir: Path, scenario: Scenario, rate_bits: float | None, sink_p
     transport.update(scenario.transport)
     if rate_bits:
         transport["rate"] = f"{rate_bits:.0f}"
+    egress_transport: dict[str, Any] = {"receive_buffer": "64MiB", "envelope": scenario.envelope}
+    if scenario.auth:
+        keys = workdir / "bench.keys"
+        if not keys.exists():
+            keys.write_text(new_key_line(1) + "\n")
+            keys.chmod(0o600)
+        transport["auth_keys"] = egress_transport["auth_keys"] = str(keys)
     return Pair(
         workdir,
         "bench",
@@ -91,7 +113,7 @@ def make_pair(workdir: Path, scenario: Scenario, rate_bits: float | None, sink_p
         egress=QUIET,
         source_options={"receive_buffer": "64MiB"},
         transport=transport,
-        egress_transport={"receive_buffer": "64MiB", "envelope": scenario.envelope},
+        egress_transport=egress_transport,
         sink_options={"send_buffer": "16MiB"},
         sink_port=sink_port,
         fast_heartbeats=False,
@@ -256,7 +278,10 @@ def run_scenario(
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="scripts/bench link", description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--scenario", choices=[*SCENARIOS, *GROUPS], default="all", help="fec: c and d"
+        "--scenario",
+        choices=[*SCENARIOS, *GROUPS],
+        default="all",
+        help="fec: c and d; auth: a, e, b, f",
     )
     parser.add_argument(
         "--duration", type=float, default=None, help="seconds per trial (default 5, --quick 1.5)"
@@ -309,9 +334,10 @@ def main(argv: list[str]) -> int:
         f"\n(trials of {duration:g} s; CPU% = process CPU time over the delivery span; 2-core machine)"
     )
     best = {row[0]: row[2] for row in rows if row[1] != "raw Python UDP"}
-    if best.get("c") and "d" in best:
-        print(
-            f"FEC 32+8 on / off (scenario d / c, same run): {best['d'] / best['c']:.2f}x "
-            f"({best['d']:.1f} / {best['c']:.1f} MB/s)"
-        )
+    for on, off, what in RATIOS:
+        if best.get(off) and on in best:
+            print(
+                f"{what} (scenario {on} / {off}, same run): {best[on] / best[off]:.2f}x "
+                f"({best[on]:.1f} / {best[off]:.1f} MB/s)"
+            )
     return 0
