@@ -19,6 +19,7 @@ What the gate adds to the state machine:
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from typing import Any
 
 from ddc.egress.auth_state import load_resume_point, save_session
@@ -27,11 +28,16 @@ from ddc.protocol.auth import Buffer
 from ddc.protocol.auth_keys import KeyFileError, load_keys, read_keys
 from ddc.protocol.auth_session import (
     ACCEPTED,
+    BAD_TAG,
+    MISSING,
     NEW_SESSION,
     REASONS,
     REFUSED_SESSION,
     REPEAT,
+    REPLAY,
     RESUMED_SESSION,
+    STALE_SESSION,
+    UNKNOWN_KEY,
     AuthReceiver,
     Expectations,
 )
@@ -41,6 +47,8 @@ log = logging.getLogger(__name__)
 
 LOG_INTERVAL = 10.0
 SESSION_EVENTS = (NEW_SESSION, RESUMED_SESSION, REPEAT)
+# the refusal reasons in the order they name a failing link's cause
+CAUSES = (BAD_TAG, UNKNOWN_KEY, MISSING, REPLAY, STALE_SESSION, "refused_session")
 
 
 class AuthGate:
@@ -62,7 +70,7 @@ class AuthGate:
         self._log = ThrottledLog(log, LOG_INTERVAL)
         self._second_log = ThrottledLog(log, LOG_INTERVAL, logging.WARNING)
         self._second_count = 0
-        self._seen = (0, 0)  # (accepted, refused) at the last failing() call
+        self._seen: tuple[int, Counter[str]] = (0, Counter())  # at the last failing() call
         log.info("authentication on: key ids %s from %s", sorted(keys.keys), path)
 
     def check(self, view: Buffer, size: int, address: tuple) -> str | None:
@@ -125,12 +133,17 @@ class AuthGate:
 
     def failing(self, accepted: int) -> str | None:
         """ "authentication failing (REASON)" when datagrams were refused and none accepted since
-        the last call (`accepted`: the receiver's running count of accepted datagrams)."""
-        refused = sum(self.failures.values()) + self.receiver.sessions_refused
+        the last call (`accepted`: the receiver's running count of accepted datagrams). REASON
+        is the root cause among the refusals since then: a refused session's contradiction,
+        else the first of CAUSES counted (no session makes the rest `stale_session`)."""
+        refused = self.failures + Counter({"refused_session": self.receiver.sessions_refused})
         before, self._seen = self._seen, (accepted, refused)
-        if accepted != before[0] or refused == before[1]:
+        new = refused - before[1]
+        if accepted != before[0] or not new:
             return None
-        reason = "refused_session" if self.mismatch else self.failures.most_common(1)[0][0]
+        if self.mismatch is not None:
+            return "authentication failing (refused_session)"
+        reason = next(reason for reason in CAUSES if new[reason])
         return f"authentication failing ({reason})"
 
     def reload(self) -> None:

@@ -26,6 +26,7 @@ def key_file(tmp_path) -> str:
 def test_peer_signed_packets_are_delivered_by_ddc_egress(tmp_path):
     keys = key_file(tmp_path)
     pair = Pair(tmp_path, "peer", egress_transport={"auth_keys": keys})
+    assert pair.sink_port is not None
     collector = Collector("udp", pair.sink_port)
     collector.start()
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -66,11 +67,11 @@ def test_every_datagram_of_ddc_ingress_verifies_with_the_peer(tmp_path):
     pair = Pair(tmp_path, "peer", transport={"auth_keys": keys, "max_packet_size": 1472})
     pair.destination_port = peer.getsockname()[1]
     try:
-        pair.start_ingress()
+        ingress = pair.start_ingress()
         records = [make_record(i, 3000) for i in range(5)]  # 3 packets each
         send_udp_paced(pair.source_port, records, 1e6)
         time.sleep(0.5)  # a HeartBeat and a StartUp repeat (every 0.2 s here)
-        pair.ingress.stop()
+        ingress.stop()
         datagrams = []
         while True:
             try:

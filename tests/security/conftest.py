@@ -42,6 +42,7 @@ def auth_pairs(tmp_path, key_line):
         }
         pair = Pair(tmp_path, name=name, **options)
         pair.keys = keys  # type: ignore[attr-defined]
+        assert pair.sink_port is not None
         collector = Collector(pair.sink_type, pair.sink_port)
         collector.start()
         started.append((pair, collector))
