@@ -334,10 +334,13 @@ def main(argv: list[str]) -> int:
         f"\n(trials of {duration:g} s; CPU% = process CPU time over the delivery span; 2-core machine)"
     )
     best = {row[0]: row[2] for row in rows if row[1] != "raw Python UDP"}
+    # CPU seconds of both daemons per delivered MB: what a ratio means on a busy machine
+    cpu = {row[0]: (row[7] + row[8]) / 100 / row[2] for row in rows if row[7] != "" and row[2]}
     for on, off, what in RATIOS:
         if best.get(off) and on in best:
             print(
                 f"{what} (scenario {on} / {off}, same run): {best[on] / best[off]:.2f}x "
-                f"({best[on]:.1f} / {best[off]:.1f} MB/s)"
+                f"({best[on]:.1f} / {best[off]:.1f} MB/s); CPU per MB "
+                f"{cpu[on] * 1000:.1f} / {cpu[off] * 1000:.1f} ms = {cpu[on] / cpu[off]:.2f}x"
             )
     return 0
