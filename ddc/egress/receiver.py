@@ -160,6 +160,10 @@ class Receiver:
     def _handle_signed(self, view: memoryview, size: int, address: tuple) -> None:
         """Authentication on: the gate first; the session is the pinned sender."""
         assert self.auth is not None
+        link = self.link
+        if link.expected is not None and not link.allowed(address):
+            self._foreign(address)  # expected_sender still applies, before any session state
+            return
         verdict = self.auth.check(view, size, address)
         if verdict is None:
             return
@@ -167,10 +171,6 @@ class Receiver:
         header = parse_header(view, size)
         if isinstance(header, str):  # signed by the session, yet malformed
             self.malformed[header] += 1
-            return
-        link = self.link
-        if not link.allowed(address):
-            self._foreign(address)
             return
         now = time.monotonic()
         if address != link.pinned:
