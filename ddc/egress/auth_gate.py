@@ -24,31 +24,25 @@ from typing import Any
 
 from ddc.egress.auth_state import load_resume_point, save_session
 from ddc.logs import ThrottledLog
+from ddc.protocol import auth_session as rules
 from ddc.protocol.auth import Buffer
 from ddc.protocol.auth_keys import KeyFileError, load_keys, read_keys
-from ddc.protocol.auth_session import (
-    ACCEPTED,
-    BAD_TAG,
-    MISSING,
-    NEW_SESSION,
-    REASONS,
-    REFUSED_SESSION,
-    REPEAT,
-    REPLAY,
-    RESUMED_SESSION,
-    STALE_SESSION,
-    UNKNOWN_KEY,
-    AuthReceiver,
-    Expectations,
-)
+from ddc.protocol.auth_session import AuthReceiver, Expectations
 from ddc.units import format_hostport
 
 log = logging.getLogger(__name__)
 
 LOG_INTERVAL = 10.0
-SESSION_EVENTS = (NEW_SESSION, RESUMED_SESSION, REPEAT)
+SESSION_EVENTS = (rules.NEW_SESSION, rules.RESUMED_SESSION, rules.REPEAT)
 # the refusal reasons in the order they name a failing link's cause
-CAUSES = (BAD_TAG, UNKNOWN_KEY, MISSING, REPLAY, STALE_SESSION, "refused_session")
+CAUSES = (
+    rules.BAD_TAG,
+    rules.UNKNOWN_KEY,
+    rules.MISSING,
+    rules.REPLAY,
+    rules.STALE_SESSION,
+    "refused_session",
+)
 
 
 class AuthGate:
@@ -76,12 +70,12 @@ class AuthGate:
     def check(self, view: Buffer, size: int, address: tuple) -> str | None:
         """The verdict (ACCEPTED or a session event) or None: refused, counted and logged."""
         verdict = self.receiver.check(view, size)
-        if verdict is ACCEPTED:
+        if verdict is rules.ACCEPTED:
             return verdict
         if verdict in SESSION_EVENTS:
             self._session_event(verdict, address)
             return verdict
-        if verdict == REFUSED_SESSION:
+        if verdict == rules.REFUSED_SESSION:
             self._refused_session(address)
             return None
         receiver = self.receiver
@@ -109,14 +103,14 @@ class AuthGate:
         session = self.receiver.session
         assert session is not None
         save_session(self.state_dir, session)
-        if verdict == REPEAT:
+        if verdict == rules.REPEAT:
             return
         self.mismatch = None
         log.info(
             "authenticated session %s from %s %s (started %d ms, %s)",
             session.session_id.hex(),
             format_hostport(address),
-            "resumed" if verdict == RESUMED_SESSION else "started",
+            "resumed" if verdict == rules.RESUMED_SESSION else "started",
             session.start_time_ms,
             session.info.descriptor.get("name"),
         )
@@ -164,7 +158,7 @@ class AuthGate:
             "auth": {
                 "session": None if session is None else session.session_id.hex(),
                 "key_ids": sorted(receiver.keys.keys),
-                "failures": {reason: self.failures[reason] for reason in REASONS},
+                "failures": {reason: self.failures[reason] for reason in rules.REASONS},
                 "second_sender": self.second_sender,
             },
             "auth_mismatch": self.mismatch,
