@@ -5,6 +5,9 @@ address is refused (counted as foreign) while the pinned sender is alive. Once t
 sender has been silent for `heartbeat_timeout` or said Shutdown, a new sender can take over
 with a StartUp, or, if its StartUp burst came while the old sender still held the link (a
 restart on a new port), with its next packet: a sender that never sent a StartUp cannot.
+
+`heartbeat_timeout` 0 (peer = "reference": that ingress sends no HeartBeats) means no silence
+alarm, and a StartUp from any allowed address takes the link over at once.
 """
 
 from __future__ import annotations
@@ -100,7 +103,7 @@ class LinkState:
     def check_timeout(self, now: float | None = None) -> bool:
         """Called periodically: True when the link just went down for silence."""
         now = time.monotonic() if now is None else now
-        if self.up and now - self.last_packet >= self.timeout:
+        if self.up and self.timeout > 0 and now - self.last_packet >= self.timeout:
             self.up = False
             self.down_reason = "heartbeat timeout"
             log.error(
