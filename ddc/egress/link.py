@@ -4,7 +4,9 @@ A fresh egress pins the first sender it hears (or only ever `expected_sender`). 
 address is refused (counted as foreign) while the pinned sender is alive. Once the pinned
 sender has been silent for `heartbeat_timeout` or said Shutdown, a new sender can take over
 with a StartUp, or, if its StartUp burst came while the old sender still held the link (a
-restart on a new port), with its next packet: a sender that never sent a StartUp cannot.
+restart on a new port), with its next packet. A sender that never sent a StartUp takes over a
+silent link with its second HeartBeat: the ingress behind a restarted relay or a NAT rebinding
+keeps its session and says no StartUp again, and the link must not stay refused for good.
 
 `heartbeat_timeout` 0 (peer = "reference": that ingress sends no HeartBeats) means no silence
 alarm, and a StartUp from any allowed address takes the link over at once.
@@ -38,6 +40,7 @@ class LinkState:
             self.expected = (host, port)
         self.pinned: tuple | None = None
         self.candidate: tuple | None = None  # the last sender whose StartUp was refused
+        self.heartbeat_from: tuple | None = None  # a new sender that sent a HeartBeat to a silent link
         self.released = True  # no sender yet, or the pinned one went silent / shut down
         self.last_packet = 0.0  # monotonic time of the pinned sender's last valid packet
         self.up = False
@@ -62,15 +65,25 @@ class LinkState:
         if self.pinned is None:
             return True
         if self.released or now - self.last_packet >= self.timeout:
-            return kind == MessageType.STARTUP or address == self.candidate
+            if kind == MessageType.STARTUP or address == self.candidate:
+                return True
+            return self._second_heartbeat(address, kind)
         if kind == MessageType.STARTUP:
             self.candidate = address
+        return False
+
+    def _second_heartbeat(self, address: tuple, kind: int | None) -> bool:
+        if kind != MessageType.HEARTBEAT:
+            return False
+        if self.heartbeat_from == address:
+            return True
+        self.heartbeat_from = address
         return False
 
     def pin(self, address: tuple, now: float) -> None:
         previous = self.pinned
         self.pinned = address
-        self.candidate = None
+        self.candidate = self.heartbeat_from = None
         self.released = False
         self.last_packet = now
         if previous is None:
