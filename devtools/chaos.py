@@ -29,6 +29,7 @@ from devtools.harness import Stack, wait_progress
 
 WARM_UP = 30.0  # seconds after which RSS is taken as the baseline
 SAMPLE_EVERY = 5.0
+VICTIMS = ("ingress-a", "ingress-b", "egress-a", "egress-b", "diode-a", "diode-b", "dedup", "redis")
 
 
 @dataclass
@@ -52,11 +53,15 @@ class Memory:
 class Chaos:
     victims: dict[str, ServerProcess]
     rng: random.Random
+    order: list[str] = field(default_factory=list)  # victims in turn; empty: at random
     kills: list[Kill] = field(default_factory=list)
     memory: dict[str, Memory] = field(default_factory=dict)
 
     def strike(self, elapsed: float) -> None:
-        name = self.rng.choice(sorted(self.victims))
+        if self.order:
+            name = self.order[len(self.kills) % len(self.order)]
+        else:
+            name = self.rng.choice(sorted(self.victims))
         victim = self.victims[name]
         victim.kill()
         started = time.monotonic()
@@ -99,7 +104,23 @@ def victims_of(stack: Stack, topology: Topology) -> dict[str, ServerProcess]:
     return found
 
 
-def run_chaos(args: argparse.Namespace) -> int:
+@dataclass
+class Outcome:
+    sent: int
+    delivered: int
+    duplicates: int
+    killed: list[str]
+
+    @property
+    def lost(self) -> int:
+        return self.sent - self.delivered
+
+    @property
+    def exactly_once(self) -> bool:
+        return self.lost == 0 and self.duplicates == 0
+
+
+def run_chaos(args: argparse.Namespace) -> Outcome:
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="ddc-chaos-"))
     workdir.mkdir(parents=True, exist_ok=True)
     stack = Stack()
@@ -112,7 +133,7 @@ def run_chaos(args: argparse.Namespace) -> int:
     try:
         topology = start_stack(stack, workdir, 0.0)
         counter = OutputCounter(topology.bootstrap)
-        chaos = Chaos(victims_of(stack, topology), random.Random(args.seed))
+        chaos = Chaos(victims_of(stack, topology), random.Random(args.seed), args.victims)
         sender = threading.Thread(
             target=send_records, args=(topology.links, total, args.rate, lambda: None), daemon=True
         )
@@ -120,12 +141,12 @@ def run_chaos(args: argparse.Namespace) -> int:
         sender.start()
         next_kill = started + args.interval
         while sender.is_alive():
-            sender.join(SAMPLE_EVERY)
+            sender.join(min(SAMPLE_EVERY, max(0.0, next_kill - time.monotonic())))
             now = time.monotonic()
             chaos.sample(now - started)
             if now >= next_kill and sender.is_alive():
                 chaos.strike(now - started)
-                next_kill = time.monotonic() + args.interval
+                next_kill += args.interval  # a fixed schedule, however long a restart took
         sent_s = time.monotonic() - started
         print(f"  sent {total:,} records to each link in {sent_s:.0f}s; waiting for the target")
         wait_progress(
@@ -146,16 +167,16 @@ def run_chaos(args: argparse.Namespace) -> int:
             shutil.rmtree(workdir, ignore_errors=True)
 
 
-def report(total: int, counter: OutputCounter, chaos: Chaos) -> int:
-    delivered = counter.poll()
-    duplicates = counter.duplicates
-    lost = total - delivered
+def report(total: int, counter: OutputCounter, chaos: Chaos) -> Outcome:
+    outcome = Outcome(
+        total, counter.poll(), counter.duplicates, [kill.victim for kill in chaos.kills]
+    )
     rows = [
-        ("records sent (to each link)", f"{total:,}"),
-        ("delivered once", f"{delivered:,}"),
-        ("duplicates reaching the target", f"{duplicates:,}"),
-        ("lost", f"{lost:,}"),
-        ("components killed", ", ".join(kill.victim for kill in chaos.kills) or "none"),
+        ("records sent (to each link)", f"{outcome.sent:,}"),
+        ("delivered once", f"{outcome.delivered:,}"),
+        ("duplicates reaching the target", f"{outcome.duplicates:,}"),
+        ("lost", f"{outcome.lost:,}"),
+        ("components killed", ", ".join(outcome.killed) or "none"),
     ]
     width = max(len(name) for name, _ in rows)
     print()
@@ -170,12 +191,12 @@ def report(total: int, counter: OutputCounter, chaos: Chaos) -> int:
             f"  {name:<12} {warm:>12} {memory.last / 2**20:>12.1f} "
             f"{memory.peak / 2**20:>10.1f}{mark}"
         )
-    ok = lost == 0 and duplicates == 0
+    ok = outcome.exactly_once
     print("\nresult:", "every record delivered exactly once" if ok else "LOSS OR DUPLICATES")
-    return 0 if ok else 1
+    return outcome
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="scripts/chaos", description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=10.0, help="traffic time (default 10)")
     parser.add_argument("--rate", type=float, default=1000.0, help="records/s (default 1000)")
@@ -189,12 +210,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--stall", type=float, default=60.0, help="give up when nothing arrives for this long (s)"
     )
+    parser.add_argument(
+        "--victims",
+        type=lambda text: [name for name in text.split(",") if name],
+        default=[],
+        help=f"kill these in turn instead of at random (of: {', '.join(VICTIMS)})",
+    )
     parser.add_argument("--workdir", help="keep logs and data here")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = parser.parse_args(argv)
     if args.minutes <= 0 or args.rate <= 0 or args.interval <= 0:
         parser.error("--minutes, --rate and --interval must be greater than 0")
-    return run_chaos(args)
+    unknown = sorted(set(args.victims) - set(VICTIMS))
+    if unknown:
+        parser.error(f"--victims: unknown {', '.join(unknown)} (known: {', '.join(VICTIMS)})")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    return 0 if run_chaos(parse_args(argv)).exactly_once else 1
 
 
 if __name__ == "__main__":
