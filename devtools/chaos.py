@@ -110,6 +110,7 @@ class Outcome:
     delivered: int
     duplicates: int
     killed: list[str]
+    spooled: int  # chunks still waiting in the egresses' spools when the wait ended
 
     @property
     def lost(self) -> int:
@@ -158,7 +159,7 @@ def run_chaos(args: argparse.Namespace) -> Outcome:
         )
         time.sleep(2.0)  # a late duplicate still shows
         chaos.sample(time.monotonic() - started)
-        return report(total, counter, chaos)
+        return report(total, counter, chaos, spooled_chunks(topology))
     finally:
         if counter is not None:
             counter.close()
@@ -167,15 +168,21 @@ def run_chaos(args: argparse.Namespace) -> Outcome:
             shutil.rmtree(workdir, ignore_errors=True)
 
 
-def report(total: int, counter: OutputCounter, chaos: Chaos) -> Outcome:
+def spooled_chunks(topology: Topology) -> int:
+    """Chunks both egresses still hold for the dedup service (not lost: not yet confirmed)."""
+    return sum(int(link.egress.metric("ddc_egress_spool_chunks")) for link in topology.links)
+
+
+def report(total: int, counter: OutputCounter, chaos: Chaos, spooled: int) -> Outcome:
     outcome = Outcome(
-        total, counter.poll(), counter.duplicates, [kill.victim for kill in chaos.kills]
+        total, counter.poll(), counter.duplicates, [kill.victim for kill in chaos.kills], spooled
     )
     rows = [
         ("records sent (to each link)", f"{outcome.sent:,}"),
         ("delivered once", f"{outcome.delivered:,}"),
         ("duplicates reaching the target", f"{outcome.duplicates:,}"),
-        ("lost", f"{outcome.lost:,}"),
+        ("not delivered", f"{outcome.lost:,}"),
+        ("chunks still in the egresses' spools", f"{outcome.spooled:,}"),
         ("components killed", ", ".join(outcome.killed) or "none"),
     ]
     width = max(len(name) for name, _ in rows)
