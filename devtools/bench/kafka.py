@@ -253,6 +253,16 @@ def report(results: dict[str, list[dict[str, Any]]]) -> None:
             )
             ratio = medians[top] / medians[bottom]
             print(f"ratio {top}/{bottom} {ratio:.2f}{rounds} (target >= {target})")
+    if "disk" in results and "memory" in results:
+        # CPU time is less at the mercy of other jobs on the machine than the wall clock
+        spent = {
+            n: statistics.median(r["cpu"]["egress"] for r in results[n]) for n in ("disk", "memory")
+        }
+        if spent["disk"]:
+            print(
+                f"egress CPU s memory/disk {spent['memory'] / spent['disk']:.2f} "
+                f"({spent['memory']:.1f} / {spent['disk']:.1f}, medians)"
+            )
     for name in ("disk", "memory"):
         for r in results.get(name, []):
             print(f"egress ({name}): {r['lost']:.0f} packets lost, {r['dropped']:.0f} dropped")
