@@ -34,6 +34,13 @@ def produce(bootstrap: str, topic: str, start: int, count: int, size: int) -> No
     client.close()
 
 
+def mirror_pair(make_pair, source: str, target: str, src: str, dst: str):
+    """A started pair from topic `src` on `source` to topic `dst` on `target`."""
+    return make_pair(
+        "a", source=source, sink=target, topics=[src], group=unique("g"), sink_config={"topic": dst}
+    ).start()
+
+
 def crossed(pair, records: int) -> bool:
     """The ingress took `records` and every chunk it sent was reassembled at the egress."""
     ingress, egress = pair.ingress, pair.egress
@@ -87,14 +94,7 @@ def test_target_down_egress_killed_restarted_every_spooled_record_delivered(
         src, dst = unique("spool-src"), "mirror"
         create_topics(kafka_bootstrap, src)
         create_topics(target.bootstrap, dst)
-        pair = make_pair(
-            "a",
-            source=kafka_bootstrap,
-            sink=target.bootstrap,
-            topics=[src],
-            group=unique("g"),
-            sink_config={"topic": dst},
-        ).start()
+        pair = mirror_pair(make_pair, kafka_bootstrap, target.bootstrap, src, dst)
         produce(kafka_bootstrap, src, 0, 500, 200)
         read_topic(target.bootstrap, dst, lambda c: len(c) >= 500, 60)
         time.sleep(2.5)  # the spool's acknowledged position reaches the disk (fsync_interval)
@@ -168,14 +168,7 @@ def test_torn_tail_after_kill_9_restart_keeps_every_record_before_the_tear(
     try:
         src, dst, total = unique("torn-src"), "mirror", 5_000
         create_topics(kafka_bootstrap, src)
-        pair = make_pair(
-            "a",
-            source=kafka_bootstrap,
-            sink=target.bootstrap,
-            topics=[src],
-            group=unique("g"),
-            sink_config={"topic": dst},
-        ).start()
+        pair = mirror_pair(make_pair, kafka_bootstrap, target.bootstrap, src, dst)
         target.kill()  # everything waits in the spool
         produce(kafka_bootstrap, src, 0, total, 200)
         wait_until(lambda: crossed(pair, total), 120, message="crossed into the spool")
