@@ -153,9 +153,10 @@ def last_records_entry(spool_root: Path) -> tuple[Path, int, int, set[bytes]]:
     found = scan(segment.read_bytes(), len(SEGMENT_MAGIC), None, final=True)
     assert found.torn is None and found.entries, f"{segment}: {found.torn}"
     for entry in reversed(found.entries):
-        keys = {record.key for record in decode_batch(entry.payload).records}
-        if keys:
-            return segment, entry.offset, entry.offset + entry.size, keys - {None}
+        records = decode_batch(entry.payload).records
+        if records:
+            keys = {record.key for record in records if record.key is not None}
+            return segment, entry.offset, entry.offset + entry.size, keys
     raise AssertionError(f"{segment} holds no records")
 
 
