@@ -2,6 +2,7 @@
 
 options    every Kafka client option a config passes goes through `client_options`
 records    Kafka message -> Record (tombstones stay None) and the `ddc-src` header
+ranges     a partition's offset range (/gaps, replay): pure data, no kafka-python
 clients    the kafka-python names the sources, sinks and the merge loop use
 errors     which kafka-python errors mean "this record" and which "a rebalance"
 adapter    the kafka-python version check and every use of a kafka-python private name
