@@ -1,6 +1,6 @@
 """The one place that touches kafka-python (ruff's TID251 bans `import kafka` elsewhere).
 
-options    every Kafka client option a config passes goes through `client_options`
+options    every Kafka client option a config passes goes through a `ClientOptions`
 records    Kafka message -> Record (tombstones stay None) and the `ddc-src` header
 ranges     a partition's offset range (/gaps, replay): pure data, no kafka-python
 clients    the kafka-python names the sources, sinks and the merge loop use

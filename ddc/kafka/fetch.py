@@ -14,16 +14,16 @@ from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
 
-from ddc.kafka.options import consumer_options
+from ddc.kafka.options import ClientOptions
 from ddc.kafka.ranges import PartitionRange
 from ddc.kafka.records import to_record
 from ddc.protocol.record import Record
 
 RESERVED = {
-    "bootstrap_servers": "bootstrap_servers",
     "group_id": "replay (reads outside the consumer group)",
     "enable_auto_commit": "replay (never commits)",
 }
+OPTIONS = ClientOptions(KafkaConsumer, "ingress.source.options", RESERVED)
 POLL_TIMEOUT_MS = 500
 POLL_MAX_RECORDS = 500
 
@@ -37,12 +37,9 @@ def range_consumer(bootstrap_servers: list[str], options: Mapping[str, Any] | No
     options = {k: v for k, v in (options or {}).items() if k != "auto_offset_reset"}
     return KafkaConsumer(
         auto_offset_reset="latest",
-        **consumer_options(
+        **OPTIONS.build(
             options,
-            key="ingress.source.options",
-            reserved=RESERVED,
-            defaults={},
-            settings={
+            {
                 "bootstrap_servers": list(bootstrap_servers),
                 "group_id": None,
                 "enable_auto_commit": False,

@@ -26,7 +26,7 @@ from ddc.kafka import adapter
 from ddc.kafka.clients import KafkaProducer
 from ddc.kafka.errors import RECORD_REJECTED
 from ddc.kafka.gevent_adapter import coalesce_wakeups, native_producer_locks
-from ddc.kafka.options import producer_options as build_producer_options
+from ddc.kafka.options import ClientOptions
 from ddc.kafka.records import SRC_HEADER, source_id
 from ddc.logs import ThrottledLog
 from ddc.metrics import EgressMetrics
@@ -41,25 +41,18 @@ PARTITIONS_TTL = 30.0  # seconds a topic's partition count is cached
 DROP_LOG_INTERVAL = 5.0
 # seconds records may wait for the broker's acknowledgement before health degrades
 STALL_AFTER = 5.0
-OPTION_DEFAULTS = {"acks": "all", "linger_ms": 5, "max_block_ms": 10000}
-RESERVED_OPTIONS = {
-    "bootstrap_servers": "bootstrap_servers",
-    "compression_type": "compression_type (egress.sink.compression_type)",
-}
+OPTIONS = ClientOptions(
+    KafkaProducer,
+    "egress.sink.options",
+    reserved={"compression_type": "compression_type (egress.sink.compression_type)"},
+    defaults={"acks": "all", "linger_ms": 5, "max_block_ms": 10000},
+)
 
 
 def producer_options(config: dict[str, Any]) -> dict[str, Any]:
     """KafkaProducer keyword arguments for a validated sink config; ConfigError if unusable."""
-    return build_producer_options(
-        config.get("options"),
-        key="egress.sink.options",
-        reserved=RESERVED_OPTIONS,
-        defaults=OPTION_DEFAULTS,
-        settings={
-            "bootstrap_servers": list(config["bootstrap_servers"]),
-            "compression_type": compression(config.get("compression_type", "none")),
-        },
-    )
+    codec = compression(config.get("compression_type", "none"))
+    return OPTIONS.for_section(config, compression_type=codec)
 
 
 def compression(name: str) -> str | None:

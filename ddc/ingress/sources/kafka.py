@@ -21,7 +21,7 @@ from ddc.ingress.sources.kafka_blocked import BlockedPartitions
 from ddc.kafka import adapter, batches
 from ddc.kafka.clients import AsyncConsumerRebalanceListener, KafkaConsumer, OffsetAndMetadata
 from ddc.kafka.errors import REBALANCING
-from ddc.kafka.options import consumer_options as build_consumer_options
+from ddc.kafka.options import ClientOptions
 from ddc.kafka.records import to_record
 from ddc.logs import ThrottledLog
 from ddc.metrics import IngressMetrics
@@ -37,13 +37,16 @@ SUBMIT_SLICE = 500  # records per submission (one ack each)
 COORDINATOR_GRACE = 3.0  # seconds without a group coordinator before the broker counts as down
 BATCH_RETRY = 10.0  # seconds a partition with an undecodable batch waits before a new fetch
 # Set from the schema's own keys, or required for "commit only what was acked".
-RESERVED_OPTIONS = {
-    "bootstrap_servers": "bootstrap_servers",
-    "group_id": "group_id",
-    "max_poll_records": "poll_max_records",
-    "enable_auto_commit": "commit_interval (offsets are committed by DDC, after the send)",
-}
-OPTION_DEFAULTS = {"auto_offset_reset": "earliest"}
+OPTIONS = ClientOptions(
+    KafkaConsumer,
+    "ingress.source.options",
+    reserved={
+        "group_id": "group_id",
+        "max_poll_records": "poll_max_records",
+        "enable_auto_commit": "commit_interval (offsets are committed by DDC, after the send)",
+    },
+    defaults={"auto_offset_reset": "earliest"},
+)
 
 
 @dataclass(slots=True)
@@ -58,17 +61,11 @@ class _Partition:
 
 def consumer_options(config: dict[str, Any]) -> dict[str, Any]:
     """KafkaConsumer keyword arguments for a validated source config; ConfigError if unusable."""
-    return build_consumer_options(
-        config.get("options"),
-        key="ingress.source.options",
-        reserved=RESERVED_OPTIONS,
-        defaults=OPTION_DEFAULTS,
-        settings={
-            "bootstrap_servers": list(config["bootstrap_servers"]),
-            "group_id": config["group_id"],
-            "enable_auto_commit": False,
-            "max_poll_records": config["poll_max_records"],
-        },
+    return OPTIONS.for_section(
+        config,
+        group_id=config["group_id"],
+        enable_auto_commit=False,
+        max_poll_records=config["poll_max_records"],
     )
 
 
