@@ -76,6 +76,22 @@ def numbers(datagrams: list[bytes]) -> list[int]:
     return [SEQ.unpack_from(d)[0] for d in datagrams]
 
 
+def relay_numbered(
+    peers: tuple[Peer, Peer], count: int, expect: int | None = None, **options
+) -> tuple[list[int], dict]:
+    """`count` numbered datagrams through a simulator with `options`: (the numbers received,
+    waiting for `expect` of them (default `count`), the simulator's counters)."""
+    sender, receiver = peers
+    sim = make_sim(receiver, **options)
+    try:
+        send_numbered(sender, sim.address, count)
+        got = numbers(receiver.collect(count if expect is None else expect))
+        counters = sim.counters()
+    finally:
+        sim.stop(2)
+    return got, counters
+
+
 def predicted_losses(seed: int, loss: float, count: int) -> set[int]:
     """Which datagrams a loss-only simulator drops: one draw per datagram (module docstring)."""
     rng = random.Random(seed)
@@ -100,15 +116,8 @@ def test_plain_relay_is_byte_identical_and_never_answers_the_sender(peers):
 
 
 def test_loss_drops_exactly_what_it_counts_and_follows_the_seed(peers):
-    sender, receiver = peers
     count = 5000
-    sim = make_sim(receiver, loss=0.01, seed=7)
-    try:
-        send_numbered(sender, sim.address, count)
-        got = numbers(receiver.collect(count))
-        counters = sim.counters()
-    finally:
-        sim.stop(2)
+    got, counters = relay_numbered(peers, count, loss=0.01, seed=7)
     dropped = set(range(count)) - set(got)
     assert counters["received"] == count
     assert counters["dropped_loss"] == counters["dropped"] == len(dropped) > 0
@@ -119,30 +128,18 @@ def test_loss_drops_exactly_what_it_counts_and_follows_the_seed(peers):
 
 
 def test_the_same_seed_drops_the_same_datagrams_and_another_seed_does_not(peers):
-    sender, receiver = peers
     runs = []
     for seed in (11, 11, 12):
-        sim = make_sim(receiver, loss=0.05, seed=seed)
-        try:
-            send_numbered(sender, sim.address, 1000)
-            runs.append(set(numbers(receiver.collect(1000))))
-        finally:
-            sim.stop(2)
-        receiver.got.clear()
+        got, _ = relay_numbered(peers, 1000, loss=0.05, seed=seed)
+        runs.append(set(got))
+        peers[1].got.clear()
     assert runs[0] == runs[1]
     assert runs[0] != runs[2]
 
 
 def test_burst_loss_drops_runs_of_the_given_length(peers):
-    sender, receiver = peers
     count, length = 3000, 7
-    sim = make_sim(receiver, burst_loss=0.005, burst_length=length, seed=3)
-    try:
-        send_numbered(sender, sim.address, count)
-        got = numbers(receiver.collect(count))
-        counters = sim.counters()
-    finally:
-        sim.stop(2)
+    got, counters = relay_numbered(peers, count, burst_loss=0.005, burst_length=length, seed=3)
     missing = sorted(set(range(count)) - set(got))
     assert counters["dropped_burst"] == len(missing) > 0
     runs, run = [], 1
@@ -159,15 +156,8 @@ def test_burst_loss_drops_runs_of_the_given_length(peers):
 
 
 def test_duplicates_are_counted_and_adjacent(peers):
-    sender, receiver = peers
     count = 2000
-    sim = make_sim(receiver, duplicate=0.02, seed=5)
-    try:
-        send_numbered(sender, sim.address, count)
-        got = numbers(receiver.collect(count * 2))
-        counters = sim.counters()
-    finally:
-        sim.stop(2)
+    got, counters = relay_numbered(peers, count, count * 2, duplicate=0.02, seed=5)
     repeats = sum(1 for a, b in zip(got, got[1:], strict=False) if a == b)
     assert counters["duplicated"] == repeats == len(got) - count > 0
     assert counters["forwarded"] == len(got)
@@ -175,15 +165,8 @@ def test_duplicates_are_counted_and_adjacent(peers):
 
 
 def test_reorder_swaps_neighbours_and_counts_each_swap(peers):
-    sender, receiver = peers
     count = 2000
-    sim = make_sim(receiver, reorder=0.03, seed=9)
-    try:
-        send_numbered(sender, sim.address, count)
-        got = numbers(receiver.collect(count))
-        counters = sim.counters()
-    finally:
-        sim.stop(2)
+    got, counters = relay_numbered(peers, count, reorder=0.03, seed=9)
     assert sorted(got) == list(range(count))
     inversions = sum(1 for a, b in zip(got, got[1:], strict=False) if b < a)
     assert counters["reordered"] == inversions > 0
