@@ -9,15 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from devtools.embedded_kafka import EmbeddedKafka
-from tests.integration.kafka.helpers import (
-    create_topics,
-    producer,
-    read_topic,
-    src_of,
-    unique,
-    wait_until,
-)
+from devtools.embedded_kafka import EmbeddedKafka, create_topics
+from devtools.harness import wait_until
+from tests.integration.kafka.helpers import producer, read_topic, src_of, unique
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -29,6 +23,13 @@ def produce(bootstrap: str, topic: str, start: int, count: int, size: int) -> No
         client.send(topic, key=b"%08d" % i, value=b"%08d:" % i + pad, partition=i % 4)
     client.flush(60)
     client.close()
+
+
+def copying_pair(make_pair, source: str, src: str, sink: str, dst: str):
+    """A started pair copying topic `src` of the broker `source` to `dst` of `sink`."""
+    return make_pair(
+        "a", source=source, sink=sink, topics=[src], group=unique("g"), sink_config={"topic": dst}
+    ).start()
 
 
 def crossed(pair, records: int) -> bool:
@@ -49,14 +50,7 @@ def test_200000_record_backlog_crosses_with_default_config_nothing_lost(
     src, dst, total = unique("backlog-src"), unique("backlog-dst"), 200_000
     create_topics(kafka_bootstrap, src, dst)
     produce(kafka_bootstrap, src, 0, total, 200)
-    pair = make_pair(
-        "a",
-        source=kafka_bootstrap,
-        sink=kafka_bootstrap,
-        topics=[src],
-        group=unique("g"),
-        sink_config={"topic": dst},
-    ).start()
+    pair = copying_pair(make_pair, kafka_bootstrap, src, kafka_bootstrap, dst)
     consumed = read_topic(
         kafka_bootstrap, dst, lambda c: len({m.key for m in c.records}) >= total, 240
     )
@@ -76,14 +70,7 @@ def test_target_down_egress_killed_restarted_every_spooled_record_delivered(
         src, dst = unique("spool-src"), "mirror"
         create_topics(kafka_bootstrap, src)
         create_topics(target.bootstrap, dst)
-        pair = make_pair(
-            "a",
-            source=kafka_bootstrap,
-            sink=target.bootstrap,
-            topics=[src],
-            group=unique("g"),
-            sink_config={"topic": dst},
-        ).start()
+        pair = copying_pair(make_pair, kafka_bootstrap, src, target.bootstrap, dst)
         produce(kafka_bootstrap, src, 0, 500, 200)
         read_topic(target.bootstrap, dst, lambda c: len(c) >= 500, 60)
         time.sleep(2.5)  # the spool's acknowledged position reaches the disk (fsync_interval)
