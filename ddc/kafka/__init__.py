@@ -6,5 +6,6 @@ ranges     a partition's offset range (/gaps, replay): pure data, no kafka-pytho
 clients    the kafka-python names the sources, sinks and the merge loop use
 errors     which kafka-python errors mean "this record" and which "a rebalance"
 adapter    the kafka-python version check and every use of a kafka-python private name
+reachability  whether a client reaches its broker (None until told), each change logged once
 gevent_adapter  the producer tuned for one gevent hub (private names too, version-checked)
 """

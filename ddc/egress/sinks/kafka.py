@@ -27,6 +27,7 @@ from ddc.kafka.clients import KafkaProducer
 from ddc.kafka.errors import RECORD_REJECTED
 from ddc.kafka.gevent_adapter import coalesce_wakeups, native_producer_locks
 from ddc.kafka.options import ClientOptions
+from ddc.kafka.reachability import Reachability
 from ddc.kafka.records import SRC_HEADER, source_id
 from ddc.logs import ThrottledLog
 from ddc.metrics import EgressMetrics
@@ -94,8 +95,7 @@ class KafkaSink(Sink):
         self._idle = Event()
         self._idle.set()
         self._closing = False
-        self._connected: bool | None = None  # None until the first attempt tells
-        self._last_error: str | None = None
+        self.broker = Reachability()
         self._retry_at = 0.0
         self._progress_at = 0.0  # last acknowledgement, or when records went in flight
         self._backoff = BACKOFF_MIN
@@ -157,10 +157,10 @@ class KafkaSink(Sink):
     def health(self) -> dict[str, Any]:
         pump_failure = self.owner.failing(PUMP)
         return {
-            "sink_ok": self._connected is not False and pump_failure is None,
-            "kafka_connected": bool(self._connected),
+            "sink_ok": self.broker.up is not False and pump_failure is None,
+            "kafka_connected": bool(self.broker.up),
             "sink_buffered_records": self.buffered,
-            "sink_error": pump_failure or (None if self._connected else self._last_error),
+            "sink_error": pump_failure or (None if self.broker.up else self.broker.error),
         }
 
     @property
@@ -192,13 +192,8 @@ class KafkaSink(Sink):
 
     def _check_stall(self) -> None:
         """The producer retries silently for delivery_timeout_ms: notice an outage sooner."""
-        if (
-            self._inflight
-            and self._connected
-            and time.monotonic() - self._progress_at > STALL_AFTER
-        ):
-            self._last_error = f"no acknowledgement from the broker for {STALL_AFTER:g}s"
-            self._set_connected(False)
+        if self._inflight and self.broker.up and time.monotonic() - self._progress_at > STALL_AFTER:
+            self._set_connected(False, f"no acknowledgement from the broker for {STALL_AFTER:g}s")
 
     def _connect(self) -> None:
         try:
@@ -220,7 +215,7 @@ class KafkaSink(Sink):
         self._partitions.clear()
         if old is not None:
             log.warning(
-                "Kafka sink: replacing the producer after a failed delivery (%s)", self._last_error
+                "Kafka sink: replacing the producer after a failed delivery (%s)", self.broker.error
             )
             self.owner.spawn(adapter.close_producer, old, 1.0, name="kafka-sink-close")
 
@@ -290,7 +285,7 @@ class KafkaSink(Sink):
             return
         self._settled(number)
         self._progress_at = time.monotonic()
-        if not self._connected:
+        if not self.broker.up:
             self._set_connected(True)
         self._backoff = BACKOFF_MIN
         if not self._inflight:
@@ -321,22 +316,20 @@ class KafkaSink(Sink):
     # --- state ------------------------------------------------------------------------------
 
     def _failed(self, exc: BaseException) -> None:
-        self._last_error = repr(exc)
         self._retry_at = time.monotonic() + self._backoff
         self._backoff = min(BACKOFF_MAX, self._backoff * 2)
-        self._set_connected(False)
+        self._set_connected(False, exc)
 
-    def _set_connected(self, connected: bool) -> None:
-        if connected == self._connected:
+    def _set_connected(self, connected: bool, error: BaseException | str | None = None) -> None:
+        if not self.broker.change(connected, error):
             return
-        self._connected = connected
         if connected:
             log.info("Kafka sink: broker reachable, producing (%d records buffered)", self.buffered)
         else:
             log.error(
                 "Kafka sink: cannot deliver (%s); up to %d records wait in flight, the rest in "
                 "the spool, retrying with backoff",
-                self._last_error,
+                self.broker.error,
                 self.limit,
             )
 

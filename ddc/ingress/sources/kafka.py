@@ -22,6 +22,7 @@ from ddc.kafka import adapter, batches
 from ddc.kafka.clients import AsyncConsumerRebalanceListener, KafkaConsumer, OffsetAndMetadata
 from ddc.kafka.errors import REBALANCING
 from ddc.kafka.options import ClientOptions
+from ddc.kafka.reachability import Reachability
 from ddc.kafka.records import to_record
 from ddc.logs import ThrottledLog
 from ddc.metrics import IngressMetrics
@@ -85,8 +86,7 @@ class KafkaSource(Source):
         self._wake = Event()
         self._run_done = Event()
         self._run_done.set()
-        self._connected: bool | None = None  # None until the first attempt tells
-        self._last_error: str | None = None
+        self.broker = Reachability()
         self._coordinator_lost_at: float | None = None
         self._next_commit = 0.0
         self.blocked = BlockedPartitions(BATCH_RETRY)
@@ -164,11 +164,11 @@ class KafkaSource(Source):
     def health(self) -> dict[str, Any]:
         assigned = sorted(f"{tp.topic}/{tp.partition}" for tp in self.partitions)
         return {
-            "source_ok": (bool(self._connected) and not self.blocked) or self._want_paused,
-            "kafka_connected": bool(self._connected),
+            "source_ok": (bool(self.broker.up) and not self.blocked) or self._want_paused,
+            "kafka_connected": bool(self.broker.up),
             "kafka_member": self._member,
             "assigned_partitions": assigned,
-            "kafka_error": None if self._connected else self._last_error,
+            "kafka_error": None if self.broker.up else self.broker.error,
             "kafka_batch_errors": [error.describe() for error in self.blocked.errors()],
         }
 
@@ -350,17 +350,14 @@ class KafkaSource(Source):
         return adapter.coordinator_known(self.consumer)
 
     def _set_connected(self, connected: bool, error: BaseException | str | None = None) -> None:
-        if error is not None:
-            self._last_error = error if isinstance(error, str) else repr(error)
-        if connected == self._connected:
+        if not self.broker.change(connected, error):
             return
-        self._connected = connected
         if connected:
             log.info("Kafka source: broker reachable, consuming")
         else:
             log.error(
                 "Kafka source: broker unreachable (%s); retrying with backoff",
-                self._last_error,
+                self.broker.error,
             )
 
 
