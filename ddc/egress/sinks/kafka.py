@@ -95,7 +95,7 @@ class KafkaSink(Sink):
         self._idle = Event()
         self._idle.set()
         self._closing = False
-        self.broker = Reachability()
+        self.broker = Reachability(self._reached, self._lost)
         self._retry_at = 0.0
         self._progress_at = 0.0  # last acknowledgement, or when records went in flight
         self._backoff = BACKOFF_MIN
@@ -193,7 +193,7 @@ class KafkaSink(Sink):
     def _check_stall(self) -> None:
         """The producer retries silently for delivery_timeout_ms: notice an outage sooner."""
         if self._inflight and self.broker.up and time.monotonic() - self._progress_at > STALL_AFTER:
-            self._set_connected(False, f"no acknowledgement from the broker for {STALL_AFTER:g}s")
+            self.broker.set(False, f"no acknowledgement from the broker for {STALL_AFTER:g}s")
 
     def _connect(self) -> None:
         try:
@@ -203,7 +203,7 @@ class KafkaSink(Sink):
             self._failed(exc)
             return
         self._generation += 1
-        self._set_connected(True)
+        self.broker.set(True)
 
     def _replace_producer(self) -> None:
         """After a failed delivery: a new producer (the old one may be fenced or in a fatal state)."""
@@ -286,7 +286,7 @@ class KafkaSink(Sink):
         self._settled(number)
         self._progress_at = time.monotonic()
         if not self.broker.up:
-            self._set_connected(True)
+            self.broker.set(True)
         self._backoff = BACKOFF_MIN
         if not self._inflight:
             self._wake.set()
@@ -318,20 +318,18 @@ class KafkaSink(Sink):
     def _failed(self, exc: BaseException) -> None:
         self._retry_at = time.monotonic() + self._backoff
         self._backoff = min(BACKOFF_MAX, self._backoff * 2)
-        self._set_connected(False, exc)
+        self.broker.set(False, exc)
 
-    def _set_connected(self, connected: bool, error: BaseException | str | None = None) -> None:
-        if not self.broker.change(connected, error):
-            return
-        if connected:
-            log.info("Kafka sink: broker reachable, producing (%d records buffered)", self.buffered)
-        else:
-            log.error(
-                "Kafka sink: cannot deliver (%s); up to %d records wait in flight, the rest in "
-                "the spool, retrying with backoff",
-                self.broker.error,
-                self.limit,
-            )
+    def _reached(self) -> None:
+        log.info("Kafka sink: broker reachable, producing (%d records buffered)", self.buffered)
+
+    def _lost(self, error: str | None) -> None:
+        log.error(
+            "Kafka sink: cannot deliver (%s); up to %d records wait in flight, the rest in "
+            "the spool, retrying with backoff",
+            error,
+            self.limit,
+        )
 
     def _drop(self, reason: str, why: str) -> None:
         """Count a dropped record; ERROR log at most every DROP_LOG_INTERVAL per reason."""

@@ -86,7 +86,7 @@ class KafkaSource(Source):
         self._wake = Event()
         self._run_done = Event()
         self._run_done.set()
-        self.broker = Reachability()
+        self.broker = Reachability(self._reached, self._lost)
         self._coordinator_lost_at: float | None = None
         self._next_commit = 0.0
         self.blocked = BlockedPartitions(BATCH_RETRY)
@@ -115,7 +115,7 @@ class KafkaSource(Source):
                 except Exception as exc:  # kafka-python raises many types for one outage
                     if self._stopped:
                         break
-                    self._set_connected(False, exc)
+                    self.broker.set(False, exc)
                     self.metrics.source_errors.labels(kind=type(exc).__name__).inc()
                     self._wake.wait(backoff)
                     self._wake.clear()
@@ -340,25 +340,20 @@ class KafkaSource(Source):
         now = time.monotonic()
         if self._coordinator_known():
             self._coordinator_lost_at = None
-            self._set_connected(True)
+            self.broker.set(True)
         elif self._coordinator_lost_at is None:
             self._coordinator_lost_at = now
         elif now - self._coordinator_lost_at > COORDINATOR_GRACE:
-            self._set_connected(False, f"no group coordinator for {COORDINATOR_GRACE:g}s")
+            self.broker.set(False, f"no group coordinator for {COORDINATOR_GRACE:g}s")
 
     def _coordinator_known(self) -> bool:
         return adapter.coordinator_known(self.consumer)
 
-    def _set_connected(self, connected: bool, error: BaseException | str | None = None) -> None:
-        if not self.broker.change(connected, error):
-            return
-        if connected:
-            log.info("Kafka source: broker reachable, consuming")
-        else:
-            log.error(
-                "Kafka source: broker unreachable (%s); retrying with backoff",
-                self.broker.error,
-            )
+    def _reached(self) -> None:
+        log.info("Kafka source: broker reachable, consuming")
+
+    def _lost(self, error: str | None) -> None:
+        log.error("Kafka source: broker unreachable (%s); retrying with backoff", error)
 
 
 class _Rebalance(AsyncConsumerRebalanceListener):

@@ -260,7 +260,7 @@ def test_commit_refused_by_a_rebalance_is_not_an_outage(caplog):
     h.join(P0)
     h.poll(batch("t", 0, 0, 2))
     h.submitted[0][1]()
-    h.source._set_connected(True)
+    h.source.broker.set(True)
     h.consumer.commit_error = CommitFailedError("rebalancing")
     h.source._next_commit = 0.0
     with caplog.at_level(logging.WARNING):
