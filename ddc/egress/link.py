@@ -40,7 +40,9 @@ class LinkState:
             self.expected = (host, port)
         self.pinned: tuple | None = None
         self.candidate: tuple | None = None  # the last sender whose StartUp was refused
-        self.heartbeat_from: tuple | None = None  # a new sender that sent a HeartBeat to a silent link
+        self.heartbeat_from: tuple | None = (
+            None  # a new sender that sent a HeartBeat to a silent link
+        )
         self.released = True  # no sender yet, or the pinned one went silent / shut down
         self.last_packet = 0.0  # monotonic time of the pinned sender's last valid packet
         self.up = False

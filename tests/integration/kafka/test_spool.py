@@ -12,15 +12,9 @@ import pytest
 
 from ddc.egress.spool.format import SEGMENT_MAGIC, scan
 from ddc.protocol.envelope import decode_batch
-from devtools.embedded_kafka import EmbeddedKafka
-from tests.integration.kafka.helpers import (
-    create_topics,
-    producer,
-    read_topic,
-    src_of,
-    unique,
-    wait_until,
-)
+from devtools.embedded_kafka import EmbeddedKafka, create_topics
+from devtools.harness import wait_until
+from tests.integration.kafka.helpers import producer, read_topic, src_of, unique
 
 pytestmark = pytest.mark.timeout(400)
 
@@ -59,14 +53,7 @@ def test_200000_record_backlog_crosses_with_default_config_nothing_lost(
     src, dst, total = unique("backlog-src"), unique("backlog-dst"), 200_000
     create_topics(kafka_bootstrap, src, dst)
     produce(kafka_bootstrap, src, 0, total, 200)
-    pair = make_pair(
-        "a",
-        source=kafka_bootstrap,
-        sink=kafka_bootstrap,
-        topics=[src],
-        group=unique("g"),
-        sink_config={"topic": dst},
-    ).start()
+    pair = mirror_pair(make_pair, kafka_bootstrap, kafka_bootstrap, src, dst)
     consumed = read_topic(
         kafka_bootstrap, dst, lambda c: len({m.key for m in c.records}) >= total, 240
     )
