@@ -114,3 +114,9 @@ def host_port(address: str | tuple[Any, ...]) -> tuple[str, int]:
     if not isinstance(address, tuple):
         raise TypeError(f"not an IP socket address: {address!r}")
     return address[0], address[1]
+
+
+def bound_address(server: Any) -> tuple[str, int]:
+    """host_port() of a started gevent server's address (None, not started: AssertionError)."""
+    assert server is not None, "start() creates the server"
+    return host_port(server.address)

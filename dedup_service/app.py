@@ -24,10 +24,10 @@ from dedup_service.errors import (
 )
 from dedup_service.extension import Dedup
 from dedup_service.metrics import DedupMetrics
+from dedup_service.redis_client import RedisClient, connect_configured
 from dedup_service.schemas import ErrorSchema
 from dedup_service.sinks import build_sink
 from dedup_service.sinks.base import Sink
-from dedup_service.store import RedisClient, connect
 
 log = logging.getLogger(__name__)
 CONFIG_ENV = "DDC_DEDUP_CONFIG"
@@ -119,9 +119,7 @@ def create_app(
     if redis_client is None:
         if not config["redis_url"]:
             raise ConfigError("dedup.redis_url", "required unless started by 'ddc-dedup serve'")
-        redis_client = connect(
-            config["redis_url"], cluster=config["redis_cluster"], timeout=config["redis_timeout"]
-        )
+        redis_client = connect_configured(config, config["redis_url"])
     if sink is None:
         sink = build_sink(config["sink"])
         sink.start()

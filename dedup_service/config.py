@@ -119,7 +119,7 @@ POSITIVE_DURATIONS = (
     "redis_timeout",
     "commit_retry_timeout",
 )
-REDIS_TIMEOUT = 5.0  # also store.connect()'s default, for clients made outside a config
+REDIS_TIMEOUT = 5.0  # also redis_client.connect()'s default, for clients made outside a config
 
 
 class DedupSchema(StrictSchema):
@@ -128,6 +128,9 @@ class DedupSchema(StrictSchema):
         load_default=None, validate=validate.Regexp(r"^(redis|rediss|unix)://")
     )
     redis_cluster = fields.Boolean(load_default=False)
+    # the password (Redis AUTH) of the server at redis_url, from a secret file; the URL itself
+    # should carry none: config files are not secrets
+    redis_password_file = FilePath(load_default=None)
     data_dir = fields.String(load_default="dedup-data", validate=validate.Length(min=1))
     key_prefix = fields.String(
         load_default="ddc", validate=validate.Regexp(r"^[A-Za-z0-9_.:-]{1,32}$")
@@ -151,6 +154,14 @@ class DedupSchema(StrictSchema):
     api_token_file = FilePath(load_default=None)  # unset: every POST answers 403
     sink = TypedTable(SINK_SCHEMAS, required=True)
     merge = fields.Nested(MergeSchema, load_default=None)
+
+    @validates_schema
+    def _password_needs_a_server(self, data: dict[str, Any], **kwargs: Any) -> None:
+        if data.get("redis_password_file") and not data.get("redis_url"):
+            raise ValidationError(
+                "needs redis_url (the embedded server listens on loopback only)",
+                "redis_password_file",
+            )
 
     @validates_schema
     def _durations(self, data: dict[str, Any], **kwargs: Any) -> None:

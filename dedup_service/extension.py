@@ -10,9 +10,10 @@ from flask import Flask, current_app
 from dedup_service.errors import RequestRejected
 from dedup_service.forwarder import Forwarder
 from dedup_service.metrics import DedupMetrics
+from dedup_service.redis_client import RedisClient
 from dedup_service.sinks.base import Sink
 from dedup_service.stats import StatsBook
-from dedup_service.store import RedisClient, Store
+from dedup_service.store import Store
 
 EXTENSION = "ddc_dedup"
 

@@ -22,9 +22,9 @@ from dedup_service.errors import RedisUnavailable
 from dedup_service.extension import EXTENSION, Dedup
 from dedup_service.merger import MergeLoop
 from dedup_service.metrics import DedupMetrics
+from dedup_service.redis_client import connect_configured
 from dedup_service.sinks import build_sink
 from dedup_service.sinks.base import Sink
-from dedup_service.store import connect
 
 log = logging.getLogger(__name__)
 EMBEDDED_STATE = "embedded-redis.json"
@@ -81,9 +81,7 @@ class DedupService(Service):
 
     def start(self) -> None:
         config = self.config
-        client = connect(
-            self._redis_url(), cluster=config["redis_cluster"], timeout=config["redis_timeout"]
-        )
+        client = connect_configured(config, self._redis_url())
         self.sink = build_sink(config["sink"])
         self.sink.start()
         app = create_app(config, redis_client=client, sink=self.sink, metrics=self.metrics)

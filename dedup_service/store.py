@@ -27,13 +27,13 @@ from functools import partial
 from itertools import count
 from typing import Any, TypeVar, cast
 
-import redis
 import redis.exceptions as rexc
 from redis.cluster import RedisCluster
 
 from dedup_service import lua
-from dedup_service.config import MAX_LINKS, REDIS_TIMEOUT
+from dedup_service.config import MAX_LINKS
 from dedup_service.errors import RedisUnavailable, TooManyLinks
+from dedup_service.redis_client import RedisClient
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,6 @@ UNAVAILABLE = (
     rexc.ReadOnlyError,
 )
 T = TypeVar("T")
-RedisClient = redis.Redis | RedisCluster
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,21 +93,6 @@ def _scatter(size: int, groups: dict[int, list[int]], replies: list[bytes]) -> l
         for index, digit in zip(indices, reply, strict=True):
             results[index] = digit - 48
     return results
-
-
-def connect(url: str, *, cluster: bool = False, timeout: float = REDIS_TIMEOUT) -> RedisClient:
-    """A redis-py client that fails fast (no hidden retries: the store decides what to retry)."""
-    options: dict[str, Any] = {
-        "socket_timeout": timeout,
-        "socket_connect_timeout": min(timeout, 2.0),
-        "health_check_interval": 0,
-    }
-    if cluster:
-        return RedisCluster.from_url(url, **options)
-    from redis.backoff import NoBackoff
-    from redis.retry import Retry
-
-    return redis.Redis.from_url(url, retry=Retry(NoBackoff(), 0), **options)
 
 
 class Store:

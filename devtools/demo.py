@@ -146,7 +146,7 @@ def make_link(
     fec: tuple[int, int] | None = None,
 ) -> Link:
     """Link `name`'s processes (not started): ingress → diode-sim (seeded loss) → egress."""
-    source_port, sim_port, egress_port = (free_port(socket.SOCK_DGRAM) for _ in range(3))
+    source_port, sim_port, sim_out, egress_port = (free_port(socket.SOCK_DGRAM) for _ in range(4))
     ingress_http, sim_http, egress_http = free_port(), free_port(), free_port()
     egress = Daemon(
         "egress",
@@ -163,6 +163,7 @@ def make_link(
     sim_options = {
         "--listen": f"127.0.0.1:{sim_port}",
         "--forward": f"127.0.0.1:{egress_port}",
+        "--forward-bind": f"127.0.0.1:{sim_out}",  # like a hardware diode: one fixed source
         "--loss": str(loss),
         "--seed": str(seed * 1000 + 7),
         "--http": f"127.0.0.1:{sim_http}",

@@ -29,6 +29,7 @@ MIN_PACKET_SIZE = HEADER_SIZE + 55  # 64 bytes: the smallest datagram the fragme
 SOCKET_BUFFER_MAX = 2**31 - 1  # setsockopt(SO_RCVBUF/SO_SNDBUF) takes a C int
 MAX_DELAY_MS = 60_000.0  # send_delay_ms, linger_ms
 MAX_COUNT = 10**9  # records or connections a queue or a table may hold
+PEERS = ("ddc", "reference")  # peer: what runs on the other side of the diode
 
 
 # --- ingress -----------------------------------------------------------------------------
@@ -138,6 +139,9 @@ class IngressTransportSchema(StrictSchema):
     fec_interleave = fields.Integer(
         load_default=1, validate=validate.Range(min=1, max=FEC_MAX_STRIDE)
     )
+    # "reference": the other side is the Rust DDC (docs/interop.md): 65507-byte packets, at
+    # most REFERENCE_MAX_PACKETS per chunk, no Shutdown, no FEC, no authentication
+    peer = fields.String(load_default="ddc", validate=validate.OneOf(PEERS))
     auth_keys = FilePath(load_default=None)  # packet authentication (docs/security.md)
 
     @validates_schema
@@ -166,6 +170,25 @@ class IngressTransportSchema(StrictSchema):
                 "max_packet_size",
             )
 
+    @validates_schema
+    def _reference_peer(self, data: dict[str, Any], **kwargs: Any) -> None:
+        """The Rust DDC's receiver assumes 65,498-byte fragments and knows no FEC or trailer."""
+        if data.get("peer") != "reference":
+            return
+        if data.get("max_packet_size", MAX_DATAGRAM) != MAX_DATAGRAM:
+            raise ValidationError(
+                f'must be {MAX_DATAGRAM} with peer = "reference" (its receiver assumes '
+                f"{MAX_DATAGRAM - HEADER_SIZE}-byte fragments)",
+                "max_packet_size",
+            )
+        for key in ("fec_data", "fec_parity", "auth_keys"):
+            if data.get(key):
+                raise ValidationError(
+                    'must be unset with peer = "reference" (the Rust DDC has no FEC and no '
+                    "authentication)",
+                    key,
+                )
+
 
 class IngressSchema(StrictSchema):
     name = fields.String(load_default="ddc")
@@ -191,13 +214,15 @@ class IngressSchema(StrictSchema):
 class EgressTransportSchema(StrictSchema):
     listen = HostPort(required=True)
     expected_sender = fields.String(load_default=None)
-    heartbeat_timeout = Duration(load_default=5.0, positive=True)
+    # unset: 5 s, or 0 (no alarm) with peer = "reference", whose ingress sends no HeartBeats
+    heartbeat_timeout = Duration(load_default=None)
     receive_buffer = Size(load_default=32 * 1024**2, maximum=SOCKET_BUFFER_MAX)
     max_chunk_size = Size(load_default=64 * 1024**2, positive=True)
     # unset (or "auto", kept for old configs): follows the sink type (RECORDS_SINKS: records;
     # otherwise raw). Never guessed per chunk: a raw record is delivered as the same bytes.
     envelope = fields.String(load_default=None, validate=validate.OneOf(["auto", "raw", "records"]))
     queue_bytes = Size(load_default=256 * 1024**2, positive=True)
+    peer = fields.String(load_default="ddc", validate=validate.OneOf(PEERS))
     auth_keys = FilePath(load_default=None)  # packet authentication (docs/security.md)
     max_clock_skew = Duration(load_default=600.0)  # 0 = off
 
@@ -211,7 +236,25 @@ class EgressTransportSchema(StrictSchema):
                 parse_hostport(sender, allow_zero_port=True)
             except ValueError as exc:
                 raise ValidationError(str(exc), "expected_sender") from exc
-        require_positive(data, "heartbeat_timeout")
+        timeout = data.get("heartbeat_timeout")
+        if data.get("peer") != "reference":
+            if timeout is not None:
+                require_positive(data, "heartbeat_timeout")
+            return
+        if timeout:
+            raise ValidationError(
+                'must be 0 with peer = "reference" (its ingress sends no HeartBeats)',
+                "heartbeat_timeout",
+            )
+        if data.get("envelope") == "records" or data.get("auth_keys"):
+            key = "envelope" if data.get("envelope") == "records" else "auth_keys"
+            raise ValidationError('peer = "reference" sends raw chunks without authentication', key)
+
+    @post_load
+    def _default_timeout(self, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        if data["heartbeat_timeout"] is None:
+            data["heartbeat_timeout"] = 0.0 if data["peer"] == "reference" else 5.0
+        return data
 
 
 class UdpSinkSchema(StrictSchema):
@@ -308,6 +351,7 @@ class EgressSchema(StrictSchema):
     def _default_envelope(self, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
         if data["transport"]["envelope"] in (None, "auto"):
             records = data["sink"]["type"] in RECORDS_SINKS
+            records = records and data["transport"]["peer"] != "reference"
             data["transport"]["envelope"] = "records" if records else "raw"
         return data
 

@@ -48,6 +48,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from ddc.kafka.ranges import PartitionRange
 from ddc.logs import ThrottledLog
 from ddc.protocol.envelope import Mark
 from ddc.protocol.record import Record
@@ -61,11 +62,7 @@ LOG_INTERVAL = 5.0
 
 
 @dataclass(slots=True)
-class KafkaGap:
-    topic: str
-    partition: int
-    first_offset: int
-    last_offset: int
+class KafkaGap(PartitionRange):
     records: int
     detected_at: float
     recovered: int = 0
@@ -73,10 +70,7 @@ class KafkaGap:
 
     def as_json(self) -> dict[str, Any]:
         return {
-            "topic": self.topic,
-            "partition": self.partition,
-            "first_offset": self.first_offset,
-            "last_offset": self.last_offset,
+            **self.range_json(),
             "records": self.records,
             "recovered": self.recovered,
             "detected_at": self.detected_at,

@@ -4,7 +4,12 @@ A fresh egress pins the first sender it hears (or only ever `expected_sender`). 
 address is refused (counted as foreign) while the pinned sender is alive. Once the pinned
 sender has been silent for `heartbeat_timeout` or said Shutdown, a new sender can take over
 with a StartUp, or, if its StartUp burst came while the old sender still held the link (a
-restart on a new port), with its next packet: a sender that never sent a StartUp cannot.
+restart on a new port), with its next packet. A sender that never sent a StartUp takes over a
+silent link with its second HeartBeat: the ingress behind a restarted relay or a NAT rebinding
+keeps its session and says no StartUp again, and the link must not stay refused for good.
+
+`heartbeat_timeout` 0 (peer = "reference": that ingress sends no HeartBeats) means no silence
+alarm, and a StartUp from any allowed address takes the link over at once.
 
 With authentication on, the session is the pinned sender: the receiver lets through only
 datagrams of the session, and `follow` moves the pin to the address they come from (NAT, an
@@ -41,6 +46,9 @@ class LinkState:
             self.expected = (host, port)
         self.pinned: tuple | None = None
         self.candidate: tuple | None = None  # the last sender whose StartUp was refused
+        self.heartbeat_from: tuple | None = (
+            None  # a new sender that sent a HeartBeat to a silent link
+        )
         self.released = True  # no sender yet, or the pinned one went silent / shut down
         self.last_packet = 0.0  # monotonic time of the pinned sender's last valid packet
         self.up = False
@@ -66,15 +74,25 @@ class LinkState:
         if self.pinned is None:
             return True
         if self.released or now - self.last_packet >= self.timeout:
-            return kind == MessageType.STARTUP or address == self.candidate
+            if kind == MessageType.STARTUP or address == self.candidate:
+                return True
+            return self._second_heartbeat(address, kind)
         if kind == MessageType.STARTUP:
             self.candidate = address
+        return False
+
+    def _second_heartbeat(self, address: tuple, kind: int | None) -> bool:
+        if kind != MessageType.HEARTBEAT:
+            return False
+        if self.heartbeat_from == address:
+            return True
+        self.heartbeat_from = address
         return False
 
     def pin(self, address: tuple, now: float) -> None:
         previous = self.pinned
         self.pinned = address
-        self.candidate = None
+        self.candidate = self.heartbeat_from = None
         self.released = False
         self.last_packet = now
         if previous is None:
@@ -127,7 +145,7 @@ class LinkState:
         """Called periodically: True when the link just went down for silence (`cause`: the
         datagrams that did arrive were all refused, and why)."""
         now = time.monotonic() if now is None else now
-        if self.up and now - self.last_packet >= self.timeout:
+        if self.up and self.timeout > 0 and now - self.last_packet >= self.timeout:
             self.up = False
             if cause is not None:
                 self.down_reason = cause

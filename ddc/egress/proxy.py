@@ -92,7 +92,7 @@ class EgressProxy(Service):
             self.gaps.session_started()
 
     def _watch_link(self) -> None:
-        interval = min(0.5, self.link.timeout / 4)
+        interval = min(0.5, self.link.timeout / 4) if self.link.timeout > 0 else 0.5
         while True:
             gevent.sleep(interval)
             cause = self._auth_failing()

@@ -16,8 +16,9 @@ from ddc.ingress.sources import make_source
 from ddc.ingress.transport import Transport
 from ddc.logs import ThrottledLog
 from ddc.metrics import Exporter, IngressMetrics
-from ddc.protocol.fragment import ChunkTooLarge
+from ddc.protocol.fragment import REFERENCE_MAX_PACKETS, ChunkTooLarge, Payload
 from ddc.protocol.record import Record
+from ddc.protocol.wire import HEADER_SIZE
 from ddc.queues import STOP, CostQueue, finish
 from ddc.tokens import TokenGuard, optional_token
 
@@ -39,6 +40,11 @@ class IngressProxy(Service):
         self.transport = Transport(transport_config, self.metrics, config["name"])
         self.envelope = transport_config["envelope"]
         self.queue_policy = transport_config["queue_policy"]
+        self.reference_peer = transport_config["peer"] == "reference"
+        self.chunk_limit: int | None = None  # bytes; the v1 limit is the fragmenter's
+        if self.reference_peer:
+            payload_max = transport_config["max_packet_size"] - HEADER_SIZE
+            self.chunk_limit = REFERENCE_MAX_PACKETS * payload_max
         self.records_queue = CostQueue(
             transport_config["queue_size"], transport_config["queue_bytes"]
         )
@@ -117,17 +123,32 @@ class IngressProxy(Service):
                 return
             chunk, acks, records = item
             if chunk is not None:
-                try:
-                    complete = self.transport.send_chunk(chunk)
-                except ChunkTooLarge as exc:
-                    complete = False
-                    log.error("chunk not sent: %s", exc)
-                if not complete:
-                    # dropped for good and counted; the acks below let Kafka move on past them
-                    self.metrics.records_dropped.labels(reason="send_error").inc(records)
+                self._send_chunk(chunk, records)
             self._finished += records
             for ack in acks:
                 ack()
+
+    def _send_chunk(self, chunk: Payload, records: int) -> None:
+        """One chunk out; one that cannot go is dropped for good, counted and said (the caller
+        still runs its acks, so Kafka moves on past it)."""
+        if self.chunk_limit is not None and len(chunk) > self.chunk_limit:
+            reason = "reference_chunk_limit"
+            self._drop_log(
+                reason,
+                "chunk of %d bytes needs more than %d packets, the most a Rust DDC receiver "
+                'holds (peer = "reference"): dropped %d records',
+                len(chunk),
+                REFERENCE_MAX_PACKETS,
+                records,
+            )
+        else:
+            try:
+                if self.transport.send_chunk(chunk):
+                    return
+            except ChunkTooLarge as exc:
+                log.error("chunk not sent: %s", exc)
+            reason = "send_error"
+        self.metrics.records_dropped.labels(reason=reason).inc(records)
 
     def _heartbeat(self) -> None:
         interval = self.config["transport"]["heartbeat_interval"]
@@ -171,7 +192,10 @@ class IngressProxy(Service):
                 greenlet.kill(block=True, timeout=1.0)
         self._count_unsent()
         self.source.close(deadline.left(0.5))
-        self.transport.send_shutdown()
+        if self.reference_peer:
+            log.info('no Shutdown sent (peer = "reference": its receiver would stop for good)')
+        else:
+            self.transport.send_shutdown()
         if self.http is not None:
             self.http.stop(1.0)
         self.group.kill(block=True, timeout=2.0)

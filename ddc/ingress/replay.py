@@ -28,6 +28,7 @@ from typing import Any
 from ddc.daemon import DRAIN_TIMEOUT, EXIT_CONFIG, EXIT_CRASH
 from ddc.errors import ConfigError
 from ddc.ingress.replay_plan import ReplayInputError, plan, read_report
+from ddc.kafka.ranges import PartitionRange
 
 log = logging.getLogger(__name__)
 
@@ -36,11 +37,7 @@ DEFAULT_FETCH_TIMEOUT = 30.0
 
 
 @dataclass(slots=True)
-class RangeResult:
-    topic: str
-    partition: int
-    first_offset: int
-    last_offset: int
+class RangeResult(PartitionRange):
     expected: int  # the report's count: records the ingress had sent in the range
     read: int = 0
     filtered: int = 0

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ddc.kafka.ranges import PartitionRange
+
 FETCH_TIMEOUT = 10.0
 
 
@@ -20,11 +22,7 @@ class ReplayInputError(Exception):
 
 
 @dataclass(slots=True)
-class PlannedRange:
-    topic: str
-    partition: int
-    first: int
-    last: int
+class PlannedRange(PartitionRange):
     records: int  # records the ingress had sent in the range (the report's count)
     sources: list[int] = field(default_factory=list)  # the report entries merged into it
 
@@ -87,16 +85,16 @@ def plan(report: dict[str, Any]) -> tuple[list[PlannedRange], list[dict[str, Any
             recovered_entries.append(entry)
             continue
         ranges.append(PlannedRange(topic, partition, first, last, records, [index]))
-    ranges.sort(key=lambda r: (r.topic, r.partition, r.first))
+    ranges.sort(key=lambda r: (r.topic, r.partition, r.first_offset))
     merged: list[PlannedRange] = []
     for item in ranges:
         previous = merged[-1] if merged else None
         if (
             previous is not None
             and (previous.topic, previous.partition) == (item.topic, item.partition)
-            and item.first <= previous.last + 1
+            and item.first_offset <= previous.last_offset + 1
         ):
-            previous.last = max(previous.last, item.last)
+            previous.last_offset = max(previous.last_offset, item.last_offset)
             previous.records += item.records
             previous.sources.extend(item.sources)
         else:

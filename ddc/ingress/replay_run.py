@@ -63,7 +63,7 @@ class ReplaySource(Source):
                 break
             result = self._result(planned)
             try:
-                wanted = OffsetRange(planned.topic, planned.partition, planned.first, planned.last)
+                wanted = OffsetRange(*planned.key())
                 opened = open_range(self.consumer, wanted)
                 if opened.gone is not None:
                     result.gone = list(opened.gone)
@@ -91,9 +91,7 @@ class ReplaySource(Source):
         self.finished()
 
     def _result(self, planned: PlannedRange) -> RangeResult:
-        result = RangeResult(
-            planned.topic, planned.partition, planned.first, planned.last, planned.records
-        )
+        result = RangeResult(*planned.key(), planned.records)
         self.results.append(result)
         return result
 
@@ -137,21 +135,13 @@ def replay(
         if planned.topic in topics:
             ours.append(planned)
             continue
-        summary.not_ours.append(
-            {
-                "topic": planned.topic,
-                "partition": planned.partition,
-                "first_offset": planned.first,
-                "last_offset": planned.last,
-                "records": planned.records,
-            }
-        )
+        summary.not_ours.append({**planned.range_json(), "records": planned.records})
         log.error(
             "%s/%d offsets %d..%d: not a topic of this ingress (%s): not replayed",
             planned.topic,
             planned.partition,
-            planned.first,
-            planned.last,
+            planned.first_offset,
+            planned.last_offset,
             ", ".join(sorted(topics)),
         )
     if not ours:

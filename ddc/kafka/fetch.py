@@ -14,15 +14,16 @@ from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
 
-from ddc.kafka.options import consumer_options
+from ddc.kafka.options import ClientOptions
+from ddc.kafka.ranges import PartitionRange
 from ddc.kafka.records import to_record
 from ddc.protocol.record import Record
 
 RESERVED = {
-    "bootstrap_servers": "bootstrap_servers",
     "group_id": "replay (reads outside the consumer group)",
     "enable_auto_commit": "replay (never commits)",
 }
+OPTIONS = ClientOptions(KafkaConsumer, "ingress.source.options", RESERVED)
 POLL_TIMEOUT_MS = 500
 POLL_MAX_RECORDS = 500
 
@@ -36,12 +37,9 @@ def range_consumer(bootstrap_servers: list[str], options: Mapping[str, Any] | No
     options = {k: v for k, v in (options or {}).items() if k != "auto_offset_reset"}
     return KafkaConsumer(
         auto_offset_reset="latest",
-        **consumer_options(
+        **OPTIONS.build(
             options,
-            key="ingress.source.options",
-            reserved=RESERVED,
-            defaults={},
-            settings={
+            {
                 "bootstrap_servers": list(bootstrap_servers),
                 "group_id": None,
                 "enable_auto_commit": False,
@@ -51,27 +49,23 @@ def range_consumer(bootstrap_servers: list[str], options: Mapping[str, Any] | No
 
 
 @dataclass(slots=True)
-class OffsetRange:
-    """Offsets first..last (inclusive) of one partition, and what the log holds of them."""
+class OffsetRange(PartitionRange):
+    """A partition's range and what the log holds of it."""
 
-    topic: str
-    partition: int
-    first: int
-    last: int
     log_start: int = 0  # the partition's first offset still in the log
     past_end: tuple[int, int] | None = None  # set by read_range: offsets past the log's end
 
     @property
     def gone(self) -> tuple[int, int] | None:
         """The part of the range no longer in the log (retention, deletion), or None."""
-        if self.first >= self.log_start:
+        if self.first_offset >= self.log_start:
             return None
-        return self.first, min(self.last, self.log_start - 1)
+        return self.first_offset, min(self.last_offset, self.log_start - 1)
 
     @property
     def readable(self) -> tuple[int, int] | None:
-        low = max(self.first, self.log_start)
-        return (low, self.last) if low <= self.last else None
+        low = max(self.first_offset, self.log_start)
+        return (low, self.last_offset) if low <= self.last_offset else None
 
 
 def open_range(consumer: Any, wanted: OffsetRange) -> OffsetRange:

@@ -1,14 +1,15 @@
 """The one check of the `options` tables passed through to kafka-python's clients.
 
 Every Kafka client the sources, sinks and the merge loop create takes its keyword arguments
-from consumer_options() or producer_options(): the operator's options checked against the
-client's DEFAULT_CONFIG (a misspelt key is a ConfigError naming it), on top of DDC's defaults,
-under the settings DDC owns.
+from a ClientOptions: the operator's options checked against the client's DEFAULT_CONFIG (a
+misspelt key is a ConfigError naming it), on top of DDC's defaults, under the settings DDC owns.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer
@@ -34,7 +35,39 @@ def client_options(
     return options
 
 
-def _build(
+@dataclass(frozen=True)
+class ClientOptions:
+    """How one kind of Kafka client's `options` table is checked and completed.
+
+    client: KafkaConsumer or KafkaProducer; key: where the table is in the config;
+    reserved: option → the DDC setting that owns it (bootstrap_servers always is: every
+    client's comes from its section's own key); defaults: DDC's, under the operator's.
+    """
+
+    client: Any
+    key: str
+    reserved: Mapping[str, str]
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+
+    def build(
+        self, options: Mapping[str, Any] | None, settings: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """Keyword arguments: `defaults`, then the checked `options`, then `settings` (every one
+        of which must be in `reserved`); ConfigError naming the first unusable option."""
+        reserved = {"bootstrap_servers": "bootstrap_servers", **self.reserved}
+        missing = set(settings) - set(reserved)
+        if missing:  # a setting the operator could also pass as an option: ambiguous
+            raise ValueError(f"settings {sorted(missing)} must be reserved")
+        checked = client_options(options, reserved, self.client, self.key)
+        return {**self.defaults, **checked, **settings}
+
+    def for_section(self, config: Mapping[str, Any], **settings: Any) -> dict[str, Any]:
+        """build() for a validated config section: its `options` table, its bootstrap_servers."""
+        servers = list(config["bootstrap_servers"])
+        return self.build(config.get("options"), {"bootstrap_servers": servers, **settings})
+
+
+def _options(
     client: Any,
     options: Mapping[str, Any] | None,
     *,
@@ -43,36 +76,9 @@ def _build(
     defaults: Mapping[str, Any],
     settings: Mapping[str, Any],
 ) -> dict[str, Any]:
-    missing = set(settings) - set(reserved)
-    if missing:  # a setting the operator could also pass as an option: ambiguous
-        raise ValueError(f"settings {sorted(missing)} must be reserved")
-    return {**defaults, **client_options(options, reserved, client, key), **settings}
+    return ClientOptions(client, key, reserved, defaults).build(options, settings)
 
 
-def consumer_options(
-    options: Mapping[str, Any] | None,
-    *,
-    key: str,
-    reserved: Mapping[str, str],
-    defaults: Mapping[str, Any],
-    settings: Mapping[str, Any],
-) -> dict[str, Any]:
-    """KafkaConsumer keyword arguments: `defaults`, then the checked `options`, then `settings`
-    (every one of which must be in `reserved`, option → the DDC setting that owns it)."""
-    return _build(
-        KafkaConsumer, options, key=key, reserved=reserved, defaults=defaults, settings=settings
-    )
-
-
-def producer_options(
-    options: Mapping[str, Any] | None,
-    *,
-    key: str,
-    reserved: Mapping[str, str],
-    defaults: Mapping[str, Any],
-    settings: Mapping[str, Any],
-) -> dict[str, Any]:
-    """KafkaProducer keyword arguments, built as consumer_options() builds a consumer's."""
-    return _build(
-        KafkaProducer, options, key=key, reserved=reserved, defaults=defaults, settings=settings
-    )
+# ClientOptions(client, key, reserved, defaults).build(options, settings) as one call
+consumer_options = partial(_options, KafkaConsumer)
+producer_options = partial(_options, KafkaProducer)

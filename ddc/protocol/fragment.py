@@ -34,6 +34,9 @@ class ChunkTooLarge(ValueError):
     """A chunk that needs more packets than the 16-bit `remaining` field can count."""
 
 
+REFERENCE_MAX_PACKETS = 20  # the Rust DDC's receiver has 20 fragment slots per chunk
+
+
 def max_chunk_bytes(payload_max: int) -> int:
     """The largest chunk `payload_max`-byte packets can carry (remaining is 16 bits)."""
     return (MAX_REMAINING + 1) * payload_max

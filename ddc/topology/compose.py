@@ -98,6 +98,7 @@ class ComposeFile:
             raise TopologyInputError(f"{display}: 'services' must be a mapping")
         self.services: dict[str, dict[str, Any]] = services
         self.mounted: set[str] = set()  # host paths of the ddc configs the services mount
+        self.notes: list[str] = []
 
     def nodes(self) -> list[Node]:
         found: list[Node] = []
@@ -139,6 +140,14 @@ class ComposeFile:
             config_path=str(host_path),
         )
         self.mounted.add(str(host_path))
+        if node.role == "ingress" and node.http_port is not None:
+            for host, published, target in self._published(service, "tcp"):
+                if target == node.http_port and host == ANY_HOST:
+                    self.notes.append(
+                        f"warning: {where}: publishes its management port {node.http_port} "
+                        f"(/admin/pause, /admin/resume) on every host interface as {published}; "
+                        "publish it on a management address only (HOST_IP:PORT:PORT) or not at all"
+                    )
         return node
 
     def _replicas(self, service: dict[str, Any]) -> int:
@@ -165,25 +174,25 @@ class ComposeFile:
         if service.get("network_mode") == "host":
             return open_addresses(listen)
         addresses = local_addresses(self.scope, listen, names)
-        for published in self._published_udp(service):
+        for published in self._published(service, "udp"):
             if published[2] == listen[1]:
                 addresses.append(Address(None, published[0], published[1]))
         return addresses
 
-    def _published_udp(self, service: dict[str, Any]) -> list[tuple[str, int, int]]:
-        """(host ip or *, published port, container port) of the UDP ports published."""
+    def _published(self, service: dict[str, Any], protocol: str) -> list[tuple[str, int, int]]:
+        """(host ip or *, published port, container port) of the `protocol` ports published."""
         found = []
         for entry in _as_list(service.get("ports")):
             if isinstance(entry, dict):
-                if entry.get("protocol") != "udp" or not entry.get("published"):
+                if entry.get("protocol", "tcp") != protocol or not entry.get("published"):
                     continue
                 host = entry.get("host_ip") or ANY_HOST
                 found.append((host, int(entry["published"]), int(entry["target"])))
                 continue
-            text = str(entry)
-            if not text.endswith("/udp"):
+            text, _, suffix = str(entry).partition("/")
+            if (suffix or "tcp") != protocol:
                 continue
-            parts = text[: -len("/udp")].rsplit(":", 2)
+            parts = text.rsplit(":", 2)
             if len(parts) == 1 or "-" in text:
                 continue  # not published on a fixed host port
             host = parts[0] if len(parts) == 3 and parts[0] not in WILDCARD_HOSTS else ANY_HOST

@@ -145,14 +145,27 @@ def config_node(
 ) -> Node:
     """The ingress or egress a validated config describes; `addresses(listen)`: where others
     reach an egress listening on `listen`."""
+    http_port = config["http_listen"][1] if config["http_listen"] else None
     if role == "ingress":
         destination = config["transport"]["destination"]
         return Node(
-            "ingress", origin, scope, visible, destination=destination, config_path=config_path
+            "ingress",
+            origin,
+            scope,
+            visible,
+            destination=destination,
+            config_path=config_path,
+            http_port=http_port,
         )
     listen = config["transport"]["listen"]
     return Node(
-        "egress", origin, scope, listen=listen, addresses=addresses(listen), config_path=config_path
+        "egress",
+        origin,
+        scope,
+        listen=listen,
+        addresses=addresses(listen),
+        config_path=config_path,
+        http_port=http_port,
     )
 
 

@@ -54,6 +54,7 @@ def read_graph(paths: list[str]) -> Graph:
             compose = ComposeFile(path, documents[0], display)
             graph.nodes.extend(compose.nodes())
             mounted |= compose.mounted
+            graph.notes.extend(compose.notes)
             continue
         if not documents or not all(is_manifest(doc) for doc in documents):
             raise TopologyInputError(

@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
 
-from ddc.topology.configs import (
-    DdcCommand,
-    command_config,
-    parse_command,
-    proxy_node,
-    relay_node,
-)
+from ddc.topology.configs import DdcCommand, command_config, parse_command, proxy_node, relay_node
 from ddc.topology.errors import TopologyInputError
 from ddc.topology.model import (
     ANY_HOST,
@@ -38,6 +33,15 @@ class K8sObject:
         self.name = str(metadata.get("name", ""))
         self.namespace = str(metadata.get("namespace") or "default")
         self.spec = document.get("spec") or {}
+
+
+@dataclass(frozen=True)
+class _Pod:
+    """A workload's pod: where its containers' configs, environments and addresses are found."""
+
+    workload: K8sObject
+    spec: dict[str, Any]
+    labels: dict[str, Any]
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -70,17 +74,17 @@ class Manifests:
         for workload in self.objects:
             if workload.kind not in WORKLOADS:
                 continue
-            pod = (
+            template = (
                 workload.document if workload.kind == "Pod" else workload.spec.get("template") or {}
             )
-            pod_spec = pod.get("spec") or {}
-            labels = (pod.get("metadata") or {}).get("labels") or {}
-            for container in _as_list(pod_spec.get("containers")):
+            labels = (template.get("metadata") or {}).get("labels") or {}
+            pod = _Pod(workload, template.get("spec") or {}, labels)
+            for container in _as_list(pod.spec.get("containers")):
                 command = parse_command(container.get("command"), container.get("args"))
                 if command is None:
                     continue
                 where = f"{workload.display} {workload.kind} {workload.name!r} container {container.get('name')!r}"
-                node = self._node(workload, pod_spec, labels, container, command, where)
+                node = self._node(pod, container, command, where)
                 replicas = 1 if workload.kind == "Pod" else int(workload.spec.get("replicas", 1))
                 found.extend(node.replicate(replicas))
                 strategy = (workload.spec.get("strategy") or {}).get("type", "RollingUpdate")
@@ -93,39 +97,26 @@ class Manifests:
 
     # --- one container ----------------------------------------------------------------
 
-    def _node(
-        self,
-        workload: K8sObject,
-        pod_spec: dict[str, Any],
-        labels: dict[str, Any],
-        container: dict[str, Any],
-        command: DdcCommand,
-        where: str,
-    ) -> Node:
-        ns = workload.namespace
+    def _node(self, pod: _Pod, container: dict[str, Any], command: DdcCommand, where: str) -> Node:
+        ns = pod.workload.namespace
         scope = f"k8s:{ns}"
         visible = (scope, "k8s", None)
 
         def addresses(listen: tuple[str, int]) -> list[Address]:
-            return self._addresses(workload, pod_spec, labels, listen)
+            return self._addresses(pod, listen)
 
         if command.command == "diode-sim":
             return relay_node(command, where, scope, visible, addresses)
         config = command_config(command, where)
-        text, source = self._config_text(workload, pod_spec, container, config, where)
+        text, source = self._config_text(pod, container, config, where)
         environ = self._environment(ns, container)
         return proxy_node(command, where, text, source, environ, scope, visible, addresses)
 
     def _config_text(
-        self,
-        workload: K8sObject,
-        pod_spec: dict[str, Any],
-        container: dict[str, Any],
-        config: str,
-        where: str,
+        self, pod: _Pod, container: dict[str, Any], config: str, where: str
     ) -> tuple[str, str]:
         target = PurePosixPath(config)
-        volumes = {v.get("name"): v for v in _as_list(pod_spec.get("volumes"))}
+        volumes = {v.get("name"): v for v in _as_list(pod.spec.get("volumes"))}
         for mount in _as_list(container.get("volumeMounts")):
             mount_path = PurePosixPath(str(mount.get("mountPath", "")))
             sub_path = mount.get("subPath")
@@ -139,7 +130,7 @@ class Manifests:
                 continue
             volume = volumes.get(mount.get("name")) or {}
             for ref in self._config_map_refs(volume):
-                found = self._config_map_file(workload.namespace, ref, relative)
+                found = self._config_map_file(pod.workload.namespace, ref, relative)
                 if found is not None:
                     return found
         raise TopologyInputError(
@@ -185,19 +176,13 @@ class Manifests:
                 env[str(item.get("name"))] = str(item["value"])
         return env
 
-    def _addresses(
-        self,
-        workload: K8sObject,
-        pod_spec: dict[str, Any],
-        labels: dict[str, Any],
-        listen: tuple[str, int],
-    ) -> list[Address]:
-        ns, port = workload.namespace, listen[1]
-        if pod_spec.get("hostNetwork"):
+    def _addresses(self, pod: _Pod, listen: tuple[str, int]) -> list[Address]:
+        ns, port = pod.workload.namespace, listen[1]
+        if pod.spec.get("hostNetwork"):
             return open_addresses(listen)
         addresses: list[Address] = []
         named_ports: dict[str, int] = {}
-        for container in _as_list(pod_spec.get("containers")):
+        for container in _as_list(pod.spec.get("containers")):
             for spec in _as_list(container.get("ports")):
                 if spec.get("name"):
                     named_ports[str(spec["name"])] = int(spec.get("containerPort", 0))
@@ -211,7 +196,7 @@ class Manifests:
             if service.kind != "Service" or service.namespace != ns:
                 continue
             selector = service.spec.get("selector") or {}
-            if not selector or any(labels.get(k) != v for k, v in selector.items()):
+            if not selector or any(pod.labels.get(k) != v for k, v in selector.items()):
                 continue
             for spec in _as_list(service.spec.get("ports")):
                 if spec.get("protocol", "TCP") != "UDP":

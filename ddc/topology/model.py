@@ -46,6 +46,7 @@ class Node:
     addresses: list[Address] = field(default_factory=list)
     config_path: str | None = None
     replica: tuple[int, int] | None = None  # (n, of) when the orchestrator runs several
+    http_port: int | None = None  # the container port of http_listen (/metrics, /admin/*)
 
     @property
     def listens_on(self) -> tuple[str, int]:

@@ -56,6 +56,14 @@ def cpu_seconds(pid: int) -> float:
     return times.user + times.system
 
 
+@dataclass(frozen=True)
+class Scenario:
+    """One case a bench measures: `key` names it on the command line, `title` in the report."""
+
+    key: str
+    title: str
+
+
 # --- blaster and receiver ------------------------------------------------------------------
 
 
@@ -193,22 +201,12 @@ class Receiver:
         return self.wait(10)
 
 
-def run_blaster(
-    target: tuple[str, int],
-    size: int,
-    *,
-    count: int | None = None,
-    duration: float | None = None,
-    rate: float | None = None,
-) -> dict[str, Any]:
-    """Blast from a separate process; its result."""
+def run_blaster(target: tuple[str, int], size: int, **bounds: float | None) -> dict[str, Any]:
+    """blast() from a separate process (its count, duration and rate as keywords); its result."""
     args = ["blast", "--target", f"{target[0]}:{target[1]}", "--size", str(size)]
-    if count is not None:
-        args += ["--count", str(count)]
-    if duration is not None:
-        args += ["--duration", str(duration)]
-    if rate is not None:
-        args += ["--rate", str(rate)]
+    for name, value in bounds.items():
+        if value is not None:
+            args += [f"--{name}", str(value)]
     process = bench_process(*args)
     out, _ = process.communicate()
     if process.returncode != 0:

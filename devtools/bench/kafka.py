@@ -1,10 +1,12 @@
-"""`scripts/bench kafka`: topic → pair → topic against a plain kafka-python copy, same run.
+"""`scripts/bench kafka`: topic → pair → topic against plain consume→produce copies, same run.
 
-Both contenders move the same pre-produced topic of fixed-size records into a fresh topic on
-the same broker: the baseline is one kafka-python process that consumes and produces (no
-diode), DDC is `ddc ingress` (Kafka source) → UDP → `ddc egress` (Kafka sink). A reader in this
-process counts the records arriving in each target topic; the rate is records over the time
-from the first arrival to the last, so group joins and process start-up do not count.
+Every contender moves the same pre-produced topic of fixed-size records into a fresh topic on
+the same broker: two baselines are one process that consumes and produces (no diode), with
+kafka-python and with librdkafka (confluent-kafka, devtools/bench/kafka_copy.py); DDC is
+`ddc ingress` (Kafka source) → UDP → `ddc egress` (Kafka sink), with the default disk spool and
+with the in-memory one. A reader in this process counts the records arriving in each target
+topic; the rate is records over the time from the first arrival to the last, so group joins
+and process start-up do not count.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from __future__ import annotations
 import argparse
 import os
 import socket
+import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -83,48 +87,21 @@ class Arrivals(threading.Thread):
         return self.count / span if self.count > 1 and span > 0 else 0.0
 
 
-# --- the two contenders --------------------------------------------------------------------
+# --- the contenders -------------------------------------------------------------------------
 
 
-def copy(bootstrap: str, src: str, dst: str, group: str, count: int) -> int:
-    """The baseline: consume `src` in a group and produce each record to `dst`, `count` of them."""
-    from kafka import KafkaConsumer, KafkaProducer
-
-    consumer = KafkaConsumer(
-        src,
-        bootstrap_servers=bootstrap,
-        group_id=group,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        **FAST_GROUP_OPTIONS,
-    )
-    producer = KafkaProducer(bootstrap_servers=bootstrap, **PRODUCER_OPTIONS)
-    done = 0
-    while done < count:
-        for messages in consumer.poll(timeout_ms=200, max_records=2000).values():
-            for m in messages:
-                producer.send(
-                    dst, key=m.key, value=m.value, headers=m.headers, partition=m.partition
-                )
-            done += len(messages)
-        consumer.commit()
-    producer.flush(60)
-    producer.close()
-    consumer.close(autocommit=False)
-    return 0
-
-
-def run_baseline(
-    bootstrap: str, src: str, count: int, timeout: float, work: Path
+def run_copy(
+    client: str, bootstrap: str, src: str, count: int, timeout: float, work: Path, tag: str
 ) -> dict[str, Any]:
-    dst = f"{src}-copy"
+    """A baseline: devtools.bench.kafka_copy with kafka-python or librdkafka, its own topic."""
+    dst = f"{src}-copy-{tag}"
     create_topics(bootstrap, dst, partitions=PARTITIONS)
     arrivals = Arrivals(bootstrap, dst, count, timeout)
     arrivals.start()
     arrivals.ready.wait(30)
     argv = python_argv(
-        "devtools.bench.kafka",
-        "copy",
+        "devtools.bench.kafka_copy",
+        client,
         "--bootstrap",
         bootstrap,
         "--src",
@@ -132,11 +109,11 @@ def run_baseline(
         "--dst",
         dst,
         "--group",
-        f"{src}-baseline",
+        f"{src}-{tag}",
         "--count",
         str(count),
     )
-    copier = Process("copy", argv, work).start()
+    copier = Process(f"copy-{client}", argv, work).start()
     assert copier.process is not None
     rss, cpu = 0, 0.0
     while arrivals.is_alive():
@@ -152,8 +129,20 @@ def run_baseline(
     }
 
 
-def run_ddc(bootstrap: str, src: str, count: int, timeout: float, work: Path) -> dict[str, Any]:
-    dst = f"{src}-ddc"
+def run_ddc(
+    bootstrap: str,
+    src: str,
+    count: int,
+    timeout: float,
+    work: Path,
+    spool: str,
+    profile: str,
+    tag: str,
+) -> dict[str, Any]:
+    """The pair; `spool` "disk" (the default config) or "memory" (`[egress.spool] dir = ""`)."""
+    dst = f"{src}-ddc-{tag}"
+    work = work / tag
+    work.mkdir()
     create_topics(bootstrap, dst, partitions=PARTITIONS)
     udp, http_in, http_out = free_port(socket.SOCK_DGRAM), free_port(), free_port()
     egress_config = write_toml(
@@ -161,15 +150,13 @@ def run_ddc(bootstrap: str, src: str, count: int, timeout: float, work: Path) ->
         {
             "egress": {"name": "bench", "http_listen": f"127.0.0.1:{http_out}"},
             "egress.transport": {"listen": f"127.0.0.1:{udp}"},
-            # no back-pressure crosses a diode: the egress must be able to buffer what the ingress
-            # reads ahead while its producer catches up, or it drops (and counts) the excess
             "egress.sink": {
                 "type": "kafka",
                 "bootstrap_servers": [bootstrap],
                 "topic_map": {src: dst},
-                "buffer_max_records": count + 1,
             },
             "egress.sink.options": {"linger_ms": 20, "batch_size": 256 * 1024},
+            "egress.spool": {"dir": str(work / "spool") if spool == "disk" else ""},
         },
     )
     ingress_config = write_toml(
@@ -180,7 +167,7 @@ def run_ddc(bootstrap: str, src: str, count: int, timeout: float, work: Path) ->
                 "type": "kafka",
                 "bootstrap_servers": [bootstrap],
                 "topics": [src],
-                "group_id": f"{src}-ddc",
+                "group_id": f"{src}-ddc-{tag}",
             },
             "ingress.source.options": FAST_GROUP_OPTIONS,
             "ingress.transport": {"destination": f"127.0.0.1:{udp}"},
@@ -191,10 +178,11 @@ def run_ddc(bootstrap: str, src: str, count: int, timeout: float, work: Path) ->
     arrivals.ready.wait(30)
     egress = Daemon("egress", egress_config, http_out, work / "egress.log")
     ingress = Daemon("ingress", ingress_config, http_in, work / "ingress.log")
+    daemons = {"ingress": ingress, "egress": egress}
     stack = Stack()
     try:
         stack.start([egress, ingress])
-        daemons = {"ingress": ingress, "egress": egress}
+        spies = [py_spy(d, Path(profile) / f"{n}-{tag}") for n, d in daemons.items() if profile]
         rss, cpu = dict.fromkeys(daemons, 0), dict.fromkeys(daemons, 0.0)
         lost = dropped = 0.0
         while arrivals.is_alive() and arrivals.count + dropped < count:
@@ -208,6 +196,8 @@ def run_ddc(bootstrap: str, src: str, count: int, timeout: float, work: Path) ->
             dropped = metrics.get("ddc_egress_records_dropped_total", 0.0)
     finally:
         stack.stop()
+    for spy in spies:
+        spy.wait(30)
     return {
         "count": arrivals.count,
         "rate": arrivals.rate(),
@@ -218,7 +208,64 @@ def run_ddc(bootstrap: str, src: str, count: int, timeout: float, work: Path) ->
     }
 
 
+def py_spy(daemon: Daemon, out: Path) -> subprocess.Popen[bytes]:
+    """py-spy recording `daemon` until it exits, collapsed stacks in `out`.txt."""
+    assert daemon.process is not None
+    out.parent.mkdir(parents=True, exist_ok=True)
+    argv = ["py-spy", "record", "-p", str(daemon.process.pid), "-r", "200", "-f", "raw"]
+    spy = Path(sys.executable).parent / "py-spy"
+    argv[0] = str(spy) if spy.exists() else "py-spy"
+    return subprocess.Popen([*argv, "-o", f"{out}.txt"], stdout=subprocess.DEVNULL)
+
+
 # --- entry points ----------------------------------------------------------------------------
+
+CONTENDERS = ("python", "rdkafka", "disk", "memory")
+LABELS = {
+    "python": "kafka-python copy (no diode)",
+    "rdkafka": "librdkafka copy (no diode)",
+    "disk": "ddc pair, disk spool (default)",
+    "memory": "ddc pair, in-memory spool",
+}
+# the ratios the issues ask for: (numerator, denominator, target)
+RATIOS = (("disk", "memory", 0.8), ("disk", "python", 1.0), ("disk", "rdkafka", 0.5))
+
+
+def report(results: dict[str, list[dict[str, Any]]]) -> None:
+    """One row per contender and round; the ratios of the median rates, and per round."""
+    rows = []
+    for name, runs in results.items():
+        for round_, result in enumerate(runs, 1):
+            rss = ", ".join(f"{k} {mib(v):.0f}" for k, v in result["rss"].items())
+            cpu = ", ".join(f"{k} {v:.1f}" for k, v in result["cpu"].items())
+            rows.append([LABELS[name], round_, result["count"], result["rate"], rss, cpu])
+    print_table(["path", "round", "records", "msgs/s", "peak RSS MiB", "CPU s"], rows)
+    medians = {name: statistics.median(r["rate"] for r in runs) for name, runs in results.items()}
+    for top, bottom, target in RATIOS:
+        if top in results and bottom in results and medians[bottom]:
+            each = [
+                a["rate"] / b["rate"]
+                for a, b in zip(results[top], results[bottom], strict=True)
+                if b["rate"]
+            ]
+            rounds = (
+                " (rounds: " + ", ".join(f"{r:.2f}" for r in each) + ")" if len(each) > 1 else ""
+            )
+            ratio = medians[top] / medians[bottom]
+            print(f"ratio {top}/{bottom} {ratio:.2f}{rounds} (target >= {target})")
+    if "disk" in results and "memory" in results:
+        # CPU time is less at the mercy of other jobs on the machine than the wall clock
+        spent = {
+            n: statistics.median(r["cpu"]["egress"] for r in results[n]) for n in ("disk", "memory")
+        }
+        if spent["disk"]:
+            print(
+                f"egress CPU s memory/disk {spent['memory'] / spent['disk']:.2f} "
+                f"({spent['memory']:.1f} / {spent['disk']:.1f}, medians)"
+            )
+    for name in ("disk", "memory"):
+        for r in results.get(name, []):
+            print(f"egress ({name}): {r['lost']:.0f} packets lost, {r['dropped']:.0f} dropped")
 
 
 def bench(args: argparse.Namespace) -> int:
@@ -230,57 +277,39 @@ def bench(args: argparse.Namespace) -> int:
         broker = EmbeddedKafka().start()
         bootstrap = broker.bootstrap
     work = Path(tempfile.mkdtemp(prefix="ddc-bench-kafka-"))
+    results: dict[str, list[dict[str, Any]]] = {}
     try:
         src = f"bench-{os.getpid()}"
         create_topics(bootstrap, src, partitions=PARTITIONS)
         seconds = fill(bootstrap, src, args.records, args.size)
         print(f"{args.records:,} records of {args.size} bytes in {src} ({seconds:.1f}s to produce)")
-        baseline = run_baseline(bootstrap, src, args.records, args.timeout, work)
-        ddc = run_ddc(bootstrap, src, args.records, args.timeout, work)
+        # rounds alternate the contenders, so that a change in the machine's load between
+        # two contenders shows as spread between rounds instead of as a ratio
+        for round_ in range(1, args.rounds + 1):
+            for name in args.only.split(","):
+                tag = f"{name}{round_}" if args.rounds > 1 else name
+                if name in ("python", "rdkafka"):
+                    result = run_copy(name, bootstrap, src, args.records, args.timeout, work, tag)
+                else:
+                    result = run_ddc(
+                        bootstrap, src, args.records, args.timeout, work, name, args.profile, tag
+                    )
+                results.setdefault(name, []).append(result)
     finally:
         if broker is not None:
             broker.cleanup()
-    ratio = ddc["rate"] / baseline["rate"] if baseline["rate"] else 0.0
-    print_table(
-        ["path", "records", "msgs/s", "ratio", "peak RSS MiB", "CPU s"],
-        [
-            [
-                "kafka-python copy (no diode)",
-                baseline["count"],
-                baseline["rate"],
-                1.0,
-                f"copy {mib(baseline['rss']['copy']):.0f}",
-                f"copy {baseline['cpu']['copy']:.1f}",
-            ],
-            [
-                "ddc ingress → UDP → ddc egress",
-                ddc["count"],
-                ddc["rate"],
-                ratio,
-                f"ingress {mib(ddc['rss']['ingress']):.0f}, egress {mib(ddc['rss']['egress']):.0f}",
-                f"ingress {ddc['cpu']['ingress']:.1f}, egress {ddc['cpu']['egress']:.1f}",
-            ],
-        ],
-    )
-    print(f"ratio {ratio:.2f} (target >= 0.8); logs in {work}")
-    print(f"egress: {ddc['lost']:.0f} packets lost, {ddc['dropped']:.0f} records dropped")
-    complete = baseline["count"] >= args.records and ddc["count"] >= args.records
-    if not complete:
+    report(results)
+    print(f"logs in {work}")
+    if any(r["count"] < args.records for runs in results.values() for r in runs):
         print("incomplete: not every record arrived within --timeout", file=sys.stderr)
-    return 0 if complete else 1
+        return 1
+    return 0
 
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="scripts/bench kafka", description=__doc__.splitlines()[0]
     )
-    sub = parser.add_subparsers(dest="command")
-    copy_parser = sub.add_parser("copy", help=argparse.SUPPRESS)
-    copy_parser.add_argument("--bootstrap", required=True)
-    copy_parser.add_argument("--src", required=True)
-    copy_parser.add_argument("--dst", required=True)
-    copy_parser.add_argument("--group", required=True)
-    copy_parser.add_argument("--count", type=int, required=True)
     parser.add_argument(
         "--records", type=int, default=200_000, help="records to move (default 200000)"
     )
@@ -291,9 +320,15 @@ def main(argv: list[str]) -> int:
         "--bootstrap", help="external broker (else KAFKA_BOOTSTRAP, else an embedded Tansu)"
     )
     parser.add_argument("--timeout", type=float, default=300.0, help="limit per contender (s)")
+    parser.add_argument(
+        "--only", default=",".join(CONTENDERS), help=f"contenders, from {','.join(CONTENDERS)}"
+    )
+    parser.add_argument("--rounds", type=int, default=1, help="runs of each contender, alternated")
+    parser.add_argument("--profile", default="", help="py-spy the daemons into this directory")
     args = parser.parse_args(argv)
-    if args.command == "copy":
-        return copy(args.bootstrap, args.src, args.dst, args.group, args.count)
+    unknown = set(args.only.split(",")) - set(CONTENDERS)
+    if unknown:
+        parser.error(f"unknown contender(s) {sorted(unknown)}; choose from {CONTENDERS}")
     return bench(args)
 
 

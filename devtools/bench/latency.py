@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ddc.netio import set_receive_buffer, set_send_buffer
+from devtools.bench.common import Scenario as BenchScenario
 from devtools.bench.common import print_table
 from devtools.harness import Pair, child_env, python_argv
 
@@ -33,9 +34,7 @@ RECORD_SIZE = 200
 
 
 @dataclass(frozen=True)
-class Scenario:
-    key: str
-    title: str
+class Scenario(BenchScenario):
     envelope: str
     fec: tuple[int, int] | None = None
     max_packet_size: int = 1472

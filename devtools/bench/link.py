@@ -37,13 +37,12 @@ from devtools.bench.common import (
     run_blaster,
     summarize,
 )
+from devtools.bench.common import Scenario as BenchScenario
 from devtools.harness import Daemon, Pair, wait_progress
 
 
 @dataclass(frozen=True)
-class Scenario:
-    key: str
-    title: str
+class Scenario(BenchScenario):
     size: int  # bytes per datagram into the ingress
     envelope: str
     limiter_margin: float  # limiter rate = offered payload rate × this (headers, envelope)

@@ -107,38 +107,10 @@ class VethDiode:
         )
         run("ip", "-n", b, "link", "set", self.link_b, "arp", "off")
         self.iptables(b, "-A", "OUTPUT", "-o", self.link_b, "-j", "DROP")
-        self.iptables(
-            b,
-            "-t",
-            "raw",
-            "-A",
-            "PREROUTING",
-            "-i",
-            self.link_b,
-            "-m",
-            "length",
-            "--length",
-            "0:37",
-            "-j",
-            "RETURN",
-        )
-        self.iptables(
-            b,
-            "-t",
-            "raw",
-            "-A",
-            "PREROUTING",
-            "-i",
-            self.link_b,
-            "-m",
-            "statistic",
-            "--mode",
-            "random",
-            "--probability",
-            str(self.loss),
-            "-j",
-            "DROP",
-        )
+        incoming = ("-t", "raw", "-A", "PREROUTING", "-i", self.link_b)  # b's end of the link
+        self.iptables(b, *incoming, "-m", "length", "--length", "0:37", "-j", "RETURN")
+        loss = ("--mode", "random", "--probability", str(self.loss))
+        self.iptables(b, *incoming, "-m", "statistic", *loss, "-j", "DROP")
         return self
 
     def iptables(self, ns: str, *args: str) -> str:

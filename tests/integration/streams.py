@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ddc.netio import set_receive_buffer
 from dedup_service.embedded import poll_until
-from devtools.harness import wait_progress
+from devtools.harness import Daemon, wait_progress, wait_until
 
 ID = struct.Struct(">Q")
 
@@ -155,6 +155,20 @@ def send_tcp_records(port: int, records, pause_every: int = 0) -> None:
             conn.sendall(len(data).to_bytes(4, "big") + data)
             if pause_every and index % pause_every == pause_every - 1:
                 time.sleep(0.001)
+
+
+def varied_sizes(count: int) -> list[int]:
+    """`count` record sizes of 100..7,099 bytes: 1..5 packets of 1472 bytes, mixed."""
+    return [100 + (i * 1913) % 7000 for i in range(count)]
+
+
+def send_sized_records(port: int, sizes: list[int], ingress: Daemon) -> None:
+    """Records 0.. of `sizes` into the TCP source at `port`, paced; returns once `ingress`
+    counted every one of them as a chunk sent."""
+    send_tcp_records(port, (make_record(i, s) for i, s in enumerate(sizes)), pause_every=50)
+    wait_until(
+        lambda: ingress.metrics()["ddc_ingress_chunks_sent_total"] == len(sizes), 60, message="sent"
+    )
 
 
 def send_udp(port: int, datagrams) -> None:

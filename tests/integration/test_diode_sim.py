@@ -12,6 +12,9 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 
 import pytest
 
@@ -65,6 +68,35 @@ def stop(process: subprocess.Popen) -> tuple[int, str]:
     return process.returncode, err
 
 
+@dataclass
+class SimRun:
+    """A diode-sim process forwarding to `receiver`; `sender` sends to it on `port`.
+    code and stderr: its exit once the `relaying` block ended (SIGTERM)."""
+
+    receiver: socket.socket
+    sender: socket.socket
+    port: int
+    base: str
+    code: int | None = None
+    err: str = ""
+
+
+@contextmanager
+def relaying(*options: str) -> Iterator[SimRun]:
+    """A diode-sim with `options` forwarding to a fresh UDP receiver; stopped (SIGTERM) and its
+    sockets closed when the block ends."""
+    receiver, sender = udp_socket(), udp_socket()
+    forward = f"127.0.0.1:{receiver.getsockname()[1]}"
+    process, port, base = start_sim("--forward", forward, *options)
+    run = SimRun(receiver, sender, port, base)
+    try:
+        yield run
+    finally:
+        run.code, run.err = stop(process)
+        receiver.close()
+        sender.close()
+
+
 def final_counters(stderr: str) -> dict[str, int]:
     line = [text for text in stderr.splitlines() if text.startswith("diode-sim final: ")][-1]
     return {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", line)}
@@ -72,11 +104,8 @@ def final_counters(stderr: str) -> dict[str, int]:
 
 def test_loss_one_percent_seed_7_drops_exactly_what_it_counts():
     count = 5000
-    receiver, sender = udp_socket(), udp_socket()
-    process, port, base = start_sim(
-        "--forward", f"127.0.0.1:{receiver.getsockname()[1]}", "--loss", "0.01", "--seed", "7"
-    )
-    try:
+    with relaying("--loss", "0.01", "--seed", "7") as run:
+        receiver, sender, port, base = run.receiver, run.sender, run.port, run.base
         for index in range(count):
             sender.sendto(SEQ.pack(index) + b"d" * 100, ("127.0.0.1", port))
             if index % 100 == 99:
@@ -86,10 +115,7 @@ def test_loss_one_percent_seed_7_drops_exactly_what_it_counts():
         sender.settimeout(0.3)
         with pytest.raises(TimeoutError):
             sender.recv(65536)  # the simulator never sends anything toward the sender
-    finally:
-        code, err = stop(process)
-        receiver.close()
-        sender.close()
+    code, err = run.code, run.err
     rng = random.Random(7)
     expected_drops = {index for index in range(count) if rng.random() < 0.01}
     assert counters["receive_buffer_drops"] == 0
@@ -107,22 +133,15 @@ def test_loss_one_percent_seed_7_drops_exactly_what_it_counts():
 
 
 def test_rate_cap_buffer_overflow_and_periodic_stats():
-    receiver, sender = udp_socket(), udp_socket()
-    forward = f"127.0.0.1:{receiver.getsockname()[1]}"
-    process, port, base = start_sim(
-        *("--forward", forward, "--rate", "800kbit", "--buffer", "50kB"),
-        *("--stats-interval", "0.2", "--seed", "1"),
-    )
-    try:
+    options = ("--rate", "800kbit", "--buffer", "50kB", "--stats-interval", "0.2", "--seed", "1")
+    with relaying(*options) as run:
+        receiver, sender, port, base = run.receiver, run.sender, run.port, run.base
         for _ in range(30):
             sender.sendto(b"r" * 10_000, ("127.0.0.1", port))
         got = drain(receiver, 30, idle=0.6)  # 100 kB/s: one 10 kB datagram per 0.1 s
         counters = healthz(base)
         time.sleep(0.3)
-    finally:
-        code, err = stop(process)
-        receiver.close()
-        sender.close()
+    code, err = run.code, run.err
     assert counters["received"] == 30
     assert counters["dropped_overflow"] > 0
     assert counters["queued"] == 0

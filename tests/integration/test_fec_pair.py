@@ -9,7 +9,7 @@ import pytest
 
 from dedup_service.embedded import free_port
 from devtools.harness import DDC, Process, wait_until
-from tests.integration.streams import ID, Collector, make_record, record_ok, send_tcp_records
+from tests.integration.streams import ID, Collector, record_ok, send_sized_records, varied_sizes
 
 DATA_TYPES = ("data_first", "data")
 
@@ -33,13 +33,8 @@ def run_through_sim(pairs, tmp_path, transport: dict, impairment: list[str], cou
     try:
         egress = pair.start_egress()
         ingress = pair.start_ingress()
-        sizes = [100 + (i * 1913) % 7000 for i in range(count)]
-        send_tcp_records(
-            pair.source_port, (make_record(i, s) for i, s in enumerate(sizes)), pause_every=50
-        )
-        wait_until(
-            lambda: ingress.metrics()["ddc_ingress_chunks_sent_total"] == count, 60, message="sent"
-        )
+        sizes = varied_sizes(count)
+        send_sized_records(pair.source_port, sizes, ingress)
 
         def flushed() -> dict[str, float] | None:
             """The ingress's counters once the last FEC group's linger sent its parity."""

@@ -100,3 +100,35 @@ def test_lost_counter_equals_packets_the_simulator_dropped(pairs, diode):
     # a lost packet costs the one chunk it belonged to, and nothing else
     assert 0 < count - len(got) <= data_drops
     assert state["delivered"] == len(got)
+
+
+def test_a_restarted_relay_sending_from_a_new_port_gets_the_link_back(pairs, diode):
+    """kill -9 of the diode relay: its successor forwards from another port and the ingress
+    behind it says no StartUp again; the egress follows it after heartbeat_timeout (1 s here)
+    and two HeartBeats instead of refusing the link for good."""
+    pair = pairs(source="tcp", sink="tcp")
+    sim_port = free_port(socket.SOCK_DGRAM)
+    pair.destination_port = sim_port
+    collector = Collector("tcp", pair.sink_port)
+    collector.start()
+    sim = diode(sim_port, pair.link_port)
+    egress = pair.start_egress()
+    pair.start_ingress()
+    send_tcp_records(pair.source_port, (make_record(i, 200) for i in range(100)))
+    wait_until(lambda: len(collector.records) == 100, 20, message="the first 100 records")
+    sim.kill()
+    sim.start(15)  # the same listen port, a new kernel-chosen source port
+    wait_until(
+        lambda: (
+            egress.health()["link_up"] is True
+            and egress.metric("ddc_egress_foreign_packets_total") > 0
+        ),
+        15,
+        message="the relay's new address taken over",
+    )
+    send_tcp_records(pair.source_port, (make_record(i, 200) for i in range(100, 200)))
+    wait_until(lambda: len(collector.records) == 200, 20, message="the next 100 records")
+    collector.stop()
+    indexes = [ID.unpack_from(r)[0] for r in collector.records]
+    assert indexes == list(range(200))
+    assert "pinned, replacing" in (pair.tmp / f"{pair.name}-egress.log").read_text()

@@ -234,3 +234,45 @@ def test_admin_token_file_resolves_against_the_config_file(tmp_path):
     config = load_config(write(tmp_path, text), "ingress", environ={})
     assert config["admin_token_file"] == str(tmp_path / "secrets" / "admin")
     assert load_config(write(tmp_path, INGRESS), "ingress", environ={})["admin_token_file"] is None
+
+
+def test_reference_peer_defaults_and_limits(tmp_path):
+    egress = EGRESS.replace('receive_buffer = "32MiB"', 'peer = "reference"')
+    kafka_sink = egress.replace(
+        'type = "udp"\ntarget = "127.0.0.1:7002"',
+        'type = "kafka"\nbootstrap_servers = "127.0.0.1:9092"\ntopic = "t"',
+    )
+    config = load_config(write(tmp_path, kafka_sink), "egress", environ={})
+    assert config["transport"]["heartbeat_timeout"] == 0.0  # no alarm: it sends no HeartBeats
+    assert config["transport"]["envelope"] == "raw"
+    assert (
+        load_config(write(tmp_path, EGRESS), "egress", environ={})["transport"]["heartbeat_timeout"]
+        == 5.0
+    )
+    ingress = INGRESS.replace('rate = "800Mbit"', 'peer = "reference"')
+    assert load_config(write(tmp_path, ingress), "ingress", environ={})["transport"]["peer"] == (
+        "reference"
+    )
+    refused = [
+        (ingress + "max_packet_size = 1472\n", "ingress", "ingress.transport.max_packet_size"),
+        (ingress + "fec_data = 32\n", "ingress", "ingress.transport.fec_data"),
+        (
+            egress.replace("[egress.sink]", "heartbeat_timeout = 5\n[egress.sink]"),
+            "egress",
+            "egress.transport.heartbeat_timeout",
+        ),
+        (
+            egress.replace("[egress.sink]", 'envelope = "records"\n[egress.sink]'),
+            "egress",
+            "egress.transport.envelope",
+        ),
+        (
+            EGRESS.replace("[egress.sink]", "heartbeat_timeout = 0\n[egress.sink]"),
+            "egress",
+            "egress.transport.heartbeat_timeout",
+        ),
+    ]
+    for text, role, key in refused:
+        with pytest.raises(ConfigError) as caught:
+            load_config(write(tmp_path, text), role, environ={})
+        assert caught.value.key == key, text

@@ -5,6 +5,8 @@ from __future__ import annotations
 import errno
 import random
 import struct
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import gevent
 import pytest
@@ -64,6 +66,16 @@ def make_sim(receiver: Peer, **options) -> DiodeSim:
     return sim
 
 
+@contextmanager
+def running_sim(receiver: Peer, **options) -> Iterator[DiodeSim]:
+    """make_sim(), stopped (2 s to drain) when the block ends."""
+    sim = make_sim(receiver, **options)
+    try:
+        yield sim
+    finally:
+        sim.stop(2)
+
+
 def send_numbered(sender: Peer, target, count: int, size: int = 64, pace_every: int = 100) -> None:
     filler = b"x" * (size - SEQ.size)
     for index in range(count):
@@ -76,6 +88,19 @@ def numbers(datagrams: list[bytes]) -> list[int]:
     return [SEQ.unpack_from(d)[0] for d in datagrams]
 
 
+def relay_numbered(
+    peers: tuple[Peer, Peer], count: int, expect: int | None = None, **options
+) -> tuple[list[int], dict]:
+    """`count` numbered datagrams through a simulator with `options`: (the numbers received,
+    waiting for `expect` of them (default `count`), the simulator's counters)."""
+    sender, receiver = peers
+    with running_sim(receiver, **options) as sim:
+        send_numbered(sender, sim.address, count)
+        got = numbers(receiver.collect(count if expect is None else expect))
+        counters = sim.counters()
+    return got, counters
+
+
 def predicted_losses(seed: int, loss: float, count: int) -> set[int]:
     """Which datagrams a loss-only simulator drops: one draw per datagram (module docstring)."""
     rng = random.Random(seed)
@@ -84,8 +109,7 @@ def predicted_losses(seed: int, loss: float, count: int) -> set[int]:
 
 def test_plain_relay_is_byte_identical_and_never_answers_the_sender(peers):
     sender, receiver = peers
-    sim = make_sim(receiver)
-    try:
+    with running_sim(receiver) as sim:
         payloads = [bytes([i % 256]) * size for i, size in enumerate([0, 1, 9, 1472, 8972, 65507])]
         for payload in payloads:
             sender.sock.sendto(payload, sim.address)
@@ -95,20 +119,11 @@ def test_plain_relay_is_byte_identical_and_never_answers_the_sender(peers):
         assert counters["received_bytes"] == counters["forwarded_bytes"] == sum(map(len, payloads))
         assert counters["dropped"] == 0
         assert not sender.pending(), "the simulator sent something back toward the sender"
-    finally:
-        sim.stop(2)
 
 
 def test_loss_drops_exactly_what_it_counts_and_follows_the_seed(peers):
-    sender, receiver = peers
     count = 5000
-    sim = make_sim(receiver, loss=0.01, seed=7)
-    try:
-        send_numbered(sender, sim.address, count)
-        got = numbers(receiver.collect(count))
-        counters = sim.counters()
-    finally:
-        sim.stop(2)
+    got, counters = relay_numbered(peers, count, loss=0.01, seed=7)
     dropped = set(range(count)) - set(got)
     assert counters["received"] == count
     assert counters["dropped_loss"] == counters["dropped"] == len(dropped) > 0
@@ -119,30 +134,18 @@ def test_loss_drops_exactly_what_it_counts_and_follows_the_seed(peers):
 
 
 def test_the_same_seed_drops_the_same_datagrams_and_another_seed_does_not(peers):
-    sender, receiver = peers
     runs = []
     for seed in (11, 11, 12):
-        sim = make_sim(receiver, loss=0.05, seed=seed)
-        try:
-            send_numbered(sender, sim.address, 1000)
-            runs.append(set(numbers(receiver.collect(1000))))
-        finally:
-            sim.stop(2)
-        receiver.got.clear()
+        got, _ = relay_numbered(peers, 1000, loss=0.05, seed=seed)
+        runs.append(set(got))
+        peers[1].got.clear()
     assert runs[0] == runs[1]
     assert runs[0] != runs[2]
 
 
 def test_burst_loss_drops_runs_of_the_given_length(peers):
-    sender, receiver = peers
     count, length = 3000, 7
-    sim = make_sim(receiver, burst_loss=0.005, burst_length=length, seed=3)
-    try:
-        send_numbered(sender, sim.address, count)
-        got = numbers(receiver.collect(count))
-        counters = sim.counters()
-    finally:
-        sim.stop(2)
+    got, counters = relay_numbered(peers, count, burst_loss=0.005, burst_length=length, seed=3)
     missing = sorted(set(range(count)) - set(got))
     assert counters["dropped_burst"] == len(missing) > 0
     runs, run = [], 1
@@ -159,15 +162,8 @@ def test_burst_loss_drops_runs_of_the_given_length(peers):
 
 
 def test_duplicates_are_counted_and_adjacent(peers):
-    sender, receiver = peers
     count = 2000
-    sim = make_sim(receiver, duplicate=0.02, seed=5)
-    try:
-        send_numbered(sender, sim.address, count)
-        got = numbers(receiver.collect(count * 2))
-        counters = sim.counters()
-    finally:
-        sim.stop(2)
+    got, counters = relay_numbered(peers, count, count * 2, duplicate=0.02, seed=5)
     repeats = sum(1 for a, b in zip(got, got[1:], strict=False) if a == b)
     assert counters["duplicated"] == repeats == len(got) - count > 0
     assert counters["forwarded"] == len(got)
@@ -175,15 +171,8 @@ def test_duplicates_are_counted_and_adjacent(peers):
 
 
 def test_reorder_swaps_neighbours_and_counts_each_swap(peers):
-    sender, receiver = peers
     count = 2000
-    sim = make_sim(receiver, reorder=0.03, seed=9)
-    try:
-        send_numbered(sender, sim.address, count)
-        got = numbers(receiver.collect(count))
-        counters = sim.counters()
-    finally:
-        sim.stop(2)
+    got, counters = relay_numbered(peers, count, reorder=0.03, seed=9)
     assert sorted(got) == list(range(count))
     inversions = sum(1 for a, b in zip(got, got[1:], strict=False) if b < a)
     assert counters["reordered"] == inversions > 0
@@ -192,29 +181,23 @@ def test_reorder_swaps_neighbours_and_counts_each_swap(peers):
 
 def test_a_held_datagram_is_released_after_the_hold_time(peers):
     sender, receiver = peers
-    sim = make_sim(receiver, reorder=1.0, reorder_hold=0.05, seed=1)
-    try:
+    with running_sim(receiver, reorder=1.0, reorder_hold=0.05, seed=1) as sim:
         sender.sock.sendto(b"lonely", sim.address)
         assert receiver.collect(1, idle=1.0) == [b"lonely"]
         assert sim.counters()["reordered"] == 0  # nothing overtook it
-    finally:
-        sim.stop(2)
 
 
 def test_rate_cap_overflows_its_buffer_and_counts_every_drop(peers):
     sender, receiver = peers
     size, count = 10_000, 60
     # 800 kbit/s = 100 kB/s behind a 100 kB buffer: a 600 kB burst cannot all fit
-    sim = make_sim(receiver, rate=800_000, buffer=100_000, seed=1)
-    try:
+    with running_sim(receiver, rate=800_000, buffer=100_000, seed=1) as sim:
         for _ in range(count):
             sender.sock.sendto(b"r" * size, sim.address)
         started = gevent.get_hub().loop.now()
         receiver.collect(count, idle=0.5)
         elapsed = gevent.get_hub().loop.now() - started
         counters = sim.counters()
-    finally:
-        sim.stop(2)
     assert counters["received"] == count
     assert counters["dropped_overflow"] > 0
     assert counters["forwarded"] + counters["dropped_overflow"] == count
@@ -360,8 +343,7 @@ def test_http_serves_the_counters(peers):
     import urllib.request
 
     sender, receiver = peers
-    sim = make_sim(receiver, loss=0.5, seed=2, http_listen=("127.0.0.1", 0))
-    try:
+    with running_sim(receiver, loss=0.5, seed=2, http_listen=("127.0.0.1", 0)) as sim:
         send_numbered(sender, sim.address, 200)
         receiver.collect(200)
         host, port = sim.http_address
@@ -373,8 +355,6 @@ def test_http_serves_the_counters(peers):
         pool = gevent.get_hub().threadpool  # a real thread, so the hub keeps serving
         health = json.loads(pool.spawn(get, "/healthz").get())
         metrics = pool.spawn(get, "/metrics").get().decode()
-    finally:
-        sim.stop(2)
     assert health["status"] == "ok" and health["seed"] == 2
     assert health["received"] == 200
     assert health["dropped_loss"] == 200 - len(receiver.got) > 0

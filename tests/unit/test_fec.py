@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass, field
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -160,6 +161,45 @@ def datagram_sizes(draw: st.DrawFn) -> list[int]:
     return sizes
 
 
+@dataclass
+class Stream:
+    """Datagrams (with the chunks they are the fragments of, if any) as an FecEncoder sent them."""
+
+    k: int
+    m: int
+    interleave: int
+    datagrams: list[bytes]
+    chunks: list[bytes] = field(default_factory=list)
+    events: list[Event] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.events = send(FecEncoder(self.k, self.m, self.interleave), self.datagrams)
+
+
+def coding(draw: st.DrawFn, k_max: int, m_min: int, m_max: int) -> tuple[int, int, int]:
+    """(K 1..k_max, M m_min..m_max, interleave 1..4)."""
+    return draw(st.integers(1, k_max)), draw(st.integers(m_min, m_max)), draw(st.integers(1, 4))
+
+
+@st.composite
+def packet_streams(draw: st.DrawFn, m_min: int) -> Stream:
+    """One-packet chunks (datagram_sizes()), K 1..64, M m_min..16."""
+    sizes = draw(datagram_sizes())
+    datagrams = [data_datagram(seq, size) for seq, size in enumerate(sizes)]
+    return Stream(*coding(draw, 64, m_min, 16), datagrams)
+
+
+chunk_lists = st.lists(st.binary(max_size=2000), min_size=1, max_size=40)
+
+
+@st.composite
+def chunk_streams(draw: st.DrawFn, m_min: int) -> Stream:
+    """Chunks fragmented to payloads of 1..400 bytes, K 1..24, M m_min..6."""
+    chunks = draw(chunk_lists)
+    datagrams = chunk_datagrams(chunks, draw(st.integers(1, 400)))
+    return Stream(*coding(draw, 24, m_min, 6), datagrams, chunks)
+
+
 @st.composite
 def losses_per_group(draw: st.DrawFn, events: list[Event], most: int | None) -> set[int]:
     """For each group, any set of its packets (of at most `most` when given)."""
@@ -188,19 +228,10 @@ def feed_decoder(events: list[Event], lost: set[int]) -> tuple[dict[int, bytes],
 
 
 @fec_settings
-@given(
-    k=st.integers(1, 64),
-    m=st.integers(0, 16),
-    interleave=st.integers(1, 4),
-    sizes=datagram_sizes(),
-    data=st.data(),
-)
-def test_at_most_m_lost_per_group_restores_every_data_packet_byte_identical(
-    k, m, interleave, sizes, data
-):
-    datagrams = [data_datagram(seq, size) for seq, size in enumerate(sizes)]
-    events = send(FecEncoder(k, m, interleave), datagrams)
-    lost = data.draw(losses_per_group(events, m))
+@given(stream=packet_streams(m_min=0), data=st.data())
+def test_at_most_m_lost_per_group_restores_every_data_packet_byte_identical(stream, data):
+    datagrams, events = stream.datagrams, stream.events
+    lost = data.draw(losses_per_group(events, stream.m))
     restored, decoder = feed_decoder(events, lost)
     lost_data = {events[i][1] for i in lost if events[i][0] == "data"}
     assert set(restored) == lost_data
@@ -212,18 +243,9 @@ def test_at_most_m_lost_per_group_restores_every_data_packet_byte_identical(
 
 
 @fec_settings
-@given(
-    k=st.integers(1, 64),
-    m=st.integers(1, 16),
-    interleave=st.integers(1, 4),
-    sizes=datagram_sizes(),
-    data=st.data(),
-)
-def test_any_loss_loses_exactly_the_unrecoverable_packets_and_counts_them(
-    k, m, interleave, sizes, data
-):
-    datagrams = [data_datagram(seq, size) for seq, size in enumerate(sizes)]
-    events = send(FecEncoder(k, m, interleave), datagrams)
+@given(stream=packet_streams(m_min=1), data=st.data())
+def test_any_loss_loses_exactly_the_unrecoverable_packets_and_counts_them(stream, data):
+    datagrams, events = stream.datagrams, stream.events
     lost = data.draw(losses_per_group(events, None))
     expected = Outcome(events, lost)
     restored, decoder = feed_decoder(events, lost)
@@ -234,23 +256,10 @@ def test_any_loss_loses_exactly_the_unrecoverable_packets_and_counts_them(
     assert decoder.stats.unrecoverable_packets == expected.unrecoverable_packets
 
 
-chunk_lists = st.lists(st.binary(max_size=2000), min_size=1, max_size=40)
-
-
 @fec_settings
-@given(
-    chunks=chunk_lists,
-    payload_max=st.integers(1, 400),
-    k=st.integers(1, 24),
-    m=st.integers(0, 6),
-    interleave=st.integers(1, 4),
-    data=st.data(),
-)
-def test_receiver_delivers_what_v1_delivers_from_the_packets_fec_could_not_restore(
-    chunks, payload_max, k, m, interleave, data
-):
-    datagrams = chunk_datagrams(chunks, payload_max)
-    events = send(FecEncoder(k, m, interleave), datagrams)
+@given(stream=chunk_streams(m_min=0), data=st.data())
+def test_receiver_delivers_what_v1_delivers_from_the_packets_fec_could_not_restore(stream, data):
+    chunks, datagrams, events = stream.chunks, stream.datagrams, stream.events
     # parity consumes no seq: the data are the v1 packets, unchanged, seq 0, 1, 2, ...
     assert [e[2] for e in events if e[0] == "data"] == datagrams
     assert [e[1] for e in events if e[0] == "data"] == list(range(len(datagrams)))
@@ -269,20 +278,11 @@ def test_receiver_delivers_what_v1_delivers_from_the_packets_fec_could_not_resto
 
 
 @fec_settings
-@given(
-    chunks=chunk_lists,
-    payload_max=st.integers(1, 400),
-    k=st.integers(1, 24),
-    m=st.integers(1, 6),
-    interleave=st.integers(1, 4),
-    data=st.data(),
-)
-def test_at_most_m_lost_per_group_delivers_every_chunk(chunks, payload_max, k, m, interleave, data):
-    datagrams = chunk_datagrams(chunks, payload_max)
-    events = send(FecEncoder(k, m, interleave), datagrams)
-    lost = data.draw(losses_per_group(events, m))
-    got, receiver = fec_result(events, lost)
-    assert got == chunks
+@given(stream=chunk_streams(m_min=1), data=st.data())
+def test_at_most_m_lost_per_group_delivers_every_chunk(stream, data):
+    lost = data.draw(losses_per_group(stream.events, stream.m))
+    got, receiver = fec_result(stream.events, lost)
+    assert got == stream.chunks
     assert receiver.reassembler.stats.lost == 0
 
 

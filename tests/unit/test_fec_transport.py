@@ -4,48 +4,26 @@ from __future__ import annotations
 
 import random
 
-from ddc.egress.link import LinkState
 from ddc.egress.loss import LossWindow
 from ddc.egress.receiver import MAX_POLL_DEFER, Receiver
-from ddc.ingress.transport import FEC_MAX_GROUP_AGE, Transport
-from ddc.metrics import IngressMetrics
+from ddc.ingress.transport import FEC_MAX_GROUP_AGE
 from ddc.protocol.fec import PARITY, PARITY_OVERHEAD, parse_parity
-from ddc.protocol.reassembly import Reassembler
 from ddc.protocol.wire import HEADER, MessageType
+from tests.unit import direct
+from tests.unit.direct import capturing_transport
 
 A = ("192.0.2.1", 4000)
 
 
-class CapturingSocket:
-    """Stands in for the transport's UdpSocket: keeps each datagram it is asked to send."""
-
-    def __init__(self) -> None:
-        self.sent: list[bytes] = []
-
-    def sendmsg(self, buffers: list, address: tuple) -> int:
-        datagram = b"".join(bytes(buffer) for buffer in buffers)
-        self.sent.append(datagram)
-        return len(datagram)
-
-
 def make_transport(k: int = 0, m: int = 0, interleave: int = 1, linger_ms: float = 5.0, mps=1472):
-    config = {
-        "destination": A,
-        "bind": ("127.0.0.1", 0),
-        "max_packet_size": mps,
-        "rate": None,
-        "send_delay_ms": 0,
-        "startup_burst": 2,
-        "shutdown_burst": 2,
-        "fec_data": k,
-        "fec_parity": m,
-        "fec_interleave": interleave,
-        "fec_linger_ms": linger_ms,
-    }
-    transport = Transport(config, IngressMetrics())
-    udp = CapturingSocket()
-    transport.udp, transport.sockaddr = udp, A
-    return transport, udp
+    return capturing_transport(
+        A,
+        max_packet_size=mps,
+        fec_data=k,
+        fec_parity=m,
+        fec_interleave=interleave,
+        fec_linger_ms=linger_ms,
+    )
 
 
 def kinds(sent: list[bytes]) -> list[int]:
@@ -129,14 +107,11 @@ def test_a_group_open_for_the_max_age_closes_even_while_data_keeps_coming(monkey
 
 
 def make_receiver(delivered: list) -> Receiver:
-    return Receiver(
-        None, LinkState(1.0), Reassembler(1 << 24), lambda chunk: delivered.append(bytes(chunk))
-    )
+    return direct.make_receiver(delivered, 1 << 24)
 
 
 def feed(receiver: Receiver, packets: list[bytes]) -> None:
-    for packet in packets:
-        receiver.handle(memoryview(packet), len(packet), A)
+    direct.feed(receiver, packets, A)
 
 
 def wire(k: int, m: int, chunks: list[bytes], interleave: int = 1) -> list[bytes]:
@@ -262,9 +237,7 @@ def test_the_hold_keeps_waiting_while_datagrams_wait_in_the_socket():
     data = [d for d in sent if d[0] in (3, 4)]
     delivered: list[bytes] = []
     udp = PeekSocket()
-    receiver = Receiver(
-        udp, LinkState(1.0), Reassembler(1 << 20), lambda c: delivered.append(bytes(c))
-    )
+    receiver = direct.make_receiver(delivered, udp=udp)
     feed(receiver, [sent[0], *data[:4], *data[5:]])
     deadline = receiver.fec.deadline
     udp.waiting = 1  # the egress was descheduled: the repairing parity may be in the socket

@@ -136,3 +136,25 @@ def test_unjudgeable_records_are_rejected_not_crashing():
         )
         == 1
     )
+
+
+def test_a_silent_link_follows_a_sender_whose_second_heartbeat_comes_from_a_new_address():
+    """A restarted relay (or NAT rebinding) moves the ingress's packets to a new source address;
+    that ingress never says StartUp again, so two HeartBeats must be enough once the old
+    address has gone silent, and never while it is alive."""
+    from ddc.protocol.wire import MessageType
+
+    heartbeat, data = MessageType.HEARTBEAT, MessageType.DATA
+    link = LinkState(heartbeat_timeout=2.0)
+    old, new, other = ("10.0.0.1", 1000), ("10.0.0.1", 2000), ("10.0.0.3", 1000)
+    link.pin(old, 0.0)
+    link.heard(0.0)
+    assert not link.may_pin(new, 1.0, heartbeat) and not link.may_pin(new, 1.5, heartbeat)
+    assert link.check_timeout(2.5)
+    assert not link.may_pin(new, 2.5, data)  # data alone never takes over
+    assert not link.may_pin(new, 2.6, heartbeat)  # the first HeartBeat is remembered...
+    assert not link.may_pin(other, 2.7, heartbeat)  # ...by address: another one starts over
+    assert not link.may_pin(new, 2.8, heartbeat)
+    assert link.may_pin(new, 3.6, heartbeat)  # the second one in a row from it takes over
+    link.pin(new, 3.6)
+    assert link.heartbeat_from is None and link.pinned == new

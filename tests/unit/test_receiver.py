@@ -5,11 +5,10 @@ from __future__ import annotations
 
 from ddc.egress.link import LinkState
 from ddc.egress.receiver import Receiver
-from ddc.ingress.transport import Transport
-from ddc.metrics import IngressMetrics
 from ddc.protocol.fragment import Sequence, fragment
-from ddc.protocol.reassembly import Reassembler
 from ddc.protocol.wire import MessageType, encode_header
+from tests.unit import direct
+from tests.unit.direct import capturing_transport, make_receiver
 
 A = ("10.0.0.1", 4000)
 
@@ -21,15 +20,8 @@ def datagrams(chunks: list[bytes], sequence: Sequence) -> list[bytes]:
     return out
 
 
-def make_receiver(delivered: list) -> Receiver:
-    return Receiver(
-        None, LinkState(1.0), Reassembler(1 << 20), lambda chunk: delivered.append(bytes(chunk))
-    )
-
-
 def feed(receiver: Receiver, packets: list[bytes], address=A) -> None:
-    for packet in packets:
-        receiver.handle(memoryview(packet), len(packet), address)
+    direct.feed(receiver, packets, address)
 
 
 def test_restarted_sender_whose_startup_was_lost_is_followed_again():
@@ -62,12 +54,7 @@ def test_every_datagram_is_counted_exactly_once():
 
 def test_datagrams_from_a_sender_other_than_the_expected_one_are_foreign_before_any_pin():
     delivered: list[bytes] = []
-    receiver = Receiver(
-        None,
-        LinkState(1.0, expected_sender="10.0.0.1:4000"),
-        Reassembler(1 << 20),
-        lambda chunk: delivered.append(bytes(chunk)),
-    )
+    receiver = make_receiver(delivered, link=LinkState(1.0, expected_sender="10.0.0.1:4000"))
     startup = encode_header(MessageType.STARTUP, 0, 0)
     feed(receiver, [startup, bytes(9)], address=("10.0.0.9", 4000))
     assert receiver.foreign == 2 and receiver.link.pinned is None
@@ -75,33 +62,8 @@ def test_datagrams_from_a_sender_other_than_the_expected_one_are_foreign_before_
     assert delivered == [b"ok"] and receiver.link.pinned == A
 
 
-class CapturingSocket:
-    """Stands in for the transport's UdpSocket: keeps each datagram it is asked to send."""
-
-    def __init__(self) -> None:
-        self.sent: list[bytes] = []
-
-    def sendmsg(self, buffers: list, address: tuple) -> int:
-        datagram = b"".join(bytes(buffer) for buffer in buffers)
-        self.sent.append(datagram)
-        return len(datagram)
-
-
 def test_what_the_transport_sends_the_receiver_delivers_byte_identical():
-    transport = Transport(
-        {
-            "destination": A,
-            "bind": ("127.0.0.1", 0),
-            "max_packet_size": 1472,
-            "rate": None,
-            "send_delay_ms": 0,
-            "startup_burst": 3,
-            "shutdown_burst": 2,
-        },
-        IngressMetrics(),
-    )
-    udp = CapturingSocket()
-    transport.udp, transport.sockaddr = udp, A
+    transport, udp = capturing_transport(A, startup_burst=3)
     chunks = [b"", b"a", b"b" * 1463, b"c" * 1464, bytes(range(256)) * 300]
     transport.send_startup()
     for chunk in chunks:

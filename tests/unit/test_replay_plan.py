@@ -35,7 +35,9 @@ def test_ranges_are_sorted_and_merged_per_partition():
         ]
     }
     ranges, recovered = plan(report)
-    planned = [(p.topic, p.partition, p.first, p.last, p.records, p.sources) for p in ranges]
+    planned = [
+        (p.topic, p.partition, p.first_offset, p.last_offset, p.records, p.sources) for p in ranges
+    ]
     assert planned == [
         ("t", 0, 10, 25, 6, [1, 2]),
         ("t", 0, 40, 50, 3, [3, 6]),

@@ -7,12 +7,10 @@ from a checkout; none of them may ship in the wheel the Docker image installs.
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
-import zipfile
 from pathlib import PurePosixPath
 
 from devtools import ROOT
+from devtools.harness.wheels import built_wheel, pip_wheel
 
 RUNTIME_PACKAGES = {"ddc", "dedup_service"}
 DEV_ONLY = {
@@ -43,26 +41,10 @@ def build_wheel(tmp_path) -> list[str]:
     """The file list of a wheel built from a copy of this checkout."""
     source, out = tmp_path / "source", tmp_path / "dist"
     shutil.copytree(ROOT, source, ignore=NOT_SOURCE)
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--no-deps",
-            "--no-build-isolation",
-            "--disable-pip-version-check",
-            "-q",
-            "-w",
-            str(out),
-            str(source),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
-    (wheel,) = out.glob("ddc-*.whl")
-    with zipfile.ZipFile(wheel) as archive:
+    options = ("--no-build-isolation", "--disable-pip-version-check")
+    result = pip_wheel(source, out, *options, timeout=120)
+    assert result.returncode == 0, result.stderr
+    with built_wheel(out) as archive:
         return archive.namelist()
 
 

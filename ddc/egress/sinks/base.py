@@ -82,3 +82,13 @@ class Sink:
         if failure is not None:
             return {"sink_ok": False, "sink_error": failure}
         return {"sink_ok": ok}
+
+
+class TargetSink(Sink):
+    """A sink that writes each record's value (views accepted) to the one host:port `target`."""
+
+    accepts_views = True
+
+    def __init__(self, config: dict[str, Any], metrics: EgressMetrics) -> None:
+        super().__init__(config, metrics)
+        self.target = config["target"]

@@ -26,7 +26,8 @@ from ddc.kafka import adapter
 from ddc.kafka.clients import KafkaProducer
 from ddc.kafka.errors import RECORD_REJECTED
 from ddc.kafka.gevent_adapter import coalesce_wakeups, native_producer_locks
-from ddc.kafka.options import producer_options as build_producer_options
+from ddc.kafka.options import ClientOptions
+from ddc.kafka.reachability import Reachability
 from ddc.kafka.records import SRC_HEADER, source_id
 from ddc.logs import ThrottledLog
 from ddc.metrics import EgressMetrics
@@ -41,25 +42,18 @@ PARTITIONS_TTL = 30.0  # seconds a topic's partition count is cached
 DROP_LOG_INTERVAL = 5.0
 # seconds records may wait for the broker's acknowledgement before health degrades
 STALL_AFTER = 5.0
-OPTION_DEFAULTS = {"acks": "all", "linger_ms": 5, "max_block_ms": 10000}
-RESERVED_OPTIONS = {
-    "bootstrap_servers": "bootstrap_servers",
-    "compression_type": "compression_type (egress.sink.compression_type)",
-}
+OPTIONS = ClientOptions(
+    KafkaProducer,
+    "egress.sink.options",
+    reserved={"compression_type": "compression_type (egress.sink.compression_type)"},
+    defaults={"acks": "all", "linger_ms": 5, "max_block_ms": 10000},
+)
 
 
 def producer_options(config: dict[str, Any]) -> dict[str, Any]:
     """KafkaProducer keyword arguments for a validated sink config; ConfigError if unusable."""
-    return build_producer_options(
-        config.get("options"),
-        key="egress.sink.options",
-        reserved=RESERVED_OPTIONS,
-        defaults=OPTION_DEFAULTS,
-        settings={
-            "bootstrap_servers": list(config["bootstrap_servers"]),
-            "compression_type": compression(config.get("compression_type", "none")),
-        },
-    )
+    codec = compression(config.get("compression_type", "none"))
+    return OPTIONS.for_section(config, compression_type=codec)
 
 
 def compression(name: str) -> str | None:
@@ -101,8 +95,7 @@ class KafkaSink(Sink):
         self._idle = Event()
         self._idle.set()
         self._closing = False
-        self._connected: bool | None = None  # None until the first attempt tells
-        self._last_error: str | None = None
+        self.broker = Reachability(self._reached, self._lost)
         self._retry_at = 0.0
         self._progress_at = 0.0  # last acknowledgement, or when records went in flight
         self._backoff = BACKOFF_MIN
@@ -164,10 +157,10 @@ class KafkaSink(Sink):
     def health(self) -> dict[str, Any]:
         pump_failure = self.owner.failing(PUMP)
         return {
-            "sink_ok": self._connected is not False and pump_failure is None,
-            "kafka_connected": bool(self._connected),
+            "sink_ok": self.broker.up is not False and pump_failure is None,
+            "kafka_connected": bool(self.broker.up),
             "sink_buffered_records": self.buffered,
-            "sink_error": pump_failure or (None if self._connected else self._last_error),
+            "sink_error": pump_failure or (None if self.broker.up else self.broker.error),
         }
 
     @property
@@ -199,13 +192,8 @@ class KafkaSink(Sink):
 
     def _check_stall(self) -> None:
         """The producer retries silently for delivery_timeout_ms: notice an outage sooner."""
-        if (
-            self._inflight
-            and self._connected
-            and time.monotonic() - self._progress_at > STALL_AFTER
-        ):
-            self._last_error = f"no acknowledgement from the broker for {STALL_AFTER:g}s"
-            self._set_connected(False)
+        if self._inflight and self.broker.up and time.monotonic() - self._progress_at > STALL_AFTER:
+            self.broker.set(False, f"no acknowledgement from the broker for {STALL_AFTER:g}s")
 
     def _connect(self) -> None:
         try:
@@ -215,7 +203,7 @@ class KafkaSink(Sink):
             self._failed(exc)
             return
         self._generation += 1
-        self._set_connected(True)
+        self.broker.set(True)
 
     def _replace_producer(self) -> None:
         """After a failed delivery: a new producer (the old one may be fenced or in a fatal state)."""
@@ -227,7 +215,7 @@ class KafkaSink(Sink):
         self._partitions.clear()
         if old is not None:
             log.warning(
-                "Kafka sink: replacing the producer after a failed delivery (%s)", self._last_error
+                "Kafka sink: replacing the producer after a failed delivery (%s)", self.broker.error
             )
             self.owner.spawn(adapter.close_producer, old, 1.0, name="kafka-sink-close")
 
@@ -297,8 +285,8 @@ class KafkaSink(Sink):
             return
         self._settled(number)
         self._progress_at = time.monotonic()
-        if not self._connected:
-            self._set_connected(True)
+        if not self.broker.up:
+            self.broker.set(True)
         self._backoff = BACKOFF_MIN
         if not self._inflight:
             self._wake.set()
@@ -328,24 +316,20 @@ class KafkaSink(Sink):
     # --- state ------------------------------------------------------------------------------
 
     def _failed(self, exc: BaseException) -> None:
-        self._last_error = repr(exc)
         self._retry_at = time.monotonic() + self._backoff
         self._backoff = min(BACKOFF_MAX, self._backoff * 2)
-        self._set_connected(False)
+        self.broker.set(False, exc)
 
-    def _set_connected(self, connected: bool) -> None:
-        if connected == self._connected:
-            return
-        self._connected = connected
-        if connected:
-            log.info("Kafka sink: broker reachable, producing (%d records buffered)", self.buffered)
-        else:
-            log.error(
-                "Kafka sink: cannot deliver (%s); up to %d records wait in flight, the rest in "
-                "the spool, retrying with backoff",
-                self._last_error,
-                self.limit,
-            )
+    def _reached(self) -> None:
+        log.info("Kafka sink: broker reachable, producing (%d records buffered)", self.buffered)
+
+    def _lost(self, error: str | None) -> None:
+        log.error(
+            "Kafka sink: cannot deliver (%s); up to %d records wait in flight, the rest in "
+            "the spool, retrying with backoff",
+            error,
+            self.limit,
+        )
 
     def _drop(self, reason: str, why: str) -> None:
         """Count a dropped record; ERROR log at most every DROP_LOG_INTERVAL per reason."""

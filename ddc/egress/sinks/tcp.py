@@ -18,7 +18,7 @@ from typing import Any
 import gevent
 from gevent import socket as gsocket
 
-from ddc.egress.sinks.base import Done, Sink
+from ddc.egress.sinks.base import Done, TargetSink
 from ddc.egress.sinks.framing import framed
 from ddc.metrics import EgressMetrics
 from ddc.protocol.record import Record
@@ -30,12 +30,9 @@ WRITER = "tcp-sink"  # the supervised writer greenlet's name
 CONNECT_TIMEOUT = 10.0
 
 
-class TcpSink(Sink):
-    accepts_views = True
-
+class TcpSink(TargetSink):
     def __init__(self, config: dict[str, Any], metrics: EgressMetrics) -> None:
         super().__init__(config, metrics)
-        self.target = config["target"]
         self.buffer = CostQueue(config["buffer_max_bytes"])
         self.conn: socket.socket | None = None
         self.connected = False
@@ -87,10 +84,9 @@ class TcpSink(Sink):
                 self._close()
 
     def _close(self) -> None:
-        if self.conn is not None:
-            self.conn.close()
-            self.conn = None
-        self.connected = False
+        conn, self.conn, self.connected = self.conn, None, False
+        if conn is not None:
+            conn.close()
 
     def stop(self, timeout: float) -> None:
         writer = self.owner.supervised(WRITER)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from ddc.egress.sinks.base import Done, Sink
+from ddc.egress.sinks.base import Done, TargetSink
 from ddc.logs import ThrottledLog
 from ddc.metrics import EgressMetrics
 from ddc.netio import UdpSocket, family_of, set_send_buffer
@@ -15,12 +15,9 @@ from ddc.protocol.wire import MAX_DATAGRAM
 log = logging.getLogger(__name__)
 
 
-class UdpSink(Sink):
-    accepts_views = True
-
+class UdpSink(TargetSink):
     def __init__(self, config: dict[str, Any], metrics: EgressMetrics) -> None:
         super().__init__(config, metrics)
-        self.target = config["target"]
         self.udp: UdpSocket | None = None
         self._too_large = metrics.records_dropped.labels(reason="too_large_for_udp")
         self._send_failed = metrics.records_dropped.labels(reason="send_error")

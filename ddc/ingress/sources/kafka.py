@@ -21,7 +21,8 @@ from ddc.ingress.sources.kafka_blocked import BlockedPartitions
 from ddc.kafka import adapter, batches
 from ddc.kafka.clients import AsyncConsumerRebalanceListener, KafkaConsumer, OffsetAndMetadata
 from ddc.kafka.errors import REBALANCING
-from ddc.kafka.options import consumer_options as build_consumer_options
+from ddc.kafka.options import ClientOptions
+from ddc.kafka.reachability import Reachability
 from ddc.kafka.records import to_record
 from ddc.logs import ThrottledLog
 from ddc.metrics import IngressMetrics
@@ -37,13 +38,16 @@ SUBMIT_SLICE = 500  # records per submission (one ack each)
 COORDINATOR_GRACE = 3.0  # seconds without a group coordinator before the broker counts as down
 BATCH_RETRY = 10.0  # seconds a partition with an undecodable batch waits before a new fetch
 # Set from the schema's own keys, or required for "commit only what was acked".
-RESERVED_OPTIONS = {
-    "bootstrap_servers": "bootstrap_servers",
-    "group_id": "group_id",
-    "max_poll_records": "poll_max_records",
-    "enable_auto_commit": "commit_interval (offsets are committed by DDC, after the send)",
-}
-OPTION_DEFAULTS = {"auto_offset_reset": "earliest"}
+OPTIONS = ClientOptions(
+    KafkaConsumer,
+    "ingress.source.options",
+    reserved={
+        "group_id": "group_id",
+        "max_poll_records": "poll_max_records",
+        "enable_auto_commit": "commit_interval (offsets are committed by DDC, after the send)",
+    },
+    defaults={"auto_offset_reset": "earliest"},
+)
 
 
 @dataclass(slots=True)
@@ -58,17 +62,11 @@ class _Partition:
 
 def consumer_options(config: dict[str, Any]) -> dict[str, Any]:
     """KafkaConsumer keyword arguments for a validated source config; ConfigError if unusable."""
-    return build_consumer_options(
-        config.get("options"),
-        key="ingress.source.options",
-        reserved=RESERVED_OPTIONS,
-        defaults=OPTION_DEFAULTS,
-        settings={
-            "bootstrap_servers": list(config["bootstrap_servers"]),
-            "group_id": config["group_id"],
-            "enable_auto_commit": False,
-            "max_poll_records": config["poll_max_records"],
-        },
+    return OPTIONS.for_section(
+        config,
+        group_id=config["group_id"],
+        enable_auto_commit=False,
+        max_poll_records=config["poll_max_records"],
     )
 
 
@@ -88,8 +86,7 @@ class KafkaSource(Source):
         self._wake = Event()
         self._run_done = Event()
         self._run_done.set()
-        self._connected: bool | None = None  # None until the first attempt tells
-        self._last_error: str | None = None
+        self.broker = Reachability(self._reached, self._lost)
         self._coordinator_lost_at: float | None = None
         self._next_commit = 0.0
         self.blocked = BlockedPartitions(BATCH_RETRY)
@@ -118,7 +115,7 @@ class KafkaSource(Source):
                 except Exception as exc:  # kafka-python raises many types for one outage
                     if self._stopped:
                         break
-                    self._set_connected(False, exc)
+                    self.broker.set(False, exc)
                     self.metrics.source_errors.labels(kind=type(exc).__name__).inc()
                     self._wake.wait(backoff)
                     self._wake.clear()
@@ -167,11 +164,11 @@ class KafkaSource(Source):
     def health(self) -> dict[str, Any]:
         assigned = sorted(f"{tp.topic}/{tp.partition}" for tp in self.partitions)
         return {
-            "source_ok": (bool(self._connected) and not self.blocked) or self._want_paused,
-            "kafka_connected": bool(self._connected),
+            "source_ok": (bool(self.broker.up) and not self.blocked) or self._want_paused,
+            "kafka_connected": bool(self.broker.up),
             "kafka_member": self._member,
             "assigned_partitions": assigned,
-            "kafka_error": None if self._connected else self._last_error,
+            "kafka_error": None if self.broker.up else self.broker.error,
             "kafka_batch_errors": [error.describe() for error in self.blocked.errors()],
         }
 
@@ -343,28 +340,20 @@ class KafkaSource(Source):
         now = time.monotonic()
         if self._coordinator_known():
             self._coordinator_lost_at = None
-            self._set_connected(True)
+            self.broker.set(True)
         elif self._coordinator_lost_at is None:
             self._coordinator_lost_at = now
         elif now - self._coordinator_lost_at > COORDINATOR_GRACE:
-            self._set_connected(False, f"no group coordinator for {COORDINATOR_GRACE:g}s")
+            self.broker.set(False, f"no group coordinator for {COORDINATOR_GRACE:g}s")
 
     def _coordinator_known(self) -> bool:
         return adapter.coordinator_known(self.consumer)
 
-    def _set_connected(self, connected: bool, error: BaseException | str | None = None) -> None:
-        if error is not None:
-            self._last_error = error if isinstance(error, str) else repr(error)
-        if connected == self._connected:
-            return
-        self._connected = connected
-        if connected:
-            log.info("Kafka source: broker reachable, consuming")
-        else:
-            log.error(
-                "Kafka source: broker unreachable (%s); retrying with backoff",
-                self._last_error,
-            )
+    def _reached(self) -> None:
+        log.info("Kafka source: broker reachable, consuming")
+
+    def _lost(self, error: str | None) -> None:
+        log.error("Kafka source: broker unreachable (%s); retrying with backoff", error)
 
 
 class _Rebalance(AsyncConsumerRebalanceListener):

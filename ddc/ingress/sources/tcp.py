@@ -20,7 +20,7 @@ from gevent.server import StreamServer
 from ddc.ingress.sources.base import Source, Submit
 from ddc.logs import ThrottledLog
 from ddc.metrics import IngressMetrics
-from ddc.units import host_port
+from ddc.units import bound_address
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +48,7 @@ class TcpSource(Source):
 
     @property
     def address(self) -> tuple[str, int]:
-        assert self.server is not None, "start() creates the server"
-        return host_port(self.server.address)
+        return bound_address(self.server)
 
     def run(self) -> None:
         server = self.server

@@ -14,7 +14,8 @@ from dedup_service import lua
 from dedup_service.app import create_app
 from dedup_service.config import load_dedup_config
 from dedup_service.embedded import EmbeddedRedis
-from dedup_service.store import Store, connect
+from dedup_service.redis_client import connect
+from dedup_service.store import Store
 from devtools.harness import wait_until
 from tests.integration.dedup.conftest import API_TOKEN, write_token
 

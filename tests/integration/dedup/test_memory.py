@@ -17,7 +17,8 @@ import uuid
 import redis
 
 from dedup_service.embedded import EmbeddedRedis
-from dedup_service.store import Store, connect
+from dedup_service.redis_client import connect
+from dedup_service.store import Store
 
 IDS = 100_000
 TTL_MS = 86_400_000

@@ -9,7 +9,8 @@ import uuid
 import pytest
 
 from dedup_service import lua
-from dedup_service.store import Store, connect
+from dedup_service.redis_client import connect
+from dedup_service.store import Store
 from tests.integration.dedup.conftest import run_together
 
 

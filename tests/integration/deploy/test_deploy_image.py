@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import re
 import shutil
-import subprocess
 import sys
-import zipfile
 from pathlib import Path
 
 import pytest
+
+from devtools.harness.wheels import built_wheel, pip_wheel
 
 ROOT = Path(__file__).resolve().parents[3]
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
@@ -120,22 +120,7 @@ def test_the_copied_files_build_a_wheel_with_both_commands(tmp_path):
                 )
             else:
                 shutil.copy2(path, context / source)
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--no-deps",
-            "-q",
-            "--wheel-dir",
-            str(tmp_path / "wheels"),
-            str(context),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=170,
-    )
+    result = pip_wheel(context, tmp_path / "wheels", timeout=170)
     if (
         result.returncode != 0
         and "setuptools" in result.stderr
@@ -143,8 +128,7 @@ def test_the_copied_files_build_a_wheel_with_both_commands(tmp_path):
     ):
         pytest.skip("no package index reachable for the build backend")
     assert result.returncode == 0, result.stderr
-    (wheel,) = (tmp_path / "wheels").glob("ddc-*.whl")
-    with zipfile.ZipFile(wheel) as archive:
+    with built_wheel(tmp_path / "wheels") as archive:
         names = archive.namelist()
         entry_points = next(n for n in names if n.endswith("entry_points.txt"))
         text = archive.read(entry_points).decode()

@@ -42,7 +42,7 @@ def test_every_manifest_is_schema_valid(kubernetes_validate, version):
                 f"{path.name} {doc['kind']}/{doc['metadata']['name']}: {exc.message} at {list(exc.path)}"
             )
         count += 1
-    assert count == 16
+    assert count == 22  # 16 objects, 5 NetworkPolicies, the ingress admin Service
 
 
 def test_schema_validation_can_fail(kubernetes_validate):
@@ -105,3 +105,75 @@ def test_ingress_has_a_fixed_source_port_so_a_restart_resyncs_at_once():
     host, _, port = config["ingress"]["transport"]["bind"].rpartition(":")
     assert int(port) != 0
     assert "net.core.rmem_max" in (ROOT / "k8s" / "egress.yaml").read_text().split("apiVersion")[0]
+
+
+def allowed_sources(component: str, port: int) -> list[dict]:
+    """The `from` peers of the component's policy rules that open `port` (a rule without `from`:
+    [{}], anyone)."""
+    (policy,) = [
+        doc
+        for doc in by_kind("NetworkPolicy").values()
+        if doc["spec"]["podSelector"]["matchLabels"] == {"app.kubernetes.io/component": component}
+    ]
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    peers: list[dict] = []
+    for rule in policy["spec"]["ingress"]:
+        if any(p["port"] == port for p in rule["ports"]):
+            peers += rule.get("from", [{}])
+    return peers
+
+
+SUPERVISOR = {"podSelector": {"matchLabels": {"app.kubernetes.io/component": "supervisor"}}}
+SCRAPER = {"namespaceSelector": {}, "podSelector": {"matchLabels": {"ddc/scrape": "true"}}}
+
+
+def test_a_network_policy_per_component_opens_only_what_it_serves():
+    workloads = {**by_kind("Deployment"), **by_kind("StatefulSet")}
+    components = {
+        w["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/component"]
+        for w in workloads.values()
+    }
+    assert components == {"ingress", "egress", "dedup", "redis", "supervisor"}
+    assert allowed_sources("ingress", 7000) == [{}]  # the source application
+    assert allowed_sources("egress", 7001) == [{}]  # the diode
+    assert allowed_sources("ingress", 9101) == [SUPERVISOR, SCRAPER]  # admin: supervisor only
+    assert allowed_sources("egress", 9102) == [SUPERVISOR, SCRAPER]
+    egress_pods = {"podSelector": {"matchLabels": {"app.kubernetes.io/component": "egress"}}}
+    assert allowed_sources("dedup", 8080) == [egress_pods, SCRAPER]
+    dedup_pods = {"podSelector": {"matchLabels": {"app.kubernetes.io/component": "dedup"}}}
+    assert allowed_sources("redis", 6379) == [dedup_pods]
+    assert allowed_sources("supervisor", 9190) == [SCRAPER]
+
+
+def test_the_ingress_admin_port_has_its_own_service_and_needs_the_token():
+    import tomllib
+
+    services = by_kind("Service")
+    assert [p["port"] for p in services["ddc-ingress-a"]["spec"]["ports"]] == [7000]
+    assert [p["port"] for p in services["ddc-ingress-a-admin"]["spec"]["ports"]] == [9101]
+    ingress = tomllib.loads(by_kind("ConfigMap")["ddc-ingress-a"]["data"]["ingress.toml"])
+    supervisor = tomllib.loads(by_kind("ConfigMap")["ddc-supervisor"]["data"]["supervisor.toml"])
+    token = ingress["ingress"]["admin_token_file"]
+    assert supervisor["supervisor"]["token_file"] == token
+    assert supervisor["supervisor"]["pairs"][0]["ingress"] == "http://ddc-ingress-a-admin:9101"
+    for name in ("ddc-ingress-a", "ddc-supervisor"):
+        pod = by_kind("Deployment")[name]["spec"]["template"]["spec"]
+        secrets = {v["name"]: v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v}
+        mounts = {m["name"]: m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}
+        assert secrets == {"token": "ddc-admin-token"}
+        assert token.startswith(mounts["token"] + "/")
+
+
+def test_redis_requires_the_password_the_dedup_service_reads_from_a_secret():
+    import tomllib
+
+    redis = by_kind("StatefulSet")["ddc-redis"]["spec"]["template"]["spec"]["containers"][0]
+    args = redis["args"]
+    assert args[args.index("--requirepass") + 1] == "$(REDIS_PASSWORD)"
+    (env,) = redis["env"]
+    assert env["valueFrom"]["secretKeyRef"] == {"name": "ddc-redis-password", "key": "password"}
+    assert "REDISCLI_AUTH" in " ".join(redis["readinessProbe"]["exec"]["command"])
+    dedup = tomllib.loads(by_kind("ConfigMap")["ddc-dedup"]["data"]["dedup.toml"])
+    pod = by_kind("Deployment")["ddc-dedup"]["spec"]["template"]["spec"]
+    mounts = {m["name"]: m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}
+    assert dedup["dedup"]["redis_password_file"] == mounts["redis-password"] + "/password"

@@ -6,6 +6,8 @@ import json
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from dedup_service.embedded import free_port
@@ -21,32 +23,30 @@ def receiver() -> socket.socket:
     return sock
 
 
+@contextmanager
+def mirror(listen: int, *options: str) -> Iterator[subprocess.Popen]:
+    """mirror.py listening on `listen` with `options`, once it said it is mirroring (its socket
+    is bound); killed, if it still runs, when the block ends."""
+    argv = [sys.executable, str(MIRROR), "--listen", f"127.0.0.1:{listen}", *options]
+    process = subprocess.Popen(argv, stderr=subprocess.PIPE)
+    assert process.stderr is not None
+    try:
+        for line in process.stderr:
+            if b"mirroring" in line:
+                break
+        yield process
+    finally:
+        process.kill()  # nothing happens to a process already waited for
+        process.wait()
+
+
 def test_every_datagram_reaches_both_pairs_and_generated_records_have_unique_ids():
     a, b = receiver(), receiver()
     listen = free_port(socket.SOCK_DGRAM)
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            str(MIRROR),
-            "--listen",
-            f"127.0.0.1:{listen}",
-            "--to",
-            f"127.0.0.1:{a.getsockname()[1]}",
-            "--to",
-            f"127.0.0.1:{b.getsockname()[1]}",
-            "--generate",
-            "50",
-            "--count",
-            "20",
-        ],
-        stderr=subprocess.PIPE,
-    )
-    try:
+    targets = [f"127.0.0.1:{sock.getsockname()[1]}" for sock in (a, b)]
+    options = ("--to", targets[0], "--to", targets[1], "--generate", "50", "--count", "20")
+    with mirror(listen, *options) as process:
         sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        assert process.stderr is not None
-        for line in process.stderr:  # it says "mirroring ..." once its socket is bound
-            if b"mirroring" in line:
-                break
         sent = [b"source datagram %d" % i for i in range(5)]
         for payload in sent:
             sender.sendto(payload, ("127.0.0.1", listen))
@@ -57,10 +57,6 @@ def test_every_datagram_reaches_both_pairs_and_generated_records_have_unique_ids
             assert [p for p in got if not p.startswith(b"{")] == sent
             assert [r["seq"] for r in generated] == list(range(1, 21))
             assert len({r["id"] for r in generated}) == 20
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
 
 
 def summary(stderr: bytes) -> dict:

@@ -9,15 +9,9 @@ from collections import Counter
 
 import pytest
 
-from tests.integration.kafka.helpers import (
-    Pair,
-    create_topics,
-    producer,
-    scan_topic,
-    src_of,
-    unique,
-    wait_until,
-)
+from devtools.embedded_kafka import create_topics
+from devtools.harness import wait_until
+from tests.integration.kafka.helpers import Pair, producer, scan_topic, src_of, unique
 
 pytestmark = pytest.mark.timeout(150)
 

@@ -13,6 +13,7 @@ import socket
 import subprocess
 import time
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,18 +22,16 @@ from kafka import KafkaAdminClient
 from ddc.diode_sim.config import SimConfig
 from dedup_service.embedded import free_port
 from devtools.diode_sim_thread import DiodeSimThread
-from devtools.harness import child_env, write_toml
+from devtools.embedded_kafka import create_topics
+from devtools.harness import DDC, child_env, wait_until, write_toml
 from tests.integration.kafka.helpers import (
-    DDC,
     Daemon,
-    create_topics,
     egress_tables,
     ingress_tables,
     producer,
     scan_topic,
     src_of,
     unique,
-    wait_until,
 )
 
 pytestmark = pytest.mark.timeout(300)
@@ -62,6 +61,14 @@ def read_all(bootstrap: str, topic: str, count: int, timeout: float = 90) -> lis
     seen: list[Any] = []
     scan_topic(bootstrap, topic, seen.append, lambda: len(seen) >= count, timeout, PARTITIONS)
     return seen
+
+
+def run_replay(
+    config: Path, gaps: str, *options: str, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """`ddc replay -c CONFIG --gaps GAPS [options]` run to its end (a CompletedProcess)."""
+    argv = [*DDC, "replay", "-c", str(config), "--gaps", gaps, *options]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=child_env())
 
 
 def settled(ingress: Daemon, egress: Daemon) -> tuple[float, float, float]:
@@ -172,26 +179,14 @@ def test_gaps_are_exact_and_replay_completes_the_target(kafka_bootstrap: str, tm
         assert report["inconsistent_marks"] == 0 and report["session_observed"] is True
 
         # 3. replay refuses while the ingress runs (two senders into one egress)...
-        refused = subprocess.run(
-            [*DDC, "replay", "-c", str(ingress.config), "--gaps", egress.url("/gaps")],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            env=child_env(),
-        )
+        refused = run_replay(ingress.config, egress.url("/gaps"))
         assert refused.returncode == 1 and "stop it first" in refused.stderr, refused.stderr
         # ...and runs with the ingress stopped (graceful: its Shutdown frees the egress)
         ingress.stop()
         committed = group_offsets(kafka_bootstrap, group)
         assert sum(committed.values()) == total  # the ingress committed everything it read
         started = time.monotonic()
-        result = subprocess.run(
-            [*DDC, "replay", "-c", str(ingress.config), "--gaps", egress.url("/gaps")],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            env=child_env(),
-        )
+        result = run_replay(ingress.config, egress.url("/gaps"), timeout=120)
         took = time.monotonic() - started
         assert result.returncode == 0, result.stderr[-3000:]
         summary = json.loads(result.stdout)
@@ -215,13 +210,7 @@ def test_gaps_are_exact_and_replay_completes_the_target(kafka_bootstrap: str, tm
         assert after["records_recovered"] == len(missing)
         assert all(gap["recovered"] == gap["records"] for gap in after["kafka"])
         # so a second replay from the same report has nothing left to send
-        again = subprocess.run(
-            [*DDC, "replay", "-c", str(ingress.config), "--gaps", egress.url("/gaps")],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            env=child_env(),
-        )
+        again = run_replay(ingress.config, egress.url("/gaps"))
         assert again.returncode == 0, again.stderr[-2000:]
         second = json.loads(again.stdout)
         assert second["records_sent"] == 0 and not second["ranges"]
@@ -270,13 +259,7 @@ def test_replay_names_what_is_not_in_kafka_and_sends_the_rest(kafka_bootstrap: s
     gaps.write_text(json.dumps(report))
     try:
         egress.start()
-        result = subprocess.run(
-            [*DDC, "replay", "-c", str(config), "--gaps", str(gaps), "--settle", "0.2"],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            env=child_env(),
-        )
+        result = run_replay(config, str(gaps), "--settle", "0.2", timeout=120)
         assert result.returncode == 1, result.stderr[-3000:]
         summary = json.loads(result.stdout)
         present, past = summary["ranges"]

@@ -10,16 +10,15 @@ import time
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
+from devtools.embedded_kafka import create_topics
+from devtools.harness import DDC, wait_until
 from tests.integration.kafka.helpers import (
-    DDC,
     Daemon,
-    create_topics,
     ingress_tables,
     producer,
     read_topic,
     src_of,
     unique,
-    wait_until,
 )
 
 pytestmark = pytest.mark.timeout(90)

@@ -15,6 +15,13 @@ from kafka.structs import TopicPartition
 Message = namedtuple("Message", "topic partition offset timestamp key value headers")
 
 
+def kafka_section(fields: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """A validated Kafka source or sink section: type, bootstrap_servers and an empty options
+    table, then `fields`, then `overrides`."""
+    base = {"type": "kafka", "bootstrap_servers": ["127.0.0.1:9092"], "options": {}}
+    return {**base, **fields, **overrides}
+
+
 def message(topic: str, partition: int, offset: int, value: bytes = b"v") -> Message:
     return Message(
         topic, partition, offset, 1700000000000 + offset, b"k%d" % offset, value, [("h", b"1")]

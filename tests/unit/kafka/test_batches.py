@@ -125,7 +125,7 @@ def test_source_holds_back_only_the_partition_and_never_says_broker_unreachable(
     from tests.unit.kafka.test_source import Harness
 
     h = Harness()
-    h.source._set_connected(True)
+    h.source.broker.set(True)
     h.consumer._fetcher = Fetcher()
     h.join(P0, P1)
     failed = FailedRecords(P0, 40)

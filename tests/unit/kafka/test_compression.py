@@ -7,21 +7,18 @@ import pytest
 from ddc.config import load_config
 from ddc.egress.sinks.kafka import producer_options
 from ddc.errors import ConfigError
-
-EGRESS = """
-[egress]
-[egress.transport]
-listen = "127.0.0.1:7001"
-[egress.sink]
-type = "kafka"
-bootstrap_servers = "127.0.0.1:9092"
-topic = "t"
-"""
+from devtools.harness import toml_text
 
 
 def load(tmp_path, extra: str) -> dict:
+    """The egress config of a Kafka sink to topic "t", `extra` appended to [egress.sink]."""
+    tables = {
+        "egress": {},
+        "egress.transport": {"listen": "127.0.0.1:7001"},
+        "egress.sink": {"type": "kafka", "bootstrap_servers": "127.0.0.1:9092", "topic": "t"},
+    }
     path = tmp_path / "egress.toml"
-    path.write_text(EGRESS + extra)
+    path.write_text(toml_text(tables) + extra)
     return load_config(path, "egress", environ={})
 
 

@@ -15,7 +15,7 @@ from ddc.egress.sinks.kafka import KafkaSink, outgoing_headers, producer_options
 from ddc.errors import ConfigError
 from ddc.metrics import EgressMetrics
 from ddc.protocol.record import Record
-from tests.unit.kafka.fakes import FakeProducer
+from tests.unit.kafka.fakes import FakeProducer, kafka_section
 
 
 @pytest.fixture(autouse=True)
@@ -28,16 +28,7 @@ def fake_producer(monkeypatch):
 
 
 def config(**overrides: Any) -> dict[str, Any]:
-    base = {
-        "type": "kafka",
-        "bootstrap_servers": ["127.0.0.1:9092"],
-        "topic": None,
-        "topic_map": {},
-        "buffer_max_records": 100,
-        "options": {},
-    }
-    base.update(overrides)
-    return base
+    return kafka_section({"topic": None, "topic_map": {}, "buffer_max_records": 100}, overrides)
 
 
 def record(offset: int, topic: str | None = "src", partition: int = 1, **kw: Any) -> Record:

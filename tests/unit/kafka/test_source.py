@@ -14,23 +14,14 @@ from ddc.errors import ConfigError
 from ddc.ingress.sources import kafka as kafka_source
 from ddc.ingress.sources.kafka import KafkaSource, consumer_options, to_record
 from ddc.metrics import IngressMetrics
-from tests.unit.kafka.fakes import FakeConsumer, batch, message, run
+from tests.unit.kafka.fakes import FakeConsumer, batch, kafka_section, message, run
 
 P0, P1 = TopicPartition("t", 0), TopicPartition("t", 1)
 
 
 def config(**overrides: Any) -> dict[str, Any]:
-    base = {
-        "type": "kafka",
-        "bootstrap_servers": ["127.0.0.1:9092"],
-        "topics": ["t"],
-        "group_id": "g",
-        "commit_interval": 1.0,
-        "poll_max_records": 100,
-        "options": {},
-    }
-    base.update(overrides)
-    return base
+    fields = {"topics": ["t"], "group_id": "g", "commit_interval": 1.0, "poll_max_records": 100}
+    return kafka_section(fields, overrides)
 
 
 class Harness:
@@ -269,7 +260,7 @@ def test_commit_refused_by_a_rebalance_is_not_an_outage(caplog):
     h.join(P0)
     h.poll(batch("t", 0, 0, 2))
     h.submitted[0][1]()
-    h.source._set_connected(True)
+    h.source.broker.set(True)
     h.consumer.commit_error = CommitFailedError("rebalancing")
     h.source._next_commit = 0.0
     with caplog.at_level(logging.WARNING):

@@ -233,3 +233,29 @@ def test_unreadable_compose_inputs_exit_2(stack, write, check, ingress_toml):
     )
     code, _, err = check(wrong_role)
     assert code == 2 and "runs 'ddc egress' but" in err and "is a ingress config" in err
+
+
+@pytest.mark.parametrize(
+    ("ports", "warned"),
+    [
+        ("['9101:9101']", True),
+        ("['0.0.0.0:19101:9101/tcp']", True),
+        ("[{target: 9101, published: 9101}]", True),
+        ("['127.0.0.1:9101:9101']", False),  # a management address only
+        ("['9101:9101/udp', '7000:7000/udp']", False),  # not the HTTP port
+        ("[]", False),
+    ],
+)
+def test_an_ingress_admin_port_published_on_every_interface_is_warned_about(
+    write, check, ingress_toml, ports, warned
+):
+    write("cfg/in.toml", ingress_toml("192.0.2.10:7001"))
+    path = write(
+        "compose.yml",
+        "services:\n  ingress:\n    command: ddc ingress -c /c/in.toml\n"
+        f"    volumes: ['./cfg:/c']\n    ports: {ports}\n",
+    )
+    code, out, err = check(path)
+    assert code == 0, out
+    warning = "publishes its management port 9101 (/admin/pause, /admin/resume) on every host"
+    assert (warning in err) is warned, err

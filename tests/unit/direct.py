@@ -1,0 +1,57 @@
+"""The ingress Transport and the egress Receiver driven directly: no sockets, no greenlets."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ddc.egress.link import LinkState
+from ddc.egress.receiver import Receiver
+from ddc.ingress.transport import Transport
+from ddc.metrics import IngressMetrics
+from ddc.protocol.reassembly import Reassembler
+
+
+class CapturingSocket:
+    """Stands in for the transport's UdpSocket: keeps each datagram it is asked to send."""
+
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+
+    def sendmsg(self, buffers: list, address: tuple) -> int:
+        datagram = b"".join(bytes(buffer) for buffer in buffers)
+        self.sent.append(datagram)
+        return len(datagram)
+
+
+def capturing_transport(
+    destination: tuple[str, int], **config: Any
+) -> tuple[Transport, CapturingSocket]:
+    """A Transport to `destination` (v1 settings, unpaced; `config` on top) whose datagrams are
+    kept in the returned socket's `sent`."""
+    settings = {
+        "destination": destination,
+        "bind": ("127.0.0.1", 0),
+        "max_packet_size": 1472,
+        "rate": None,
+        "send_delay_ms": 0,
+        "startup_burst": 2,
+        "shutdown_burst": 2,
+        **config,
+    }
+    transport = Transport(settings, IngressMetrics())
+    udp = CapturingSocket()
+    transport.udp, transport.sockaddr = udp, destination
+    return transport, udp
+
+
+def make_receiver(
+    delivered: list, max_chunk: int = 1 << 20, udp: Any = None, link: LinkState | None = None
+) -> Receiver:
+    """A Receiver that appends each chunk it delivers to `delivered` (as bytes)."""
+    link = LinkState(1.0) if link is None else link
+    return Receiver(udp, link, Reassembler(max_chunk), lambda chunk: delivered.append(bytes(chunk)))
+
+
+def feed(receiver: Receiver, packets: list[bytes], address: tuple[str, int]) -> None:
+    for packet in packets:
+        receiver.handle(memoryview(packet), len(packet), address)
