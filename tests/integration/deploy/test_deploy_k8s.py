@@ -160,8 +160,25 @@ def test_the_ingress_admin_port_has_its_own_service_and_needs_the_token():
         pod = by_kind("Deployment")[name]["spec"]["template"]["spec"]
         secrets = {v["name"]: v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v}
         mounts = {m["name"]: m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}
-        assert secrets == {"token": "ddc-admin-token"}
+        assert secrets.get("token") == "ddc-admin-token"
+        assert set(secrets) <= {"token", "link-keys"}  # link-keys: packet authentication
         assert token.startswith(mounts["token"] + "/")
+
+
+def test_both_sides_of_the_pair_sign_and_verify_with_the_key_secret():
+    import tomllib
+
+    maps = by_kind("ConfigMap")
+    ingress = tomllib.loads(maps["ddc-ingress-a"]["data"]["ingress.toml"])["ingress"]
+    egress = tomllib.loads(maps["ddc-egress-a"]["data"]["egress.toml"])["egress"]
+    path = ingress["transport"]["auth_keys"]
+    assert egress["transport"]["auth_keys"] == path
+    for name in ("ddc-ingress-a", "ddc-egress-a"):
+        pod = by_kind("Deployment")[name]["spec"]["template"]["spec"]
+        secrets = {v["name"]: v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v}
+        mounts = {m["name"]: m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}
+        assert secrets["link-keys"] == "ddc-link-keys-a"
+        assert path.startswith(mounts["link-keys"] + "/")
 
 
 def test_redis_requires_the_password_the_dedup_service_reads_from_a_secret():
