@@ -10,6 +10,7 @@ from typing import Any
 import gevent
 from gevent import socket as gsocket
 
+from ddc.cooperate import HubTurn
 from ddc.daemon import Service
 from ddc.diode_sim.config import SimConfig
 from ddc.diode_sim.counters import Counters, format_counters
@@ -182,6 +183,7 @@ class DiodeSim(Service):
         buffer = bytearray(RECEIVE_SIZE)
         view = memoryview(buffer)
         stats = self.stats
+        hub_turn = HubTurn()
         handled = 0
         while True:
             size = recv_into(buffer)
@@ -197,7 +199,7 @@ class DiodeSim(Service):
             handled += 1
             if handled >= YIELD_EVERY:  # under sustained load recv never has to wait
                 handled = 0
-                gevent.sleep(0)
+                hub_turn()
 
     def _relay_pending(self, deadline: float) -> None:
         """On stop: what the kernel already holds for us is relayed like the rest."""
@@ -222,6 +224,7 @@ class DiodeSim(Service):
         recv_into = self._rx.recv_into
         buffer = bytearray(RECEIVE_SIZE)
         view = memoryview(buffer)
+        hub_turn = HubTurn()
         handled = 0
         hold = self.config.reorder_hold
         while True:
@@ -239,7 +242,7 @@ class DiodeSim(Service):
             handled += 1
             if handled >= YIELD_EVERY:
                 handled = 0
-                gevent.sleep(0)
+                hub_turn()
 
     def _impair(self, datagram: memoryview) -> None:
         stats = self.stats
