@@ -72,7 +72,7 @@ def record(pids: dict[str, int], seconds: float, rate: int = 100) -> dict[str, P
     work = Path(tempfile.mkdtemp(prefix="ddc-pyspy-"))
     running = {
         name: subprocess.Popen(
-            [binary, "record", "-p", str(pid), "-d", f"{seconds:g}", "-r", str(rate)]
+            [binary, "record", "-p", str(pid), "-d", str(max(1, round(seconds))), "-r", str(rate)]
             + ["-f", "raw", "-o", str(work / f"{name}.raw"), "--nonblocking"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
