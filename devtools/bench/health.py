@@ -26,13 +26,14 @@ from pathlib import Path
 from typing import Any
 
 from dedup_service.embedded import EmbeddedRedis, free_port
-from devtools.bench.common import Receiver, print_table, run_blaster
+from devtools.bench.common import Receiver, bench_pair, print_table, run_blaster
 from devtools.bench.dedup import start_service
 from devtools.harness import Daemon, Pair, Process, python_argv, write_toml
 
 TARGET_P99 = 0.100
 SIZE = 200
 PATHS = ("/healthz", "/metrics")
+LOAD_OPTIONS = {"--port": int, "--token": str, "--duration": float, "--batch": int, "--prefix": str}
 
 
 # --- probing -------------------------------------------------------------------------------
@@ -138,17 +139,14 @@ def supervisor_config(work: Path, pair: Pair, port: int) -> Path:
 
 def pair_phase(args: argparse.Namespace, work: Path) -> tuple[list[list[Any]], dict[str, Any]]:
     receiver = Receiver(idle=60.0, timeout=args.duration + 120).start()
-    pair = Pair(
+    pair = bench_pair(
         work,
         "health",
-        ingress={"log_level": "WARNING", "admin_token_file": None},
-        egress={"log_level": "WARNING"},
-        source_options={"receive_buffer": "64MiB"},
-        transport={"envelope": "records", "send_buffer": "16MiB"},
-        egress_transport={"receive_buffer": "64MiB", "envelope": "records"},
-        sink_options={"send_buffer": "16MiB"},
-        sink_port=receiver.port,
-        fast_heartbeats=False,
+        "udp",
+        {"envelope": "records", "send_buffer": "16MiB"},
+        {"receive_buffer": "64MiB", "envelope": "records"},
+        {"send_buffer": "16MiB"},
+        receiver.port,
     )
     supervisor: Daemon | None = None
     try:
@@ -270,11 +268,8 @@ def main(argv: list[str]) -> int:
     )
     sub = parser.add_subparsers(dest="command")
     load = sub.add_parser("load", help=argparse.SUPPRESS)
-    load.add_argument("--port", type=int, required=True)
-    load.add_argument("--token", required=True)
-    load.add_argument("--duration", type=float, required=True)
-    load.add_argument("--batch", type=int, required=True)
-    load.add_argument("--prefix", required=True)
+    for option, kind in LOAD_OPTIONS.items():
+        load.add_argument(option, type=kind, required=True)
     parser.add_argument("--duration", type=float, default=15.0, help="seconds of load per phase")
     parser.add_argument("--interval", type=float, default=0.05, help="pause between probe rounds")
     parser.add_argument("--timeout", type=float, default=5.0, help="probe timeout (s)")

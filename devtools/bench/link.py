@@ -25,6 +25,7 @@ from typing import Any
 
 from devtools.bench.common import (
     Receiver,
+    bench_pair,
     cpu_seconds,
     mib,
     peak_rss,
@@ -72,9 +73,6 @@ SCENARIOS = {
 GROUPS = {"all": ["a", "b", "c", "d"], "fec": ["c", "d"]}
 
 
-QUIET = {"log_level": "WARNING"}
-
-
 def make_pair(workdir: Path, scenario: Scenario, rate_bits: float | None, sink_port: int) -> Pair:
     """`ddc ingress` (UDP source) + `ddc egress` (UDP sink to `sink_port`) for one trial, with
     large socket buffers and the default heartbeat timing."""
@@ -82,19 +80,9 @@ def make_pair(workdir: Path, scenario: Scenario, rate_bits: float | None, sink_p
     transport.update(scenario.transport)
     if rate_bits:
         transport["rate"] = f"{rate_bits:.0f}"
-    return Pair(
-        workdir,
-        "bench",
-        source="udp",
-        sink="udp",
-        ingress=QUIET,
-        egress=QUIET,
-        source_options={"receive_buffer": "64MiB"},
-        transport=transport,
-        egress_transport={"receive_buffer": "64MiB", "envelope": scenario.envelope},
-        sink_options={"send_buffer": "16MiB"},
-        sink_port=sink_port,
-        fast_heartbeats=False,
+    egress_transport = {"receive_buffer": "64MiB", "envelope": scenario.envelope}
+    return bench_pair(
+        workdir, "bench", "udp", transport, egress_transport, {"send_buffer": "16MiB"}, sink_port
     )
 
 
