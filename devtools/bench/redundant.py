@@ -156,11 +156,19 @@ def trial(
         result["unique"] == sent and result["duplicates"] == 0 and lag is not None and lag <= limit
     )
     result["achieved"] = len(mine) / max(time.monotonic() - started, 1e-6)
-    if not result["passed"]:  # the next trial starts on an empty stack
+    if not result["passed"]:  # the next trial starts on an empty stack; late is not lost
         wait_progress(lambda: counter.poll(), lambda _: False, DRAIN_S, quiet=5.0, interval=0.5)
+        mine = {key: n for key, n in counter.ids.items() if key.startswith(prefix + "-")}
+        result["late_unique"] = len(mine)
+        result["late_duplicates"] = sum(n - 1 for n in mine.values())
     verdict = "PASS" if result["passed"] else "fail"
+    if "late_unique" in result:
+        verdict += (
+            f" (after draining: unique {result['late_unique']:,}, "
+            f"duplicates {result['late_duplicates']})"
+        )
     print(
-        f"  {prefix}: offered {rate:,.0f}/s x {duration:g}s: sent {sent:,}, unique {len(mine):,}, "
+        f"  {prefix}: offered {rate:,.0f}/s x {duration:g}s: sent {sent:,}, unique {result['unique']:,}, "
         f"duplicates {result['duplicates']}, lag {'-' if lag is None else f'{lag:.1f}s'} → {verdict}",
         file=sys.stderr,
         flush=True,
