@@ -31,6 +31,13 @@ class Profile:
             for name, own in self.own.most_common(count)
         ]
 
+    def top_inclusive(self, count: int = 12, below: float = 90.0) -> list[tuple[str, float]]:
+        """(function, inclusive %) of the `count` widest functions under `below` % (the roots
+        of every stack, a greenlet's run and the like, are left out)."""
+        total = max(self.samples, 1)
+        ranked = [(name, 100 * n / total) for name, n in self.inclusive.most_common()]
+        return [(name, share) for name, share in ranked if share < below][:count]
+
 
 def py_spy() -> str | None:
     beside = Path(sys.executable).parent / "py-spy"
@@ -95,6 +102,9 @@ def report(profiles: dict[str, Profile], count: int = 12) -> str:
         lines.append(f"{name}: {profile.samples} samples; own % / inclusive %")
         for function, own, inclusive in profile.top(count):
             lines.append(f"  {own:5.1f} {inclusive:5.1f}  {function}")
+        lines.append(f"{name}: widest (inclusive %)")
+        for function, inclusive in profile.top_inclusive(count):
+            lines.append(f"        {inclusive:5.1f}  {function}")
     return "\n".join(lines)
 
 
