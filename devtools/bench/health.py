@@ -166,6 +166,7 @@ def pair_phase(args: argparse.Namespace, work: Path) -> tuple[list[list[Any]], d
         prober.stop()
         view = supervisor.metrics()
         egress = pair.egress.metrics()
+        ingress = pair.ingress.metrics()
     finally:
         if supervisor is not None:
             supervisor.stop()
@@ -174,8 +175,12 @@ def pair_phase(args: argparse.Namespace, work: Path) -> tuple[list[list[Any]], d
     info = {
         "sent": sent["sent"],
         "delivered": received["count"],
+        "delivery_rate": received["count"] / max(received["last"] - received["first"], 1e-6),
         "rate": sent["sent"] / max(sent["elapsed"], 1e-6),
         "egress_lost_packets": egress.get("ddc_egress_packets_lost_total", 0.0),
+        "ingress_records": ingress.get("ddc_ingress_records_total", 0.0),
+        "ingress_kernel_drops": ingress.get("ddc_ingress_source_kernel_drops_total", 0.0),
+        "egress_delivered": egress.get("ddc_egress_records_delivered_total", 0.0),
         "polls": {k: v for k, v in view.items() if k.startswith("ddc_supervisor_polls_total{")},
         "actions": view.get("ddc_supervisor_actions_total", 0.0),
     }
@@ -285,8 +290,14 @@ def main(argv: list[str]) -> int:
         pair_rows, info = pair_phase(args, work)
         rows += pair_rows
         print(
-            f"pair: blasted {info['sent']:,} records ({info['rate']:,.0f}/s offered), "
+            f"pair: blasted {info['sent']:,} records ({info['rate']:,.0f}/s offered; delivered "
+            f"at {info['delivery_rate']:,.0f}/s, first to last at the receiver), "
             f"{info['delivered']:,} delivered, egress lost packets {info['egress_lost_packets']:.0f}"
+        )
+        print(
+            f"  read by the ingress {info['ingress_records']:,.0f} (its socket dropped "
+            f"{info['ingress_kernel_drops']:,.0f}), delivered by the egress "
+            f"{info['egress_delivered']:,.0f}; the rest: the receiver's socket"
         )
         polls = ", ".join(f"{k.split('{', 1)[1][:-1]}: {v:.0f}" for k, v in info["polls"].items())
         print(f"supervisor polls: {polls}; pause/resume attempts: {info['actions']:.0f}")
