@@ -10,7 +10,6 @@ from typing import Any
 import gevent
 from gevent import socket as gsocket
 
-from ddc.cooperate import HubTurn
 from ddc.daemon import Service
 from ddc.diode_sim.config import SimConfig
 from ddc.diode_sim.counters import Counters, format_counters
@@ -183,7 +182,6 @@ class DiodeSim(Service):
         buffer = bytearray(RECEIVE_SIZE)
         view = memoryview(buffer)
         stats = self.stats
-        hub_turn = HubTurn()
         handled = 0
         while True:
             size = recv_into(buffer)
@@ -199,7 +197,7 @@ class DiodeSim(Service):
             handled += 1
             if handled >= YIELD_EVERY:  # under sustained load recv never has to wait
                 handled = 0
-                hub_turn()
+                gevent.sleep(0)
 
     def _relay_pending(self, deadline: float) -> None:
         """On stop: what the kernel already holds for us is relayed like the rest."""
@@ -224,7 +222,6 @@ class DiodeSim(Service):
         recv_into = self._rx.recv_into
         buffer = bytearray(RECEIVE_SIZE)
         view = memoryview(buffer)
-        hub_turn = HubTurn()
         handled = 0
         hold = self.config.reorder_hold
         while True:
@@ -242,7 +239,7 @@ class DiodeSim(Service):
             handled += 1
             if handled >= YIELD_EVERY:
                 handled = 0
-                hub_turn()
+                gevent.sleep(0)
 
     def _impair(self, datagram: memoryview) -> None:
         stats = self.stats
