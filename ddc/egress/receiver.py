@@ -18,7 +18,6 @@ from collections.abc import Callable
 import gevent
 import gevent.lock
 
-from ddc.cooperate import HubTurn
 from ddc.egress.link import LinkState
 from ddc.logs import ThrottledLog
 from ddc.netio import RECEIVE_SIZE, UdpSocket
@@ -72,7 +71,6 @@ class Receiver:
         recv = self.udp.recvfrom
         handle = self.handle
         lock = self.lock
-        hub_turn = HubTurn()  # health under load (issue 13): the hub polls IO every 2 ms
         count = 0
         while True:
             data, address = recv(RECEIVE_SIZE)
@@ -81,7 +79,7 @@ class Receiver:
             count += 1
             if count >= YIELD_EVERY:
                 count = 0
-                hub_turn()
+                gevent.sleep(0)
 
     def poll(self, now: float) -> None:
         """The FEC hold's time bounds (called by the egress's timer greenlet).
