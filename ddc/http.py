@@ -112,12 +112,6 @@ class HttpServer:
         return [body]
 
 
-def http_server(
-    listen: tuple[str, int] | None,
-    registry: CollectorRegistry,
-    routes: Routes,
-    before_scrape: Callable[[], None] | None = None,
-    guard: TokenGuard | None = None,
-) -> HttpServer | None:
-    """The daemon's HTTP server, or None when its `http_listen` is not set."""
-    return None if listen is None else HttpServer(listen, registry, routes, before_scrape, guard)
+def http_server(listen: tuple[str, int] | None, *args: Any, **kwargs: Any) -> HttpServer | None:
+    """HttpServer(listen, *args, **kwargs), or None when the daemon's `http_listen` is not set."""
+    return None if listen is None else HttpServer(listen, *args, **kwargs)

@@ -16,6 +16,7 @@ from typing import cast
 import gevent
 from gevent.event import Event
 
+from ddc.cooperate import HubTurn
 from ddc.egress.gaps import GapTracker
 from ddc.egress.sinks.base import Sink
 from ddc.egress.spool import Spool
@@ -61,6 +62,7 @@ class Deliverer:
         self.gaps: GapTracker | None = None  # told every decoded batch's marks, in order
         self.stopping = False
         self._wake = Event()
+        self._hub_turn = HubTurn()
         spool.on_append = self._wake.set
         spool.on_drop = self._spool_dropped
 
@@ -117,6 +119,7 @@ class Deliverer:
         spool.flush()
         self.acknowledge()
         sent = 0
+        hub_turn = self._hub_turn
         while window.room() and not self.stopping:
             item = spool.read()
             if item is None:
@@ -129,8 +132,10 @@ class Deliverer:
                 window.settle(slot)
             sent += 1
             if sent % YIELD_EVERY == 0:
-                gevent.sleep(0)
+                hub_turn()
                 self.acknowledge()
+            elif hub_turn.due():  # a chunk may be 300 sends: IO waits no longer than 2 ms
+                hub_turn()
         return sent > 0
 
     def acknowledge(self) -> None:

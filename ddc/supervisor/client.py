@@ -19,11 +19,14 @@ class _GeventConnection(http.client.HTTPConnection):
 
 @dataclass
 class Reply:
-    """The outcome of one request: `error` is set when there is no usable JSON answer."""
+    """The outcome of one request: `error` is set when there is no usable JSON answer; `slow`
+    when the daemon took the connection but had not answered within the timeout (a busy daemon,
+    not a dead one)."""
 
     status: int | None = None
     body: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
+    slow: bool = False
 
     @property
     def ok(self) -> bool:
@@ -34,8 +37,11 @@ def request(method: str, url: str, timeout: float, headers: dict[str, str] | Non
     """GET or POST (empty body) `url`; never raises for network or protocol trouble."""
     parts = urlsplit(url)
     connection = _GeventConnection(parts.hostname or "", parts.port or 80, timeout=timeout)
+    connected = False
     try:
         with gevent.Timeout(timeout):
+            connection.connect()
+            connected = True
             connection.request(
                 method,
                 parts.path or "/",
@@ -44,8 +50,10 @@ def request(method: str, url: str, timeout: float, headers: dict[str, str] | Non
             )
             response = connection.getresponse()
             raw = response.read()
-    except gevent.Timeout:
-        return Reply(error=f"no answer within {timeout:g}s")
+    except (gevent.Timeout, TimeoutError):  # TimeoutError: the socket's own timeout
+        if connected:
+            return Reply(error=f"connected, but no answer within {timeout:g}s", slow=True)
+        return Reply(error=f"no connection within {timeout:g}s")
     except (OSError, http.client.HTTPException) as exc:
         return Reply(error=f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
     finally:

@@ -11,7 +11,7 @@ class SupervisorMetrics:
         r = self.registry
         self.polls = Counter(
             "ddc_supervisor_polls",
-            "/healthz polls, by side and result (ok | unreachable | http_error)",
+            "/healthz polls, by side and result (ok | slow | unreachable | http_error)",
             ["pair", "side", "result"],
             registry=r,
         )

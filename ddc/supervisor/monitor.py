@@ -33,28 +33,46 @@ class PairMonitor:
     observe() is called after each poll with both answers; it returns the actions to take
     (DOWN: run on_down once per outage; PAUSE; RESUME). The caller reports the outcome of a
     PAUSE/RESUME with paused()/resumed().
+
+    A slow egress (it took the connection but did not answer within the timeout: a busy daemon)
+    is slow, not down: it proves nothing either way, so it neither starts an outage nor ends
+    one. Only when every answer since `slow_since` was slow for `grace` is the pair down for
+    that (the outage dates from the first slow answer); `problem` is the current problem or None.
     """
 
     name: str
     grace: float
     down_since: float | None = None
     reason: str | None = None
+    slow_since: float | None = None
+    problem: str | None = None
     declared_down: bool = False
     paused_by_us: bool = False
     _warned_ingress: bool = field(default=False, repr=False)
 
     def deadline(self) -> float | None:
         """When the current problem will have lasted `grace` (a poll should happen then)."""
-        if self.down_since is None or self.declared_down:
+        if self.declared_down:
             return None
+        if self.down_since is None:
+            return None if self.slow_since is None else self.slow_since + self.grace
         return self.down_since + self.grace
 
     def observe(self, now: float, ingress: Reply, egress: Reply) -> list[str]:
-        problem = egress_problem(egress)
+        if not egress.slow:
+            self.slow_since = None
+            problem = egress_problem(egress)
+        elif self._slow_only(now):
+            return []
+        else:
+            problem = self.reason or (
+                f"egress /healthz slow: no answer for {now - (self.slow_since or now):.1f}s"
+            )
+        self.problem = problem
         ingress_paused = ingress.body.get("paused") if ingress.ok else None
         if problem is not None:
             if self.down_since is None:
-                self.down_since = now
+                self.down_since = now if self.slow_since is None else self.slow_since
                 log.warning(
                     "pair %s: %s; pausing its ingress if this lasts %.1fs",
                     self.name,
@@ -101,6 +119,18 @@ class PairMonitor:
             )
             self.paused_by_us = False
         return []
+
+    def _slow_only(self, now: float) -> bool:
+        """A slow answer that does not (yet) mean anything: no outage running, and the answers
+        have been slow for less than `grace`."""
+        if self.slow_since is None:
+            self.slow_since = now
+            log.warning(
+                "pair %s: egress /healthz is slow; counted as slow, not down, for %.1fs",
+                self.name,
+                self.grace,
+            )
+        return self.down_since is None and now - self.slow_since < self.grace
 
     def paused(self) -> None:
         self.paused_by_us = True

@@ -14,7 +14,7 @@ from ddc.http import HttpServer
 from ddc.supervisor.client import Reply, request
 from ddc.supervisor.hooks import run_hook
 from ddc.supervisor.metrics import SupervisorMetrics
-from ddc.supervisor.monitor import DOWN, PAUSE, RESUME, PairMonitor, egress_problem
+from ddc.supervisor.monitor import DOWN, PAUSE, RESUME, PairMonitor
 from ddc.tokens import bearer_header, optional_token
 
 log = logging.getLogger(__name__)
@@ -25,6 +25,8 @@ MIN_WAIT = 0.01
 def _result(reply: Reply) -> str:
     if reply.ok:
         return "ok"
+    if reply.slow:
+        return "slow"
     return "unreachable" if reply.status is None else "http_error"
 
 
@@ -98,7 +100,7 @@ class Supervisor(Service):
         self.metrics.polls.labels(pair=name, side="ingress", result=_result(ingress)).inc()
         now = time.monotonic()
         actions = monitor.observe(now, ingress, egress)
-        problem = egress_problem(egress)
+        problem = monitor.problem
         paused = ingress.body.get("paused") if ingress.ok else None
         self.metrics.egress_healthy.labels(pair=name).set(0 if problem else 1)
         self.metrics.ingress_paused.labels(pair=name).set(1 if paused else 0)
@@ -107,6 +109,7 @@ class Supervisor(Service):
             "polled": True,
             "egress_ok": problem is None,
             "egress_problem": problem,
+            "egress_slow": egress.slow,
             "ingress_reachable": ingress.ok,
             "ingress_error": ingress.error,
             "ingress_paused": paused,

@@ -12,7 +12,7 @@ USAGE = "usage: scripts/bench NAME [options]   ('scripts/bench NAME --help' for 
 
 def usage() -> str:
     return "\n".join(
-        [USAGE, "", "benchmarks:", *(f"  {name:<7} {text}" for name, text in BENCHES.items())]
+        [USAGE, "", "benchmarks:", *(f"  {name:<9} {text}" for name, text in BENCHES.items())]
     )
 
 

@@ -19,12 +19,13 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import psutil
 
 from ddc.netio import set_receive_buffer, set_send_buffer
-from devtools.harness import child_env, python_argv
+from devtools.harness import Pair, child_env, python_argv
 
 BLAST_BATCH_SECONDS = 0.001  # pacing granularity of the blaster
 
@@ -62,6 +63,33 @@ class Scenario:
 
     key: str
     title: str
+
+
+def bench_pair(
+    workdir: Path,
+    name: str,
+    sink: str,
+    transport: dict[str, Any],
+    egress_transport: dict[str, Any],
+    sink_options: dict[str, Any],
+    sink_port: int | None = None,
+) -> Pair:
+    """An ingress (UDP source, 64 MiB receive buffer) and its egress for a bench: warnings-only
+    logs, the default heartbeat timing."""
+    return Pair(
+        workdir,
+        name,
+        source="udp",
+        sink=sink,
+        ingress={"log_level": "WARNING"},
+        egress={"log_level": "WARNING"},
+        source_options={"receive_buffer": "64MiB"},
+        transport=transport,
+        egress_transport=egress_transport,
+        sink_options=sink_options,
+        sink_port=sink_port,
+        fast_heartbeats=False,
+    )
 
 
 # --- blaster and receiver ------------------------------------------------------------------

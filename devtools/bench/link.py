@@ -28,6 +28,7 @@ from typing import Any
 from ddc.protocol.auth_keys import new_key_line
 from devtools.bench.common import (
     Receiver,
+    bench_pair,
     cpu_seconds,
     mib,
     peak_rss,
@@ -86,9 +87,6 @@ RATIOS = [
 ]
 
 
-QUIET = {"log_level": "WARNING"}
-
-
 def make_pair(workdir: Path, scenario: Scenario, rate_bits: float | None, sink_port: int) -> Pair:
     """`ddc ingress` (UDP source) + `ddc egress` (UDP sink to `sink_port`) for one trial, with
     large socket buffers and the default heartbeat timing."""
@@ -103,19 +101,8 @@ def make_pair(workdir: Path, scenario: Scenario, rate_bits: float | None, sink_p
             keys.write_text(new_key_line(1) + "\n")
             keys.chmod(0o600)
         transport["auth_keys"] = egress_transport["auth_keys"] = str(keys)
-    return Pair(
-        workdir,
-        "bench",
-        source="udp",
-        sink="udp",
-        ingress=QUIET,
-        egress=QUIET,
-        source_options={"receive_buffer": "64MiB"},
-        transport=transport,
-        egress_transport=egress_transport,
-        sink_options={"send_buffer": "16MiB"},
-        sink_port=sink_port,
-        fast_heartbeats=False,
+    return bench_pair(
+        workdir, "bench", "udp", transport, egress_transport, {"send_buffer": "16MiB"}, sink_port
     )
 
 

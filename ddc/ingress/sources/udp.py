@@ -16,6 +16,7 @@ from typing import Any
 import gevent
 from gevent import GreenletExit
 
+from ddc.cooperate import HubTurn
 from ddc.ingress.sources.base import Source, Submit
 from ddc.metrics import IngressMetrics
 from ddc.netio import UdpSocket, socket_drops
@@ -50,6 +51,7 @@ class UdpSource(Source):
         self._runner = runner
         raw_recv = udp.sock.recv
         records_counter = self.metrics.records
+        hub_turn = HubTurn()
         while not self._stopped:
             batch: list[Record | bytes] = []
             size = 0
@@ -78,7 +80,7 @@ class UdpSource(Source):
             except GreenletExit:  # killed while the pipeline was full: these were read
                 self._dropped(len(batch), "read but not queued when the drain time ran out")
                 raise
-            gevent.sleep(0)  # let the framer and sender run: a busy socket must not starve them
+            hub_turn()  # let the framer and sender run: a busy socket must not starve them
 
     def health(self) -> dict[str, Any]:
         drops = socket_drops(self.udp.sock) if self.udp is not None else None

@@ -76,3 +76,39 @@ def test_unreachable_ingress_cannot_be_paused_but_pair_is_declared_down():
     monitor = PairMonitor("a", grace=0.0)
     assert monitor.observe(0.0, GONE, GONE) == [DOWN]
     assert monitor.declared_down
+
+
+SLOW = Reply(error="connected, but no answer within 2s", slow=True)
+
+
+def test_slow_egress_is_slow_not_down_before_grace():
+    monitor = PairMonitor("a", grace=5.0)
+    assert monitor.observe(0.0, RUNNING, UP) == []
+    # a busy egress answering late: no outage starts, nothing is paused
+    for now in (1.0, 2.0, 3.0, 4.0, 5.9):
+        assert monitor.observe(now, RUNNING, SLOW) == []
+        assert monitor.down_since is None and monitor.problem is None
+    assert monitor.deadline() == 6.0  # the poll that judges a slow egress comes on time
+    assert monitor.observe(5.5, RUNNING, UP) == []  # it answered again: the slow run is over
+    assert monitor.slow_since is None
+    assert monitor.observe(7.0, RUNNING, SLOW) == []  # a new slow run has its own grace
+    assert monitor.observe(11.9, RUNNING, SLOW) == []
+
+
+def test_slow_for_grace_is_down_from_the_first_slow_answer():
+    monitor = PairMonitor("a", grace=5.0)
+    assert monitor.observe(1.0, RUNNING, SLOW) == []
+    assert monitor.observe(6.0, RUNNING, SLOW) == [DOWN, PAUSE]
+    assert monitor.down_since == 1.0
+    assert "slow" in (monitor.problem or "")
+
+
+def test_slow_answer_neither_ends_nor_restarts_an_outage():
+    monitor = PairMonitor("a", grace=5.0)
+    assert monitor.observe(0.0, RUNNING, GONE) == []
+    assert monitor.observe(3.0, RUNNING, SLOW) == []  # not a recovery
+    assert monitor.down_since == 0.0 and "unreachable" in (monitor.problem or "")
+    assert monitor.observe(5.0, RUNNING, SLOW) == [DOWN, PAUSE]  # grace counted from 0.0
+    monitor.paused()
+    assert monitor.observe(6.0, PAUSED, SLOW) == []  # a slow answer does not resume either
+    assert monitor.observe(7.0, PAUSED, UP) == [RESUME]

@@ -51,6 +51,7 @@ class FakeIngress:
 class FakeEgress:
     def __init__(self, port=0):
         self.link_up = True
+        self.delay = 0.0
         self.server = HttpServer(
             ("127.0.0.1", port), CollectorRegistry(), {("GET", "/healthz"): self._health}
         )
@@ -59,6 +60,8 @@ class FakeEgress:
         self.url = f"http://127.0.0.1:{self.port}"
 
     def _health(self):
+        if self.delay:
+            gevent.sleep(self.delay)  # a daemon busy at full load answers late
         status = "ok" if self.link_up else "degraded"
         return 200, {"status": status, "link_up": self.link_up, "last_packet_age_s": 0.1}
 
@@ -79,10 +82,10 @@ def wait_for(predicate, timeout, step=0.02):
 def make_supervisor(tmp_path):
     started = []
 
-    def make(pairs, hooks="", token_line='token_file = "admin.token"'):
+    def make(pairs, hooks="", token_line='token_file = "admin.token"', grace=GRACE):
         (tmp_path / "admin.token").write_text(TOKEN)
         lines = [
-            f'[supervisor]\nhttp_listen = "127.0.0.1:0"\npoll_interval = {POLL}\ngrace = {GRACE}\ntimeout = 0.5\n{token_line}\n'
+            f'[supervisor]\nhttp_listen = "127.0.0.1:0"\npoll_interval = {POLL}\ngrace = {grace}\ntimeout = 0.5\n{token_line}\n'
         ]
         for name, ingress, egress in pairs:
             lines.append(
@@ -260,3 +263,40 @@ def test_the_supervisor_sends_each_pairs_token(make_supervisor, tmp_path):
         supervisor.stop(2.0)
         for server in (ingress_a, egress_a, ingress_b, egress_b, ingress_c, egress_c):
             server.stop()
+
+
+def test_slow_egress_counts_as_slow_not_down_before_grace(make_supervisor):
+    """An egress that takes the connection but answers after `timeout` (0.5 s) is slow: the
+    pair stays healthy in the supervisor's view until that has lasted `grace`."""
+    ingress, egress = FakeIngress(), FakeEgress()
+    egress.delay = 0.8
+    supervisor = make_supervisor([("a", ingress, egress)], grace=3.0)
+    url = supervisor_url(supervisor)
+    try:
+        slow = 'ddc_supervisor_polls_total{pair="a",result="slow",side="egress"}'
+        assert wait_for(lambda: _sample(url, slow) >= 2, 3.0)
+        health = request("GET", f"{url}/healthz", 1.0).body
+        assert health["status"] == "ok", health
+        view = health["pairs"]["a"]
+        assert view["egress_ok"] is True and view["egress_slow"] is True
+        assert view["down_for_s"] is None and view["egress_problem"] is None
+        assert _sample(url, 'ddc_supervisor_egress_healthy{pair="a"}') == 1.0
+        assert (
+            _sample(url, 'ddc_supervisor_polls_total{pair="a",result="unreachable",side="egress"}')
+            == 0
+        )
+        assert ingress.calls == []
+        # still slow at grace: down, dated from the first slow answer, and paused
+        assert wait_for(lambda: ingress.calls, 3.0 + 1.0 + SLACK)
+        assert ingress.calls[0][0] == "pause"
+        assert "slow" in request("GET", f"{url}/healthz", 1.0).body["pairs"]["a"]["egress_problem"]
+    finally:
+        ingress.stop()
+        egress.stop()
+
+
+def _sample(url, name):
+    for line in _text(url + "/metrics").splitlines():
+        if line.startswith(name + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
