@@ -14,7 +14,6 @@ and paused: the loop never moves (or commits) past a record it did not forward.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from typing import Any
@@ -25,10 +24,9 @@ from ddc.kafka import adapter
 from ddc.kafka.clients import AsyncConsumerRebalanceListener, KafkaConsumer, OffsetAndMetadata
 from ddc.kafka.options import consumer_options
 from ddc.kafka.records import to_record
-from ddc.protocol.record import Record
 from dedup_service.errors import InvalidRecord, RedisUnavailable, SinkFailed, StillPending
 from dedup_service.forwarder import Forwarder, Item
-from dedup_service.keys import IdSpec, extract_id, fingerprint
+from dedup_service.keys import IdSpec, extract_id, fingerprint, identity_basis
 from dedup_service.metrics import DedupMetrics
 from dedup_service.stats import StatsBook
 from dedup_service.store import Store
@@ -60,11 +58,6 @@ def merge_consumer_options(config: dict[str, Any]) -> dict[str, Any]:
             "enable_auto_commit": False,
         },
     )
-
-
-def identity_basis(record: Record) -> Record:
-    """The record ids and fingerprints are computed from: a tombstone's null value as empty."""
-    return record if record.value is not None else dataclasses.replace(record, value=b"")
 
 
 class MergeLoop:

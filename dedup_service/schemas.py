@@ -140,7 +140,11 @@ class ClaimResponseSchema(StrictSchema):
 class RecordSchema(StrictSchema):
     id = id_field(metadata={"description": 'the record id when id_from = "id"'})
     key = Base64(allow_none=True, load_default=None)
-    value = Base64(required=True)
+    value = Base64(
+        required=True,
+        allow_none=True,
+        metadata={"description": "null: a Kafka tombstone (ids and fingerprints take it as empty)"},
+    )
     headers = fields.Dict(
         keys=fields.String(),
         values=Base64(allow_none=True),

@@ -1,6 +1,7 @@
 """POSTs each batch as JSON to an HTTP endpoint; any 2xx acknowledges the whole batch.
 
-Body: {"records": [{"key": base64|null, "value": base64, "headers": {name: base64|null}}]}.
+Body: {"records": [{"key": base64|null, "value": base64|null, "headers": {name: base64|null}}]};
+a null value is a Kafka tombstone.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ def encode_batch(records: list[Record]) -> bytes:
 
 
 class HttpSink(Sink):
+    carries_tombstones = True  # a null value is sent as JSON null
     def __init__(self, config: dict[str, Any]) -> None:
         super().__init__(config)
         self.url = urlsplit(config["url"])
