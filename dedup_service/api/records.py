@@ -26,7 +26,8 @@ log = logging.getLogger(__name__)
         ok="one result per record",
         body=RecordsRequestSchema,
         response=RecordsResponseSchema,
-        errors=(400, 413, 503),
+        errors=(400, 411, 413, 503),
+        batch="records",
     )
 )
 def post_records(body: dict[str, Any]) -> dict[str, Any]:

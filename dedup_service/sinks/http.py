@@ -39,6 +39,7 @@ def encode_batch(records: list[Record]) -> bytes:
 
 class HttpSink(Sink):
     carries_tombstones = True  # a null value is sent as JSON null
+
     def __init__(self, config: dict[str, Any]) -> None:
         super().__init__(config)
         self.url = urlsplit(config["url"])
