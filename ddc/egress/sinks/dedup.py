@@ -37,6 +37,7 @@ from urllib.parse import urlsplit
 from gevent.event import Event
 
 from ddc.egress.sinks.base import Countdown, Done, Sink
+from ddc.egress.sinks.dedup_client import DedupConnection, DedupHTTPSConnection
 from ddc.kafka.records import SRC_HEADER
 from ddc.kafka.records import source_id as source_of
 from ddc.logs import ThrottledLog
@@ -166,11 +167,7 @@ class DedupSink(Sink):
         ).encode()
         try:
             if self.conn is None:
-                kind = (
-                    http.client.HTTPSConnection
-                    if self.scheme == "https"
-                    else http.client.HTTPConnection
-                )
+                kind = DedupHTTPSConnection if self.scheme == "https" else DedupConnection
                 self.conn = kind(self.netloc, timeout=self.config["timeout"])
             self.conn.request("POST", self.path, body=body, headers=self.headers)
             response = self.conn.getresponse()
