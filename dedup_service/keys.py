@@ -20,6 +20,7 @@ from ddc.protocol.record import Record
 from dedup_service.errors import InvalidRecord
 
 ID_HEADER = "ddc-id"
+IDEMPOTENCY_HEADER = "ddc-dedup-id"  # the forwarder puts each record's id here
 MAX_ID_LENGTH = 1024
 SIMPLE_KINDS = ("id", "key", "source", "hash")
 

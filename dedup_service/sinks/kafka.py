@@ -1,6 +1,9 @@
 """Produces each record to one topic with acks=all; a batch is acknowledged once flushed.
 
 A record with a null value (a tombstone read by the merge loop) is produced as a tombstone.
+Every record carries its dedup id in the `ddc-dedup-id` header (the forwarder adds it); the
+producer is kafka-python's idempotent one (its default), which removes duplicates of its own
+retries within one producer session, not across a restart of the service.
 """
 
 from __future__ import annotations
@@ -32,6 +35,9 @@ def sink_producer_options(config: dict[str, Any]) -> dict[str, Any]:
             "retries": 3,
             "bootstrap_timeout_ms": BOOTSTRAP_TIMEOUT_MS,
             "max_block_ms": int(config["timeout"] * 1000),
+            # a record not acknowledged within `timeout` is given up (its claim is released):
+            # the producer must not deliver it later on its own
+            "delivery_timeout_ms": int(config["timeout"] * 1000),
         },
         settings={"bootstrap_servers": list(config["bootstrap_servers"])},
     )
