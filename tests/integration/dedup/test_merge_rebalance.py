@@ -11,12 +11,13 @@ import uuid
 from collections import Counter
 
 import pytest
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
 
 from dedup_service.embedded import EmbeddedRedis
 from devtools.harness import wait_until
 from tests.integration.dedup.conftest import read_length_prefixed
+from tests.integration.dedup.test_merge import committed, produce
 
 pytestmark = pytest.mark.kafka
 FAST_GROUP = {
@@ -25,31 +26,6 @@ FAST_GROUP = {
     "max_poll_interval_ms": 10000,
 }
 PARTITIONS = 4
-
-
-def produce(bootstrap: str, topic: str, indices: range, ends: dict) -> None:
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
-    futures = [
-        producer.send(topic, value=b"v-%d" % i, headers=[("ddc-src", b"src/0/%d" % i)])
-        for i in indices
-    ]
-    producer.flush()
-    producer.close()
-    for future in futures:
-        meta = future.get(timeout=10)
-        tp = TopicPartition(meta.topic, meta.partition)
-        ends[tp] = max(ends.get(tp, 0), meta.offset + 1)
-
-
-def committed(bootstrap: str, group: str, topic: str) -> dict:
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
-    try:
-        return {
-            TopicPartition(topic, p): consumer.committed(TopicPartition(topic, p)) or 0
-            for p in range(PARTITIONS)
-        }
-    finally:
-        consumer.close()
 
 
 def test_rebalance_while_paused_loses_nothing(dedup_server, kafka_bootstrap, tmp_path):
@@ -72,7 +48,7 @@ def test_rebalance_while_paused_loses_nothing(dedup_server, kafka_bootstrap, tmp
     settings = {"redis_url": own.url, "id_from": "source", "key_prefix": f"rb{tag}"}
     sink = {"type": "file", "path": str(out)}
     try:
-        ends: dict = {TopicPartition(topic, p): 0 for p in range(PARTITIONS)}
+        ends: dict = {TopicPartition(topic, p): None for p in range(PARTITIONS)}
         produce(kafka_bootstrap, topic, range(100), ends)
         first = dedup_server(sink=sink, merge=merge, **settings)
         wait_until(lambda: len(read_length_prefixed(out)) == 100, 60, interval=0.2)
@@ -101,7 +77,11 @@ def test_rebalance_while_paused_loses_nothing(dedup_server, kafka_bootstrap, tmp
             interval=0.3,
             message=lambda: f"{len(expected - set(read_length_prefixed(out)))} record(s) lost",
         )
-        wait_until(lambda: committed(kafka_bootstrap, group, topic) == ends, 20, interval=0.3)
+        wait_until(
+            lambda: committed(kafka_bootstrap, group, (topic,), PARTITIONS) == ends,
+            20,
+            interval=0.3,
+        )
         time.sleep(1.0)  # anything extra would be a duplicate
         counts = Counter(read_length_prefixed(out))
         assert set(counts) == expected and set(counts.values()) == {1}
