@@ -100,6 +100,22 @@ def _register_errors(app: Flask) -> None:
         return error_response(500, "internal_error", "internal error (logged)")
 
 
+def body_size_refusal(length: int | None, limit: int) -> Response | None:
+    """A POST body is read only when its Content-Length is declared and within limit: a chunked
+    body (no length) is refused with 411, a longer one with 413, before a byte of it is read."""
+    if length is None:
+        return error_response(
+            411, "length_required", "a POST body needs a Content-Length (chunked is not accepted)"
+        )
+    if length > limit:
+        return error_response(
+            413,
+            "request_entity_too_large",
+            f"the body is {length} bytes, more than max_request_size ({limit} bytes)",
+        )
+    return None
+
+
 def create_app(
     config: dict[str, Any] | None = None,
     *,
@@ -145,7 +161,7 @@ def create_app(
             return None
         refusal = guard.check(request.headers.get("Authorization"), request.remote_addr or "?")
         if refusal is None:
-            return None
+            return body_size_refusal(request.content_length, config["max_request_size"])
         status, message = refusal
         code = "forbidden" if status == 403 else "unauthorized"
         headers = [("WWW-Authenticate", "Bearer")] if status == 401 else []

@@ -169,6 +169,25 @@ class DedupSchema(StrictSchema):
             _positive(name, data)
 
     @validates_schema
+    def _sink_within_pending(self, data: dict[str, Any], **kwargs: Any) -> None:
+        """A sink that may take longer than pending_timeout lets the claim expire mid-forward:
+        the other copy is then forwarded too."""
+        sink, pending = data.get("sink") or {}, data.get("pending_timeout")
+        if pending is None:
+            return
+        waits = {"timeout": sink.get("timeout")}
+        delivery = (sink.get("options") or {}).get("delivery_timeout_ms")
+        if isinstance(delivery, int | float):
+            waits["options.delivery_timeout_ms"] = delivery / 1000
+        for name, seconds in waits.items():
+            if seconds is not None and seconds > pending:
+                raise ValidationError(
+                    f"{name} ({seconds:g}s) is longer than pending_timeout ({pending:g}s): a "
+                    "slow send would outlive its claim and the other copy would be forwarded too",
+                    "sink",
+                )
+
+    @validates_schema
     def _declared_links(self, data: dict[str, Any], **kwargs: Any) -> None:
         links = data.get("links") or []
         if len(set(links)) != len(links):

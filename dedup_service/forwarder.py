@@ -10,6 +10,7 @@ commit_retry_timeout, so a short outage does not turn into a duplicate.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -19,6 +20,7 @@ from typing import TypeVar
 from ddc.protocol.record import Record
 from dedup_service import lua
 from dedup_service.errors import RedisUnavailable, SinkFailed, StillPending
+from dedup_service.keys import IDEMPOTENCY_HEADER
 from dedup_service.metrics import DedupMetrics
 from dedup_service.sinks.base import Sink
 from dedup_service.stats import StatsBook
@@ -38,6 +40,13 @@ class Item:
     ident: str
     fingerprint: str
     record: Record | None = None
+
+
+def with_idempotency_key(record: Record, ident: str) -> Record:
+    """The record with its dedup id as the `ddc-dedup-id` header (replacing one it carried)."""
+    headers = [(name, value) for name, value in record.headers if name != IDEMPOTENCY_HEADER]
+    headers.append((IDEMPOTENCY_HEADER, ident.encode()))
+    return dataclasses.replace(record, headers=headers)
 
 
 def dedupe_batch(items: Sequence[Item]) -> tuple[list[int], dict[int, tuple[int, str]]]:
@@ -128,8 +137,11 @@ class Forwarder:
             while todo:
                 codes = self._claim(link, items, todo, token, pending=True)
                 firsts, waiting = [], []
+                again = [i for i, code in zip(todo, codes, strict=True) if code == lua.REFORWARD]
+                if again:
+                    self._log_reforward(items, again)
                 for index, code in zip(todo, codes, strict=True):
-                    if code == lua.FIRST:
+                    if code in (lua.FIRST, lua.REFORWARD):
                         firsts.append(index)
                     elif code == lua.PENDING:
                         waiting.append(index)
@@ -163,12 +175,22 @@ class Forwarder:
             )
         return results
 
+    def _log_reforward(self, items: Sequence[Item], indices: list[int]) -> None:
+        self.metrics.reforwarded.inc(len(indices))
+        log.warning(
+            "%d record(s) forwarded again: an earlier claim was neither committed nor released "
+            "(a crash, or a lease lost to a slow sink); their idempotency keys (ids %s) let the "
+            "target drop the repeat",
+            len(indices),
+            ", ".join(repr(items[i].ident) for i in indices[:LOG_SAMPLE]),
+        )
+
     def _deliver(self, link: str, items: Sequence[Item], indices: list[int], token: str) -> None:
         records: list[Record] = []
         for index in indices:
             record = items[index].record
             assert record is not None, "forward() takes items with their records"
-            records.append(record)
+            records.append(with_idempotency_key(record, items[index].ident))
         try:
             self.sink.send(records)
             delivered = set(range(len(indices)))

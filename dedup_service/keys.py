@@ -9,6 +9,7 @@ original Kafka record: exact even without a business id) or `hash` (of key and v
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import json
 import struct
@@ -19,6 +20,7 @@ from ddc.protocol.record import Record
 from dedup_service.errors import InvalidRecord
 
 ID_HEADER = "ddc-id"
+IDEMPOTENCY_HEADER = "ddc-dedup-id"  # the forwarder puts each record's id here
 MAX_ID_LENGTH = 1024
 SIMPLE_KINDS = ("id", "key", "source", "hash")
 
@@ -49,6 +51,11 @@ def parse_id_from(text: str) -> IdSpec:
     raise ValueError(
         f"invalid id_from {text!r} (expected id | key | header:NAME | json:path.to.field | source | hash)"
     )
+
+
+def identity_basis(record: Record) -> Record:
+    """The record ids and fingerprints are computed from: a tombstone's null value as empty."""
+    return record if record.value is not None else dataclasses.replace(record, value=b"")
 
 
 def text_of(data: bytes) -> str:

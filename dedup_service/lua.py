@@ -9,25 +9,34 @@ A claim's value is the string `STATE|MASK|FIRST|FP|TOKEN`: STATE P (pending: bei
 expires after pending_timeout) or C (committed: expires after window), MASK the bitmask of the
 links a copy arrived on, FIRST the bit of the link whose copy won, FP the content fingerprint
 (empty: unknown), TOKEN the holder of a pending claim (empty once committed).
+
+A pending claim also sets a forwarding mark `{prefix}:{shard}:f:{id}` (same slot, TTL window),
+deleted by its commit or release. A mark still there when the id is claimed again means an
+earlier holder claimed it and then neither committed nor released it (it crashed, or its lease
+expired while its sink was slow): the record may have reached the sink already, so the claim
+answers REFORWARD (4) instead of FIRST and the forwarder counts it.
 """
 
 # Result digits shared with store.py.
-FIRST, DUPLICATE, CONFLICT, PENDING = 0, 1, 2, 3
+FIRST, DUPLICATE, CONFLICT, PENDING, REFORWARD = 0, 1, 2, 3, 4
 COMMITTED, ALREADY_COMMITTED, HELD_BY_OTHER = 0, 1, 2
 
 _PARSE = "string.match(v, '^(%u)|(%d+)|(%d+)|([^|]*)|(.*)$')"
 
-# ARGV: now_ms, ttl_ms, state (P|C), token, link bit index, track (0|1), key head,
+# ARGV: now_ms, ttl_ms, state (P|C), token, link bit index, track (0|1), window_ms, key head,
 #       JSON [id1, fp1, id2, fp2, ...].
 # Per id: 0 first (also: a pending claim of this very token), 1 duplicate, 2 conflict (same id,
-# other fingerprint), 3 pending under another token. Every copy marks its link in the mask.
+# other fingerprint), 3 pending under another token, 4 first again after a pending claim that
+# was neither committed nor released (a possible re-forward). Every copy marks its link.
 CLAIM = f"""
 local now, ttl, state, token = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local index = tonumber(ARGV[5])
 local linkbit = bit.lshift(1, index)
 local track = ARGV[6] == '1'
-local head = ARGV[7]
-local data = cjson.decode(ARGV[8])
+local window = ARGV[7]
+local head = ARGV[8]
+local mhead = string.sub(head, 1, -3) .. 'f:'
+local data = cjson.decode(ARGV[9])
 local holder = ''
 if state == 'P' then holder = token end
 local fresh = state .. '|' .. linkbit .. '|' .. index .. '|'
@@ -37,7 +46,9 @@ for i = 1, #data, 2 do
   local key = head .. id
   local v = redis.call('SET', key, fresh .. fp .. '|' .. holder, 'NX', 'PX', ttl, 'GET')
   if not v then
-    out[#out + 1] = '0'
+    local r = '0'
+    if state == 'P' and redis.call('SET', mhead .. id, '1', 'PX', window, 'GET') then r = '4' end
+    out[#out + 1] = r
     if track then
       due[#due + 1] = now
       due[#due + 1] = id
@@ -75,6 +86,7 @@ COMMIT = f"""
 local ttl, token = ARGV[1], ARGV[2]
 local index = tonumber(ARGV[3])
 local head = ARGV[4]
+local mhead = string.sub(head, 1, -3) .. 'f:'
 local data = cjson.decode(ARGV[5])
 local lost = 'C|' .. bit.lshift(1, index) .. '|' .. index .. '|'
 local out = {{}}
@@ -83,11 +95,13 @@ for i = 1, #data, 2 do
   local v = redis.call('GET', key)
   if not v then
     redis.call('SET', key, lost .. data[i + 1] .. '|', 'PX', ttl)
+    redis.call('DEL', mhead .. data[i])
     out[#out + 1] = '0'
   else
     local s, mask, first, sfp, stok = {_PARSE}
     if s == 'P' and stok == token then
       redis.call('SET', key, 'C|' .. mask .. '|' .. first .. '|' .. sfp .. '|', 'PX', ttl)
+      redis.call('DEL', mhead .. data[i])
       out[#out + 1] = '0'
     elseif s == 'P' then
       out[#out + 1] = '2'
@@ -103,13 +117,14 @@ return table.concat(out)
 RELEASE = f"""
 local released = 0
 local head = ARGV[2]
+local mhead = string.sub(head, 1, -3) .. 'f:'
 for _, id in ipairs(cjson.decode(ARGV[3])) do
   local key = head .. id
   local v = redis.call('GET', key)
   if v then
     local s, mask, first, sfp, stok = {_PARSE}
     if s == 'P' and stok == ARGV[1] then
-      redis.call('DEL', key)
+      redis.call('DEL', key, mhead .. id)
       released = released + 1
     end
   end

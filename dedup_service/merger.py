@@ -5,11 +5,15 @@ batch goes through the same claim → forward → commit path as the API; Kafka 
 only after the sink acknowledged and the claims were committed. When Redis (or the sink) is
 unavailable the loop rewinds to the batch's first offsets, pauses its partitions (it keeps polling,
 so it stays in the group) and resumes once Redis answers again: nothing skipped, nothing unclaimed.
+
+kafka-python keeps a partition paused only while this consumer holds it: partitions a rebalance
+hands a paused loop arrive unpaused. The rebalance listener pauses them, and whatever a paused
+poll still returns is not forwarded, so its partitions are rewound to those records' first offsets
+and paused: the loop never moves (or commits) past a record it did not forward.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from typing import Any
@@ -17,13 +21,12 @@ from typing import Any
 from gevent.event import Event
 
 from ddc.kafka import adapter
-from ddc.kafka.clients import KafkaConsumer, OffsetAndMetadata
+from ddc.kafka.clients import AsyncConsumerRebalanceListener, KafkaConsumer, OffsetAndMetadata
 from ddc.kafka.options import consumer_options
 from ddc.kafka.records import to_record
-from ddc.protocol.record import Record
 from dedup_service.errors import InvalidRecord, RedisUnavailable, SinkFailed, StillPending
 from dedup_service.forwarder import Forwarder, Item
-from dedup_service.keys import IdSpec, extract_id, fingerprint
+from dedup_service.keys import IdSpec, extract_id, fingerprint, identity_basis
 from dedup_service.metrics import DedupMetrics
 from dedup_service.stats import StatsBook
 from dedup_service.store import Store
@@ -55,11 +58,6 @@ def merge_consumer_options(config: dict[str, Any]) -> dict[str, Any]:
             "enable_auto_commit": False,
         },
     )
-
-
-def identity_basis(record: Record) -> Record:
-    """The record ids and fingerprints are computed from: a tombstone's null value as empty."""
-    return record if record.value is not None else dataclasses.replace(record, value=b"")
 
 
 class MergeLoop:
@@ -98,7 +96,8 @@ class MergeLoop:
     def _connect(self) -> bool:
         """Creates the consumer; False (logged) while the brokers are unreachable."""
         try:
-            self.consumer = KafkaConsumer(*self.link_of, **self.options)
+            self.consumer = KafkaConsumer(**self.options)
+            self.consumer.subscribe(topics=list(self.link_of), listener=_KeepPaused(self))
         except Exception as exc:  # KafkaTimeoutError, NoBrokersAvailable and kin
             self.pause_reason = f"Kafka unreachable: {exc}"
             log.error(
@@ -122,7 +121,14 @@ class MergeLoop:
                 return
         while not stopping.is_set():
             if self.paused_since is not None:
-                self.consumer.poll(timeout_ms=PAUSED_POLL_MS)  # stays in the group; returns nothing
+                stray = self.consumer.poll(timeout_ms=PAUSED_POLL_MS)  # stays in the group
+                if stray:  # from partitions that arrived unpaused: read again after resuming
+                    self._rewind(stray)
+                    self.consumer.pause(*self.consumer.assignment())
+                    log.info(
+                        "merge loop: %d record(s) polled while paused, rewound to read again",
+                        sum(len(messages) for messages in stray.values()),
+                    )
                 if time.monotonic() >= self.resume_at:
                     self._try_resume()
                 continue
@@ -208,3 +214,28 @@ class MergeLoop:
         if self.consumer is not None:
             self.consumer.close(autocommit=False, timeout_ms=int(timeout * 1000))
             self.consumer = None
+
+
+class _KeepPaused(AsyncConsumerRebalanceListener):
+    """Pauses the partitions a rebalance assigns while the loop is paused (runs on kafka-python's
+    IO loop: it only flips flags)."""
+
+    def __init__(self, loop: MergeLoop) -> None:
+        self.loop = loop
+
+    async def on_partitions_revoked(self, revoked: set[Any]) -> None:
+        log.info("merge loop: partitions revoked: %s", _names(revoked))
+
+    async def on_partitions_assigned(self, assigned: set[Any]) -> None:
+        paused = self.loop.paused_since is not None
+        if paused and assigned:
+            self.loop.consumer.pause(*assigned)
+        log.info(
+            "merge loop: partitions assigned%s: %s",
+            " (kept paused)" if paused else "",
+            _names(assigned),
+        )
+
+
+def _names(partitions: set[Any]) -> str:
+    return ", ".join(sorted(f"{tp.topic}/{tp.partition}" for tp in partitions)) or "none"

@@ -88,3 +88,10 @@ class DedupMetrics:
         self.merge_paused = Gauge(
             "ddc_dedup_merge_paused", "1 while the merge loop has stopped consuming", registry=r
         )
+        self.reforwarded = Counter(
+            "ddc_dedup_reforwarded",
+            "Records forwarded again after an earlier claim was neither committed nor released "
+            "(its holder crashed or its lease expired): the sink may have them twice, under the "
+            "same idempotency key",
+            registry=r,
+        )

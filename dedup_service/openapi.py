@@ -23,6 +23,7 @@ ERROR_TEXT = {
     401: "no or wrong Authorization: Bearer token ([dedup] api_token_file)",
     403: "no token configured: set [dedup] api_token_file to enable POST routes",
     404: "not found",
+    411: "no Content-Length: a POST body must declare its length (chunked is refused)",
     413: "batch larger than max_batch, or body larger than max_request_size",
     503: "Redis unavailable, sink failed or ids still pending elsewhere: nothing was lost, retry",
 }

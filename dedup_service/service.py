@@ -25,6 +25,7 @@ from dedup_service.metrics import DedupMetrics
 from dedup_service.redis_client import connect_configured
 from dedup_service.sinks import build_sink
 from dedup_service.sinks.base import Sink
+from dedup_service.wsgi import NoDelayHandler
 
 log = logging.getLogger(__name__)
 EMBEDDED_STATE = "embedded-redis.json"
@@ -94,7 +95,9 @@ class DedupService(Service):
             ext.store.links(refresh=True)
         except RedisUnavailable as exc:
             log.error("Redis unreachable at start-up (%s): answering 503 until it is back", exc)
-        self.server = WSGIServer(config["http_listen"], app, log=None, error_log=log)
+        self.server = WSGIServer(
+            config["http_listen"], app, log=None, error_log=log, handler_class=NoDelayHandler
+        )
         try:
             self.server.start()
         except OSError as exc:

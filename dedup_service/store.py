@@ -235,7 +235,7 @@ class Store:
         pending: bool,
         now_ms: int | None = None,
     ) -> list[int]:
-        """lua.FIRST/DUPLICATE/CONFLICT/PENDING per id (ids must be distinct).
+        """lua.FIRST/DUPLICATE/CONFLICT/PENDING/REFORWARD per id (ids must be distinct).
 
         pending=True: a two-phase claim held by `token` until commit() or release(), or until
         pending_timeout passes. pending=False: committed at once (the /v1/claims API).
@@ -243,7 +243,8 @@ class Store:
         bit = self.link_bit(link)
         now = now_ms if now_ms is not None else int(time.time() * 1000)
         ttl, state = (self.pending_ms, "P") if pending else (self.window_ms, "C")
-        return self._per_id("CLAIM", ids, fingerprints, [now, ttl, state, token, bit, self.track])
+        args = [now, ttl, state, token, bit, self.track, self.window_ms]
+        return self._per_id("CLAIM", ids, fingerprints, args)
 
     def commit(
         self, link: str, ids: Sequence[str], fingerprints: Sequence[str], token: str

@@ -21,7 +21,8 @@ bp = Blueprint("claims", __name__)
         ok="one result per id",
         body=ClaimRequestSchema,
         response=ClaimResponseSchema,
-        errors=(400, 413, 503),
+        errors=(400, 411, 413, 503),
+        batch="ids",
     )
 )
 def claim(body: dict[str, Any]) -> dict[str, Any]:

@@ -10,6 +10,7 @@ drift apart (flask-smorest's idea, without its dependency).
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +20,7 @@ from flask.typing import ResponseReturnValue
 from marshmallow import Schema
 
 from dedup_service.errors import RequestRejected
+from dedup_service.extension import dedup
 
 JSON = "application/json"
 
@@ -39,6 +41,9 @@ class Operation:
     body: type[Schema] | None = None
     path: type[Schema] | None = None
     errors: tuple[int, ...] = ()
+    # the body's list field held to max_batch before any per-item validation (a huge batch
+    # costs far more to validate than to refuse)
+    batch: str | None = None
 
 
 class Endpoint:
@@ -54,7 +59,7 @@ class Endpoint:
 
     def __call__(self, **path: Any) -> ResponseReturnValue:
         if self.body_schema is not None:
-            result = self.view(load_body(self.body_schema), **path)
+            result = self.view(load_body(self.body_schema, self.operation.batch), **path)
         else:
             result = self.view(**path)
         if self.response_schema is None:
@@ -72,10 +77,16 @@ def endpoint(operation: Operation) -> Callable[[Callable[..., Any]], Endpoint]:
     return wrap
 
 
-def load_body(schema: Schema) -> dict[str, Any]:
-    """The JSON body validated by `schema` (marshmallow.ValidationError → 400)."""
-    data = request.get_json(force=True, silent=True)
-    if data is None:
+def load_body(schema: Schema, batch: str | None = None) -> dict[str, Any]:
+    """The JSON body validated by `schema` (marshmallow.ValidationError → 400); its list field
+    `batch` is held to max_batch first (413). JSON nested too deep for the parser is a 400."""
+    try:
+        data = json.loads(request.get_data(cache=False))
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+        data = None
+    if not isinstance(data, dict):
         raise RequestRejected(400, "invalid_json", "the request body must be a JSON object")
+    if batch is not None and isinstance(data.get(batch), list):
+        dedup().check_batch(batch, len(data[batch]))
     loaded: dict[str, Any] = schema.load(data)
     return loaded

@@ -12,7 +12,7 @@ from dedup_service.api.endpoint import Operation, endpoint
 from dedup_service.errors import InvalidRecord
 from dedup_service.extension import dedup
 from dedup_service.forwarder import Item
-from dedup_service.keys import extract_id, fingerprint
+from dedup_service.keys import extract_id, fingerprint, identity_basis
 from dedup_service.schemas import RecordsRequestSchema, RecordsResponseSchema
 
 bp = Blueprint("records", __name__)
@@ -26,7 +26,8 @@ log = logging.getLogger(__name__)
         ok="one result per record",
         body=RecordsRequestSchema,
         response=RecordsResponseSchema,
-        errors=(400, 413, 503),
+        errors=(400, 411, 413, 503),
+        batch="records",
     )
 )
 def post_records(body: dict[str, Any]) -> dict[str, Any]:
@@ -35,6 +36,8 @@ def post_records(body: dict[str, Any]) -> dict[str, Any]:
     ext.check_link(link)
     ext.check_batch("records", len(raw))
     spec = ext.config["id_from"]
+    # a tombstone (null value) stays null for a sink that can write one, else it goes out empty
+    keep_null = bool(getattr(ext.forwarder.sink, "carries_tombstones", False))
     items: list[Item] = []
     positions: list[int] = []
     errors: dict[str, str] = {}
@@ -42,12 +45,13 @@ def post_records(body: dict[str, Any]) -> dict[str, Any]:
         record = Record(
             value=entry["value"], key=entry["key"], headers=list(entry["headers"].items())
         )
+        basis = identity_basis(record)
         try:
-            ident = extract_id(spec, record, entry.get("id"))
+            ident = extract_id(spec, basis, entry.get("id"))
         except InvalidRecord as exc:
             errors[str(index)] = f"id_from {spec}: {exc}"
             continue
-        items.append(Item(ident, fingerprint(record), record))
+        items.append(Item(ident, fingerprint(basis), record if keep_null else basis))
         positions.append(index)
     ext.metrics.records_received.labels(link).inc(len(raw))
     if errors:

@@ -1,11 +1,15 @@
 """POSTs each batch as JSON to an HTTP endpoint; any 2xx acknowledges the whole batch.
 
-Body: {"records": [{"key": base64|null, "value": base64, "headers": {name: base64|null}}]}.
+Body: {"records": [{"key": base64|null, "value": base64|null, "headers": {name: base64|null}}]};
+a null value is a Kafka tombstone. Each record's dedup id is in its `ddc-dedup-id` header, and
+the request carries an `Idempotency-Key`: the id of a one-record batch, else "sha256:" and the
+hex digest of the batch's ids joined by newlines (the same batch sent again has the same key).
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import http.client
 import json
 import threading
@@ -14,6 +18,7 @@ from urllib.parse import urlsplit
 
 from ddc.protocol.record import Record
 from dedup_service.errors import SinkFailed
+from dedup_service.keys import IDEMPOTENCY_HEADER
 from dedup_service.sinks.base import Sink
 
 
@@ -36,7 +41,21 @@ def encode_batch(records: list[Record]) -> bytes:
     ).encode()
 
 
+def idempotency_key(records: list[Record]) -> str:
+    ids = [
+        (value or b"").decode("utf-8", "replace")
+        for record in records
+        for name, value in record.headers
+        if name == IDEMPOTENCY_HEADER
+    ]
+    if len(ids) == 1:
+        return ids[0]
+    return "sha256:" + hashlib.sha256("\n".join(ids).encode()).hexdigest()
+
+
 class HttpSink(Sink):
+    carries_tombstones = True  # a null value is sent as JSON null
+
     def __init__(self, config: dict[str, Any]) -> None:
         super().__init__(config)
         self.url = urlsplit(config["url"])
@@ -56,7 +75,11 @@ class HttpSink(Sink):
     def send(self, records: list[Record]) -> None:
         body = encode_batch(records)
         path = (self.url.path or "/") + (f"?{self.url.query}" if self.url.query else "")
-        headers = {"Content-Type": "application/json", **self.config["headers"]}
+        headers = {
+            "Content-Type": "application/json",
+            "Idempotency-Key": idempotency_key(records),
+            **self.config["headers"],
+        }
         with self.lock:
             try:
                 conn = self._connection()

@@ -1,6 +1,9 @@
 """Produces each record to one topic with acks=all; a batch is acknowledged once flushed.
 
 A record with a null value (a tombstone read by the merge loop) is produced as a tombstone.
+Every record carries its dedup id in the `ddc-dedup-id` header (the forwarder adds it); the
+producer is kafka-python's idempotent one (its default), which removes duplicates of its own
+retries within one producer session, not across a restart of the service.
 """
 
 from __future__ import annotations
@@ -8,6 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from ddc.errors import ConfigError
 from ddc.kafka import adapter
 from ddc.kafka.clients import KafkaProducer
 from ddc.kafka.options import producer_options
@@ -18,23 +22,43 @@ from dedup_service.sinks.base import Sink
 log = logging.getLogger(__name__)
 BOOTSTRAP_TIMEOUT_MS = 5000  # kafka-python's default (30 s) would hold up start-up that long
 RESERVED_OPTIONS = {"bootstrap_servers": "bootstrap_servers"}
+LINGER_MS = 5
+REQUEST_TIMEOUT_MS = 30000  # kafka-python's default
 
 
 def sink_producer_options(config: dict[str, Any]) -> dict[str, Any]:
-    """KafkaProducer keyword arguments for a validated Kafka [dedup.sink]; ConfigError if unusable."""
-    return producer_options(
+    """KafkaProducer keyword arguments for a validated Kafka [dedup.sink]; ConfigError if unusable.
+
+    A record not acknowledged within `timeout` is given up (its claim is released), so the
+    producer must not deliver it later on its own: delivery_timeout_ms defaults to `timeout`,
+    and request_timeout_ms to what fits in it (kafka-python wants delivery > linger + request).
+    """
+    timeout_ms = int(config["timeout"] * 1000)
+    given = config.get("options") or {}
+    linger = given.get("linger_ms", LINGER_MS)
+    options = producer_options(
         config.get("options"),
         key="dedup.sink.options",
         reserved=RESERVED_OPTIONS,
         defaults={
             "acks": "all",
-            "linger_ms": 5,
+            "linger_ms": LINGER_MS,
             "retries": 3,
             "bootstrap_timeout_ms": BOOTSTRAP_TIMEOUT_MS,
-            "max_block_ms": int(config["timeout"] * 1000),
+            "max_block_ms": timeout_ms,
+            "delivery_timeout_ms": timeout_ms,
+            "request_timeout_ms": max(1, min(REQUEST_TIMEOUT_MS, timeout_ms - linger - 1)),
         },
         settings={"bootstrap_servers": list(config["bootstrap_servers"])},
     )
+    delivery, request = options["delivery_timeout_ms"], options["request_timeout_ms"]
+    if delivery <= options["linger_ms"] + request:
+        raise ConfigError(
+            "dedup.sink.options.delivery_timeout_ms",
+            f"{delivery} ms: must be more than linger_ms + request_timeout_ms "
+            f"({options['linger_ms']} + {request} ms)",
+        )
+    return options
 
 
 class KafkaSink(Sink):

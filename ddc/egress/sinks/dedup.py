@@ -18,6 +18,10 @@ Records the service rejects are dropped and counted (4xx: "dedup_rejected"; no i
 
 A 401/403 (token missing, wrong, or none configured on the service) is an outage, not a
 rejection: the records stay buffered and are retried, and the log says to check the token.
+
+A 413 halves the batch size (a lone record still refused is dropped as "dedup_rejected"); each
+batch accepted after that adds a tenth of batch_max_records back, up to batch_max_records
+(additive increase: one oversized record does not shrink every later batch to one record).
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from urllib.parse import urlsplit
 from gevent.event import Event
 
 from ddc.egress.sinks.base import Countdown, Done, Sink
+from ddc.egress.sinks.dedup_client import DedupConnection, DedupHTTPSConnection
 from ddc.kafka.records import SRC_HEADER
 from ddc.kafka.records import source_id as source_of
 from ddc.logs import ThrottledLog
@@ -43,6 +48,7 @@ from ddc.tokens import bearer_header, optional_token
 log = logging.getLogger(__name__)
 
 LOG_EVERY = 10.0  # seconds between repeated drop/outage log lines
+GROWTH_STEPS = 10  # accepted batches to grow back from 1 record to batch_max_records
 SENDER = "dedup-sink"  # the supervised sender greenlet's name
 RESTART_DELAY = 1.0  # seconds before a failed sender runs again
 
@@ -149,6 +155,11 @@ class DedupSink(Sink):
             self.conn.close()
             self.conn = None
 
+    def _grow(self) -> None:
+        limit = self.config["batch_max_records"]
+        if self.batch_size < limit:
+            self.batch_size = min(limit, self.batch_size + max(1, limit // GROWTH_STEPS))
+
     def _post(self, batch: list[Record]) -> str:
         """ "done" (delivered, or rejected and counted), "resend" (smaller) or "retry" (later)."""
         body = json.dumps(
@@ -156,11 +167,7 @@ class DedupSink(Sink):
         ).encode()
         try:
             if self.conn is None:
-                kind = (
-                    http.client.HTTPSConnection
-                    if self.scheme == "https"
-                    else http.client.HTTPConnection
-                )
+                kind = DedupHTTPSConnection if self.scheme == "https" else DedupConnection
                 self.conn = kind(self.netloc, timeout=self.config["timeout"])
             self.conn.request("POST", self.path, body=body, headers=self.headers)
             response = self.conn.getresponse()
@@ -176,6 +183,7 @@ class DedupSink(Sink):
             return "retry"
         if response.status == 200:
             self.ok = True
+            self._grow()
             try:
                 invalid = json.loads(payload).get("invalid", 0)
             except (ValueError, AttributeError):

@@ -131,3 +131,29 @@ def test_a_refused_token_keeps_the_records_buffered_and_names_the_token(
     run_until(lambda: settled == [2], 10)
     good.stop(5)
     assert len(read_length_prefixed(out)) == 50
+
+
+def test_after_a_413_the_batch_size_grows_back(dedup_server, tmp_path):
+    """One record over max_request_size halves the batch down to 1 (and is dropped); the 2,999
+    after it go out in batches growing back to batch_max_records, not one POST each."""
+    out = tmp_path / "out.bin"
+    server = dedup_server(
+        id_from="source", max_request_size="1MiB", sink={"type": "file", "path": str(out)}
+    )
+    sink, metrics = make_sink(server.url, "a", tmp_path, batch_max_records=500)
+    sink.start()
+    big = Record(value=b"x" * (2 * 1024**2), key=b"k", topic="orders", partition=0, offset=0)
+    settled: list[int] = []
+    sink.send([big, *kafka_records(range(1, 3000))], lambda: settled.append(1))
+    run_until(lambda: settled == [1], 60)
+    sink.stop(5)
+    rejected = metrics.registry.get_sample_value(
+        "ddc_egress_records_dropped_total", {"reason": "dedup_rejected"}
+    )
+    assert rejected == 1
+    assert sorted(read_length_prefixed(out)) == sorted(b"r-%d" % i for i in range(1, 3000))
+    refused = server.metric("ddc_dedup_http_requests_total", route="/v1/records", status="413")
+    accepted = server.metric("ddc_dedup_http_requests_total", route="/v1/records", status="200")
+    assert refused == 9  # 500, 250, 125, 62, 31, 15, 7, 3, 1 (then dropped)
+    print(f"\n2,999 records after a 413: {accepted:.0f} POSTs")
+    assert accepted <= 20, f"{accepted} POSTs for 2,999 records"

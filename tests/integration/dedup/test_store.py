@@ -60,9 +60,16 @@ def test_pending_commit_release_and_lease(store):
     assert store.commit("a", ["x"], ["f"], mine) == [lua.ALREADY_COMMITTED]
 
     assert store.claim("a", ["z"], ["f"], mine, pending=True) == [lua.FIRST]
-    time.sleep(0.4)  # the pending lease (0.3 s) expires: the other copy may take it
-    assert store.claim("b", ["z"], ["f"], other, pending=True) == [lua.FIRST]
+    time.sleep(0.4)  # the pending lease (0.3 s) expires: the other copy may take it, and is
+    # told that the first holder neither committed nor released it (a possible re-forward)
+    assert store.claim("b", ["z"], ["f"], other, pending=True) == [lua.REFORWARD]
     assert store.commit("a", ["z"], ["f"], mine) == [lua.HELD_BY_OTHER]
+    # a released or committed claim leaves no forwarding mark behind
+    assert store.claim("a", ["w", "v"], ["f", "f"], mine, pending=True) == [lua.FIRST] * 2
+    assert store.release(["w"], mine) == 1
+    assert store.commit("a", ["v"], ["f"], mine) == [lua.COMMITTED]
+    assert store.claim("b", ["w"], ["f"], other, pending=True) == [lua.FIRST]
+    assert not store.client.exists(store.key("v").replace(":i:", ":f:"))
 
 
 def test_commit_recreates_a_claim_redis_lost(store):

@@ -123,3 +123,32 @@ def test_relative_paths_resolve_from_the_config_file(tmp_path):
     config = load_dedup_config(path, {})
     assert config["data_dir"] == str(tmp_path / "state")
     assert config["sink"]["path"] == str(tmp_path / "out" / "x.bin")
+
+
+@pytest.mark.parametrize(
+    "sink, problem",
+    [
+        ({"type": "http", "url": "http://t:1/x", "timeout": "31s"}, "timeout (31s)"),
+        ({"type": "tcp", "target": "127.0.0.1:9", "timeout": "40s"}, "timeout (40s)"),
+        (
+            {
+                "type": "kafka",
+                "bootstrap_servers": "k:9092",
+                "topic": "t",
+                "timeout": "20s",
+                "options": {"delivery_timeout_ms": 120000},
+            },
+            "options.delivery_timeout_ms (120s)",
+        ),
+    ],
+)
+def test_a_sink_slower_than_pending_timeout_is_refused(sink, problem):
+    with pytest.raises(ConfigError) as error:
+        load({"sink": sink})
+    assert error.value.key == "dedup.sink"
+    assert problem in error.value.problem and "pending_timeout (30s)" in error.value.problem
+
+
+def test_the_default_sinks_fit_the_default_pending_timeout():
+    kafka = {"type": "kafka", "bootstrap_servers": "k:9092", "topic": "t"}
+    assert load({"sink": kafka})["sink"]["timeout"] == 30.0

@@ -8,7 +8,12 @@ from marshmallow import ValidationError
 from dedup_service.app import create_app
 from dedup_service.config import load_dedup_config
 from dedup_service.openapi import RULE_ARGUMENT, build_spec
-from dedup_service.schemas import ClaimRequestSchema, RecordsRequestSchema
+from dedup_service.schemas import (
+    ClaimRequestSchema,
+    RecordSchema,
+    RecordsRequestSchema,
+    fast_record,
+)
 from dedup_service.sinks.base import Sink
 
 
@@ -139,3 +144,36 @@ def test_a_route_without_a_declaration_is_refused():
     bare.add_url_rule("/v1/undeclared", view_func=lambda: "")
     with pytest.raises(TypeError, match="/v1/undeclared"):
         build_spec(bare)
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        {"value": None, "key": None, "headers": {"ddc-src": "b3JkZXJzLzAvMQ==", "n": None}},
+        {"id": "é-order", "value": "aGk="},
+        {"value": "", "headers": {}},
+    ],
+)
+def test_the_fast_record_check_loads_what_record_schema_loads(entry):
+    assert fast_record(entry) == RecordSchema().load(entry)
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        {"value": "aGk", "key": None},  # bad padding
+        {"value": "aGk=", "headers": None},
+        {"value": "aGk=", "id": None},
+        {"value": "aGk=", "id": "x" * 1025},
+        {"value": "aGk=", "id": "\ud800"},
+        {"value": 7},
+        {"value": "aGk=", "headers": {"h": 1}},
+        {"value": "aGk=", "extra": 1},
+        ["aGk="],
+    ],
+)
+def test_the_fast_record_check_leaves_every_refusal_to_record_schema(entry):
+    with pytest.raises((ValueError, TypeError)):
+        fast_record(entry)
+    with pytest.raises(ValidationError):
+        RecordsRequestSchema().load({"link": "a", "records": [entry]})

@@ -45,6 +45,11 @@ def load(dedup: dict[str, Any]) -> dict[str, Any]:
             "not allowed here; set by bootstrap_servers",
         ),
         (
+            {"sink": {**KAFKA_SINK, "options": {"delivery_timeout_ms": 1000}}},
+            "dedup.sink.options.delivery_timeout_ms",
+            "must be more than linger_ms + request_timeout_ms",
+        ),
+        (
             {"sink": FILE_SINK, "merge": {**MERGE, "options": {"sesion_timeout_ms": 6000}}},
             "dedup.merge.options.sesion_timeout_ms",
             "not a KafkaConsumer option",
