@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from ddc.tokens import TokenGuard
+from ddc.wsgi import NoDelayHandler
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,9 @@ class HttpServer:
         self.before_scrape = before_scrape
         # fail closed: without a guard, admin routes answer 403 like an unconfigured token
         self.guard = guard or TokenGuard(None, "a token file", what="the admin routes")
-        self.server = WSGIServer(listen, self.app, log=_QuietLog(), error_log=log)
+        self.server = WSGIServer(
+            listen, self.app, log=_QuietLog(), error_log=log, handler_class=NoDelayHandler
+        )
 
     @property
     def address(self) -> tuple[str, int]:

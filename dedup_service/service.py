@@ -15,6 +15,7 @@ from gevent.pywsgi import WSGIServer
 from ddc.daemon import DRAIN_TIMEOUT, Service
 from ddc.errors import ConfigError
 from ddc.units import format_hostport, host_port
+from ddc.wsgi import NoDelayHandler
 from dedup_service.app import create_app
 from dedup_service.divergence import DivergenceWatch
 from dedup_service.embedded import EmbeddedRedis
@@ -25,7 +26,6 @@ from dedup_service.metrics import DedupMetrics
 from dedup_service.redis_client import connect_configured
 from dedup_service.sinks import build_sink
 from dedup_service.sinks.base import Sink
-from dedup_service.wsgi import NoDelayHandler
 
 log = logging.getLogger(__name__)
 EMBEDDED_STATE = "embedded-redis.json"
