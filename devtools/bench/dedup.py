@@ -26,6 +26,8 @@ from typing import Any
 from dedup_service.embedded import EmbeddedRedis, free_port
 from devtools.harness import Process, python_argv, wait_progress, wait_until, write_toml
 
+API_TOKEN = "bench-dedup-api-token-0123456789"
+
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="bench dedup", description=__doc__.splitlines()[0])
@@ -66,10 +68,15 @@ def baseline_set_nx(redis_url: str, ids: list[str], batch: int, clients: int) ->
 def start_service(
     tmp: Path, dedup: dict[str, Any], sink: dict[str, Any], merge: dict[str, Any] | None = None
 ) -> Process:
-    """A `ddc-dedup serve` process with these tables, started."""
+    """A `ddc-dedup serve` process with these tables (links a and b, the bench's API token
+    unless `dedup` says otherwise), started."""
     port = free_port()
+    token = tmp / "api.token"
+    token.write_text(API_TOKEN + "\n")
+    token.chmod(0o600)
+    base = {"links": ["a", "b"], "api_token_file": str(token)}
     tables = {
-        "dedup": {"http_listen": f"127.0.0.1:{port}", "log_level": "WARNING", **dedup},
+        "dedup": {"http_listen": f"127.0.0.1:{port}", "log_level": "WARNING", **base, **dedup},
         "dedup.sink": sink,
     }
     if merge:
@@ -89,7 +96,7 @@ def claims_through_api(port: int, ids: list[str], batch: int, clients: int) -> f
 
     def work(index: int) -> None:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-        headers = {"Content-Type": "application/json"}
+        headers = {"Content-Type": "application/json", "Authorization": f"Bearer {API_TOKEN}"}
         for body in bodies[index]:
             conn.request("POST", "/v1/claims", body=body, headers=headers)
             response = conn.getresponse()
