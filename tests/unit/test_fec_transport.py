@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import random
 
+import pytest
+
 from ddc.egress.link import LinkState
 from ddc.egress.loss import LossWindow
 from ddc.egress.receiver import MAX_POLL_DEFER, Receiver
@@ -14,6 +16,13 @@ from ddc.protocol.reassembly import Reassembler
 from ddc.protocol.wire import HEADER, MessageType
 
 A = ("192.0.2.1", 4000)
+
+
+@pytest.fixture(autouse=True)
+def inline_encoding(monkeypatch):
+    """Exact wire order: parity right after its block (the worker thread's own rules are
+    tested in test_fec_sender.py)."""
+    monkeypatch.setattr("ddc.ingress.fec_sender.THREADED", False)
 
 
 class CapturingSocket:
