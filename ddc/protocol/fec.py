@@ -35,9 +35,11 @@ Interleaving N: a "block" of up to N*K consecutive data packets goes round-robin
 (group `slot` j takes the block's packets j, j+N, j+2N, ...; stride N). With N = 1 a block is
 one group.
 
-Order on the wire: a block's parity packets follow right after its last data packet (or after
-the linger closes it early), before any packet of the next block: index 0 of every group, then
-index 1, ..., each round in slot order starting after the slot of the block's last data packet,
+Order on the wire: a block's parity packets follow its last data packet (or the linger that
+closes it early) and precede the next block's parity and the data of the block after next (the
+ingress encodes in a worker thread while the next block's data goes out: fec_sender.py); within
+a block: index 0 of every group, then index 1, ..., each round in slot order starting after the
+slot of the block's last data packet,
 so the whole block (data and parity) is one round-robin over its N groups. Any run of N*M
 consecutive packets then holds at most M of each group: a burst that long is repaired in full
 (for a block closed early with fewer than N data packets, each group still repairs M losses
@@ -217,7 +219,7 @@ class FecEncoder:
     goes to `add` (whether or not its send succeeded: the egress may then restore it) and the
     returned parity is sent right after it, paced like data. A linger flush must not overtake
     data: run `add`+send and `flush`+send under one lock (or in the one sending greenlet), so a
-    block's parity always precedes the next block's packets. Before the Shutdown burst send
+    block's parity always precedes the next block's parity. Before the Shutdown burst send
     `flush()`'s parity; at StartUp call `reset()`. `add_jobs` and `close` return the closed
     blocks unencoded, for `encode_block` (zfec releases the GIL while it encodes).
     """

@@ -131,6 +131,7 @@ def trial(workdir: Path, scenario: Scenario, rate: float, seconds: float, warmup
         ingress={"log_level": "WARNING"},
         egress={"log_level": "WARNING"},
         transport=transport,
+        egress_transport={"envelope": scenario.envelope},  # never guessed (issue 12)
         sink_port=sink_port,
         fast_heartbeats=False,
     )

@@ -185,7 +185,9 @@ def report(name: str, result: dict) -> None:
         f"dropped {result['kernel_dropped']}; egress lost {e['ddc_egress_packets_lost_total']:.0f}, "
         f"recovered {e['ddc_egress_fec_recovered_packets_total']:.0f}, unrecoverable groups "
         f"{e['ddc_egress_fec_unrecoverable_groups_total']:.0f}, socket drops "
-        f"{e.get('ddc_egress_kernel_drops_total', 0):.0f}; health margin "
+        f"{e.get('ddc_egress_kernel_drops_total', 0):.0f}, resyncs "
+        f"{e.get('ddc_egress_resyncs_total', 0):.0f}, late {e.get('ddc_egress_packets_late_total', 0):.0f}"
+        f", aborted { ({k: v for k, v in e.items() if 'aborted' in k}) }; health margin "
         f"{result['health']['fec_repair_margin']}, loss ratio {result['health']['packet_loss_ratio']}"
     )
 
