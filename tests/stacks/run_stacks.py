@@ -68,7 +68,9 @@ def single_pair(stack: DockerStack) -> None:
     stack.wait_healthy(stack.ddc_services())
     sent = payloads(3000, "single")
     send_udp((stack.ip("ingress", "source"), 7000), sent, rate=2000)
+    stack.phase("sent")
     wait_records(stack, "egress", "/var/lib/ddc/records.bin", sent)
+    stack.phase("delivered")
     stack.assert_hardened()
 
 
@@ -97,6 +99,7 @@ def redundant(stack: DockerStack) -> None:
     stack.kafka("target", "create", "kafka:9092", "deduplicated", "1")
     stack.up()
     stack.wait_healthy([s for s in stack.ddc_services() if s != "mirror"])
+    stack.phase("healthy")
     count = 5000
     records = [json.dumps({"id": f"t-{i}", "seq": i}).encode() for i in range(count)]
     mirror = (stack.ip("mirror", "source"), 7100)
@@ -108,6 +111,7 @@ def redundant(stack: DockerStack) -> None:
     result = json.loads(
         stack.kafka("target", "count", "kafka:9092", "deduplicated", "t-", str(count), "90")
     )
+    stack.phase("counted")
     assert result == {"distinct": count, "copies": count, "missing": []}, result
     # the mirror started once both ingresses were healthy: its generated records from the very
     # first arrived (they were lost on both links while it started before the ingresses)
@@ -120,9 +124,16 @@ def redundant(stack: DockerStack) -> None:
     on_b = dedup.get('ddc_dedup_records_received_total{link="b"}', 0)
     assert on_a < on_b, (on_a, on_b)
     print(f"  redundant: records received by the dedup service on link a {on_a:.0f}, b {on_b:.0f}")
+    # the egresses sent the Docker secret's token (every record arrived); a POST without it is
+    # refused and counted
+    assert stack.post_status("dedup", "http://127.0.0.1:8080/v1/records") == 401
+    refused = stack.metrics("dedup", 8080)
+    assert refused.get('ddc_dedup_api_auth_failures_total{reason="missing"}') == 1, refused
     stack.run(stack.docker, "start", stack.container("egress-a"))
     stack.wait_healthy(["egress-a"])
+    stack.phase("egress-a back")
     stack.assert_hardened(skip_health=("mirror",))
+    stack.phase("hardening checked")
     # the mirror dropped nothing at its socket; SIGTERM ends it at once with exit 0
     started = time.monotonic()
     stack.compose("stop", "-t", "10", "mirror")
@@ -153,12 +164,14 @@ def kafka_group(stack: DockerStack) -> None:
         timeout=60,
         interval=1,
     )
+    stack.phase("healthy")
     first = 2000
     stack.kafka("source", "produce", "kafka-source:9092", "events", "k-", "0", str(first))
     result = json.loads(
         stack.kafka("target", "count", "kafka-target:9092", "events", "k-", str(first), "120")
     )
     assert result["distinct"] == first, result
+    stack.phase("first batch counted")
     for service, port in (("ingress-1", 9151), ("ingress-2", 9161)):
         assert stack.metrics(service, port).get("ddc_ingress_records_total", 0) > 0, service
     # egress 1 goes away: the supervisor pauses ingress 1, Kafka moves its partitions to pair 2
@@ -168,6 +181,7 @@ def kafka_group(stack: DockerStack) -> None:
         timeout=60,
         interval=1,
     )
+    stack.phase("ingress 1 paused")
     before = stack.metrics("ingress-1", 9151).get("ddc_ingress_records_total", 0)
     second = 2000
     stack.kafka("source", "produce", "kafka-source:9092", "events", "k-", str(first), str(second))
@@ -177,13 +191,20 @@ def kafka_group(stack: DockerStack) -> None:
         )
     )
     assert result["distinct"] == first + second, result
+    stack.phase("second batch counted")
     assert stack.metrics("ingress-1", 9151).get("ddc_ingress_records_total", 0) == before
+    # the supervisor paused ingress 1 with the Docker secret's token; a POST without it is refused
+    assert stack.post_status("ingress-1", "http://127.0.0.1:9151/admin/resume") == 401
+    refused = stack.metrics("ingress-1", 9151)
+    assert refused.get('ddc_ingress_admin_auth_failures_total{reason="missing"}') == 1, refused
+    assert refused.get("ddc_ingress_paused") == 1, refused
     stack.up("egress-1")
     wait_until(
         lambda: supervisor_metrics().get('ddc_supervisor_ingress_paused{pair="pair-1"}') == 0,
         timeout=60,
         interval=1,
     )
+    stack.phase("ingress 1 resumed")
     stack.assert_hardened()
 
 
@@ -194,6 +215,7 @@ def cold_standby(stack: DockerStack) -> None:
     first = payloads(1000, "before")
     send_udp(target, first, rate=2000)
     wait_records(stack, "egress", "/var/lib/ddc/records.bin", first)
+    stack.phase("first batch delivered")
     startups = stack.metrics("egress", 9172).get("ddc_egress_startups_total", 0)
     # a crash: the process dies (not `docker kill`, which is a manual stop)
     before = stack.inspect("ingress")
@@ -212,6 +234,7 @@ def cold_standby(stack: DockerStack) -> None:
         interval=0.2,
     )
     back = time.monotonic() - killed
+    stack.phase("resynced")
     egress = stack.metrics("egress", 9172)
     assert egress.get("ddc_egress_link_up") == 1
     assert egress.get("ddc_egress_foreign_packets_total", 0) == 0, egress  # nothing refused
