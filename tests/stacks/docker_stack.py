@@ -187,6 +187,17 @@ class DockerStack:
         state = self.inspect(service)["State"]
         return str(state.get("Health", {}).get("Status", "none"))
 
+    def wait_restarted(self, service: str, before: dict[str, Any], timeout: float = 60) -> None:
+        """The engine restarted the service's container after `before` (an inspect) was taken."""
+
+        def restarted() -> bool:
+            state = self.inspect(service)
+            return bool(
+                state["RestartCount"] > before["RestartCount"] and state["State"]["Running"]
+            )
+
+        wait_until(restarted, timeout=timeout, interval=0.2)
+
     def health_log(self, service: str) -> str:
         """The last health probes (exit code, output): why a container is not healthy."""
         probes = self.inspect(service)["State"].get("Health", {}).get("Log", [])
@@ -219,6 +230,11 @@ class DockerStack:
             # not merely a directory the user may not write)
             facts = self.exec(service, "python", "-c", ROOT_PROBE).split()
             assert facts == ["10001", str(errno.EROFS)], (service, facts)
+            # a buffer warning gives advice a container can use: the host's sysctl or
+            # CAP_NET_ADMIN, never "run as root"
+            for line in self.logs(service).splitlines():
+                if "socket buffer is" in line:
+                    assert "on the host" in line and "CAP_NET_ADMIN" in line, (service, line)
         self.wait_healthy([s for s in self.ddc_services() if s not in skip_health], timeout=90)
 
 
