@@ -56,6 +56,8 @@ class DockerStack:
         self.file = ROOT / "compose" / f"{name}.yml"
         self.started = time.monotonic()
         self.made_secrets: list[Path] = []
+        # service → container id: a restart keeps the container, `up` and `down` may not
+        self.ids: dict[str, str] = {}
 
     def phase(self, what: str) -> None:
         print(f"  {self.name}: {what} at {time.monotonic() - self.started:.1f} s", flush=True)
@@ -74,9 +76,11 @@ class DockerStack:
 
     def up(self, *services: str) -> None:
         self.make_secrets()
+        self.ids.clear()
         self.compose("up", "-d", "--no-build", *services)
 
     def down(self) -> None:
+        self.ids.clear()
         try:
             self.compose("down", "-v", "--remove-orphans", "-t", "5")
         finally:
@@ -108,10 +112,12 @@ class DockerStack:
         return self.secret_files()[name].read_text().strip()
 
     def container(self, service: str) -> str:
-        ident = self.compose("ps", "-q", service).strip()
-        if not ident:
-            raise StackError(f"{self.name}: no container for {service}")
-        return ident
+        if service not in self.ids:
+            ident = self.compose("ps", "-q", service).strip()
+            if not ident:
+                raise StackError(f"{self.name}: no container for {service}")
+            self.ids[service] = ident
+        return self.ids[service]
 
     def inspect(self, service: str) -> dict[str, Any]:
         return json.loads(self.run(self.docker, "inspect", self.container(service)))[0]
