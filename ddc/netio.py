@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+from collections.abc import Mapping
 
 import gevent
 from gevent import monkey
@@ -25,11 +26,40 @@ SO_SNDBUFFORCE = getattr(socket, "SO_SNDBUFFORCE", 32)
 RECEIVE_SIZE = 65536
 
 
+def in_container(root: str = "/", environ: Mapping[str, str] | None = None) -> bool:
+    """True inside a Docker/Podman container or a Kubernetes pod: KUBERNETES_SERVICE_HOST is
+    set, /.dockerenv or /run/.containerenv exists, or PID 1's cgroup names a container runtime
+    (cgroup v1). `root` and `environ` are for tests."""
+    if (os.environ if environ is None else environ).get("KUBERNETES_SERVICE_HOST"):
+        return True
+    marks = (".dockerenv", "run/.containerenv")
+    if any(os.path.exists(os.path.join(root, mark)) for mark in marks):
+        return True
+    try:
+        with open(os.path.join(root, "proc/1/cgroup")) as cgroup:
+            text = cgroup.read()
+    except OSError:
+        return False
+    return any(word in text for word in ("docker", "kubepods", "containerd", "libpod", "lxc"))
+
+
+def buffer_advice(sysctl: str, force_option: str, container: bool) -> str:
+    """What to do about a buffer smaller than asked: outside a container, the sysctl or root;
+    inside one, neither the sysctl (the host's, read-only here) nor root (no CAP_NET_ADMIN)
+    is the container's to change."""
+    if not container:
+        return f"raise the sysctl {sysctl} (or run as root)"
+    return (
+        f"in a container: raise {sysctl} on the host (sysctl -w {sysctl}=...; the container "
+        f"cannot), or grant the container CAP_NET_ADMIN ({force_option})"
+    )
+
+
 def _resize_buffer(
-    sock: socket.socket, option: int, force_option: int, size: int, sysctl: str
+    sock: socket.socket, option: int, force_option: int, size: int, sysctl: str, force_name: str
 ) -> int:
-    """Ask for `size` bytes of kernel buffer (forced past the sysctl limit as root); the size
-    granted, with a warning naming the sysctl when it is less."""
+    """Ask for `size` bytes of kernel buffer (forced past the sysctl limit with CAP_NET_ADMIN);
+    the size granted, with a warning naming the sysctl when it is less."""
     try:
         sock.setsockopt(socket.SOL_SOCKET, force_option, size)
     except OSError:
@@ -37,21 +67,25 @@ def _resize_buffer(
     granted = sock.getsockopt(socket.SOL_SOCKET, option) // 2  # Linux reports double
     if granted < size:
         log.warning(
-            "socket buffer is %d bytes, %d requested: raise the sysctl %s (or run as root)",
+            "socket buffer is %d bytes, %d requested: %s",
             granted,
             size,
-            sysctl,
+            buffer_advice(sysctl, force_name, in_container()),
         )
     return granted
 
 
 def set_receive_buffer(sock: socket.socket, size: int) -> int:
     """SO_RCVBUF of `sock`: the one buffer sizer of every UDP socket DDC and its tools open."""
-    return _resize_buffer(sock, socket.SO_RCVBUF, SO_RCVBUFFORCE, size, "net.core.rmem_max")
+    return _resize_buffer(
+        sock, socket.SO_RCVBUF, SO_RCVBUFFORCE, size, "net.core.rmem_max", "SO_RCVBUFFORCE"
+    )
 
 
 def set_send_buffer(sock: socket.socket, size: int) -> int:
-    return _resize_buffer(sock, socket.SO_SNDBUF, SO_SNDBUFFORCE, size, "net.core.wmem_max")
+    return _resize_buffer(
+        sock, socket.SO_SNDBUF, SO_SNDBUFFORCE, size, "net.core.wmem_max", "SO_SNDBUFFORCE"
+    )
 
 
 def socket_drops(sock: socket.socket) -> int | None:

@@ -68,7 +68,9 @@ def single_pair(stack: DockerStack) -> None:
     stack.wait_healthy(stack.ddc_services())
     sent = payloads(3000, "single")
     send_udp((stack.ip("ingress", "source"), 7000), sent, rate=2000)
+    stack.phase("sent")
     wait_records(stack, "egress", "/var/lib/ddc/records.bin", sent)
+    stack.phase("delivered")
     stack.assert_hardened()
 
 
@@ -97,17 +99,22 @@ def redundant(stack: DockerStack) -> None:
     stack.kafka("target", "create", "kafka:9092", "deduplicated", "1")
     stack.up()
     stack.wait_healthy([s for s in stack.ddc_services() if s != "mirror"])
+    stack.phase("healthy")
     count = 5000
     records = [json.dumps({"id": f"t-{i}", "seq": i}).encode() for i in range(count)]
     mirror = (stack.ip("mirror", "source"), 7100)
     sender = threading.Thread(target=send_udp, args=(mirror, records, 2500))
+    before = stack.inspect("egress-a")
     sender.start()
     time.sleep(0.8)  # mid stream
-    stack.run(stack.docker, "kill", "-s", "KILL", stack.container("egress-a"))
+    # the egress process crashes (kill -9 of the container's process: `docker kill` would be a
+    # manual stop, which no restart policy undoes)
+    os.kill(before["State"]["Pid"], signal.SIGKILL)
     sender.join()
     result = json.loads(
         stack.kafka("target", "count", "kafka:9092", "deduplicated", "t-", str(count), "90")
     )
+    stack.phase("counted")
     assert result == {"distinct": count, "copies": count, "missing": []}, result
     # the mirror started once both ingresses were healthy: its generated records from the very
     # first arrived (they were lost on both links while it started before the ingresses)
@@ -120,12 +127,21 @@ def redundant(stack: DockerStack) -> None:
     on_b = dedup.get('ddc_dedup_records_received_total{link="b"}', 0)
     assert on_a < on_b, (on_a, on_b)
     print(f"  redundant: records received by the dedup service on link a {on_a:.0f}, b {on_b:.0f}")
-    stack.run(stack.docker, "start", stack.container("egress-a"))
+    # the egresses sent the Docker secret's token (every record arrived); a POST without it is
+    # refused and counted
+    assert stack.post_status("dedup", "http://127.0.0.1:8080/v1/records") == 401
+    refused = stack.metrics("dedup", 8080)
+    assert refused.get('ddc_dedup_api_auth_failures_total{reason="missing"}') == 1, refused
+    # its restart policy brought it back by itself (without one a killed egress stayed down)
+    stack.wait_restarted("egress-a", before)
     stack.wait_healthy(["egress-a"])
+    stack.phase("egress-a restarted")
     stack.assert_hardened(skip_health=("mirror",))
+    stack.phase("hardening checked")
     # the mirror dropped nothing at its socket; SIGTERM ends it at once with exit 0
-    started = time.monotonic()
-    stack.compose("stop", "-t", "10", "mirror")
+    container = stack.container("mirror")
+    started = time.monotonic()  # docker's own client: docker-compose's start-up is not the mirror's
+    stack.run(stack.docker, "stop", "-t", "10", container)
     stopped_in = time.monotonic() - started
     state = stack.inspect("mirror")["State"]
     # exit 0: its SIGTERM handler (killed after the grace period it would be 137, after 10 s)
@@ -153,12 +169,14 @@ def kafka_group(stack: DockerStack) -> None:
         timeout=60,
         interval=1,
     )
+    stack.phase("healthy")
     first = 2000
     stack.kafka("source", "produce", "kafka-source:9092", "events", "k-", "0", str(first))
     result = json.loads(
         stack.kafka("target", "count", "kafka-target:9092", "events", "k-", str(first), "120")
     )
     assert result["distinct"] == first, result
+    stack.phase("first batch counted")
     for service, port in (("ingress-1", 9151), ("ingress-2", 9161)):
         assert stack.metrics(service, port).get("ddc_ingress_records_total", 0) > 0, service
     # egress 1 goes away: the supervisor pauses ingress 1, Kafka moves its partitions to pair 2
@@ -168,6 +186,7 @@ def kafka_group(stack: DockerStack) -> None:
         timeout=60,
         interval=1,
     )
+    stack.phase("ingress 1 paused")
     before = stack.metrics("ingress-1", 9151).get("ddc_ingress_records_total", 0)
     second = 2000
     stack.kafka("source", "produce", "kafka-source:9092", "events", "k-", str(first), str(second))
@@ -177,13 +196,20 @@ def kafka_group(stack: DockerStack) -> None:
         )
     )
     assert result["distinct"] == first + second, result
+    stack.phase("second batch counted")
     assert stack.metrics("ingress-1", 9151).get("ddc_ingress_records_total", 0) == before
+    # the supervisor paused ingress 1 with the Docker secret's token; a POST without it is refused
+    assert stack.post_status("ingress-1", "http://127.0.0.1:9151/admin/resume") == 401
+    refused = stack.metrics("ingress-1", 9151)
+    assert refused.get('ddc_ingress_admin_auth_failures_total{reason="missing"}') == 1, refused
+    assert refused.get("ddc_ingress_paused") == 1, refused
     stack.up("egress-1")
     wait_until(
         lambda: supervisor_metrics().get('ddc_supervisor_ingress_paused{pair="pair-1"}') == 0,
         timeout=60,
         interval=1,
     )
+    stack.phase("ingress 1 resumed")
     stack.assert_hardened()
 
 
@@ -194,17 +220,13 @@ def cold_standby(stack: DockerStack) -> None:
     first = payloads(1000, "before")
     send_udp(target, first, rate=2000)
     wait_records(stack, "egress", "/var/lib/ddc/records.bin", first)
+    stack.phase("first batch delivered")
     startups = stack.metrics("egress", 9172).get("ddc_egress_startups_total", 0)
     # a crash: the process dies (not `docker kill`, which is a manual stop)
     before = stack.inspect("ingress")
     os.kill(before["State"]["Pid"], signal.SIGKILL)
     killed = time.monotonic()
-
-    def restarted() -> bool:
-        state = stack.inspect("ingress")
-        return bool(state["RestartCount"] > before["RestartCount"] and state["State"]["Running"])
-
-    wait_until(restarted, timeout=30, interval=0.2)
+    stack.wait_restarted("ingress", before)
     # the link resyncs on the restarted ingress's StartUp, not after heartbeat_timeout
     wait_until(
         lambda: stack.metrics("egress", 9172).get("ddc_egress_startups_total", 0) > startups,
@@ -212,6 +234,7 @@ def cold_standby(stack: DockerStack) -> None:
         interval=0.2,
     )
     back = time.monotonic() - killed
+    stack.phase("resynced")
     egress = stack.metrics("egress", 9172)
     assert egress.get("ddc_egress_link_up") == 1
     assert egress.get("ddc_egress_foreign_packets_total", 0) == 0, egress  # nothing refused
@@ -243,12 +266,15 @@ def main() -> int:
     parser.add_argument("--docker", default="docker")
     parser.add_argument("stacks", nargs="*", default=list(SCENARIOS))
     args = parser.parse_args()
+    # scripts/test-stacks ends this with SIGTERM when it is interrupted: the stack still goes down
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     timings: dict[str, tuple[float, str]] = {}
     for name in args.stacks:
         stack = DockerStack(name, args.docker)
         started = stack.started
         outcome = "ok"
         try:
+            stack.down()  # whatever an interrupted run left (volumes with records in them)
             SCENARIOS[name](stack)
         except Exception:
             outcome = "FAILED"
