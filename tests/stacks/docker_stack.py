@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from ddc.protocol.auth_keys import new_key_line
 from devtools.harness import parse_metrics, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -96,14 +97,16 @@ class DockerStack:
         }
 
     def make_secrets(self) -> None:
-        """Each missing token file made as the stack's comment says (a token, owned by the
+        """Each missing secret file made as the stack's comment says (a token or a key, owned by the
         containers' uid 10001, mode 600); files already there are the operator's, kept as they are.
         down() removes the ones made here."""
-        for path in self.secret_files().values():
+        for name, path in self.secret_files().items():
             if path.exists():
                 continue
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(secrets.token_urlsafe(32) + "\n")
+            # a key file (`ddc keygen`) for *_keys, a token otherwise
+            line = new_key_line(1) if name.endswith("_keys") else secrets.token_urlsafe(32)
+            path.write_text(line + "\n")
             os.chown(path, 10001, -1)
             path.chmod(0o600)
             self.made_secrets.append(path)
