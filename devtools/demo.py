@@ -25,7 +25,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ddc.protocol.auth_keys import new_key_line
 from ddc.protocol.fec import check_params
 from dedup_service.embedded import EmbeddedRedis, free_port
 from devtools import ROOT
@@ -125,9 +124,6 @@ def start_stack(
     token = workdir / "dedup_api_token"  # the stack's /run/secrets/dedup_api_token
     token.write_text(secrets.token_urlsafe(32) + "\n")
     token.chmod(0o600)
-    keys = workdir / "link_auth_keys"  # the stack's /run/secrets/link_auth_keys
-    keys.write_text(new_key_line(1) + "\n")
-    keys.chmod(0o600)
     env = {
         "DDC__DEDUP__API_TOKEN_FILE": str(token),
         "DDC__DEDUP__HTTP_LISTEN": f"127.0.0.1:{dedup_http}",
@@ -162,7 +158,6 @@ def make_link(
             "DDC__TRANSPORT__LISTEN": f"127.0.0.1:{egress_port}",
             "DDC__SINK__URL": dedup.url(""),
             "DDC__SINK__TOKEN_FILE": str(workdir / "dedup_api_token"),
-            "DDC__TRANSPORT__AUTH_KEYS": str(workdir / "link_auth_keys"),
         },
     )
     sim_options = {
@@ -183,7 +178,6 @@ def make_link(
         "DDC__INGRESS__HTTP_LISTEN": f"127.0.0.1:{ingress_http}",
         "DDC__SOURCE__LISTEN": f"127.0.0.1:{source_port}",
         "DDC__TRANSPORT__DESTINATION": f"127.0.0.1:{sim_port}",
-        "DDC__TRANSPORT__AUTH_KEYS": str(workdir / "link_auth_keys"),
     }
     if fec is not None:
         ingress_env["DDC__TRANSPORT__FEC_DATA"] = str(fec[0])

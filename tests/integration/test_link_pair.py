@@ -78,7 +78,8 @@ def test_egress_killed_mid_chunk_resyncs_without_partial_records(linked):
     assert all(len(r) == size and record_ok(r) for r in got), "a partial or corrupt record"
     # at-least-once: what the sink had written but the spool not yet saved as acknowledged
     # (fsync_interval) is delivered again after the kill, in order; nothing else twice
-    assert seen == sorted(seen) and seen[-1] == 11
+    first_seen = list(dict.fromkeys(seen))  # a replay repeats a run, e.g. [0, 1, 0, 1, 5, ...]
+    assert first_seen == sorted(first_seen) and seen[-1] == 11
     twice = {i for i in seen if seen.count(i) > 1}
     assert twice <= before_kill and all(seen.count(i) == 2 for i in twice)
     assert len(set(seen)) < 12  # what crossed while the egress was dead is gone
