@@ -9,6 +9,7 @@ import socket
 import struct
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from ddc.netio import set_receive_buffer
@@ -78,6 +79,15 @@ def drain(sock: socket.socket, expect: int | None = None, idle: float = 0.5) -> 
     return got
 
 
+def datagrams_until(sock: socket.socket, stop: threading.Event) -> Iterator[bytes]:
+    """The datagrams `sock` (which has a timeout) receives until `stop` is set."""
+    while not stop.is_set():
+        try:
+            yield sock.recv(65536)
+        except TimeoutError:
+            continue
+
+
 class Collector(threading.Thread):
     """Collects what a sink delivers (UDP datagrams or length-prefixed TCP frames) in a thread."""
 
@@ -97,11 +107,7 @@ class Collector(threading.Thread):
 
     def run(self) -> None:
         if self.kind == "udp":
-            while not self._stopping.is_set():
-                try:
-                    data = self.sock.recv(65536)
-                except TimeoutError:
-                    continue
+            for data in datagrams_until(self.sock, self._stopping):
                 self.records.append(data)
         else:
             while not self._stopping.is_set():
