@@ -50,10 +50,15 @@ def log_uniform_sizes(count: int, max_size: int, seed: int) -> list[int]:
 
 
 def read_length_prefixed(path: Path) -> list[bytes]:
-    """The records of a file sink's output (each a 4-byte big-endian length, then the bytes)."""
-    data = path.read_bytes() if path.exists() else b""
+    """The records of a file sink's output (split_length_prefixed)."""
+    return split_length_prefixed(path.read_bytes() if path.exists() else b"")
+
+
+def split_length_prefixed(data: bytes) -> list[bytes]:
+    """The records of length-prefixed bytes (each a 4-byte big-endian length, then the bytes);
+    a length still being written at the end is not a record yet."""
     records, offset = [], 0
-    while offset < len(data):
+    while offset + 4 <= len(data):
         size = int.from_bytes(data[offset : offset + 4], "big")
         records.append(data[offset + 4 : offset + 4 + size])
         offset += 4 + size
