@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import random
-import shutil
 import sys
 import tempfile
 import threading
@@ -24,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dedup_service.embedded import ServerProcess
-from devtools.demo import OutputCounter, Topology, send_records, start_stack
+from devtools.demo import OutputCounter, Topology, send_records, start_stack, tear_down
 from devtools.harness import Stack, wait_progress
 
 WARM_UP = 30.0  # seconds after which RSS is taken as the baseline
@@ -161,11 +160,7 @@ def run_chaos(args: argparse.Namespace) -> Outcome:
         chaos.sample(time.monotonic() - started)
         return report(total, counter, chaos, spooled_chunks(topology))
     finally:
-        if counter is not None:
-            counter.close()
-        stack.stop()
-        if not args.keep and not args.workdir:
-            shutil.rmtree(workdir, ignore_errors=True)
+        tear_down(args, stack, counter, workdir)
 
 
 def spooled_chunks(topology: Topology) -> int:

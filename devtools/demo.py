@@ -233,6 +233,18 @@ class Progress:
         return done
 
 
+def tear_down(
+    args: argparse.Namespace, stack: Stack, counter: OutputCounter | None, workdir: Path
+) -> None:
+    """After a run (scripts/demo, scripts/chaos): the counter closed, the stack stopped, the work
+    directory removed unless --keep or --workdir."""
+    if counter is not None:
+        counter.close()
+    stack.stop()
+    if not args.keep and not args.workdir:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
 def run_demo(args: argparse.Namespace) -> int:
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="ddc-demo-"))
     workdir.mkdir(parents=True, exist_ok=True)
@@ -261,11 +273,7 @@ def run_demo(args: argparse.Namespace) -> int:
         time.sleep(0.5)  # a late duplicate would still show in the table
         return report(args, topology, counter)
     finally:
-        if counter is not None:
-            counter.close()
-        stack.stop()
-        if not args.keep and not args.workdir:
-            shutil.rmtree(workdir, ignore_errors=True)
+        tear_down(args, stack, counter, workdir)
 
 
 def report(args: argparse.Namespace, topology: Topology, counter: OutputCounter) -> int:

@@ -26,7 +26,7 @@ from ddc.egress.auth_state import load_resume_point, save_session
 from ddc.logs import ThrottledLog
 from ddc.protocol import auth_session as rules
 from ddc.protocol.auth import Buffer
-from ddc.protocol.auth_keys import KeyFileError, load_keys, read_keys
+from ddc.protocol.auth_keys import read_keys, reload_keys
 from ddc.protocol.auth_session import AuthReceiver, Expectations
 from ddc.units import format_hostport
 
@@ -141,13 +141,9 @@ class AuthGate:
         return f"authentication failing ({reason})"
 
     def reload(self) -> None:
-        try:
-            keys, warning = load_keys(self.path)
-        except KeyFileError as exc:
-            log.error("SIGHUP: key file not reloaded, the old keys stay: %s", exc)
+        keys = reload_keys(self.path, "the old keys stay", log)
+        if keys is None:
             return
-        if warning:
-            log.warning("%s", warning)
         self.receiver.reload(keys)
         log.warning("SIGHUP: key file %s reloaded: key ids %s", self.path, sorted(keys.keys))
 

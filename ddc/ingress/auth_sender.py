@@ -16,7 +16,7 @@ import logging
 from typing import Any
 
 from ddc.protocol.auth import Signer, descriptor, encode_startup, new_session_id, now_ms
-from ddc.protocol.auth_keys import KeyFileError, load_keys, read_keys
+from ddc.protocol.auth_keys import read_keys, reload_keys
 
 log = logging.getLogger(__name__)
 
@@ -56,15 +56,9 @@ class AuthSender:
         return encode_startup(self.session_id, self.start_time_ms, desc)
 
     def reload(self) -> None:
-        try:
-            keys, warning = load_keys(self.path)
-        except KeyFileError as exc:
-            log.error(
-                "SIGHUP: key file not reloaded, still signing with key %d: %s", self.key_id, exc
-            )
+        keys = reload_keys(self.path, f"still signing with key {self.key_id}", log)
+        if keys is None:
             return
-        if warning:
-            log.warning("%s", warning)
         self.keys = keys
         self.signer = Signer(keys, self.session_id)
         log.warning("SIGHUP: key file %s reloaded, signing with key %d", self.path, self.key_id)

@@ -131,6 +131,21 @@ def read_keys(path: str, config_key: str) -> KeySet:
     return keys
 
 
+def reload_keys(
+    path: str | os.PathLike[str], kept: str, logger: logging.Logger = log
+) -> KeySet | None:
+    """SIGHUP: the key file's new KeySet, or None when it cannot be used (logged as an error
+    on `logger`, saying what is `kept`); a permission warning is logged."""
+    try:
+        keys, warning = load_keys(path)
+    except KeyFileError as exc:
+        logger.error("SIGHUP: key file not reloaded, %s: %s", kept, exc)
+        return None
+    if warning:
+        logger.warning("%s", warning)
+    return keys
+
+
 def new_key_line(key_id: int = 1, size: int = MIN_KEY_BYTES) -> str:
     """A new ``ID:HEX`` key line with `size` random bytes from the OS's CSPRNG."""
     key = secrets.token_bytes(size)

@@ -91,13 +91,13 @@ class FecReceiver:
                 return
         else:
             self._offer(seq, datagram, now, False)
-        if restored:
-            self._offer_restored(restored, now)
-        if self._held or self._observe is not None:
-            self._settle(now)
+        self._after_decoder(restored, now)
 
     def parity(self, datagram: Datagram, now: float) -> None:
-        restored = self.decoder.parity(datagram, now)
+        self._after_decoder(self.decoder.parity(datagram, now), now)
+
+    def _after_decoder(self, restored: Restored, now: float) -> None:
+        """After a datagram: offer what the decoder restored, then settle what is held."""
         if restored:
             self._offer_restored(restored, now)
         if self._held or self._observe is not None:

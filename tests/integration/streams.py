@@ -9,6 +9,7 @@ import socket
 import struct
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from ddc.netio import set_receive_buffer
@@ -49,10 +50,15 @@ def log_uniform_sizes(count: int, max_size: int, seed: int) -> list[int]:
 
 
 def read_length_prefixed(path: Path) -> list[bytes]:
-    """The records of a file sink's output (each a 4-byte big-endian length, then the bytes)."""
-    data = path.read_bytes() if path.exists() else b""
+    """The records of a file sink's output (split_length_prefixed)."""
+    return split_length_prefixed(path.read_bytes() if path.exists() else b"")
+
+
+def split_length_prefixed(data: bytes) -> list[bytes]:
+    """The records of length-prefixed bytes (each a 4-byte big-endian length, then the bytes);
+    a length still being written at the end is not a record yet."""
     records, offset = [], 0
-    while offset < len(data):
+    while offset + 4 <= len(data):
         size = int.from_bytes(data[offset : offset + 4], "big")
         records.append(data[offset + 4 : offset + 4 + size])
         offset += 4 + size
@@ -78,6 +84,15 @@ def drain(sock: socket.socket, expect: int | None = None, idle: float = 0.5) -> 
     return got
 
 
+def datagrams_until(sock: socket.socket, stop: threading.Event) -> Iterator[bytes]:
+    """The datagrams `sock` (which has a timeout) receives until `stop` is set."""
+    while not stop.is_set():
+        try:
+            yield sock.recv(65536)
+        except TimeoutError:
+            continue
+
+
 class Collector(threading.Thread):
     """Collects what a sink delivers (UDP datagrams or length-prefixed TCP frames) in a thread."""
 
@@ -97,11 +112,7 @@ class Collector(threading.Thread):
 
     def run(self) -> None:
         if self.kind == "udp":
-            while not self._stopping.is_set():
-                try:
-                    data = self.sock.recv(65536)
-                except TimeoutError:
-                    continue
+            for data in datagrams_until(self.sock, self._stopping):
                 self.records.append(data)
         else:
             while not self._stopping.is_set():

@@ -8,7 +8,15 @@ import pytest
 
 from dedup_service.embedded import free_port
 from devtools.harness import DDC, Process, wait_until
-from tests.integration.streams import ID, Collector, make_record, record_ok, send_tcp_records
+from tests.integration.streams import (
+    ID,
+    Collector,
+    make_record,
+    record_ok,
+    send_sized_records,
+    send_tcp_records,
+    varied_sizes,
+)
 
 DATA_TYPES = ("data_first", "data")
 
@@ -44,24 +52,25 @@ def diode(tmp_path):
         sim.stop()
 
 
-def test_lost_counter_equals_packets_the_simulator_dropped(pairs, diode):
-    pair = pairs(source="tcp", sink="tcp", transport={"max_packet_size": 1472})
+def behind_diode(pair, diode, *options: str) -> tuple[Collector, Process]:
+    """The pair's ingress sending through a diode simulator (started with `options`) to its
+    egress, and a started TCP collector at its sink."""
     sim_port = free_port(socket.SOCK_DGRAM)
     pair.destination_port = sim_port
     collector = Collector("tcp", pair.sink_port)
     collector.start()
-    sim = diode(sim_port, pair.link_port, "--loss", "0.01", "--seed", "42")
+    return collector, diode(sim_port, pair.link_port, *options)
+
+
+def test_lost_counter_equals_packets_the_simulator_dropped(pairs, diode):
+    pair = pairs(source="tcp", sink="tcp", transport={"max_packet_size": 1472})
+    collector, sim = behind_diode(pair, diode, "--loss", "0.01", "--seed", "42")
     egress = pair.start_egress()
     ingress = pair.start_ingress()
     # records of 1..5 packets (max_packet_size 1472): loss hits single- and multi-packet chunks
     count = 3000
-    sizes = [100 + (i * 1913) % 7000 for i in range(count)]
-    send_tcp_records(
-        pair.source_port, (make_record(i, s) for i, s in enumerate(sizes)), pause_every=50
-    )
-    wait_until(
-        lambda: ingress.metrics()["ddc_ingress_chunks_sent_total"] == count, 60, message="sent"
-    )
+    sizes = varied_sizes(count)
+    send_sized_records(pair.source_port, sizes, ingress)
     sent = data_packets(ingress.metrics(), "ddc_ingress_packets_sent_total")
 
     def accounted() -> dict[str, float]:
@@ -112,11 +121,7 @@ def test_a_restarted_relay_sending_from_a_new_port_gets_the_link_back(pairs, dio
     behind it says no StartUp again; the egress follows it after heartbeat_timeout (1 s here)
     and two HeartBeats instead of refusing the link for good."""
     pair = pairs(source="tcp", sink="tcp")
-    sim_port = free_port(socket.SOCK_DGRAM)
-    pair.destination_port = sim_port
-    collector = Collector("tcp", pair.sink_port)
-    collector.start()
-    sim = diode(sim_port, pair.link_port)
+    collector, sim = behind_diode(pair, diode)
     egress = pair.start_egress()
     pair.start_ingress()
     send_tcp_records(pair.source_port, (make_record(i, 200) for i in range(100)))

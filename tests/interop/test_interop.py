@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import socket
 import time
+from contextlib import contextmanager
 
 import pytest
 
@@ -44,27 +45,34 @@ def receive(sock: socket.socket, count: int, timeout: float = 10.0) -> list[byte
     return got
 
 
-@pytest.fixture
-def egress(tmp_path):
-    """A real egress: v1 on a UDP port, raw envelope, UDP sink to a test socket."""
+@contextmanager
+def udp_egress(tmp_path, name: str, transport: dict, sections: dict | None = None):
+    """A real egress named `name`: the link on a UDP port with `transport`'s options, a UDP sink
+    to a test socket and any further config `sections`; yields (daemon, link address, sink)."""
     sink = udp_socket()
     link_port, http_port = free_port(socket.SOCK_DGRAM), free_port()
     config = write_toml(
         tmp_path / "egress.toml",
         {
-            "egress": {"name": "interop", "http_listen": f"127.0.0.1:{http_port}"},
-            "egress.transport": {
-                "listen": f"127.0.0.1:{link_port}",
-                "envelope": "raw",
-                "heartbeat_timeout": 5.0,
-            },
+            "egress": {"name": name, "http_listen": f"127.0.0.1:{http_port}"},
+            "egress.transport": {"listen": f"127.0.0.1:{link_port}", **transport},
             "egress.sink": {"type": "udp", "target": f"127.0.0.1:{sink.getsockname()[1]}"},
+            **(sections or {}),
         },
     )
     daemon = Daemon("egress", config, http_port, tmp_path / "egress.log").start()
-    yield daemon, ("127.0.0.1", link_port), sink
-    daemon.stop()
-    sink.close()
+    try:
+        yield daemon, ("127.0.0.1", link_port), sink
+    finally:
+        daemon.stop()
+        sink.close()
+
+
+@pytest.fixture
+def egress(tmp_path):
+    """A real egress: v1 on a UDP port, raw envelope, UDP sink to a test socket."""
+    with udp_egress(tmp_path, "interop", {"envelope": "raw", "heartbeat_timeout": 5.0}) as running:
+        yield running
 
 
 def send_paced(sock: socket.socket, target, datagrams: list[bytes]) -> None:

@@ -14,7 +14,7 @@ import pytest
 from dedup_service.embedded import free_port
 from devtools.harness import Daemon, wait_until, write_toml
 from tests.interop.reference import FRAGMENT, SLOTS, ReferenceReceiver
-from tests.interop.test_interop import STARTUP_BURST, receive, send_paced, udp_socket
+from tests.interop.test_interop import STARTUP_BURST, receive, send_paced, udp_egress, udp_socket
 from tests.interop.v1peer import Encoder
 
 LARGEST = SLOTS * FRAGMENT  # the biggest chunk the reference can take
@@ -124,21 +124,9 @@ def test_ingress_keeps_within_the_reference_receivers_limits(tmp_path):
 
 @pytest.fixture
 def reference_egress(tmp_path):
-    sink = udp_socket()
-    link_port, http_port = free_port(socket.SOCK_DGRAM), free_port()
-    config = write_toml(
-        tmp_path / "egress.toml",
-        {
-            "egress": {"name": "from-reference", "http_listen": f"127.0.0.1:{http_port}"},
-            "egress.transport": {"listen": f"127.0.0.1:{link_port}", "peer": "reference"},
-            "egress.sink": {"type": "udp", "target": f"127.0.0.1:{sink.getsockname()[1]}"},
-            "egress.spool": {"dir": ""},
-        },
-    )
-    daemon = Daemon("egress", config, http_port, tmp_path / "egress.log").start()
-    yield daemon, ("127.0.0.1", link_port), sink
-    daemon.stop()
-    sink.close()
+    spool = {"egress.spool": {"dir": ""}}
+    with udp_egress(tmp_path, "from-reference", {"peer": "reference"}, spool) as running:
+        yield running
 
 
 def test_egress_behind_a_reference_ingress_raises_no_false_alarm_and_follows_a_restart(

@@ -11,6 +11,8 @@ import threading
 
 import pytest
 
+from tests.integration.streams import datagrams_until
+
 ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 needs_root = pytest.mark.skipif(not ROOT, reason="raw sockets (forged source addresses) need root")
 
@@ -77,11 +79,7 @@ class Tap(threading.Thread):
         self._halt = threading.Event()
 
     def run(self) -> None:
-        while not self._halt.is_set():
-            try:
-                data = self.sock.recv(65536)
-            except TimeoutError:
-                continue
+        for data in datagrams_until(self.sock, self._halt):
             self.captured.append(data)
             if self.passing:
                 self.out.sendto(data, self.forward)

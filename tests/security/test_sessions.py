@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import socket
 import time
+from contextlib import contextmanager
 
 from dedup_service.embedded import free_port
 from devtools.harness import wait_until
@@ -18,14 +19,18 @@ from tests.security.test_spoofing import failures
 STARTUP = 1
 
 
+@contextmanager
 def tapped(auth_pairs):
-    """A started pair whose ingress sends through a Tap (the attacker's capture)."""
+    """A started pair whose ingress sends through a Tap (the attacker's capture), stopped after."""
     pair, collector = auth_pairs(start=False)
     tap = Tap(0, ("127.0.0.1", pair.link_port))
     tap.start()
     pair.destination_port = tap.sock.getsockname()[1]
     pair.start()
-    return pair, collector, tap
+    try:
+        yield pair, collector, tap
+    finally:
+        tap.stop()
 
 
 def records(first: int, count: int) -> list[bytes]:
@@ -33,8 +38,7 @@ def records(first: int, count: int) -> list[bytes]:
 
 
 def test_a_captured_session_replayed_after_an_ingress_restart_delivers_nothing(auth_pairs):
-    pair, collector, tap = tapped(auth_pairs)
-    try:
+    with tapped(auth_pairs) as (pair, collector, tap):
         send_udp_paced(pair.source_port, records(0, 30), 2e6)
         collector.wait_for(30, timeout=20)
         pair.ingress.stop()
@@ -54,13 +58,10 @@ def test_a_captured_session_replayed_after_an_ingress_restart_delivers_nothing(a
         assert indexes(got) == list(range(60))  # nothing delivered twice
         assert pair.egress.health()["link_up"]
         assert failures(pair.egress)["bad_tag"] == 0
-    finally:
-        tap.stop()
 
 
 def test_an_old_startup_replayed_is_a_stale_session(auth_pairs):
-    pair, collector, tap = tapped(auth_pairs)
-    try:
+    with tapped(auth_pairs) as (pair, collector, tap):
         old_startup = next(d for d in tap.captured if d[0] == STARTUP)
         pair.ingress.stop()
         pair.start_ingress()
@@ -74,8 +75,6 @@ def test_an_old_startup_replayed_is_a_stale_session(auth_pairs):
         health = pair.egress.health()
         assert health["auth"]["session"] == session and health["link_up"]
         assert pair.egress.metric("ddc_egress_startups_total") == 2
-    finally:
-        tap.stop()
 
 
 def test_a_second_ingress_holding_the_key_is_refused_and_named(auth_pairs, tmp_path):
@@ -107,8 +106,7 @@ def test_a_second_ingress_holding_the_key_is_refused_and_named(auth_pairs, tmp_p
 def test_a_restarted_egress_resumes_within_a_heartbeat_and_refuses_the_replayed_session(
     auth_pairs, tmp_path
 ):
-    pair, collector, tap = tapped(auth_pairs)
-    try:
+    with tapped(auth_pairs) as (pair, collector, tap):
         send_udp_paced(pair.source_port, records(0, 30), 2e6)
         collector.wait_for(30, timeout=20)
         state = tmp_path / "spool-s0-egress" / "s0" / "auth-session"
@@ -136,13 +134,10 @@ def test_a_restarted_egress_resumes_within_a_heartbeat_and_refuses_the_replayed_
         # the spool may deliver what it had not confirmed before the kill again; the replayed
         # session added nothing, and everything after the restart came once
         assert set(got) == set(range(60)) and got[-30:] == list(range(30, 60))
-    finally:
-        tap.stop()
 
 
 def test_a_replayed_burst_of_the_live_session_is_replay_and_delivered_once(auth_pairs):
-    pair, collector, tap = tapped(auth_pairs)
-    try:
+    with tapped(auth_pairs) as (pair, collector, tap):
         send_udp_paced(pair.source_port, records(0, 40), 2e6)
         collector.wait_for(40, timeout=20)
         burst = [d for d in tap.captured if d[0] in (3, 4)]  # DataFirst, Data
@@ -152,5 +147,3 @@ def test_a_replayed_burst_of_the_live_session_is_replay_and_delivered_once(auth_
         send_udp_paced(pair.source_port, records(40, 10), 2e6)
         assert indexes(collector.wait_for(50, timeout=20)) == list(range(50))
         assert pair.egress.metric("ddc_egress_packets_late_total") == 0  # refused before
-    finally:
-        tap.stop()

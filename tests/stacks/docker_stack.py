@@ -268,15 +268,6 @@ def send_tcp(address: tuple[str, int], records: list[bytes]) -> None:
             sock.sendall(len(record).to_bytes(4, "big") + record)
 
 
-def length_prefixed(data: bytes) -> list[bytes]:
-    records, offset = [], 0
-    while offset + 4 <= len(data):
-        size = int.from_bytes(data[offset : offset + 4], "big")
-        records.append(data[offset + 4 : offset + 4 + size])
-        offset += 4 + size
-    return records
-
-
 def payloads(
     count: int, tag: str, sizes: tuple[int, ...] = (1, 100, 1400, 3000, 9000)
 ) -> list[bytes]:

@@ -22,9 +22,9 @@ import urllib.request
 from collections.abc import Callable
 
 from devtools.harness import parse_metrics, wait_until
+from tests.integration.streams import split_length_prefixed
 from tests.stacks.docker_stack import (
     DockerStack,
-    length_prefixed,
     payloads,
     send_tcp,
     send_udp,
@@ -32,7 +32,7 @@ from tests.stacks.docker_stack import (
 
 
 def file_records(stack: DockerStack, service: str, path: str) -> list[bytes]:
-    return length_prefixed(stack.volume_file(service, path))
+    return split_length_prefixed(stack.volume_file(service, path))
 
 
 def wait_records(stack: DockerStack, service: str, path: str, expected: list[bytes]) -> None:

@@ -32,15 +32,20 @@ def sender(path) -> AuthSender:
     return tx
 
 
+def gate_and_sender(tmp_path) -> tuple[str, AuthGate, AuthSender]:
+    """A key file with one key, an egress gate keeping its state in tmp_path, and a sender."""
+    path = key_file(tmp_path, new_key_line(1))
+    gate = AuthGate(path, Expectations("raw"), 600.0, str(tmp_path))
+    return path, gate, sender(path)
+
+
 def signed(tx: AuthSender, kind: int, seq: int, payload: bytes = b"") -> memoryview:
     data = tx.signer.sign(encode_header(kind, seq, len(payload)) + payload)
     return memoryview(data)
 
 
 def test_the_gate_counts_and_names_the_root_cause_of_a_failing_link(tmp_path):
-    path = key_file(tmp_path, new_key_line(1))
-    gate = AuthGate(path, Expectations("raw"), 600.0, str(tmp_path))
-    tx = sender(path)
+    _, gate, tx = gate_and_sender(tmp_path)
     startup = signed(tx, MessageType.STARTUP, 0, tx.startup_payload())
     assert gate.check(startup, len(startup), ADDRESS) == "new_session"
     data = signed(tx, MessageType.DATA_FIRST, 0, b"x")
@@ -58,9 +63,7 @@ def test_the_gate_counts_and_names_the_root_cause_of_a_failing_link(tmp_path):
 
 
 def test_the_session_is_persisted_and_a_restart_resumes_from_it(tmp_path):
-    path = key_file(tmp_path, new_key_line(1))
-    gate = AuthGate(path, Expectations("raw"), 600.0, str(tmp_path))
-    tx = sender(path)
+    path, gate, tx = gate_and_sender(tmp_path)
     startup = signed(tx, MessageType.STARTUP, 0, tx.startup_payload())
     gate.check(startup, len(startup), ADDRESS)
     repeat = signed(tx, MessageType.STARTUP, 0, tx.startup_payload(repeat_seq=10))

@@ -133,7 +133,20 @@ class DedupServer:
         return parse_metrics(self.get("/metrics").text).get(key, 0.0)
 
 
-class SinkTarget:
+class HTTPTarget:
+    """A real HTTP endpoint on a free local port, `handler` serving it in a daemon thread."""
+
+    def __init__(self, handler: type[BaseHTTPRequestHandler]) -> None:
+        self.port = free_port()
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class SinkTarget(HTTPTarget):
     """A real HTTP endpoint for the http sink; `plan` says how each request is answered."""
 
     def __init__(self, plan):
@@ -166,13 +179,7 @@ class SinkTarget:
             def log_message(self, *args):
                 pass
 
-        self.port = free_port()
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(Handler)
 
 
 @pytest.fixture

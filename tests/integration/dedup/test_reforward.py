@@ -6,15 +6,15 @@ from __future__ import annotations
 import base64
 import json
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import requests
 
-from dedup_service.embedded import free_port
 from devtools.harness import wait_until
+from tests.integration.dedup.conftest import HTTPTarget
 
 
-class Target:
+class Target(HTTPTarget):
     """An HTTP sink target that records each request's Idempotency-Key and records; it holds
     the first request (never answers it) so that the service is killed mid-forward."""
 
@@ -36,14 +36,11 @@ class Target:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.port = free_port()
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        super().__init__(Handler)
 
     def close(self) -> None:
         self.release.set()
-        self.server.shutdown()
-        self.server.server_close()
+        super().close()
 
 
 def test_kill_9_between_forward_and_commit_reforwards_under_the_same_key(dedup_server):
