@@ -139,7 +139,7 @@ class IngressTransportSchema(StrictSchema):
     fec_interleave = fields.Integer(
         load_default=1, validate=validate.Range(min=1, max=FEC_MAX_STRIDE)
     )
-    # "reference": the other side is the Rust DDC (docs/interop.md): 65507-byte packets, at
+    # "reference": the other side is the Rust DDC (docs/wire-protocol.md): 65507-byte packets, at
     # most REFERENCE_MAX_PACKETS per chunk, no Shutdown, no FEC, no authentication
     peer = fields.String(load_default="ddc", validate=validate.OneOf(PEERS))
     auth_keys = FilePath(load_default=None)  # packet authentication (docs/security.md)
@@ -236,19 +236,27 @@ class EgressTransportSchema(StrictSchema):
                 parse_hostport(sender, allow_zero_port=True)
             except ValueError as exc:
                 raise ValidationError(str(exc), "expected_sender") from exc
-        timeout = data.get("heartbeat_timeout")
+        if data.get("peer") != "reference" and data.get("heartbeat_timeout") is not None:
+            require_positive(data, "heartbeat_timeout")
+
+    @validates_schema
+    def _reference_peer(self, data: dict[str, Any], **kwargs: Any) -> None:
+        """The Rust DDC's ingress sends no HeartBeats, raw chunks only, and signs nothing."""
         if data.get("peer") != "reference":
-            if timeout is not None:
-                require_positive(data, "heartbeat_timeout")
             return
-        if timeout:
+        if data.get("heartbeat_timeout"):
             raise ValidationError(
                 'must be 0 with peer = "reference" (its ingress sends no HeartBeats)',
                 "heartbeat_timeout",
             )
-        if data.get("envelope") == "records" or data.get("auth_keys"):
-            key = "envelope" if data.get("envelope") == "records" else "auth_keys"
-            raise ValidationError('peer = "reference" sends raw chunks without authentication', key)
+        if data.get("envelope") == "records":
+            raise ValidationError(
+                'must be raw with peer = "reference" (it sends raw chunks)', "envelope"
+            )
+        if data.get("auth_keys"):
+            raise ValidationError(
+                'must be unset with peer = "reference" (the Rust DDC signs nothing)', "auth_keys"
+            )
 
     @post_load
     def _default_timeout(self, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
