@@ -22,6 +22,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
+
 from dedup_service.embedded import ServerProcess
 from devtools.demo import OutputCounter, Topology, send_records, start_stack, tear_down
 from devtools.harness import Stack, wait_progress
@@ -82,16 +84,13 @@ class Chaos:
 
 
 def current_rss(server: ServerProcess) -> int | None:
+    """The live process's resident set size in bytes (None while it is down)."""
     if server.process is None or server.process.poll() is not None:
         return None
     try:
-        with open(f"/proc/{server.process.pid}/status") as handle:
-            for line in handle:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
+        return int(psutil.Process(server.process.pid).memory_info().rss)
+    except psutil.Error:  # exited between the poll and the read
         return None
-    return None
 
 
 def victims_of(stack: Stack, topology: Topology) -> dict[str, ServerProcess]:
