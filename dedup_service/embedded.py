@@ -211,16 +211,20 @@ class EmbeddedRedis(ServerProcess):
         port: int | None = None,
         data_dir: str | os.PathLike[str] | None = None,
         appendonly: bool = True,
+        password: str | None = None,
     ) -> None:
         super().__init__(port, data_dir)
         self.appendonly = appendonly
+        self.password = password  # AUTH required when set
 
     def command(self) -> list[str]:
         return [redis_binary(), *(part for option in self.options().items() for part in option)]
 
     def options(self) -> dict[str, str]:
         """Command-line option → value."""
+        password = {"--requirepass": self.password} if self.password else {}
         return {
+            **password,
             "--port": str(self.port),
             "--bind": self.host,
             "--dir": str(self.data_dir),

@@ -25,6 +25,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ddc.protocol.auth_keys import new_key_line
 from ddc.protocol.fec import check_params
 from dedup_service.embedded import EmbeddedRedis, free_port
 from devtools import ROOT
@@ -115,19 +116,25 @@ def start_stack(
     stack: Stack, workdir: Path, loss: float, fec: tuple[int, int] | None = None
 ) -> Topology:
     """Starts everything in `stack` (the caller stops it), logs and data in `workdir`."""
-    redis, kafka = stack.start(
-        [EmbeddedRedis(data_dir=workdir / "redis"), EmbeddedKafka(data_dir=workdir / "kafka")]
-    )
+    password = workdir / "redis_password"  # the stack's /run/secrets/redis_password
+    password.write_text(secrets.token_urlsafe(32) + "\n")
+    password.chmod(0o600)
+    redis_server = EmbeddedRedis(data_dir=workdir / "redis", password=password.read_text().strip())
+    redis, kafka = stack.start([redis_server, EmbeddedKafka(data_dir=workdir / "kafka")])
     create_topics(kafka.address, TOPIC, partitions=1)
     dedup_http = free_port()
     argv = python_argv("dedup_service.cli", "serve", "-c", str(CONFIGS / "dedup.toml"))
     token = workdir / "dedup_api_token"  # the stack's /run/secrets/dedup_api_token
     token.write_text(secrets.token_urlsafe(32) + "\n")
     token.chmod(0o600)
+    keys = workdir / "link_auth_keys"  # the stack's /run/secrets/link_auth_keys
+    keys.write_text(new_key_line(1) + "\n")
+    keys.chmod(0o600)
     env = {
         "DDC__DEDUP__API_TOKEN_FILE": str(token),
         "DDC__DEDUP__HTTP_LISTEN": f"127.0.0.1:{dedup_http}",
         "DDC__DEDUP__REDIS_URL": f"redis://{redis.address}/0",
+        "DDC__DEDUP__REDIS_PASSWORD_FILE": str(password),
         "DDC__DEDUP__DATA_DIR": str(workdir / "dedup-data"),
         "DDC__SINK__BOOTSTRAP_SERVERS": kafka.address,
     }
@@ -158,6 +165,7 @@ def make_link(
             "DDC__TRANSPORT__LISTEN": f"127.0.0.1:{egress_port}",
             "DDC__SINK__URL": dedup.url(""),
             "DDC__SINK__TOKEN_FILE": str(workdir / "dedup_api_token"),
+            "DDC__TRANSPORT__AUTH_KEYS": str(workdir / "link_auth_keys"),
         },
     )
     sim_options = {
@@ -178,6 +186,7 @@ def make_link(
         "DDC__INGRESS__HTTP_LISTEN": f"127.0.0.1:{ingress_http}",
         "DDC__SOURCE__LISTEN": f"127.0.0.1:{source_port}",
         "DDC__TRANSPORT__DESTINATION": f"127.0.0.1:{sim_port}",
+        "DDC__TRANSPORT__AUTH_KEYS": str(workdir / "link_auth_keys"),
     }
     if fec is not None:
         ingress_env["DDC__TRANSPORT__FEC_DATA"] = str(fec[0])

@@ -2,6 +2,8 @@
 (before the sender check, FEC and reassembly), per ddc/protocol/auth_session.py's rules.
 
 What the gate adds to the state machine:
+* datagrams that arrive before the first session are held and checked against it when it
+  begins (`release`), unless it was resumed from the persisted state (then refused, one line);
 * refusals are counted by reason (`failures`, exported as ddc_egress_auth_failures_total) and
   logged at most once per reason per LOG_INTERVAL (one ERROR line naming the reason, the
   sender's address and the count; never a line per packet);
@@ -68,10 +70,13 @@ class AuthGate:
         log.info("authentication on: key ids %s from %s", sorted(keys.keys), path)
 
     def check(self, view: Buffer, size: int, address: tuple) -> str | None:
-        """The verdict (ACCEPTED or a session event) or None: refused, counted and logged."""
-        verdict = self.receiver.check(view, size)
+        """The verdict (ACCEPTED or a session event) or None: refused (counted and logged) or
+        held until the first session begins (see `release`)."""
+        verdict = self.receiver.check(view, size, address)
         if verdict is rules.ACCEPTED:
             return verdict
+        if verdict is rules.HELD:
+            return None
         if verdict in SESSION_EVENTS:
             self._session_event(verdict, address)
             return verdict
@@ -115,6 +120,25 @@ class AuthGate:
             session.info.descriptor.get("name"),
         )
 
+    def release(self) -> list[tuple[bytes, Any]]:
+        """After the first session began: the datagrams held before it, to be checked again
+        (rule 7 of ddc/protocol/auth_session.py), or none when they were refused."""
+        held, refused = self.receiver.release()
+        if refused:
+            log.error(
+                "authentication: refused %d datagrams that arrived before the session's StartUp "
+                "repeat: the session was resumed from the persisted state, so they may be replays "
+                "of what was delivered before the restart (stale_session)",
+                refused,
+            )
+        elif held:
+            log.info(
+                "authentication: %d datagrams that arrived before the session began are "
+                "checked against it",
+                len(held),
+            )
+        return held
+
     def _refused_session(self, address: tuple) -> None:
         problem = self.receiver.mismatch
         if problem != self.mismatch:
@@ -156,6 +180,7 @@ class AuthGate:
                 "key_ids": sorted(receiver.keys.keys),
                 "failures": {reason: self.failures[reason] for reason in rules.REASONS},
                 "second_sender": self.second_sender,
+                "held": len(receiver.held),
             },
             "auth_mismatch": self.mismatch,
         }

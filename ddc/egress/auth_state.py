@@ -8,7 +8,9 @@ crash it is never older than what the egress delivered on: a replayed StartUp or
 before the restart is not newer than it and is refused.
 
 Without a spool directory, or before the first session, the floor is the egress's own start
-time: only sessions and repeats the ingress sent after it (by the two hosts' clocks) count.
+time: only sessions and repeats the ingress sent after it (by the two hosts' clocks) count. A
+spool directory without the file has never held a session (`fresh`): what arrived before the
+first session may be delivered under it (ddc/protocol/auth_session.py rule 7).
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ def load_resume_point(directory: str) -> ResumePoint:
             bytes.fromhex(state["session_id"]), int(state["start_time_ms"]), int(state["repeat_ms"])
         )
     except FileNotFoundError:
-        return boot
+        return ResumePoint(None, boot.start_time_ms, boot.repeat_ms, fresh=True)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         log.error("%s unreadable (%s): only sessions newer than this start are accepted", path, exc)
         return boot

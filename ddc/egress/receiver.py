@@ -176,6 +176,9 @@ class Receiver:
         if address != link.pinned:
             link.follow(address, now)
         self._accepted(view, size, address, header[0], header[1], now, verdict)
+        if verdict is NEW_SESSION or verdict is RESUMED_SESSION:
+            for datagram, origin in self.auth.release():
+                self._handle_signed(memoryview(datagram), len(datagram), origin)
 
     def _session_startup(self, verdict: str, address: tuple, now: float) -> None:
         if verdict == NEW_SESSION:

@@ -35,6 +35,16 @@ Rules (docs/wire-protocol.md "Authentication", docs/security.md):
    persisted session (session_id None), a repeat_ms newer than `resume.repeat_ms` (the egress's
    start time). A resumed session accepts no data or parity packet before the repeat's seq.
    A new session needs a start_time_ms greater than `resume.start_time_ms` too.
+7. Held, not refused, before the first session (an egress that started after the ingress's
+   StartUp burst): until the egress has a session, a datagram that no known session verifies is
+   held (a copy, with the caller's `origin`; at most `window` datagrams and HOLD_BYTES, the rest
+   is ``stale_session``), verdict HELD. When the first session begins, `release()` hands them
+   back, in arrival order, to be checked again under it, if the egress can never have delivered
+   any of them: a NEW_SESSION, or a session resumed while `resume.fresh` (the state directory has
+   never held a session). Such a resumed session's windows then start `window - 1` sequence
+   numbers before the repeat's seq instead of at it. After a session resumed from a persisted
+   one (its data before the repeat may have been delivered before the restart), the held
+   datagrams are ``stale_session``.
 
 `failures` counts refusals by reason (the label of ddc_egress_auth_failures_total).
 """
@@ -73,6 +83,8 @@ NEW_SESSION = "new_session"
 REFUSED_SESSION = "refused_session"
 REPEAT = "repeat"  # a fresh repeat of the current session's StartUp (accepted)
 RESUMED_SESSION = "resumed_session"
+HELD = "held"  # no session yet: judged when the first one begins (rule 7)
+HOLD_BYTES = 32 * 1024 * 1024
 
 MIN_WINDOW = 4096
 OTHER_SESSIONS = 4
@@ -137,6 +149,7 @@ class ResumePoint:
     session_id: bytes | None  # None: nothing persisted
     start_time_ms: int  # a new session must be newer
     repeat_ms: int  # a resuming repeat must be newer
+    fresh: bool = False  # the state directory has never held a session: nothing was delivered
 
 
 @dataclass(frozen=True)
@@ -216,6 +229,9 @@ class AuthReceiver:
         self.mismatch: str | None = None  # the last descriptor contradiction, for /healthz
         # other sessions seen lately: id → (verifier, counts as a second sender)
         self._others: OrderedDict[bytes, tuple[Verifier, bool]] = OrderedDict()
+        self.held: list[tuple[bytes, object]] = []  # rule 7: (datagram, origin)
+        self.held_bytes = 0
+        self._releasable = False  # whether the first session may take the held datagrams
 
     def reload(self, keys: KeySet) -> None:
         """A new key set (SIGHUP): takes effect from the next datagram; sessions stay."""
@@ -238,7 +254,16 @@ class AuthReceiver:
         while len(self._others) > OTHER_SESSIONS:
             self._others.popitem(last=False)
 
-    def check(self, datagram: Buffer, size: int | None = None) -> str:
+    def release(self) -> tuple[list[tuple[bytes, object]], int]:
+        """Rule 7, after the first session began: (the held datagrams to check again, how many
+        were refused as stale_session instead)."""
+        held, self.held, self.held_bytes = self.held, [], 0
+        if self._releasable:
+            return held, 0
+        self.failures[STALE_SESSION] += len(held)
+        return [], len(held)
+
+    def check(self, datagram: Buffer, size: int | None = None, origin: object = None) -> str:
         """The verdict on datagram[:size]; the caller strips TRAILER_SIZE bytes when accepted."""
         if size is None:
             size = len(datagram)
@@ -254,7 +279,7 @@ class AuthReceiver:
             return self._startup(datagram, size, key_id)
         session = self.session
         if session is None or not session.verifier.valid(datagram, size):
-            return self._other_session(datagram, size)
+            return self._other_session(datagram, size, origin)
         if session.closed and kind != MessageType.SHUTDOWN:
             return self._refuse(STALE_SESSION)
         if kind in DATA_KINDS:
@@ -268,14 +293,18 @@ class AuthReceiver:
             session.closed = True
         return ACCEPTED
 
-    def _other_session(self, datagram: Buffer, size: int) -> str:
+    def _other_session(self, datagram: Buffer, size: int, origin: object) -> str:
         for verifier, second in self._others.values():
             if verifier.valid(datagram, size):
                 if second:
                     self.second_sender += 1
                 return self._refuse(STALE_SESSION)
         if self.session is None:
-            return self._refuse(STALE_SESSION)
+            if len(self.held) >= self.window or self.held_bytes + size > HOLD_BYTES:
+                return self._refuse(STALE_SESSION)
+            self.held.append((bytes(datagram[:size]), origin))
+            self.held_bytes += size
+            return HELD
         return self._refuse(BAD_TAG)
 
     def _startup(self, datagram: Buffer, size: int, key_id: int) -> str:
@@ -315,6 +344,7 @@ class AuthReceiver:
             return self._refuse_session(session_id, problem)
         if current is not None:
             self._remember(current.session_id, second_sender=not current.closed)
+        self._releasable = current is None
         self.session = Session(info, self.keys, self.window)
         self.resume = None
         self.sessions_started += 1
@@ -332,6 +362,9 @@ class AuthReceiver:
         if problem is not None:
             return self._refuse_session(info.session_id, problem)
         session = Session(info, self.keys, self.window)
+        self._releasable = resume.fresh
+        if resume.fresh:
+            seq = (seq - self.window + 1) % SEQ_MODULO
         session.data.start_at(seq)
         session.parity.start_at(seq)
         self.session = session

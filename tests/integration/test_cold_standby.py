@@ -3,7 +3,10 @@
 The egress pins its sender's address. The shipped configs give the ingress a fixed source port
 (`bind`), so a restarted ingress (same host, same port) is the pinned sender and its StartUp is
 accepted immediately; with port 0 it would be refused as foreign until the old address had been
-silent for heartbeat_timeout. Run with the shipped compose config, addresses moved to loopback.
+silent for heartbeat_timeout. The shipped configs also authenticate (a key file as a secret):
+then the session, not the address, is the sender, and the new session's StartUp is accepted
+from any port. Run with the shipped compose config, addresses moved to loopback, the key file
+a temporary one.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import yaml
 from ddc.config import load_config
 from ddc.config.loader import load_role_config
 from ddc.config.schemas import IngressSchema
+from ddc.protocol.auth_keys import new_key_line
 from dedup_service.embedded import free_port
 from devtools.harness import Daemon, wait_until, write_toml
 from tests.integration.streams import read_length_prefixed, send_udp
@@ -55,10 +59,20 @@ def port_if_free(port: int) -> int:
         probe.close()
 
 
-def shipped_pair(tmp_path: Path, bind_port: int | None) -> tuple[Daemon, Daemon, int, Path]:
-    """Daemons of the shipped cold-standby configs on loopback (bind_port None: as shipped)."""
+def shipped_pair(
+    tmp_path: Path, bind_port: int | None, auth: bool = True
+) -> tuple[Daemon, Daemon, int, Path]:
+    """Daemons of the shipped cold-standby configs on loopback (bind_port None: as shipped;
+    auth False: without the shipped `auth_keys`)."""
     ingress = tomllib.loads((COMPOSE / "ingress.toml").read_text())["ingress"]
     egress = tomllib.loads((COMPOSE / "egress.toml").read_text())["egress"]
+    keys = tmp_path / "link_auth_keys"
+    keys.write_text(new_key_line(1) + "\n")
+    keys.chmod(0o600)
+    for transport in (ingress["transport"], egress["transport"]):
+        assert transport.pop("auth_keys") == "/run/secrets/link_auth_keys"  # as shipped
+        if auth:
+            transport["auth_keys"] = str(keys)
     link, source = free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_DGRAM)
     shipped_port = int(ingress["transport"]["bind"].rsplit(":", 1)[1])
     port = port_if_free(shipped_port) if bind_port is None else bind_port
@@ -90,9 +104,11 @@ def shipped_pair(tmp_path: Path, bind_port: int | None) -> tuple[Daemon, Daemon,
     )
 
 
-@pytest.mark.parametrize("bind", ["shipped", "port 0"])
-def test_crashed_ingress_is_accepted_at_once_with_the_shipped_bind(tmp_path, bind):
-    ingress, egress, source, out = shipped_pair(tmp_path, None if bind == "shipped" else 0)
+@pytest.mark.parametrize(
+    "bind, auth", [("shipped", True), ("port 0", True), ("shipped", False), ("port 0", False)]
+)
+def test_crashed_ingress_is_accepted_at_once_with_the_shipped_bind(tmp_path, bind, auth):
+    ingress, egress, source, out = shipped_pair(tmp_path, None if bind == "shipped" else 0, auth)
     egress.start()
     try:
         ingress.start()
@@ -108,7 +124,7 @@ def test_crashed_ingress_is_accepted_at_once_with_the_shipped_bind(tmp_path, bin
     finally:
         ingress.stop()
         egress.stop()
-    if bind == "shipped":
+    if bind == "shipped" or auth:
         assert delivered == [b"before %d" % i for i in range(100)] + [
             b"after %d" % i for i in range(100)
         ]

@@ -19,6 +19,7 @@ from ddc.protocol.auth_keys import new_key_line
 from devtools.harness import parse_metrics, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
+WORLD_READABLE_SECRETS = ("redis_password",)  # see the comment at the end of compose/redundant.yml
 FETCH = (
     "import sys, urllib.request; "
     "sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())"
@@ -104,11 +105,14 @@ class DockerStack:
             if path.exists():
                 continue
             path.parent.mkdir(parents=True, exist_ok=True)
+            path.parent.chmod(0o700)
             # a key file (`ddc keygen`) for *_keys, a token otherwise
             line = new_key_line(1) if name.endswith("_keys") else secrets.token_urlsafe(32)
             path.write_text(line + "\n")
             os.chown(path, 10001, -1)
-            path.chmod(0o600)
+            # redis_password is read by the redis image's own user as well (the directory keeps
+            # every other host user out)
+            path.chmod(0o644 if name in WORLD_READABLE_SECRETS else 0o600)
             self.made_secrets.append(path)
 
     def secret(self, name: str) -> str:
@@ -162,6 +166,10 @@ class DockerStack:
         return parse_metrics(
             self.exec(service, "python", "-c", FETCH, f"http://127.0.0.1:{port}/metrics")
         )
+
+    def healthz(self, service: str, port: int) -> dict[str, Any]:
+        body = self.exec(service, "python", "-c", FETCH, f"http://127.0.0.1:{port}/healthz")
+        return dict(json.loads(body))
 
     def post_status(self, service: str, url: str) -> int:
         """The status a POST without a token gets from `url`, sent inside the service."""

@@ -132,6 +132,13 @@ def redundant(stack: DockerStack) -> None:
     assert stack.post_status("dedup", "http://127.0.0.1:8080/v1/records") == 401
     refused = stack.metrics("dedup", 8080)
     assert refused.get('ddc_dedup_api_auth_failures_total{reason="missing"}') == 1, refused
+    # Redis requires the password from the secret (the dedup service gave it: records arrived)
+    assert "NOAUTH" in stack.exec("redis", "redis-cli", "ping")
+    # the links authenticated: one session each, nothing refused on link b
+    for service, port in (("egress-a", 9132), ("egress-b", 9142)):
+        auth = stack.healthz(service, port)["auth"]
+        assert auth["session"] is not None, (service, auth)
+    assert not any(stack.healthz("egress-b", 9142)["auth"]["failures"].values())
     # its restart policy brought it back by itself (without one a killed egress stayed down)
     stack.wait_restarted("egress-a", before)
     stack.wait_healthy(["egress-a"])
@@ -241,7 +248,7 @@ def cold_standby(stack: DockerStack) -> None:
     # "at once": the egress took the StartUp the restarted ingress sent, not heartbeat_timeout
     # (5 s) later; both log lines carry the time
     sent = log_times(stack.logs("ingress"), "sending to egress")[-1]  # just before the burst
-    taken = log_times(stack.logs("egress"), "StartUp from")[-1]
+    taken = log_times(stack.logs("egress"), "StartUp of a new session from")[-1]  # (auth on)
     assert 0 <= taken - sent < 1.0, (sent, taken)
     second = payloads(1000, "after")
     send_udp(target, second, rate=2000)
