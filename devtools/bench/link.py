@@ -17,6 +17,7 @@ of this run).
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import tempfile
@@ -144,6 +145,11 @@ def trial(
     scenario: Scenario, rate: float, duration: float, workdir: Path, limiter: bool = True
 ) -> dict[str, Any]:
     """Offer `rate` bytes/s of datagrams to a fresh pair for `duration` s; what got through."""
+    # every trial starts with no dirty pages: the egress spool writes each record to disk, and
+    # a trial that begins while the page cache still writes back its predecessors' gigabytes
+    # is throttled by the kernel in write() (what made a scenario's result depend on the
+    # scenarios run before it)
+    os.sync()
     receiver = Receiver(idle=60.0, timeout=duration + 120).start()
     limit = rate * 8 * scenario.limiter_margin if limiter else None
     pair = make_pair(workdir, scenario, limit, receiver.port)
