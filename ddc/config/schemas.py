@@ -317,6 +317,7 @@ class DedupSinkSchema(StrictSchema):
         load_default=100000, validate=validate.Range(min=1, max=MAX_COUNT)
     )
     token_file = FilePath(load_default=None)  # the dedup API's token ([dedup] api_token_file)
+    max_in_flight = fields.Integer(load_default=4, validate=validate.Range(min=1, max=64))
 
 
 SINK_SCHEMAS: dict[str, type[Schema]] = {

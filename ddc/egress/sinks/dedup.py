@@ -22,14 +22,23 @@ rejection: the records stay buffered and are retried, and the log says to check 
 A 413 halves the batch size (a lone record still refused is dropped as "dedup_rejected"); each
 batch accepted after that adds a tenth of batch_max_records back, up to batch_max_records
 (additive increase: one oversized record does not shrink every later batch to one record).
+
+    max_in_flight = 4             # POSTs at once, each on its own connection
+
+Each of `max_in_flight` senders takes the next batch off the buffer and posts it; a batch stays
+with its sender until it is settled (a failed or restarted sender posts it again), so a round
+trip to the service no longer bounds the link's rate. Batches posted at once may be forwarded
+by the service in either order; max_in_flight = 1 keeps this link's order.
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import http.client
 import json
 import logging
+import time
 from collections import deque
 from typing import Any
 from urllib.parse import urlsplit
@@ -46,6 +55,8 @@ from ddc.protocol.record import Record
 from ddc.tokens import bearer_header, optional_token
 
 log = logging.getLogger(__name__)
+
+Entry = tuple[Record, Countdown]  # a record and the countdown of the send() it came with
 
 LOG_EVERY = 10.0  # seconds between repeated drop/outage log lines
 GROWTH_STEPS = 10  # accepted batches to grow back from 1 record to batch_max_records
@@ -74,13 +85,18 @@ class DedupSink(Sink):
         url = urlsplit(config["url"])
         self.scheme, self.netloc = url.scheme, url.netloc
         self.path = url.path.rstrip("/") + "/v1/records"
-        self.buffer: deque[tuple[Record, Countdown]] = deque()
+        self.buffer: deque[Entry] = deque()
         self.window_records = config["buffer_max_records"]
         self.batch_size = config["batch_max_records"]
         self.wake = Event()
+        self.stopped = Event()  # ends a retry's wait
         self.stopping = False
         self.ok = True
-        self.conn: http.client.HTTPConnection | None = None
+        senders = config["max_in_flight"]
+        self.names = [f"{SENDER}-{slot}" for slot in range(senders)]
+        # per sender: the batch it posts until it is settled, and its connection
+        self.batches: list[list[Entry] | None] = [None] * senders
+        self.conns: list[http.client.HTTPConnection | None] = [None] * senders
         self._drop_log = ThrottledLog(log, LOG_EVERY)
         self._outage_log = ThrottledLog(log, LOG_EVERY, logging.WARNING)
         token = optional_token(config.get("token_file"), "egress.sink.token_file")
@@ -89,7 +105,10 @@ class DedupSink(Sink):
     # --- the egress side -------------------------------------------------------------------
 
     def start(self) -> None:
-        self.owner.supervise(self._run, name=SENDER, restart_delay=RESTART_DELAY)
+        for slot, name in enumerate(self.names):
+            self.owner.supervise(
+                functools.partial(self._run, slot), name=name, restart_delay=RESTART_DELAY
+            )
 
     def send(self, records: list[Record], done: Done) -> None:
         countdown = Countdown(len(records), done)
@@ -99,17 +118,35 @@ class DedupSink(Sink):
     def stop(self, timeout: float) -> None:
         self.stopping = True
         self.wake.set()
-        sender = self.owner.supervised(SENDER)
-        if sender is not None:
-            sender.join(timeout=timeout)
-            sender.kill(timeout=1.0)
-        if self.buffer:
-            log.info("dedup sink stopped with %d record(s) not confirmed", len(self.buffer))
-            self.buffer.clear()
-        self._close()
+        self.stopped.set()
+        deadline = time.monotonic() + timeout
+        for name in self.names:
+            sender = self.owner.supervised(name)
+            if sender is not None:
+                sender.join(timeout=max(0.0, deadline - time.monotonic()))
+                sender.kill(timeout=1.0)
+        left = self.buffered()
+        if left:
+            log.info("dedup sink stopped with %d record(s) not confirmed", left)
+        self.buffer.clear()
+        self.batches = [None] * len(self.batches)
+        for slot in range(len(self.conns)):
+            self._close(slot)
+
+    def buffered(self) -> int:
+        """Records handed to the sink and not settled: waiting, and in the batches posted."""
+        return len(self.buffer) + sum(len(batch) for batch in self.batches if batch)
 
     def health(self) -> dict[str, Any]:
-        return {**self.supervised_health(SENDER, self.ok), "dedup_buffered": len(self.buffer)}
+        health = next(
+            (
+                self.supervised_health(name, self.ok)
+                for name in self.names
+                if self.owner.failing(name) is not None
+            ),
+            {"sink_ok": self.ok},
+        )
+        return {**health, "dedup_buffered": self.buffered()}
 
     # --- the sender greenlet ---------------------------------------------------------------
 
@@ -124,56 +161,64 @@ class DedupSink(Sink):
             force=force,
         )
 
-    def _run(self) -> None:
-        """The sender: posts the head of the buffer until stopped (restarted after a failure:
-        the batch it was posting is still at the head, so it is posted again)."""
-        self._close()  # a restart does not reuse a connection left in an unknown state
+    def _run(self, slot: int) -> None:
+        """Sender `slot`: posts its batch until it is settled, then takes the next one off the
+        buffer, until stopped (restarted after a failure: its batch is still in
+        self.batches[slot], so it is posted again)."""
+        self._close(slot)  # a restart does not reuse a connection left in an unknown state
         while True:
-            if not self.buffer:
-                if self.stopping:
-                    return
-                self.wake.clear()
-                self.wake.wait()
-                continue
-            count = min(self.batch_size, len(self.buffer))
-            outcome = self._post([self.buffer[i][0] for i in range(count)])
-            if outcome == "resend":
+            batch = self.batches[slot]
+            if batch is None:
+                if not self.buffer:
+                    if self.stopping:
+                        return
+                    self.wake.clear()
+                    self.wake.wait()
+                    continue
+                count = min(self.batch_size, len(self.buffer))
+                batch = self.batches[slot] = [self.buffer.popleft() for _ in range(count)]
+            outcome = self._post(slot, [record for record, _ in batch])
+            if outcome == "resend":  # smaller: the rest goes back to the head of the buffer
+                self.batches[slot] = batch[: self.batch_size]
+                self.buffer.extendleft(reversed(batch[self.batch_size :]))
                 continue
             if outcome == "retry":
                 self.ok = False
                 self.metrics.sink_errors.inc()
                 if self.stopping:
                     return
-                self.wake.clear()
-                self.wake.wait(self.config["retry_interval"])
+                self.stopped.wait(self.config["retry_interval"])
                 continue
-            for _ in range(count):
-                self.buffer.popleft()[1].one()
+            self.batches[slot] = None
+            for _, countdown in batch:
+                countdown.one()
 
-    def _close(self) -> None:
-        if self.conn is not None:
-            self.conn.close()
-            self.conn = None
+    def _close(self, slot: int) -> None:
+        conn = self.conns[slot]
+        if conn is not None:
+            conn.close()
+            self.conns[slot] = None
 
     def _grow(self) -> None:
         limit = self.config["batch_max_records"]
         if self.batch_size < limit:
             self.batch_size = min(limit, self.batch_size + max(1, limit // GROWTH_STEPS))
 
-    def _post(self, batch: list[Record]) -> str:
+    def _post(self, slot: int, batch: list[Record]) -> str:
         """ "done" (delivered, or rejected and counted), "resend" (smaller) or "retry" (later)."""
         body = json.dumps(
             {"link": self.config["link"], "records": [to_json(record) for record in batch]}
         ).encode()
         try:
-            if self.conn is None:
+            conn = self.conns[slot]
+            if conn is None:
                 kind = DedupHTTPSConnection if self.scheme == "https" else DedupConnection
-                self.conn = kind(self.netloc, timeout=self.config["timeout"])
-            self.conn.request("POST", self.path, body=body, headers=self.headers)
-            response = self.conn.getresponse()
+                conn = self.conns[slot] = kind(self.netloc, timeout=self.config["timeout"])
+            conn.request("POST", self.path, body=body, headers=self.headers)
+            response = conn.getresponse()
             payload = response.read()
         except (OSError, http.client.HTTPException) as exc:
-            self._close()
+            self._close(slot)
             self._outage_log(
                 "unreachable",
                 "dedup service %s unreachable (%r); buffering",
@@ -192,7 +237,7 @@ class DedupSink(Sink):
                 self._drop(invalid, "dedup_invalid", "the dedup service found no id in them")
             return "done"
         if response.status == 413 and len(batch) > 1:
-            self.batch_size = max(1, len(batch) // 2)
+            self.batch_size = min(self.batch_size, max(1, len(batch) // 2))
             log.warning(
                 "dedup service refused a batch of %d; now sending %d", len(batch), self.batch_size
             )

@@ -1,6 +1,7 @@
 """The egress dedup sink's record encoding, its buffer bound and its supervised sender (no sockets)."""
 
 import base64
+import functools
 
 from ddc.egress.sinks.dedup import DedupSink, source_of, to_json
 from ddc.metrics import EgressMetrics
@@ -14,6 +15,7 @@ CONFIG = {
     "timeout": 1.0,
     "retry_interval": 0.1,
     "buffer_max_records": 5,
+    "max_in_flight": 1,
 }
 
 
@@ -56,7 +58,7 @@ def test_sends_are_settled_by_the_services_200_and_nothing_dropped_at_stop(monke
     outcomes = ["retry", "done", "done"]
     posted: list[int] = []
 
-    def post(batch):
+    def post(slot, batch):
         posted.append(len(batch))
         return outcomes.pop(0) if outcomes else "done"
 
@@ -90,7 +92,7 @@ def test_a_dying_sender_is_restarted_and_health_is_degraded_until_it_is_stable(m
     posted: list[int] = []
     delivered = Event()
 
-    def post(batch):
+    def post(slot, batch):
         posted.append(len(batch))
         if len(posted) == 1:
             raise RuntimeError("sender bug")
@@ -104,8 +106,8 @@ def test_a_dying_sender_is_restarted_and_health_is_degraded_until_it_is_stable(m
     assert delivered.wait(5)
     # the restarted sender posted the batch the dead one held, nothing was dropped
     assert posted == [3, 3]
-    assert not sink.buffer
-    assert sink.owner.restarts == {"dedup-sink": 1}
+    assert sink.buffered() == 0
+    assert sink.owner.restarts == {"dedup-sink-0": 1}
     health = sink.health()
     assert health["sink_ok"] is False
     assert "sender bug" in health["sink_error"]
@@ -120,3 +122,67 @@ def test_a_dying_sender_is_restarted_and_health_is_degraded_until_it_is_stable(m
         "ddc_egress_records_dropped_total", {"reason": "dedup_buffer_full"}
     )
     assert not dropped
+
+
+def test_batches_are_posted_at_once_and_settled_in_any_order(monkeypatch):
+    import gevent
+    from gevent.event import Event
+
+    sink = DedupSink({**CONFIG, "max_in_flight": 3, "batch_max_records": 2}, EgressMetrics())
+    answers = [Event() for _ in range(3)]
+    posted: list[tuple[int, list[bytes]]] = []
+
+    def post(slot, batch):
+        posted.append((slot, [record.value for record in batch]))
+        answers[len(posted) - 1].wait()
+        return "done"
+
+    monkeypatch.setattr(sink, "_post", post)
+    calls: list[str] = []
+    sink.start()
+    for name in ("first", "second", "third"):
+        sink.send(
+            [Record(value=name.encode() + b"%d" % i) for i in range(2)],
+            functools.partial(calls.append, name),
+        )
+    gevent.sleep(0.05)
+    assert sorted(slot for slot, _ in posted) == [0, 1, 2]  # three POSTs in flight at once
+    assert [values for _, values in posted] == [
+        [b"first0", b"first1"],
+        [b"second0", b"second1"],
+        [b"third0", b"third1"],
+    ]
+    assert sink.health() == {"sink_ok": True, "dedup_buffered": 6}
+    answers[2].set()
+    gevent.sleep(0.02)
+    assert calls == ["third"]
+    answers[0].set()
+    answers[1].set()
+    gevent.sleep(0.02)
+    assert calls == ["third", "first", "second"] and sink.buffered() == 0
+    sink.stop(1.0)
+
+
+def test_a_refused_batch_gives_its_tail_back_to_the_head_of_the_buffer(monkeypatch):
+    import gevent
+
+    sink = DedupSink({**CONFIG, "batch_max_records": 8}, EgressMetrics())
+    posted: list[list[bytes]] = []
+
+    def post(slot, batch):
+        posted.append([record.value for record in batch])
+        if len(batch) > 2:
+            sink.batch_size = len(batch) // 2  # what a 413 does
+            return "resend"
+        return "done"
+
+    monkeypatch.setattr(sink, "_post", post)
+    calls: list[str] = []
+    sink.start()
+    sink.send([Record(value=b"%d" % i) for i in range(6)], lambda: calls.append("all"))
+    gevent.sleep(0.1)
+    assert posted[0] == [b"%d" % i for i in range(6)]
+    flat = [value for batch in posted if len(batch) <= 2 for value in batch]
+    assert flat == [b"%d" % i for i in range(6)]  # each record once, in order
+    assert calls == ["all"]
+    sink.stop(1.0)
