@@ -135,6 +135,11 @@ class EgressMetrics:
             "Sequence restarts followed without a StartUp (sender restarted, burst lost)",
             registry=r,
         )
+        self.heartbeat_claims_refused = Counter(
+            "ddc_egress_heartbeat_claims_refused",
+            "HeartBeats too far ahead of the stream never confirmed (not counted as loss)",
+            registry=r,
+        )
         self.sink_errors = Counter("ddc_egress_sink_errors", "Sink delivery errors", registry=r)
         self.kernel_drops = Counter(
             "ddc_egress_kernel_drops",

@@ -215,6 +215,7 @@ class EgressProxy(Service):
             "records_delivered", m.records_delivered, self.deliverer.records_delivered
         )
         self._exporter.export("resyncs", m.resyncs, stats.resyncs)
+        self._exporter.export("claims_refused", m.heartbeat_claims_refused, stats.claims_refused)
         self._exporter.export("late", m.packets_late, stats.late)
         self._exporter.export("orphaned", m.packets_orphaned, stats.orphaned)
         self._exporter.export("delivered", m.chunks_delivered, stats.delivered)

@@ -25,6 +25,12 @@ first and never deliver the second:
   the frontier count as lost. So a replayed burst changes nothing: its chunks are dropped and the
   genuine stream goes on where it was. A restarted sender's stream that reaches the frontier in
   order just goes on (the parked chunk is aborted, `resync`).
+* A HeartBeat further ahead than HEARTBEAT_CLAIM is a claim, not a fact (a junk or forged one
+  would count billions of packets lost and push the sequence past the genuine stream): it
+  counts its gap only once confirmed by the next HeartBeat at or at most HEARTBEAT_CLAIM past
+  it (an idle sender repeats its seq); a data packet at or past it makes it moot (the packet's
+  own gap is counted), one behind it leaves it pending; counted in `claims_refused` when a new
+  unconfirmed one replaces it. Nearer HeartBeats count a stream's tail loss at once.
 Limits: a replay of chunks older than DELIVERED_MEMORY, or a replayed StartUp, is delivered again
 (authentication, docs/security.md, closes both); a restarted sender whose first chunk after a lost
 StartUp equals (by digest) the one at the same seq in the old session loses that chunk, counted.
@@ -41,6 +47,7 @@ from ddc.protocol.wire import SEQ_MODULO, MessageType, seq_distance
 # A HeartBeat further behind than reordering explains, or this many consecutive data packets
 # behind, means the sender started a new sequence and its StartUp was lost: resync.
 RESYNC_BEHIND = 65536
+HEARTBEAT_CLAIM = 65536  # a HeartBeat further ahead waits for confirmation (see the rules)
 RESYNC_LATE_RUN = 32
 LOST_MEMORY = 64  # recent gaps remembered: late packets in them are stragglers
 DELIVERED_MEMORY = 65536  # chunks whose digest is remembered (two generations of half each)
@@ -62,10 +69,20 @@ def digest(chunk: Chunk) -> int:
 class ReassemblyStats:
     """Plain integer counters, cheap on the hot path; exported to Prometheus at scrape time."""
 
-    __slots__ = ("lost", "late", "orphaned", "delivered", "aborted", "malformed", "resyncs")
+    __slots__ = (
+        "lost",
+        "late",
+        "orphaned",
+        "delivered",
+        "aborted",
+        "malformed",
+        "resyncs",
+        "claims_refused",
+    )
 
     def __init__(self) -> None:
         self.resyncs = 0
+        self.claims_refused = 0  # far-ahead HeartBeats never confirmed (see the rules)
         self.lost = 0
         self.late = 0
         self.orphaned = 0
@@ -91,6 +108,7 @@ class Reassembler:
         self._digests: dict[int, int] = {}  # first seq -> digest, the newer generation
         self._older: dict[int, int] = {}
         self._frontier: int | None = None  # set while behind the session's furthest seq
+        self._claim: int | None = None  # a far-ahead HeartBeat's seq, not yet confirmed
         self._parked: tuple[bytearray, int, int] | None = None  # chunk in progress at the resync
         # told (first missing seq, count) of every sequence gap (the egress's /gaps report)
         self.on_loss: Callable[[int, int], None] | None = None
@@ -108,6 +126,7 @@ class Reassembler:
         return True
 
     def _drop_chunks(self, reason: str) -> None:
+        self._claim = None
         self._abort(reason)
         if self._parked is not None:
             self._parked = None
@@ -142,6 +161,8 @@ class Reassembler:
 
     def _advance(self, seq: int, kind: int) -> bool:
         """Check `seq` against the expected one; False when the packet is late (drop it)."""
+        if self._claim is not None and seq_distance(seq, self._claim) >= 0:
+            self._claim = None  # moot: this packet's own gap says what was lost
         expected = self.expected
         if seq == expected or expected is None:
             self.expected = (seq + 1) % SEQ_MODULO
@@ -198,7 +219,15 @@ class Reassembler:
             self._rejoin()
             expected = frontier
         gap = seq_distance(seq, expected)
+        if gap > HEARTBEAT_CLAIM:
+            claim = self._claim
+            if claim is None or not 0 <= seq_distance(seq, claim) <= HEARTBEAT_CLAIM:
+                if claim is not None:
+                    self.stats.claims_refused += 1
+                self._claim = seq
+                return
         if gap > 0:
+            self._claim = None
             self._count_lost(expected, gap)
             self._abort("loss")
             self.expected = seq
@@ -222,6 +251,7 @@ class Reassembler:
                 self._parts = None
         else:
             self._abort("resync")
+        self._claim = None
         self.stats.resyncs += 1
         self._late_run = 0
         self.expected = seq

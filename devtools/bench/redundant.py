@@ -197,23 +197,28 @@ def search(
 # --- the two contenders ---------------------------------------------------------------------
 
 
-def ingress_transport() -> dict[str, Any]:
-    """The [ingress.transport] of the redundant stack's ingress-a.toml, minus its destination."""
+def ingress_transport(work: Path) -> dict[str, Any]:
+    """The [ingress.transport] of the redundant stack's ingress-a.toml, minus its destination,
+    signing with the stack's key file (start_stack wrote it into `work`) when it authenticates."""
     with open(CONFIGS / "ingress-a.toml", "rb") as handle:
         transport = dict(tomllib.load(handle)["ingress"]["transport"])
     transport.pop("destination", None)
+    if "auth_keys" in transport:
+        transport["auth_keys"] = str(work / "link_auth_keys")
     return transport
 
 
 def single_pair(args: argparse.Namespace, work: Path, bootstrap: str) -> dict[str, Any]:
     topic = "single-pair"
     create_topics(bootstrap, topic, partitions=1)
+    transport = ingress_transport(work)
+    keys = {"auth_keys": transport["auth_keys"]} if "auth_keys" in transport else {}
     pair = bench_pair(
         work,
         "single",
         "kafka",
-        ingress_transport(),
-        {"receive_buffer": "64MiB", "envelope": "records"},
+        transport,
+        {"receive_buffer": "64MiB", "envelope": "records", **keys},
         {"bootstrap_servers": [bootstrap], "topic": topic},
     )
     counter = OutputCounter(bootstrap, topic)
