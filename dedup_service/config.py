@@ -62,6 +62,17 @@ class TcpSinkSchema(StrictSchema):
     timeout = Duration(load_default=10.0)
 
 
+class DedupFileSinkSchema(FileSinkSchema):
+    """The egress's file sink, plus `write_ids`: each value preceded by its dedup id."""
+
+    write_ids = fields.Boolean(load_default=False)
+
+    @validates_schema
+    def _ids_need_frames(self, data: dict[str, Any], **_: Any) -> None:
+        if data.get("write_ids") and data.get("framing") != "length_prefixed":
+            raise ValidationError('needs framing = "length_prefixed"', "write_ids")
+
+
 class HttpSinkSchema(StrictSchema):
     type = fields.String(required=True)
     url = fields.Url(required=True, require_tld=False, schemes={"http", "https"})
@@ -73,7 +84,7 @@ SINK_SCHEMAS: dict[str, type[Schema]] = {
     "kafka": KafkaSinkSchema,
     "udp": UdpSinkSchema,
     "tcp": TcpSinkSchema,
-    "file": FileSinkSchema,
+    "file": DedupFileSinkSchema,
     "http": HttpSinkSchema,
 }
 

@@ -1,14 +1,22 @@
-"""Appends each record's value to a file: length_prefixed (4-byte big-endian) | lines | none."""
+"""Appends each record's value to a file: length_prefixed (4-byte big-endian) | lines | none.
+
+With `write_ids = true` (length_prefixed only) each record is two frames: its dedup id (the
+`ddc-dedup-id` header the forwarder put on it), then its value. A record forwarded again after
+a crash between forward and commit then carries the same id, and a reader skips it
+(`read_with_ids`; docs/dedup.md "Sinks").
+"""
 
 from __future__ import annotations
 
 import os
 import struct
 import threading
+from collections.abc import Iterator
 from typing import Any, BinaryIO
 
 from ddc.protocol.record import Record
 from dedup_service.errors import SinkFailed
+from dedup_service.keys import IDEMPOTENCY_HEADER
 from dedup_service.sinks.base import Sink
 
 
@@ -33,7 +41,13 @@ class FileSink(Sink):
 
     def send(self, records: list[Record]) -> None:
         framing = self.config["framing"]
-        data = b"".join(frame(record.value or b"", framing) for record in records)
+        if self.config.get("write_ids"):
+            data = b"".join(
+                frame(idempotency_key(record), framing) + frame(record.value or b"", framing)
+                for record in records
+            )
+        else:
+            data = b"".join(frame(record.value or b"", framing) for record in records)
         with self.lock:
             try:
                 assert self.handle is not None, "sink not started"
@@ -49,3 +63,26 @@ class FileSink(Sink):
             if self.handle is not None:
                 self.handle.close()
                 self.handle = None
+
+
+def idempotency_key(record: Record) -> bytes:
+    for name, value in record.headers:
+        if name == IDEMPOTENCY_HEADER and value is not None:
+            return value
+    raise SinkFailed(f"a record without its {IDEMPOTENCY_HEADER} header reached the file sink")
+
+
+def read_with_ids(data: bytes) -> Iterator[tuple[bytes, bytes, bool]]:
+    """(id, value, repeat) of each record of a `write_ids` file, in order; `repeat` is true for
+    an id seen before in it (a re-forward after a crash: what a reader skips)."""
+    seen: set[bytes] = set()
+    offset = 0
+    while offset < len(data):
+        frames = []
+        for _ in range(2):
+            (size,) = struct.unpack_from(">I", data, offset)
+            frames.append(data[offset + 4 : offset + 4 + size])
+            offset += 4 + size
+        ident, value = frames
+        yield ident, value, ident in seen
+        seen.add(ident)

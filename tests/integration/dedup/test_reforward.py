@@ -10,6 +10,7 @@ from http.server import BaseHTTPRequestHandler
 
 import requests
 
+from dedup_service.sinks.file import read_with_ids
 from devtools.harness import wait_until
 from tests.integration.dedup.conftest import HTTPTarget
 
@@ -84,3 +85,16 @@ def test_kill_9_between_forward_and_commit_reforwards_under_the_same_key(dedup_s
         assert "forwarded again" in server.log()
     finally:
         target.close()
+
+
+def test_the_file_sink_writes_each_records_dedup_id_before_its_value(dedup_server, tmp_path):
+    out = tmp_path / "with-ids.bin"
+    server = dedup_server(sink={"type": "file", "path": str(out), "write_ids": True})
+    records = [
+        {"id": f"order-{i}", "value": base64.b64encode(b"v%d" % i).decode()} for i in range(3)
+    ]
+    assert server.post("/v1/records", {"link": "a", "records": records}).json()["forwarded"] == 3
+    assert server.post("/v1/records", {"link": "b", "records": records}).json()["duplicates"] == 3
+    assert list(read_with_ids(out.read_bytes())) == [
+        (b"order-%d" % i, b"v%d" % i, False) for i in range(3)
+    ]

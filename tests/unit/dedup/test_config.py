@@ -152,3 +152,11 @@ def test_a_sink_slower_than_pending_timeout_is_refused(sink, problem):
 def test_the_default_sinks_fit_the_default_pending_timeout():
     kafka = {"type": "kafka", "bootstrap_servers": "k:9092", "topic": "t"}
     assert load({"sink": kafka})["sink"]["timeout"] == 30.0
+
+
+def test_file_sink_ids_need_length_prefixed_frames():
+    assert load({"sink": {**SINK, "write_ids": True}})["sink"]["write_ids"] is True
+    with pytest.raises(ConfigError) as error:
+        load({"sink": {**SINK, "framing": "lines", "write_ids": True}})
+    assert error.value.key == "dedup.sink.write_ids"
+    assert "length_prefixed" in error.value.problem
