@@ -7,6 +7,7 @@ from typing import Any
 
 from flask import Blueprint
 
+from ddc.cooperate import HubTurn
 from ddc.protocol.record import Record
 from dedup_service.api.endpoint import Operation, endpoint
 from dedup_service.errors import InvalidRecord
@@ -41,7 +42,10 @@ def post_records(body: dict[str, Any]) -> dict[str, Any]:
     items: list[Item] = []
     positions: list[int] = []
     errors: dict[str, str] = {}
+    turn = HubTurn()  # /healthz and the other requests get the hub while a big batch is read
     for index, entry in enumerate(raw):
+        if turn.due():
+            turn()
         record = Record(
             value=entry["value"], key=entry["key"], headers=list(entry["headers"].items())
         )
