@@ -37,7 +37,8 @@ one group.
 
 Order on the wire: a block's parity packets follow its last data packet (or the linger that
 closes it early) and precede the next block's parity and the data of the block after next (the
-ingress encodes in a worker thread while the next block's data goes out: fec_sender.py); within
+ingress sends them right after the block's last data packet, before any of the next block's
+data: fec_sender.py; receivers accept them up to the bound above); within
 a block: index 0 of every group, then index 1, ..., each round in slot order starting after the
 slot of the block's last data packet,
 so the whole block (data and parity) is one round-robin over its N groups. Any run of N*M

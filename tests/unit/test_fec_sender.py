@@ -1,14 +1,9 @@
-"""The ingress's parity sender with its encoder thread (ddc/ingress/fec_sender.py rules)."""
+"""The ingress's parity sender (ddc/ingress/fec_sender.py rules)."""
 
 from __future__ import annotations
 
-import threading
-
-import pytest
-
-from ddc.ingress import fec_sender
-from ddc.ingress.fec_sender import EncodeWorker, ParitySender
-from ddc.protocol.fec import PARITY, BlockJob, FecEncoder, encode_block, parse_parity
+from ddc.ingress.fec_sender import ParitySender
+from ddc.protocol.fec import PARITY, FecEncoder, parse_parity
 from ddc.protocol.wire import HEADER_SIZE, MessageType, encode_header
 
 K, M = 4, 2
@@ -54,76 +49,63 @@ def check_order(sent: list[tuple[str, int]]) -> None:
     assert firsts == sorted(firsts)
 
 
-def test_the_worker_encodes_what_inline_encoding_sends():
-    threaded, inline = Wire(), Wire()
-    for wire, flag in ((threaded, True), (inline, False)):
-        sender = ParitySender(FecEncoder(K, M), wire.send_parity, 1.0, threaded=flag)
-        run(sender, wire, range(41))
-        sender.flush()
-        check_order(wire.sent)
-    assert threaded.parity == inline.parity  # same bytes, same order among parity packets
-    assert [first for kind, first in inline.sent if kind == "parity"][::M] == list(range(0, 41, K))
-
-
-def test_parity_waits_for_no_more_than_one_block_with_a_slow_worker(monkeypatch):
-    gate = threading.Event()
-
-    def slow(job):  # in the worker thread only
-        if threading.current_thread() is not threading.main_thread():
-            gate.wait(5)
-        return encode_block(job)
-
-    monkeypatch.setattr(fec_sender, "encode_block", slow)
-    monkeypatch.setattr(fec_sender, "WORKER_WAIT", 0.001)
+def test_each_blocks_parity_follows_its_last_data_packet():
     wire = Wire()
-    sender = ParitySender(FecEncoder(K, M), wire.send_parity, 1.0, threaded=True)
-    run(sender, wire, range(3 * K))  # the worker never finishes: the sender encodes itself
-    check_order(wire.sent)
-    assert sender.inline_blocks == 3  # block 0 once block 1 closed, then 1 and 2 at once
-    assert [f for k, f in wire.sent if k == "parity"][::M] == [0, K, 2 * K]
-    gate.set()
+    sender = ParitySender(FecEncoder(K, M), wire.send_parity, 1.0)
+    run(sender, wire, range(41))
     sender.flush()
-    assert [f for k, f in wire.sent if k == "parity"][::M] == [0, K, 2 * K]
     check_order(wire.sent)
+    expected: list[tuple[str, int]] = []
+    for first in range(0, 41, K):
+        expected += [("data", seq) for seq in range(first, min(first + K, 41))]
+        expected += [("parity", first)] * M
+    assert wire.sent == expected  # nothing of the next block before a block's parity
+    reference = FecEncoder(K, M)
+    same = [p for seq in range(41) for p in reference.add(seq, datagram(seq))] + reference.flush()
+    assert wire.parity == same  # the encoder's own parity, byte for byte
 
 
-def test_an_idle_sender_collects_the_pending_parity_at_once_and_flush_leaves_nothing():
+def test_an_open_block_is_due_at_its_linger_and_flush_leaves_nothing():
     wire = Wire()
-    sender = ParitySender(FecEncoder(K, M, linger=10.0), wire.send_parity, 100.0, threaded=True)
-    run(sender, wire, range(K), now=5.0)  # a block closed, nothing open
-    assert sender.due_at() in (5.0, None)  # due at once (None: already collected)
-    sender.flush()
+    sender = ParitySender(FecEncoder(K, M, linger=10.0), wire.send_parity, 100.0)
+    run(sender, wire, range(K), now=5.0)  # a block closed and sent, nothing open
     assert sender.due_at() is None
     assert [kind for kind, _ in wire.sent] == ["data"] * K + ["parity"] * M
-    run(sender, wire, range(K, K + 1), now=6.0)  # an open block: its linger, not the worker
+    run(sender, wire, range(K, K + 1), now=6.0)  # an open block: due at its linger
     assert sender.due_at() == 16.0
+    sender.flush()
+    assert sender.due_at() is None
+    assert wire.sent[-M:] == [("parity", K)] * M
 
 
-def test_reset_drops_the_old_sequences_pending_parity():
+def test_a_block_open_for_max_age_closes_with_the_next_data_packet():
     wire = Wire()
-    sender = ParitySender(FecEncoder(K, M), wire.send_parity, 100.0, threaded=True)
-    run(sender, wire, range(K))
+    sender = ParitySender(FecEncoder(K, M, linger=10.0), wire.send_parity, 0.05)
+    run(sender, wire, range(1), now=1.0)
+    run(sender, wire, range(1, 2), now=1.04)
+    assert [kind for kind, _ in wire.sent] == ["data", "data"]
+    run(sender, wire, range(2, 3), now=1.05)
+    assert wire.sent[3:] == [("parity", 0)] * M
+    assert sender.due_at() is None
+
+
+def test_reset_drops_the_old_sequences_open_block():
+    wire = Wire()
+    sender = ParitySender(FecEncoder(K, M), wire.send_parity, 100.0)
+    run(sender, wire, range(K - 1))
     sender.reset()
     sent_before = len(wire.sent)
     run(sender, wire, range(K))  # the new sequence's first block
     sender.flush()
     parity = [first for kind, first in wire.sent[sent_before:] if kind == "parity"]
     assert parity == [0] * M
-    assert sum(kind == "parity" for kind, _ in wire.sent) in (M, 2 * M)  # old one sent or not
-
-
-def test_a_worker_error_reaches_the_sender():
-    worker = EncodeWorker()
-    worker.submit(BlockJob([([], 0, 0)], M, 1))  # a group without data: zfec cannot encode it
-    with pytest.raises(ValueError):
-        worker.result(5.0)
-    worker.submit(BlockJob([([datagram(0)], 0, 0)], M, 1))  # and it goes on working
-    assert len(worker.result(5.0) or []) == M
+    assert sum(kind == "parity" for kind, _ in wire.sent) == M  # the old block never sent
 
 
 def test_parity_bytes_are_well_formed():
     wire = Wire()
-    sender = ParitySender(FecEncoder(K, M), wire.send_parity, 1.0, threaded=True)
+    sender = ParitySender(FecEncoder(K, M), wire.send_parity, 1.0)
     run(sender, wire, range(K))
     sender.flush()
+    assert len(wire.parity) == M
     assert all(p[0] == PARITY and len(p) > HEADER_SIZE for p in wire.parity)
