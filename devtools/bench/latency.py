@@ -9,7 +9,8 @@ records lost, and p99 against the records envelope's p99 measured in the same ru
 adds), and the CPU % of the ingress and the egress over the run with the load average after it
 (on a shared machine, latency follows the CPU the pair gets). The first `--warmup` seconds are
 not counted (process start, first group joins). `--fec-linger-ms` sets the FEC scenario's
-`fec_linger_ms`.
+`fec_linger_ms`; `--loss P` puts `ddc diode-sim --loss P` between ingress and egress (what FEC's
+repair wait costs: packets behind a lost one wait for the group's parity).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from typing import Any
 from ddc.netio import set_receive_buffer, set_send_buffer
 from devtools.bench.common import Scenario as BenchScenario
 from devtools.bench.common import cpu_seconds, print_table
-from devtools.harness import Pair, child_env, python_argv
+from devtools.harness import DDC, Pair, Process, child_env, free_port, python_argv
 
 STAMP = struct.Struct("<QQ")  # index, monotonic ns at send
 RECORD_SIZE = 200
@@ -107,14 +108,20 @@ def summary(sorted_ms: list[float]) -> dict[str, float | None]:
 # --- one trial -----------------------------------------------------------------------------
 
 
-def trial(
-    workdir: Path,
-    scenario: Scenario,
-    rate: float,
-    seconds: float,
-    warmup: float,
-    fec_linger_ms: float | None = None,
-) -> dict:
+def start_sim(workdir: Path, pair: Pair, loss: float) -> Process:
+    """`ddc diode-sim` between the pair's ingress and egress, dropping `loss` of the datagrams
+    (seeded: every scenario loses the same draws)."""
+    port, http = free_port(socket.SOCK_DGRAM), free_port()
+    pair.destination_port = port
+    argv = [*DDC, "diode-sim", "--listen", f"127.0.0.1:{port}", "--http", f"127.0.0.1:{http}"]
+    argv += ["--forward", f"127.0.0.1:{pair.link_port}", "--loss", str(loss), "--seed", "1"]
+    sim = Process(f"{pair.name}-sim", argv, workdir, http_port=http)
+    sim.start(15)
+    return sim
+
+
+def trial(workdir: Path, scenario: Scenario, rate: float, args: argparse.Namespace) -> dict:
+    seconds, warmup, fec_linger_ms = args.seconds, args.warmup, args.fec_linger_ms
     transport: dict[str, Any] = {
         "envelope": scenario.envelope,
         "max_packet_size": scenario.max_packet_size,
@@ -148,6 +155,7 @@ def trial(
         sink_port=sink_port,
         fast_heartbeats=False,
     )
+    sim = start_sim(workdir, pair, args.loss) if args.loss else None
     try:
         pair.start()
         assert pair.ingress is not None and pair.egress is not None
@@ -182,6 +190,8 @@ def trial(
         if receiver.poll() is None:
             receiver.kill()
         pair.stop()
+        if sim is not None:
+            sim.stop()
     result["sent"] = sent
     return result
 
@@ -195,9 +205,7 @@ def bench(args: argparse.Namespace) -> int:
             for scenario in SCENARIOS:
                 if args.scenario and scenario.key not in args.scenario:
                     continue
-                result = trial(
-                    workdir, scenario, rate, args.seconds, args.warmup, args.fec_linger_ms
-                )
+                result = trial(workdir, scenario, rate, args)
                 stats = result["latencies"]
                 if scenario.key == "records":
                     p99_records[rate] = stats["p99"]
@@ -252,6 +260,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds not counted")
     parser.add_argument(
         "--scenario", action="append", choices=[s.key for s in SCENARIOS], help="repeatable"
+    )
+    parser.add_argument(
+        "--loss",
+        type=float,
+        default=0.0,
+        help="run every pair through `ddc diode-sim --loss P` (FEC repairs, the others lose)",
     )
     parser.add_argument(
         "--fec-linger-ms",
