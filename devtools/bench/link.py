@@ -283,7 +283,7 @@ def main(argv: list[str]) -> int:
         "--duration", type=float, default=None, help="seconds per trial (default 5, --quick 1.5)"
     )
     parser.add_argument(
-        "--steps", type=int, default=None, help="trials per search (default 6, --quick 2)"
+        "--steps", type=int, default=None, help="trials per search (default 8, --quick 2)"
     )
     parser.add_argument(
         "--quick", action="store_true", help="short trials, coarse search: a smoke run"
@@ -296,7 +296,7 @@ def main(argv: list[str]) -> int:
     )
     args = parser.parse_args(argv)
     duration = args.duration or (1.5 if args.quick else 5.0)
-    steps = args.steps or (2 if args.quick else 6)
+    steps = args.steps or (2 if args.quick else 8)
     keys = GROUPS.get(args.scenario, [args.scenario])
     rows: list[list[Any]] = []
     workdir = Path(tempfile.mkdtemp(prefix="ddc-bench-link-"))

@@ -6,9 +6,11 @@ under the same load from whatever else runs on the machine (a same-run ratio the
 with like). `rate_search` runs one search to the end.
 
 Rules, with `achieved` what the system under test managed in a trial (same unit as the rate):
-* A failed trial at rate R shows the capacity is below R; when it achieved A < R, the capacity
-  is taken to be below OVERSHOOT * A as well (a trial offered far more than it can take delivers
-  about its capacity), so a wild first rate does not leave the search bisecting towards it.
+* A failed trial at rate R shows the capacity is below R. Until something passes, a failed
+  trial that achieved A < R also sets an estimate: the capacity is probably below OVERSHOOT * A
+  (a trial offered far more than it can take delivers roughly its capacity, often less), so a
+  wild first rate does not leave the search bisecting towards it. The estimate is not proof: a
+  pass within `close_enough` of it raises it by OVERSHOOT (never past the lowest failed rate).
 * Until something passes, the next rate is 90 % of `achieved` (at most 80 % of the bound), or a
   quarter of the rate when nothing was achieved.
 * After a pass: the geometric middle between the best pass and the bound, until they are within
@@ -19,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-OVERSHOOT = 1.25
+OVERSHOOT = 1.5
 
 
 class RateSearch:
@@ -28,8 +30,15 @@ class RateSearch:
         self.close_enough = close_enough
         self.left = max(1, steps)
         self.best: float | None = None  # the highest passing rate
-        self.bound: float | None = None  # the capacity is below this
+        self.failed: float | None = None  # the lowest failing rate
+        self.estimate: float | None = None  # the capacity is probably below this
         self.tried: list[tuple[float, bool]] = []
+
+    @property
+    def bound(self) -> float | None:
+        """Where the search looks below: the lowest failed rate, or the estimate under it."""
+        bounds = [b for b in (self.failed, self.estimate) if b is not None]
+        return min(bounds) if bounds else None
 
     def record(self, passed: bool, achieved: float | None) -> None:
         """The outcome of the trial at `rate`; sets the next rate (None: done)."""
@@ -39,9 +48,15 @@ class RateSearch:
         self.left -= 1
         if passed:
             self.best = rate
+            estimate = self.estimate
+            if estimate is not None and estimate / rate < self.close_enough:
+                raised = estimate * OVERSHOOT
+                self.estimate = raised if self.failed is None else min(raised, self.failed)
         else:
-            bound = min(rate, OVERSHOOT * achieved) if achieved else rate
-            self.bound = bound if self.bound is None else min(self.bound, bound)
+            self.failed = rate if self.failed is None else min(self.failed, rate)
+            if self.best is None and achieved and OVERSHOOT * achieved < rate:
+                estimate = OVERSHOOT * achieved
+                self.estimate = estimate if self.estimate is None else min(self.estimate, estimate)
         self.rate = self._next(rate, achieved) if self.left > 0 else None
 
     def _next(self, rate: float, achieved: float | None) -> float | None:

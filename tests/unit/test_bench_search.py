@@ -63,3 +63,14 @@ def test_searches_can_run_in_lockstep():
     off, on = searches["off"].best, searches["on"].best
     assert off is not None and on is not None
     assert 0.66 <= on / off <= 0.74  # 0.7 found within the searches' 5 % steps
+
+
+def test_an_estimate_from_a_swamped_trial_is_raised_when_passes_reach_it():
+    """A pair that delivers well under its capacity when swamped (here 60 %)."""
+
+    def trial(rate: float) -> tuple[bool, float]:
+        return (True, rate) if rate <= 40.0 else (False, 24.0)
+
+    best, tried = rate_search(trial, 1000.0, 8)
+    assert best is not None and best >= 40.0 / 1.05  # not stuck under the first estimate (36)
+    assert max(rate for rate, _ in tried[1:]) < 60
