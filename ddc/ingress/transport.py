@@ -5,7 +5,8 @@ most `data_datagram_max(max_packet_size)` bytes so parity fits `max_packet_size`
 datagram goes to the encoder once its seq is taken (sent or not: the egress may restore it) and
 the parity it completes is sent right after it, paced like data. A group closes when full, when
 the sender has been idle for the linger since its first packet (`fec_wait`, `flush_fec`), or
-FEC_MAX_GROUP_AGE after its first packet (fec_sender.py). Only the one sending greenlet calls
+FEC_MAX_GROUP_AGE after its first packet. Parity is encoded in the sending greenlet, right after
+the data packet that closed its block. Only the one sending greenlet calls
 `send_chunk` and `flush_fec`, so a block's parity never overtakes data;
 `send_shutdown` flushes first, `send_startup` resets the encoder. FEC off: the v1 path, unchanged.
 
@@ -25,7 +26,6 @@ from typing import Any
 import gevent
 
 from ddc.ingress.auth_sender import AuthSender
-from ddc.ingress.fec_sender import ParitySender
 from ddc.ingress.pacing import make_pacer
 from ddc.metrics import IngressMetrics
 from ddc.netio import UdpSocket, set_send_buffer
@@ -67,14 +67,13 @@ class Transport:
         self.bind = config["bind"]
         k, m = config.get("fec_data", 0), config.get("fec_parity", 0)
         self.fec: FecEncoder | None = None
-        self.parity: ParitySender | None = None
         max_datagram = config["max_packet_size"]
         if config.get("auth_keys"):
             max_datagram -= TRAILER_SIZE  # every datagram, parity too, ends in a trailer
         if k and m:
             linger = config.get("fec_linger_ms", 5.0) / 1000
-            self.fec = FecEncoder(k, m, config.get("fec_interleave", 1), linger)
-            self.parity = ParitySender(self.fec, self._send_parity, FEC_MAX_GROUP_AGE)
+            interleave = config.get("fec_interleave", 1)
+            self.fec = FecEncoder(k, m, interleave, linger, FEC_MAX_GROUP_AGE)
             max_datagram = data_datagram_max(max_datagram)
         self.auth: AuthSender | None = None
         if config.get("auth_keys"):
@@ -169,11 +168,11 @@ class Transport:
         take = self.pacer.take
         send = self._send
         sequence = self.sequence
-        parity = self.parity
+        fec = self.fec
         signer = self.auth.signer if self.auth is not None else None
         complete = True
         for header, payload in fragment(chunk, self.payload_max, sequence):
-            if parity is None:
+            if fec is None:
                 parts: list[Payload] = [header, payload]
                 length = HEADER_SIZE + len(payload)
             else:
@@ -193,8 +192,10 @@ class Transport:
             # HeartBeats announce only handed-over seqs: one sent while this packet waited for
             # socket space must not make the egress count it as lost
             self.handed_over = sequence.next
-            if parity is not None:
-                parity.data((sequence.next - 1) % SEQ_MODULO, datagram, time.monotonic())
+            if fec is not None:
+                parity = fec.add((sequence.next - 1) % SEQ_MODULO, datagram, time.monotonic())
+                if parity:
+                    self._send_parity(parity)
         if complete:
             self.chunks += 1
         return complete
@@ -214,13 +215,13 @@ class Transport:
 
     def fec_wait(self) -> float | None:
         """Seconds until the open FEC block's linger ends (0: now); None: nothing to flush."""
-        due = None if self.parity is None else self.parity.due_at()
+        due = None if self.fec is None else self.fec.due_at
         return None if due is None else max(0.0, due - time.monotonic())
 
     def flush_fec(self) -> None:
         """Closes the open FEC block and sends its parity (the linger, or before Shutdown)."""
-        if self.parity is not None:
-            self.parity.flush()
+        if self.fec is not None:
+            self._send_parity(self.fec.flush())
 
     def _control(self, kind: MessageType, seq: int, count: int, payload: bytes = b"") -> None:
         datagram = encode_header(kind, seq, len(payload), 0) + payload
@@ -235,8 +236,8 @@ class Transport:
                 gevent.sleep(0.0005)  # a burst, but not faster than a receiver's buffer can take
 
     def send_startup(self) -> None:
-        if self.parity is not None:
-            self.parity.reset()
+        if self.fec is not None:
+            self.fec.reset()
         self.sequence = Sequence(0)
         self.handed_over = 0
         payload = b""

@@ -37,7 +37,8 @@ one group.
 
 Order on the wire: a block's parity packets follow its last data packet (or the linger that
 closes it early) and precede the next block's parity and the data of the block after next (the
-ingress encodes in a worker thread while the next block's data goes out: fec_sender.py); within
+ingress sends them right after the block's last data packet, before any of the next block's
+data: ddc/ingress/transport.py; receivers accept them up to the bound above); within
 a block: index 0 of every group, then index 1, ..., each round in slot order starting after the
 slot of the block's last data packet,
 so the whole block (data and parity) is one round-robin over its N groups. Any run of N*M
@@ -66,6 +67,8 @@ MAX_STRIDE = 255
 DATA_TYPES = (MessageType.DATA_FIRST, MessageType.DATA)
 
 BlockLike = bytes | bytearray | memoryview
+MAX_DATA_DATAGRAM = MAX_DATAGRAM - PARITY_OVERHEAD  # the largest data datagram FEC can cover
+NO_PARITY: list[bytes] = []  # returned (never changed) by an `add` that closed no block
 
 
 def data_datagram_max(max_packet_size: int) -> int:
@@ -179,9 +182,7 @@ class BlockJob:
 
 
 def encode_block(job: BlockJob) -> list[bytes]:
-    """The parity datagrams of a closed block in wire order (index 0 of every group, then 1...).
-
-    Pure: may run in a thread (zfec releases the GIL while it encodes)."""
+    """The parity datagrams of a closed block in wire order (index 0 of every group, then 1...)."""
     per_group = [
         encode_group(datagrams, first, job.m, job.stride, slot)
         for datagrams, first, slot in job.groups
@@ -211,6 +212,8 @@ class FecEncoder:
     parity returned by the `add` that completed it, in the wire order of the module docstring.
     `flush()` closes the open block early (a group of K' < K data packets is sent as K' + M).
     A seq that does not follow the last one (a new sequence) flushes the open block first.
+    A block still open `max_age` seconds after its first data packet is closed by the `add` of
+    the next one (a slow `rate`: the egress waits 100 ms at most for a repair).
     With M = 0 the encoder does nothing. `due_at` is when the open block has waited `linger`
     seconds: the transport calls `flush()` then, so a quiet link holds nothing back.
 
@@ -219,20 +222,28 @@ class FecEncoder:
     goes to `add` (whether or not its send succeeded: the egress may then restore it) and the
     returned parity is sent right after it, paced like data. A linger flush must not overtake
     data: run `add`+send and `flush`+send under one lock (or in the one sending greenlet), so a
-    block's parity always precedes the next block's parity. Before the Shutdown burst send
-    `flush()`'s parity; at StartUp call `reset()`. `add_jobs` and `close` return the closed
-    blocks unencoded, for `encode_block` (zfec releases the GIL while it encodes).
+    block's parity always precedes the next block's parity and any later data. Before the
+    Shutdown burst send `flush()`'s parity; at StartUp call `reset()`.
     """
 
-    def __init__(self, k: int, m: int, interleave: int = 1, linger: float = 0.005) -> None:
+    def __init__(
+        self,
+        k: int,
+        m: int,
+        interleave: int = 1,
+        linger: float = 0.005,
+        max_age: float = float("inf"),
+    ) -> None:
         check_params(k, m, interleave)
         self.k = k
         self.m = m
         self.interleave = interleave
         self.linger = linger
+        self.max_age = max_age
         self.groups_sent = 0
         self.parity_sent = 0
         self._slots: list[list[BlockLike]] = [[] for _ in range(interleave)]
+        self._full = k * interleave  # data packets in a full block
         self._block_first = 0  # seq of the open block's first data packet
         self._position = 0  # data packets in the open block
         self._next_seq: int | None = None
@@ -248,39 +259,32 @@ class FecEncoder:
         return self._opened_at + self.linger if self._position else None
 
     def add(self, seq: int, datagram: BlockLike, now: float = 0.0) -> list[bytes]:
-        """Takes one data datagram (as sent, with its seq); returns parity datagrams to send."""
-        return [parity for job in self.add_jobs(seq, datagram, now) for parity in encode_block(job)]
-
-    def add_jobs(self, seq: int, datagram: BlockLike, now: float = 0.0) -> list[BlockJob]:
-        """`add` without the encoding: the blocks it closed, for `encode_block` (in a thread)."""
+        """Takes one data datagram (as sent, with its seq); returns parity datagrams to send
+        (an empty list, not to be changed, when no block closed: the common case)."""
         if not self.m:
-            return []
-        if len(datagram) > MAX_DATAGRAM - PARITY_OVERHEAD:
+            return NO_PARITY
+        if len(datagram) > MAX_DATA_DATAGRAM:
             raise ValueError(
-                f"data datagram of {len(datagram)} bytes: with FEC at most "
-                f"{MAX_DATAGRAM - PARITY_OVERHEAD}"
+                f"data datagram of {len(datagram)} bytes: with FEC at most {MAX_DATA_DATAGRAM}"
             )
-        jobs: list[BlockJob] = []
-        if self._position and seq != self._next_seq:
-            jobs.append(self._close())
-        if not self._position:
+        position = self._position
+        parity = NO_PARITY
+        if position and seq != self._next_seq:
+            parity = encode_block(self._close())
+            position = 0
+        if not position:
             self._block_first = seq
             self._opened_at = now
-        self._slots[self._position % self.interleave].append(datagram)
-        self._position += 1
+        self._slots[position % self.interleave].append(datagram)
+        self._position = position = position + 1
         self._next_seq = (seq + 1) % SEQ_MODULO
-        if self._position == self.k * self.interleave:
-            jobs.append(self._close())
-        return jobs
+        if position == self._full or now - self._opened_at >= self.max_age:
+            parity = parity + encode_block(self._close())
+        return parity
 
     def flush(self) -> list[bytes]:
         """Closes the open block now; its parity datagrams in wire order."""
-        job = self.close()
-        return [] if job is None else encode_block(job)
-
-    def close(self) -> BlockJob | None:
-        """`flush` without the encoding: the closed block for `encode_block`, None if none."""
-        return self._close() if self._position else None
+        return encode_block(self._close()) if self._position else []
 
     def _close(self) -> BlockJob:
         n = self.interleave

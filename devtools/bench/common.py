@@ -266,46 +266,7 @@ def summarize(sent: dict[str, Any], received: dict[str, Any], size: int) -> dict
     }
 
 
-# --- search and output ---------------------------------------------------------------------
-
-
-def rate_search(
-    trial: Callable[[float], tuple[bool, float | None]],
-    high: float,
-    steps: int,
-    close_enough: float = 1.05,
-) -> tuple[float | None, list[tuple[float, bool]]]:
-    """The highest rate at which trial(rate) passes, in at most `steps` trials from `high` down.
-
-    trial returns (passed, achieved): what the system under test actually managed at that rate
-    (same unit), or None. After a failure the next rate is 90% of `achieved` (or a quarter of
-    the rate) until something passes; after that, the geometric middle between the best pass
-    and the lowest failure, until they are within `close_enough` of each other.
-    Returns (best passing rate or None, [(rate, passed), ...]).
-    """
-    tried: list[tuple[float, bool]] = []
-    best: float | None = None
-    lowest_fail: float | None = None
-    rate = high
-    for _ in range(max(1, steps)):
-        passed, achieved = trial(rate)
-        tried.append((rate, passed))
-        if passed:
-            best = rate
-            if lowest_fail is None or lowest_fail / rate < close_enough:
-                break
-            rate = (rate * lowest_fail) ** 0.5
-        else:
-            lowest_fail = rate
-            if best is not None:
-                if lowest_fail / best < close_enough:
-                    break
-                rate = (best * lowest_fail) ** 0.5
-            elif achieved:
-                rate = min(0.9 * achieved, 0.8 * lowest_fail)
-            else:
-                rate = lowest_fail / 4
-    return best, tried
+# --- output ---------------------------------------------------------------------
 
 
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], file: Any = None) -> None:

@@ -6,13 +6,18 @@ on the host); a receiver process reads the egress's UDP sink and records, per re
 time minus stamp. The pair (`ddc ingress` → `ddc egress`) runs in its own two processes, so the
 four parts share no interpreter. Per scenario and rate it prints p50, p99 and max in ms, the
 records lost, and p99 against the records envelope's p99 measured in the same run (what FEC
-adds). The first `--warmup` seconds are not counted (process start, first group joins).
+adds), and the CPU % of the ingress and the egress over the run with the load average after it
+(on a shared machine, latency follows the CPU the pair gets). The first `--warmup` seconds are
+not counted (process start, first group joins). `--fec-linger-ms` sets the FEC scenario's
+`fec_linger_ms`; `--loss P` puts `ddc diode-sim --loss P` between ingress and egress (what FEC's
+repair wait costs: packets behind a lost one wait for the group's parity).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import socket
 import struct
@@ -26,8 +31,8 @@ from typing import Any
 
 from ddc.netio import set_receive_buffer, set_send_buffer
 from devtools.bench.common import Scenario as BenchScenario
-from devtools.bench.common import print_table
-from devtools.harness import Pair, child_env, python_argv
+from devtools.bench.common import cpu_seconds, print_table
+from devtools.harness import DDC, Pair, Process, child_env, free_port, python_argv
 
 STAMP = struct.Struct("<QQ")  # index, monotonic ns at send
 RECORD_SIZE = 200
@@ -103,13 +108,28 @@ def summary(sorted_ms: list[float]) -> dict[str, float | None]:
 # --- one trial -----------------------------------------------------------------------------
 
 
-def trial(workdir: Path, scenario: Scenario, rate: float, seconds: float, warmup: float) -> dict:
+def start_sim(workdir: Path, pair: Pair, loss: float) -> Process:
+    """`ddc diode-sim` between the pair's ingress and egress, dropping `loss` of the datagrams
+    (seeded: every scenario loses the same draws)."""
+    port, http = free_port(socket.SOCK_DGRAM), free_port()
+    pair.destination_port = port
+    argv = [*DDC, "diode-sim", "--listen", f"127.0.0.1:{port}", "--http", f"127.0.0.1:{http}"]
+    argv += ["--forward", f"127.0.0.1:{pair.link_port}", "--loss", str(loss), "--seed", "1"]
+    sim = Process(f"{pair.name}-sim", argv, workdir, http_port=http)
+    sim.start(15)
+    return sim
+
+
+def trial(workdir: Path, scenario: Scenario, rate: float, args: argparse.Namespace) -> dict:
+    seconds, warmup, fec_linger_ms = args.seconds, args.warmup, args.fec_linger_ms
     transport: dict[str, Any] = {
         "envelope": scenario.envelope,
         "max_packet_size": scenario.max_packet_size,
     }
     if scenario.fec:
         transport["fec_data"], transport["fec_parity"] = scenario.fec
+        if fec_linger_ms is not None:
+            transport["fec_linger_ms"] = fec_linger_ms
     receiver = subprocess.Popen(
         python_argv(
             "devtools.bench.latency",
@@ -135,8 +155,14 @@ def trial(workdir: Path, scenario: Scenario, rate: float, seconds: float, warmup
         sink_port=sink_port,
         fast_heartbeats=False,
     )
+    sim = start_sim(workdir, pair, args.loss) if args.loss else None
     try:
         pair.start()
+        assert pair.ingress is not None and pair.egress is not None
+        assert pair.ingress.process is not None and pair.egress.process is not None
+        pids = (pair.ingress.process.pid, pair.egress.process.pid)
+        cpu_before = [cpu_seconds(pid) for pid in pids]
+        started = time.monotonic()
         sender = subprocess.run(
             python_argv(
                 "devtools.bench.latency",
@@ -156,10 +182,16 @@ def trial(workdir: Path, scenario: Scenario, rate: float, seconds: float, warmup
         sent = json.loads(sender.stdout)["sent"]
         out, _ = receiver.communicate(timeout=seconds + 60)
         result = json.loads(out.strip().splitlines()[-1])
+        span = time.monotonic() - started
+        result["cpu"] = [
+            100 * (cpu_seconds(pid) - was) / span for pid, was in zip(pids, cpu_before, strict=True)
+        ]
     finally:
         if receiver.poll() is None:
             receiver.kill()
         pair.stop()
+        if sim is not None:
+            sim.stop()
     result["sent"] = sent
     return result
 
@@ -173,7 +205,7 @@ def bench(args: argparse.Namespace) -> int:
             for scenario in SCENARIOS:
                 if args.scenario and scenario.key not in args.scenario:
                     continue
-                result = trial(workdir, scenario, rate, args.seconds, args.warmup)
+                result = trial(workdir, scenario, rate, args)
                 stats = result["latencies"]
                 if scenario.key == "records":
                     p99_records[rate] = stats["p99"]
@@ -193,6 +225,9 @@ def bench(args: argparse.Namespace) -> int:
                         stats["p99"],
                         stats["max"],
                         added,
+                        result["cpu"][0],
+                        result["cpu"][1],
+                        os.getloadavg()[0],
                     ]
                 )
                 print(f"  {scenario.title} at {rate:g}/s: {stats}", file=sys.stderr, flush=True)
@@ -200,7 +235,19 @@ def bench(args: argparse.Namespace) -> int:
         shutil.rmtree(workdir, ignore_errors=True)
     print(f"records of {RECORD_SIZE} B, source socket → sink socket, {args.seconds:g} s per run")
     print_table(
-        ["scenario", "rate", "sent", "lost", "p50 ms", "p99 ms", "max ms", "p99 vs records"],
+        [
+            "scenario",
+            "rate",
+            "sent",
+            "lost",
+            "p50 ms",
+            "p99 ms",
+            "max ms",
+            "p99 vs records",
+            "ingress CPU%",
+            "egress CPU%",
+            "load",
+        ],
         rows,
     )
     return 0
@@ -213,6 +260,17 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds not counted")
     parser.add_argument(
         "--scenario", action="append", choices=[s.key for s in SCENARIOS], help="repeatable"
+    )
+    parser.add_argument(
+        "--loss",
+        type=float,
+        default=0.0,
+        help="run every pair through `ddc diode-sim --loss P` (FEC repairs, the others lose)",
+    )
+    parser.add_argument(
+        "--fec-linger-ms",
+        type=float,
+        help="fec_linger_ms of the FEC scenario (default: its default)",
     )
     return bench(parser.parse_args(argv))
 

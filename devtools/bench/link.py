@@ -34,12 +34,12 @@ from devtools.bench.common import (
     mib,
     peak_rss,
     print_table,
-    rate_search,
     raw_baseline,
     run_blaster,
     summarize,
 )
 from devtools.bench.common import Scenario as BenchScenario
+from devtools.bench.search import RateSearch
 from devtools.harness import Daemon, Pair, wait_progress
 
 
@@ -53,6 +53,10 @@ class Scenario(BenchScenario):
 
 
 KEEP_UP = 0.95  # delivered/offered throughput a passing trial needs
+# FEC 32+8, 60,000-byte datagrams: 42 data packets of at most 1,448 payload bytes (60,378 bytes
+# with headers); between chunks the linger may close the group, so a chunk can close 2 groups:
+# 16 parity packets of 1,472 bytes. (60,378 + 23,552) / 60,000 = 1.40 on the wire, +5 %.
+FEC_MARGIN = 1.47
 
 SCENARIOS = {
     "a": Scenario("a", "60 KB datagrams, raw envelope", 60_000, "raw", 1.05),
@@ -70,7 +74,7 @@ SCENARIOS = {
         "60 KB datagrams, raw, 1472-byte packets, FEC 32+8",
         60_000,
         "raw",
-        1.35,
+        FEC_MARGIN,
         {"max_packet_size": 1472, "fec_data": 32, "fec_parity": 8},
     ),
 }
@@ -181,56 +185,62 @@ def trial(
     return result
 
 
-def search(
-    scenario: Scenario, high: float, steps: int, duration: float, workdir: Path, limiter: bool
-) -> list[dict[str, Any]]:
-    """Every trial of a rate search from `high` (bytes/s offered) down."""
-    trials: list[dict[str, Any]] = []
-
-    def attempt(rate: float) -> tuple[bool, float]:
-        result = trial(scenario, rate, duration, workdir, limiter)
-        result["offered_rate"] = rate
-        trials.append(result)
-        _progress(scenario, result)
-        return result["passed"], result["mb_per_s"] * 1e6
-
-    rate_search(attempt, high, steps)
-    return trials
-
-
 def _progress(scenario: Scenario, result: dict[str, Any]) -> None:
     print(
         f"  [{scenario.key}] offered {result['offered_rate'] / 1e6:8.1f} MB/s → delivered "
         f"{result['mb_per_s']:8.1f} MB/s {result['records_per_s']:10,.0f} rec/s, lost {result['lost']} "
         f"(at the ingress socket {result['source_drops']}, egress lost packets "
         f"{result['egress_lost']}), CPU ingress {result['ingress_cpu_pct']:.0f}% "
-        f"egress {result['egress_cpu_pct']:.0f}% → "
+        f"egress {result['egress_cpu_pct']:.0f}%, load {result['load']:.1f} → "
         f"{'PASS' if result['passed'] else 'loss' if result['lost'] or result['egress_lost'] else 'fell behind'}",
         file=sys.stderr,
         flush=True,
     )
 
 
-def run_scenario(
-    scenario: Scenario,
+def run_searches(
+    scenarios: list[Scenario],
     duration: float,
     steps: int,
     workdir: Path,
     rate: float | None = None,
     limiter: bool = True,
 ) -> list[list[Any]]:
-    print(f"scenario {scenario.key}: {scenario.title}", file=sys.stderr, flush=True)
-    raw = raw_baseline(scenario.size, duration)
-    print(
-        f"  [{scenario.key}] raw UDP blast: {raw['mb_per_s']:.1f} MB/s {raw['records_per_s']:,.0f} rec/s, "
-        f"loss {raw['loss_ratio']:.2%}",
-        file=sys.stderr,
-        flush=True,
-    )
-    if rate is None:
-        trials = search(scenario, raw["mb_per_s"] * 1e6, steps, duration, workdir, limiter)
-    else:
-        trials = search(scenario, rate, 1, duration, workdir, limiter)
+    """The raw baseline of each scenario, then their rate searches in lockstep (trial i of each
+    scenario one after the other: a same-run ratio compares trials made under the same load);
+    `rate` (bytes/s): one trial each at that rate instead. Two table rows per scenario."""
+    raws: dict[str, dict[str, Any]] = {}
+    searches: dict[str, RateSearch] = {}
+    for scenario in scenarios:
+        print(f"scenario {scenario.key}: {scenario.title}", file=sys.stderr, flush=True)
+        raw = raws[scenario.key] = raw_baseline(scenario.size, duration)
+        print(
+            f"  [{scenario.key}] raw UDP blast: {raw['mb_per_s']:.1f} MB/s "
+            f"{raw['records_per_s']:,.0f} rec/s, loss {raw['loss_ratio']:.2%}",
+            file=sys.stderr,
+            flush=True,
+        )
+        high = rate or raw["mb_per_s"] * 1e6
+        searches[scenario.key] = RateSearch(high, 1 if rate else steps)
+    trials: dict[str, list[dict[str, Any]]] = {scenario.key: [] for scenario in scenarios}
+    while any(search.rate is not None for search in searches.values()):
+        for scenario in scenarios:
+            search = searches[scenario.key]
+            if search.rate is None:
+                continue
+            result = trial(scenario, search.rate, duration, workdir, limiter)
+            result["offered_rate"] = search.rate
+            result["load"] = os.getloadavg()[0]
+            trials[scenario.key].append(result)
+            _progress(scenario, result)
+            search.record(result["passed"], result["mb_per_s"] * 1e6)
+    rows: list[list[Any]] = []
+    for scenario in scenarios:
+        rows += _rows(scenario, raws[scenario.key], trials[scenario.key])
+    return rows
+
+
+def _rows(scenario: Scenario, raw: dict[str, Any], trials: list[dict[str, Any]]) -> list[list[Any]]:
     passing = [t for t in trials if t["passed"]]
     best = (
         max(passing, key=lambda t: t["mb_per_s"])
@@ -238,7 +248,7 @@ def run_scenario(
         else max(trials, key=lambda t: t["mb_per_s"])
     )
     label = "DDC pair, zero loss" if passing else "DDC pair (NO zero-loss rate found)"
-    rows = [
+    return [
         [
             scenario.key,
             "raw Python UDP",
@@ -264,7 +274,6 @@ def run_scenario(
             best["mb_per_s"] / raw["mb_per_s"] if raw["mb_per_s"] else 0.0,
         ],
     ]
-    return rows
 
 
 def main(argv: list[str]) -> int:
@@ -279,7 +288,7 @@ def main(argv: list[str]) -> int:
         "--duration", type=float, default=None, help="seconds per trial (default 5, --quick 1.5)"
     )
     parser.add_argument(
-        "--steps", type=int, default=None, help="trials per search (default 6, --quick 2)"
+        "--steps", type=int, default=None, help="trials per search (default 8, --quick 2)"
     )
     parser.add_argument(
         "--quick", action="store_true", help="short trials, coarse search: a smoke run"
@@ -292,16 +301,16 @@ def main(argv: list[str]) -> int:
     )
     args = parser.parse_args(argv)
     duration = args.duration or (1.5 if args.quick else 5.0)
-    steps = args.steps or (2 if args.quick else 6)
+    steps = args.steps or (2 if args.quick else 8)
     keys = GROUPS.get(args.scenario, [args.scenario])
     rows: list[list[Any]] = []
     workdir = Path(tempfile.mkdtemp(prefix="ddc-bench-link-"))
+    load_before = os.getloadavg()
     try:
-        for key in keys:
-            rate = args.rate * 1e6 if args.rate else None
-            rows += run_scenario(
-                SCENARIOS[key], duration, steps, workdir, rate, limiter=not args.no_limiter
-            )
+        rate = args.rate * 1e6 if args.rate else None
+        rows += run_searches(
+            [SCENARIOS[key] for key in keys], duration, steps, workdir, rate, not args.no_limiter
+        )
     except BaseException:
         print(f"bench failed; configs and the pair's logs are kept in {workdir}", file=sys.stderr)
         raise
@@ -322,8 +331,12 @@ def main(argv: list[str]) -> int:
         ],
         rows,
     )
+    load_after = os.getloadavg()
     print(
-        f"\n(trials of {duration:g} s; CPU% = process CPU time over the delivery span; 2-core machine)"
+        f"\n(trials of {duration:g} s, searches in lockstep; CPU% = process CPU time over the "
+        f"delivery span; {os.cpu_count()} cores; load average 1/5/15 min before "
+        f"{'/'.join(f'{x:.1f}' for x in load_before)}, after "
+        f"{'/'.join(f'{x:.1f}' for x in load_after)})"
     )
     best = {row[0]: row[2] for row in rows if row[1] != "raw Python UDP"}
     # CPU seconds of both daemons per delivered MB: what a ratio means on a busy machine

@@ -8,7 +8,7 @@ ingresses at the offered rate for --duration seconds; a reader counts each id at
 
 A trial passes when every record sent arrived exactly once and the last of them within
 LAG_S + 5 % of --duration after the sender finished (the stack kept up: its buffers stayed
-bounded instead of queueing the trial). The search (devtools.bench.common.rate_search) finds
+bounded instead of queueing the trial). The search (devtools.bench.search.rate_search) finds
 the highest passing rate. The same search runs on one pair (`ddc ingress` → `ddc egress` with a
 Kafka sink, the ingress transport of ingress-a.toml, no diode simulator) on the same broker in
 the same run: the ratio is redundant unique records/s over that pair's records/s. Peak RSS and
@@ -35,7 +35,8 @@ from typing import Any
 from ddc.netio import set_send_buffer
 from dedup_service.embedded import ServerProcess
 from devtools.bench import pyspy
-from devtools.bench.common import bench_pair, cpu_seconds, mib, peak_rss, print_table, rate_search
+from devtools.bench.common import bench_pair, cpu_seconds, mib, peak_rss, print_table
+from devtools.bench.search import rate_search
 from devtools.demo import CONFIGS, OutputCounter, start_stack
 from devtools.embedded_kafka import create_topics
 from devtools.harness import Stack, child_env, python_argv, wait_progress

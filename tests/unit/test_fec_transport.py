@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import random
 
-import pytest
-
 from ddc.egress.loss import LossWindow
 from ddc.egress.receiver import MAX_POLL_DEFER, Receiver
 from ddc.ingress.transport import FEC_MAX_GROUP_AGE
@@ -15,13 +13,6 @@ from tests.unit import direct
 from tests.unit.direct import capturing_transport
 
 A = ("192.0.2.1", 4000)
-
-
-@pytest.fixture(autouse=True)
-def inline_encoding(monkeypatch):
-    """Exact wire order: parity right after its block (the worker thread's own rules are
-    tested in test_fec_sender.py)."""
-    monkeypatch.setattr("ddc.ingress.fec_sender.THREADED", False)
 
 
 def make_transport(k: int = 0, m: int = 0, interleave: int = 1, linger_ms: float = 5.0, mps=1472):
