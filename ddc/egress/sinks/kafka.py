@@ -24,6 +24,7 @@ from gevent.event import Event
 from ddc.egress.sinks.base import Countdown, Done, Sink
 from ddc.kafka import adapter
 from ddc.kafka.clients import KafkaProducer
+from ddc.kafka.construct import create
 from ddc.kafka.errors import RECORD_REJECTED
 from ddc.kafka.gevent_adapter import coalesce_wakeups, native_producer_locks
 from ddc.kafka.options import ClientOptions
@@ -197,7 +198,7 @@ class KafkaSink(Sink):
 
     def _connect(self) -> None:
         try:
-            self.producer = KafkaProducer(**self.options)
+            self.producer = create(KafkaProducer, **self.options)
             coalesce_wakeups(self.producer)
         except Exception as exc:
             self._failed(exc)
