@@ -22,6 +22,7 @@ from gevent.event import Event
 
 from ddc.kafka import adapter
 from ddc.kafka.clients import AsyncConsumerRebalanceListener, KafkaConsumer, OffsetAndMetadata
+from ddc.kafka.construct import create
 from ddc.kafka.options import consumer_options
 from ddc.kafka.records import to_record
 from dedup_service.errors import InvalidRecord, RedisUnavailable, SinkFailed, StillPending
@@ -96,7 +97,7 @@ class MergeLoop:
     def _connect(self) -> bool:
         """Creates the consumer; False (logged) while the brokers are unreachable."""
         try:
-            self.consumer = KafkaConsumer(**self.options)
+            self.consumer = create(KafkaConsumer, **self.options)
             self.consumer.subscribe(topics=list(self.link_of), listener=_KeepPaused(self))
         except Exception as exc:  # KafkaTimeoutError, NoBrokersAvailable and kin
             self.pause_reason = f"Kafka unreachable: {exc}"

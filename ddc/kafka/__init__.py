@@ -8,4 +8,5 @@ errors     which kafka-python errors mean "this record" and which "a rebalance"
 adapter    the kafka-python version check and every use of a kafka-python private name
 reachability  whether a client reaches its broker (None until told), each change logged once
 gevent_adapter  the producer tuned for one gevent hub (private names too, version-checked)
+construct  clients made so that a constructor that fails (broker down) closes what it opened
 """

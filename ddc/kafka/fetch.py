@@ -14,6 +14,7 @@ from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
 
+from ddc.kafka.construct import create
 from ddc.kafka.options import ClientOptions
 from ddc.kafka.ranges import PartitionRange
 from ddc.kafka.records import to_record
@@ -35,7 +36,8 @@ def range_consumer(bootstrap_servers: list[str], options: Mapping[str, Any] | No
     ("latest"), never to the start of the partition.
     """
     options = {k: v for k, v in (options or {}).items() if k != "auto_offset_reset"}
-    return KafkaConsumer(
+    return create(
+        KafkaConsumer,
         auto_offset_reset="latest",
         **OPTIONS.build(
             options,

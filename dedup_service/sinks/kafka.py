@@ -15,6 +15,7 @@ from ddc.cooperate import HubTurn
 from ddc.errors import ConfigError
 from ddc.kafka import adapter
 from ddc.kafka.clients import KafkaProducer
+from ddc.kafka.construct import create
 from ddc.kafka.options import producer_options
 from ddc.protocol.record import Record
 from dedup_service.errors import SinkFailed
@@ -80,7 +81,7 @@ class KafkaSink(Sink):
     def _connect(self) -> Any:
         if self.producer is None:
             try:
-                self.producer = KafkaProducer(**self.options)
+                self.producer = create(KafkaProducer, **self.options)
             except Exception as exc:  # NoBrokersAvailable and kin
                 self.ok = False
                 raise SinkFailed(f"Kafka sink cannot connect: {exc!r}") from exc

@@ -11,7 +11,9 @@ Scenarios c and d are the same 60 KB datagrams over 1472-byte packets (no IP fra
 1500-byte MTU), without and with FEC 32+8; run together (`--scenario fec` or `all`), the table is
 followed by the FEC on / off throughput ratio of this run. Scenarios e and f are a and b with
 packet authentication on both sides (`--scenario auth` runs a, e, b, f: the auth on / off ratios
-of this run).
+of this run). Scenarios g and h are a and b with the egress spool in memory
+(`[egress.spool] dir = ""`) instead of on disk, the default every other scenario runs with
+(`--scenario spool` runs a, g, b, h: the disk / memory ratios of this run).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 from ddc.protocol.auth_keys import new_key_line
 from devtools.bench.common import (
@@ -50,6 +53,7 @@ class Scenario(BenchScenario):
     limiter_margin: float  # limiter rate = offered payload rate × this (headers, envelope)
     transport: dict[str, Any] = field(default_factory=dict)  # more [ingress.transport] keys
     auth: bool = False  # packet authentication on both sides (one key file)
+    disk_spool: bool = True  # False: the egress spool in memory ([egress.spool] dir = "")
 
 
 KEEP_UP = 0.95  # delivered/offered throughput a passing trial needs
@@ -84,11 +88,29 @@ SCENARIOS["e"] = Scenario(
 SCENARIOS["f"] = Scenario(
     "f", "200-byte datagrams, records envelope, auth on", 200, "records", 1.3, auth=True
 )
-GROUPS = {"all": ["a", "b", "c", "d", "e", "f"], "fec": ["c", "d"], "auth": ["a", "e", "b", "f"]}
+SCENARIOS["g"] = Scenario(
+    "g", "60 KB datagrams, raw envelope, spool in memory", 60_000, "raw", 1.05, disk_spool=False
+)
+SCENARIOS["h"] = Scenario(
+    "h",
+    "200-byte datagrams, records envelope, spool in memory",
+    200,
+    "records",
+    1.3,
+    disk_spool=False,
+)
+GROUPS = {
+    "all": ["a", "b", "c", "d", "e", "f", "g", "h"],
+    "fec": ["c", "d"],
+    "auth": ["a", "e", "b", "f"],
+    "spool": ["a", "g", "b", "h"],
+}
 RATIOS = [
     ("d", "c", "FEC 32+8 on / off"),
     ("e", "a", "auth on / off, 60 KB"),
     ("f", "b", "auth on / off, 200 B"),
+    ("a", "g", "spool on disk / in memory, 60 KB"),
+    ("b", "h", "spool on disk / in memory, 200 B"),
 ]
 
 
@@ -157,8 +179,12 @@ def trial(
     receiver = Receiver(idle=60.0, timeout=duration + 120).start()
     limit = rate * 8 * scenario.limiter_margin if limiter else None
     pair = make_pair(workdir, scenario, limit, receiver.port)
+    # the harness gives an egress a disk spool beside its log unless DDC_HARNESS_SPOOL says
+    # otherwise ("" = in memory)
+    spool = {} if scenario.disk_spool else {"DDC_HARNESS_SPOOL": ""}
     try:
-        pair.start()
+        with mock.patch.dict(os.environ, spool):
+            pair.start()
         assert pair.ingress is not None and pair.egress is not None
         cpu_start = cpu_pair(pair.ingress, pair.egress)
         sent = run_blaster(
@@ -282,7 +308,7 @@ def main(argv: list[str]) -> int:
         "--scenario",
         choices=[*SCENARIOS, *GROUPS],
         default="all",
-        help="fec: c and d; auth: a, e, b, f",
+        help="fec: c and d; auth: a, e, b, f; spool: a, g, b, h",
     )
     parser.add_argument(
         "--duration", type=float, default=None, help="seconds per trial (default 5, --quick 1.5)"

@@ -21,9 +21,11 @@ from typing import Any
 import gevent
 from gevent.event import Event
 
+from ddc.cooperate import full_turn
 from ddc.egress.sinks.base import Countdown, Done, Sink
 from ddc.kafka import adapter
 from ddc.kafka.clients import KafkaProducer
+from ddc.kafka.construct import create
 from ddc.kafka.errors import RECORD_REJECTED
 from ddc.kafka.gevent_adapter import coalesce_wakeups, native_producer_locks
 from ddc.kafka.options import ClientOptions
@@ -42,6 +44,7 @@ PARTITIONS_TTL = 30.0  # seconds a topic's partition count is cached
 DROP_LOG_INTERVAL = 5.0
 # seconds records may wait for the broker's acknowledgement before health degrades
 STALL_AFTER = 5.0
+STALLED = f"no acknowledgement from the broker for {STALL_AFTER:g}s"
 OPTIONS = ClientOptions(
     KafkaProducer,
     "egress.sink.options",
@@ -156,11 +159,15 @@ class KafkaSink(Sink):
 
     def health(self) -> dict[str, Any]:
         pump_failure = self.owner.failing(PUMP)
+        # the pump notices a stall on its next turn; said here too, so /healthz cannot say "ok"
+        # while nothing is acknowledged, whatever holds the pump
+        stalled = STALLED if self.broker.up and self._stalled() else None
+        down = None if self.broker.up else self.broker.error
         return {
-            "sink_ok": self.broker.up is not False and pump_failure is None,
+            "sink_ok": self.broker.up is not False and pump_failure is None and stalled is None,
             "kafka_connected": bool(self.broker.up),
             "sink_buffered_records": self.buffered,
-            "sink_error": pump_failure or (None if self.broker.up else self.broker.error),
+            "sink_error": pump_failure or stalled or down,
         }
 
     @property
@@ -192,12 +199,16 @@ class KafkaSink(Sink):
 
     def _check_stall(self) -> None:
         """The producer retries silently for delivery_timeout_ms: notice an outage sooner."""
-        if self._inflight and self.broker.up and time.monotonic() - self._progress_at > STALL_AFTER:
-            self.broker.set(False, f"no acknowledgement from the broker for {STALL_AFTER:g}s")
+        if self.broker.up and self._stalled():
+            self.broker.set(False, STALLED)
+
+    def _stalled(self) -> bool:
+        """Records in flight, and none acknowledged for STALL_AFTER seconds."""
+        return bool(self._inflight) and time.monotonic() - self._progress_at > STALL_AFTER
 
     def _connect(self) -> None:
         try:
-            self.producer = KafkaProducer(**self.options)
+            self.producer = create(KafkaProducer, **self.options)
             coalesce_wakeups(self.producer)
         except Exception as exc:
             self._failed(exc)
@@ -239,7 +250,7 @@ class KafkaSink(Sink):
             self._inflight[number] = record
             adapter.on_completion(future, functools.partial(self._done, generation, number))
             if len(self._inflight) % 1000 == 0:
-                gevent.idle()  # let the receiver and the producer's IO run during a big backlog
+                full_turn()  # let the receiver and the producer's IO run during a big backlog
 
     def _produce(self, record: Record) -> Any:
         topic = self._target_topic(record)

@@ -20,6 +20,7 @@ from ddc.ingress.sources.base import Source, Submit
 from ddc.ingress.sources.kafka_blocked import BlockedPartitions
 from ddc.kafka import adapter, batches
 from ddc.kafka.clients import AsyncConsumerRebalanceListener, KafkaConsumer, OffsetAndMetadata
+from ddc.kafka.construct import create
 from ddc.kafka.errors import REBALANCING
 from ddc.kafka.options import ClientOptions
 from ddc.kafka.reachability import Reachability
@@ -201,7 +202,7 @@ class KafkaSource(Source):
                 log.warning("offset commit refused during a rebalance (retried after it): %r", exc)
 
     def _new_consumer(self) -> Any:
-        consumer = KafkaConsumer(**self.options)
+        consumer = create(KafkaConsumer, **self.options)
         log.info("Kafka consumer connected to %s", ",".join(self.options["bootstrap_servers"]))
         return consumer
 

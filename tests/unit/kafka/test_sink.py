@@ -4,6 +4,7 @@ drop counted."""
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import gevent
@@ -259,3 +260,35 @@ def test_a_failed_pump_is_restarted_by_the_owner_and_unhealthy_meanwhile(monkeyp
     # healthy again once the owner no longer counts the pump as failing
     assert sink.health()["sink_ok"] is (sink.owner.failing("kafka-sink") is None)
     sink.stop(1.0)
+
+
+def test_a_hub_that_never_goes_idle_does_not_hold_the_pump():
+    # the pump hands a big backlog over in steps of 1000 records with a hub turn between; it
+    # waited for an idle hub once, and a hub kept busy (a leaked kafka-python watcher firing
+    # every turn, or any steady IO) held it there for good after the first 1000
+    sink, _ = started(buffer_max_records=5000)
+    busy = gevent.spawn(lambda: [gevent.sleep(0) for _ in iter(int, 1)])
+    try:
+        sink.send([record(i) for i in range(2500)], Done())
+        gevent.sleep(0.3)
+        assert len(FakeProducer.instances[0].sent) == 2500
+    finally:
+        busy.kill()
+        sink.stop(0.1)
+
+
+def test_health_says_stalled_even_while_the_pump_cannot_look(monkeypatch):
+    monkeypatch.setattr(kafka_sink, "STALL_AFTER", 0.05)
+    sink, _ = started()
+    sink.send([record(1)], Done())
+    gevent.sleep(0.01)
+    time.sleep(0.1)  # nothing acknowledged, and the pump has not run since
+    assert sink.health() == {
+        "sink_ok": False,
+        "kafka_connected": True,
+        "sink_buffered_records": 1,
+        "sink_error": kafka_sink.STALLED,
+    }
+    FakeProducer.instances[0].ack_all()
+    assert sink.health()["sink_ok"] is True
+    sink.stop(0.1)
