@@ -73,8 +73,9 @@ def consumer_options(config: dict[str, Any]) -> dict[str, Any]:
 class KafkaSource(Source):
     def __init__(self, config: dict[str, Any], submit: Submit, metrics: IngressMetrics) -> None:
         super().__init__(config, submit, metrics)
-        adapter.check_version()
-        self.options = consumer_options(config)
+        self.options = self._client_options(config)
+        self.group = str(config["group_id"])
+        self.servers = ",".join(config["bootstrap_servers"])
         self.topics = list(config["topics"])
         self.commit_interval = float(config["commit_interval"])
         self.consumer: Any = None
@@ -100,8 +101,8 @@ class KafkaSource(Source):
         log.info(
             "Kafka source: topics %s, group %s, brokers %s",
             ",".join(self.topics),
-            self.options["group_id"],
-            ",".join(self.options["bootstrap_servers"]),
+            self.group,
+            self.servers,
         )
 
     def run(self) -> None:
@@ -142,7 +143,7 @@ class KafkaSource(Source):
         self._run_done.wait(max(0.0, timeout / 2))
         if self.consumer is not None:
             self._close_consumer(deadline)
-            log.info("Kafka source closed (left group %s)", self.options["group_id"])
+            log.info("Kafka source closed (left group %s)", self.group)
 
     def _close_consumer(self, deadline: float) -> None:
         """Commit what crossed and close the consumer; the next _step() creates a new one."""
@@ -171,6 +172,14 @@ class KafkaSource(Source):
             "kafka_error": None if self.broker.up else self.broker.error,
             "kafka_batch_errors": [error.describe() for error in self.blocked.errors()],
         }
+
+    def _client_options(self, config: dict[str, Any]) -> dict[str, Any]:
+        adapter.check_version()
+        return consumer_options(config)
+
+    @staticmethod
+    def _records(messages: list[Any]) -> list[Any]:
+        return [to_record(m) for m in messages]
 
     # --- the loop ---------------------------------------------------------------------------
 
@@ -202,13 +211,13 @@ class KafkaSource(Source):
 
     def _new_consumer(self) -> Any:
         consumer = KafkaConsumer(**self.options)
-        log.info("Kafka consumer connected to %s", ",".join(self.options["bootstrap_servers"]))
+        log.info("Kafka consumer connected to %s", self.servers)
         return consumer
 
     def _join(self) -> None:
         self.consumer.subscribe(self.topics, listener=_Rebalance(self))
         self._member = True
-        log.info("joining consumer group %s", self.options["group_id"])
+        log.info("joining consumer group %s", self.group)
 
     def _leave(self) -> None:
         """Commit what crossed, then leave the group so Kafka moves our partitions elsewhere."""
@@ -226,7 +235,7 @@ class KafkaSource(Source):
         self.consumer.unsubscribe()
         self._forget(list(self.partitions))
         self._member = False
-        log.warning("left consumer group %s (paused)", self.options["group_id"])
+        log.warning("left consumer group %s (paused)", self.group)
 
     def _submit(self, batch: dict[Any, list[Any]]) -> None:
         """Per partition, in slices: an ack then covers few records, so a stop that cannot send
@@ -242,8 +251,7 @@ class KafkaSource(Source):
                 part = messages[start : start + SUBMIT_SLICE]
                 state.consumed = part[-1].offset + 1
                 self.submit(
-                    [to_record(m) for m in part],
-                    self._make_ack([(tp, state.epoch, state.consumed)]),
+                    self._records(part), self._make_ack([(tp, state.epoch, state.consumed)])
                 )
 
     def _make_ack(self, upto: list[tuple[Any, int, int]]) -> Callable[[], None]:
