@@ -104,7 +104,7 @@ class RdOptions:
         raise ConfigError(f"{self.key}{self._culprit(options, problem)}", problem)
 
     def _culprit(self, options: Mapping[str, Any], problem: str) -> str:
-        """".name" of the operator's property librdkafka refused ("" when none can be told):
+        """The ".name" of the operator's property librdkafka refused ("" if none can be told):
         the one it names; else the one without which the rest pass (properties constrain each
         other, e.g. max.poll.interval.ms >= session.timeout.ms); else one refused alone."""
         named = re.findall(r'"([^"]+)"', problem)
