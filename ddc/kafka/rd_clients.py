@@ -36,8 +36,13 @@ class Partition(NamedTuple):
 
 
 def off_hub(function: Callable[..., Any], *args: Any, timeout: float | None = None) -> Any:
-    """function(*args) in gevent's threadpool; this greenlet waits, the hub does not."""
-    return gevent.get_hub().threadpool.spawn(function, *args).get(timeout=timeout)
+    """function(*args) in gevent's threadpool; this greenlet waits (TimeoutError after
+    `timeout` seconds: the call then finishes in its thread, its result unused), the hub does
+    not."""
+    try:
+        return gevent.get_hub().threadpool.spawn(function, *args).get(timeout=timeout)
+    except gevent.Timeout:
+        raise TimeoutError(f"no answer from the broker within {timeout:g}s") from None
 
 
 def to_record(message: Any) -> Record:
@@ -90,9 +95,26 @@ def _partitions(kafka_partitions: Iterable[Any]) -> list[Partition]:
 class RdConsumer:
     """A librdkafka group consumer; every method is called from the owning greenlet."""
 
-    def __init__(self, config: Mapping[str, Any], on_error: Callable[[Any], None]) -> None:
+    def __init__(
+        self,
+        config: Mapping[str, Any],
+        on_error: Callable[[Any], None],
+        on_commit: Callable[[list[tuple[Partition, int]]], None],
+    ) -> None:
+        """on_commit([(partition, offset)]): offsets commit_soon() got committed (served by
+        consume/serve, in this greenlet; failures are logged and committed again later)."""
         self.kafka = module()
-        self.client = self.kafka.Consumer({**config, "logger": log, "error_cb": owned(on_error)})
+
+        def committed(error: Any, tps: list[Any]) -> None:
+            if error is not None:
+                log.warning("offset commit failed (committed again later): %s", error.str())
+            done = [(Partition(tp.topic, tp.partition), tp.offset) for tp in tps if not tp.error]
+            if done:
+                on_commit(done)
+
+        self.client = self.kafka.Consumer(
+            {**config, "logger": log, "error_cb": owned(on_error), "on_commit": owned(committed)}
+        )
 
     def subscribe(
         self,
@@ -117,16 +139,29 @@ class RdConsumer:
         """Serve callbacks (rebalance, errors, logs) while not consuming (paused)."""
         self.client.poll(0)
 
-    def commit(self, offsets: Mapping[Partition, Any], timeout_ms: int | None = None) -> None:
-        """Commit offsets (each an int or has .offset: the next to read), waiting for the broker
-        off the hub (librdkafka bounds the wait itself; timeout_ms is kafka-python's)."""
-        kafka = self.kafka
-        tps = [
-            kafka.TopicPartition(p.topic, p.partition, getattr(o, "offset", o))
+    def _offsets(self, offsets: Mapping[Partition, Any]) -> list[Any]:
+        return [
+            self.kafka.TopicPartition(p.topic, p.partition, getattr(o, "offset", o))
             for p, o in offsets.items()
         ]
+
+    def commit_soon(self, offsets: Mapping[Partition, Any]) -> None:
+        """Ask for a commit and return at once: on_commit() tells when it was done."""
         try:
-            result = off_hub(lambda: self.client.commit(offsets=tps, asynchronous=False))
+            self.client.commit(offsets=self._offsets(offsets), asynchronous=True)
+        except self.kafka.KafkaException as exc:
+            raise BrokerError(exc.args[0]) from None
+
+    def commit(self, offsets: Mapping[Partition, Any], timeout_ms: int = 5000) -> None:
+        """Commit offsets (each an int or has .offset: the next to read), waiting for the broker
+        off the hub, at most timeout_ms (TimeoutError)."""
+        kafka = self.kafka
+        tps = self._offsets(offsets)
+        try:
+            result = off_hub(
+                lambda: self.client.commit(offsets=tps, asynchronous=False),
+                timeout=timeout_ms / 1000,
+            )
         except kafka.KafkaException as exc:
             raise BrokerError(exc.args[0]) from None
         for tp in result or ():

@@ -7,6 +7,10 @@ drives a different client (ddc.kafka.rd_clients, never holding the gevent hub):
     waits on the source's wake event (IDLE_WAIT) when there was nothing;
   * rebalance callbacks run inside that consume, in the same greenlet, as kafka-python's
     listener does in its IO loop: a revocation commits what was acked, then forgets the partitions;
+  * the periodic commit does not wait (its result comes back through consume, on_commit): a
+    greenlet waiting for it would not serve a rebalance the broker may hold it back for. The
+    commits before leaving the group (pause), at revocation and at stop wait for the broker,
+    off the hub, at most 5 s. Leaving the group closes the consumer; resume makes a new one;
   * a record batch librdkafka cannot decode is a message error naming topic, partition and
     offset: counted, named in /healthz, that partition alone held back and read again from that
     offset every BATCH_RETRY seconds (BlockedPartitions);
@@ -20,7 +24,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 from ddc.ingress.sources.kafka import BATCH_RETRY, KafkaSource
 from ddc.kafka import batches
@@ -35,7 +39,6 @@ PROBE_INTERVAL = 2.0  # seconds between metadata probes while the broker is not 
 PROBE_TIMEOUT = 2.0
 # message errors about one batch of one partition (librdkafka could not decode it)
 BATCH_ERRORS = ("_BAD_MSG", "_BAD_COMPRESSION", "CORRUPT_MESSAGE", "INVALID_RECORD")
-REBALANCING = ("REBALANCE_IN_PROGRESS", "ILLEGAL_GENERATION", "UNKNOWN_MEMBER_ID")
 CODEC_IDS = {"0x1": "gzip", "0x2": "snappy", "0x3": "lz4", "0x4": "zstd"}
 OPTIONS = RdOptions(
     "consumer",
@@ -77,15 +80,14 @@ class RdKafkaSource(KafkaSource):
     # --- the loop ---------------------------------------------------------------------------
 
     def _step(self) -> None:
-        if self.consumer is None:
-            self.consumer = self._new_consumer()
         if self._want_paused:
             if self._member:
                 self._leave()
-            self.consumer.serve()  # the revocation after leaving, errors, logs
             self._wake.wait(0.5)
             self._wake.clear()
             return
+        if self.consumer is None:
+            self.consumer = self._new_consumer()
         if not self._member:
             self._join()
         self._resume_blocked()
@@ -97,15 +99,21 @@ class RdKafkaSource(KafkaSource):
             self._wake.clear()
         self._probe()
         if time.monotonic() >= self._next_commit:
-            try:
-                self._commit()
-            except BrokerError as exc:
-                if exc.name not in REBALANCING:
-                    raise
-                log.warning("offset commit refused during a rebalance (retried after it): %r", exc)
+            self._commit_soon()
+
+    def _commit_soon(self) -> None:
+        """The periodic commit, without waiting: a greenlet waiting for a commit would not serve
+        the rebalance the broker may be holding that commit back for."""
+        self._next_commit = time.monotonic() + self.commit_interval
+        due = self._due()
+        if due:
+            self.consumer.commit_soon(due)
+
+    def _on_commit(self, offsets: list[tuple[Partition, int]]) -> None:
+        self._committed({tp: _Offset(offset) for tp, offset in offsets})
 
     def _new_consumer(self) -> Any:
-        consumer = RdConsumer(self.options, self._client_error)
+        consumer = RdConsumer(self.options, self._client_error, self._on_commit)
         log.info("Kafka consumer (librdkafka) created for %s", self.servers)
         return consumer
 
@@ -113,6 +121,17 @@ class RdKafkaSource(KafkaSource):
         self.consumer.subscribe(self.topics, self._on_assign, self._on_revoke, self._on_lost)
         self._member = True
         log.info("joining consumer group %s", self.group)
+
+    def _leave(self) -> None:
+        """KafkaSource's leave (acks drained, committed, unsubscribed), then the consumer is
+        closed: a librdkafka consumer that subscribes again after leaving may never be given
+        partitions, a new one (made on resume) is."""
+        super()._leave()
+        try:
+            self.consumer.close()
+        except Exception as exc:
+            log.warning("closing the Kafka consumer after leaving the group: %r", exc)
+        self.consumer = None
 
     def _take(self, messages: list[Any]) -> None:
         """Group the fetched messages by partition (as Records) and submit them; a partition's
@@ -210,6 +229,10 @@ class RdKafkaSource(KafkaSource):
     def _on_lost(self, lost: list[Partition]) -> None:
         self._forget(lost)
         log.warning("partitions lost (group membership expired): %s", _names(lost))
+
+
+class _Offset(NamedTuple):
+    offset: int  # what KafkaSource._committed reads of an OffsetAndMetadata
 
 
 def _codec(text: str) -> str:
