@@ -18,10 +18,11 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from ddc.errors import ConfigError
+from ddc.kafka.options import ClientOptions
 
 PACKAGE = "confluent-kafka"
 _IGNORED = re.compile(r"property (\S+) is an? (producer|consumer) property and will be ignored")
@@ -60,18 +61,13 @@ class CapturedLog(logging.Logger):
 
 
 @dataclass(frozen=True)
-class RdOptions:
+class RdOptions(ClientOptions):
     """How one kind of librdkafka client's `options` table is checked and completed.
 
-    kind: "consumer" or "producer"; key: where the table is in the config (the client key is
+    client: "consumer" or "producer"; key: where the table is in the config (the client key is
     beside it); reserved: property → the DDC setting that owns it; defaults: DDC's, under the
     operator's.
     """
-
-    kind: str
-    key: str
-    reserved: Mapping[str, str]
-    defaults: Mapping[str, Any] = field(default_factory=dict)
 
     def build(
         self, options: Mapping[str, Any] | None, settings: Mapping[str, Any]
@@ -125,7 +121,7 @@ class RdOptions:
         captured = CapturedLog()
         config = {**options, "logger": captured}
         try:
-            if self.kind == "consumer":
+            if self.client == "consumer":
                 client = kafka.Consumer({"group.id": "ddc-config-check", **config})
                 client.poll(0)  # serves the configuration warnings to the logger
                 client.close()
@@ -139,7 +135,9 @@ class RdOptions:
         for line in captured.lines:
             match = _IGNORED.search(line)
             if match:
-                return f"{match.group(1)} is a {match.group(2)} property (ignored by a {self.kind})"
+                return (
+                    f"{match.group(1)} is a {match.group(2)} property (ignored by a {self.client})"
+                )
         return None
 
 

@@ -18,8 +18,9 @@ from gevent.event import Event
 
 from ddc.ingress.sources.base import Source, Submit
 from ddc.ingress.sources.kafka_blocked import BlockedPartitions
+from ddc.ingress.sources.kafka_rebalance import Rebalance
 from ddc.kafka import adapter, batches
-from ddc.kafka.clients import AsyncConsumerRebalanceListener, KafkaConsumer, OffsetAndMetadata
+from ddc.kafka.clients import KafkaConsumer, OffsetAndMetadata
 from ddc.kafka.errors import REBALANCING
 from ddc.kafka.options import ClientOptions
 from ddc.kafka.reachability import Reachability
@@ -186,11 +187,7 @@ class KafkaSource(Source):
     def _step(self) -> None:
         if self.consumer is None:
             self.consumer = self._new_consumer()
-        if self._want_paused:
-            if self._member:
-                self._leave()
-            self._wake.wait(0.5)
-            self._wake.clear()
+        if self._idle_while_paused():
             return
         if not self._member:
             self._join()
@@ -209,13 +206,23 @@ class KafkaSource(Source):
             except REBALANCING as exc:  # the group is moving partitions: not an outage
                 log.warning("offset commit refused during a rebalance (retried after it): %r", exc)
 
+    def _idle_while_paused(self) -> bool:
+        """While paused: leave the group (once), then wait; False when not paused."""
+        if not self._want_paused:
+            return False
+        if self._member:
+            self._leave()
+        self._wake.wait(0.5)
+        self._wake.clear()
+        return True
+
     def _new_consumer(self) -> Any:
         consumer = KafkaConsumer(**self.options)
         log.info("Kafka consumer connected to %s", self.servers)
         return consumer
 
     def _join(self) -> None:
-        self.consumer.subscribe(self.topics, listener=_Rebalance(self))
+        self.consumer.subscribe(self.topics, listener=Rebalance(self))
         self._member = True
         log.info("joining consumer group %s", self.group)
 
@@ -327,7 +334,10 @@ class KafkaSource(Source):
             self._wake.wait(BATCH_RETRY)  # the new consumer starts at the committed offsets
             return
         tp, offset = found
-        error = batches.BatchError(codec, tp.topic, tp.partition, offset, reason)
+        self._hold_back(tp, batches.BatchError(codec, tp.topic, tp.partition, offset, reason))
+
+    def _hold_back(self, tp: Any, error: batches.BatchError) -> None:
+        """Pause the partition of an undecodable batch (fetched again every BATCH_RETRY)."""
         self.blocked.fail(tp, error, time.monotonic())
         if tp in self.partitions:  # still ours (a rebalance may have moved it meanwhile)
             self.consumer.pause(tp)
@@ -362,35 +372,3 @@ class KafkaSource(Source):
 
     def _lost(self, error: str | None) -> None:
         log.error("Kafka source: broker unreachable (%s); retrying with backoff", error)
-
-
-class _Rebalance(AsyncConsumerRebalanceListener):
-    """kafka-python rebalance listener; runs on kafka-python's IO loop (so it must not block)."""
-
-    def __init__(self, source: KafkaSource) -> None:
-        self.source = source
-
-    async def on_partitions_revoked(self, revoked: set[Any]) -> None:
-        source = self.source
-        due = source._due(revoked)
-        if due:
-            try:
-                await source.consumer.commit_async(offsets=due)
-                source._committed(due)
-            except Exception as exc:
-                log.warning("commit on revocation failed (records will be read again): %r", exc)
-        source._forget(revoked)
-        log.info("partitions revoked: %s", _names(revoked))
-
-    async def on_partitions_assigned(self, assigned: set[Any]) -> None:
-        for tp in assigned:
-            self.source._assigned(tp)
-        log.info("partitions assigned: %s", _names(assigned))
-
-    async def on_partitions_lost(self, lost: set[Any]) -> None:
-        self.source._forget(lost)
-        log.warning("partitions lost (group membership expired): %s", _names(lost))
-
-
-def _names(partitions: Iterable[Any]) -> str:
-    return ", ".join(sorted(f"{tp.topic}/{tp.partition}" for tp in partitions)) or "none"

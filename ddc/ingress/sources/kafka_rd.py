@@ -26,7 +26,8 @@ import re
 import time
 from typing import Any, NamedTuple
 
-from ddc.ingress.sources.kafka import BATCH_RETRY, KafkaSource
+from ddc.ingress.sources.kafka import KafkaSource
+from ddc.ingress.sources.kafka_rebalance import names
 from ddc.kafka import batches
 from ddc.kafka.rd_clients import BrokerError, Partition, RdConsumer, is_outage, to_record
 from ddc.kafka.rd_options import RdOptions
@@ -80,11 +81,7 @@ class RdKafkaSource(KafkaSource):
     # --- the loop ---------------------------------------------------------------------------
 
     def _step(self) -> None:
-        if self._want_paused:
-            if self._member:
-                self._leave()
-            self._wake.wait(0.5)
-            self._wake.clear()
+        if self._idle_while_paused():  # no consumer meanwhile: leaving the group closed it
             return
         if self.consumer is None:
             self.consumer = self._new_consumer()
@@ -170,13 +167,7 @@ class RdKafkaSource(KafkaSource):
         codec = _codec(str(error))
         self.metrics.kafka_batch_errors.labels(codec=codec or "none").inc()
         failure = batches.BatchError(codec, tp.topic, tp.partition, message.offset(), str(error))
-        self.blocked.fail(tp, failure, time.monotonic())
-        if tp in self.partitions:
-            self.consumer.pause(tp)
-        retry = f"partition held back, fetched again every {BATCH_RETRY:g}s"
-        self._batch_log(
-            f"{tp.topic}/{tp.partition}", "Kafka source: %s; %s", failure.describe(), retry
-        )
+        self._hold_back(tp, failure)
 
     def _resume_blocked(self) -> None:
         for tp in self.blocked.due(time.monotonic()):
@@ -213,7 +204,7 @@ class RdKafkaSource(KafkaSource):
         for tp in assigned:
             self._assigned(tp)
         self.broker.set(True)
-        log.info("partitions assigned: %s", _names(assigned))
+        log.info("partitions assigned: %s", names(assigned))
 
     def _on_revoke(self, revoked: list[Partition]) -> None:
         due = self._due(revoked)
@@ -224,11 +215,11 @@ class RdKafkaSource(KafkaSource):
             except Exception as exc:
                 log.warning("commit on revocation failed (records will be read again): %r", exc)
         self._forget(revoked)
-        log.info("partitions revoked: %s", _names(revoked))
+        log.info("partitions revoked: %s", names(revoked))
 
     def _on_lost(self, lost: list[Partition]) -> None:
         self._forget(lost)
-        log.warning("partitions lost (group membership expired): %s", _names(lost))
+        log.warning("partitions lost (group membership expired): %s", names(lost))
 
 
 class _Offset(NamedTuple):
@@ -238,7 +229,3 @@ class _Offset(NamedTuple):
 def _codec(text: str) -> str:
     match = re.search(r"codec (0x\d)", text)
     return CODEC_IDS.get(match.group(1), f"unknown({match.group(1)})") if match else ""
-
-
-def _names(partitions: list[Partition]) -> str:
-    return ", ".join(sorted(f"{tp.topic}/{tp.partition}" for tp in partitions)) or "none"
