@@ -4,7 +4,7 @@ Every contender moves the same pre-produced topic of fixed-size records into a f
 the same broker: two baselines are one process that consumes and produces (no diode), with
 kafka-python and with librdkafka (confluent-kafka, devtools/bench/kafka_copy.py); DDC is
 `ddc ingress` (Kafka source) → UDP → `ddc egress` (Kafka sink), with the default disk spool and
-with the in-memory one. A reader in this process counts the records arriving in each target
+with the in-memory one, and with `client = "librdkafka"` on both ends (disk spool). A reader in this process counts the records arriving in each target
 topic; the rate is records over the time from the first arrival to the last, so group joins
 and process start-up do not count.
 """
