@@ -3,7 +3,7 @@
 `python -m devtools.bench.rd_gevent [--bootstrap B] [--records N]` fills a topic, then reads it
 all in a monkey-patched child process per mode, with a 1 ms ticker greenlet beside it:
   nowait      consume(timeout=0) in the greenlet, a cooperative sleep of IDLE_WAIT when nothing
-              was fetched (what ddc.ingress.sources.kafka_rd does)
+              was fetched, gevent.idle() after each batch (what ddc.ingress.sources.kafka_rd does)
   threadpool  consume(timeout=0.1) in gevent's threadpool, the greenlet waiting for the result
 Prints msgs/s, CPU seconds and how late the ticker ran (p99, max: how long the hub was held;
 on a loaded machine the OS scheduler adds to both).
@@ -44,7 +44,9 @@ deadline = time.monotonic() + 300
 while read < count and time.monotonic() < deadline:
     if mode == "nowait":
         messages = consumer.consume(num_messages=2000, timeout=0)
-        if not messages:
+        if messages:
+            gevent.idle()  # IO and timers run between batches
+        else:
             gevent.sleep(idle)
     else:
         messages = pool.spawn(consumer.consume, 2000, 0.1).get()

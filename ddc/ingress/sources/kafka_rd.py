@@ -26,6 +26,8 @@ import re
 import time
 from typing import Any, NamedTuple
 
+import gevent
+
 from ddc.ingress.sources.kafka import KafkaSource
 from ddc.ingress.sources.kafka_rebalance import names
 from ddc.kafka import batches
@@ -91,6 +93,7 @@ class RdKafkaSource(KafkaSource):
         messages = self.consumer.consume(self.max_records)
         if messages:
             self._take(messages)
+            gevent.idle()  # the framer, timers and the HTTP server run between batches
         else:
             self._wake.wait(IDLE_WAIT)
             self._wake.clear()
