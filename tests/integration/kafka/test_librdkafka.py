@@ -2,7 +2,8 @@
 
 The pair with librdkafka on both ends runs the kafka-python path's tests too: per codec
 (test_codecs), SIGTERM and restart (test_lifecycle), failover and pause (test_failover),
-broker outages (test_broker_outage).
+broker outages (test_broker_outage). A record librdkafka refuses is dropped and counted, the
+rest delivered in order.
 """
 
 from __future__ import annotations
@@ -16,9 +17,14 @@ import pytest
 from devtools.harness import DDC
 from tests.integration.kafka.helpers import (
     Daemon,
+    create_topics,
     egress_tables,
     ingress_tables,
+    rd_producer,
+    rd_read_topic,
     rd_tables,
+    unique,
+    wait_until,
 )
 
 pytestmark = pytest.mark.timeout(240)
@@ -91,3 +97,34 @@ def test_unknown_client_is_a_config_error(tmp_path):
     tables = ingress_tables("127.0.0.1:9", ["t"], "g", 9)
     tables["ingress.source"]["client"] = "rdkafka"
     assert "ingress.source.client" in start_fails("ingress", tables, tmp_path)
+
+
+def test_a_record_librdkafka_refuses_is_dropped_counted_and_the_rest_delivered(
+    kafka_bootstrap, make_pair
+):
+    src, dst = unique("rdbig-src"), unique("rdbig-dst")
+    create_topics(kafka_bootstrap, src, dst, partitions=1)
+    pair = make_pair(
+        "big",
+        source=kafka_bootstrap,
+        sink=kafka_bootstrap,
+        topics=[src],
+        group=unique("rdbig"),
+        sink_config={"topic_map": {src: dst}, "options": {"message.max.bytes": 1000}},
+        client="librdkafka",
+    ).start()
+    values = [b"%02d" % i + (b"x" * 3000 if i == 5 else b"y" * 100) for i in range(10)]
+    client = rd_producer(kafka_bootstrap)
+    for value in values:
+        client.produce(src, value=value, partition=0)
+    assert client.flush(30) == 0
+
+    expected = [v for i, v in enumerate(values) if i != 5]
+    got = [m.value() for m in rd_read_topic(kafka_bootstrap, dst, 9, timeout=60, partitions=1)]
+    assert got == expected, pair.diagnosis()
+    wait_until(
+        lambda: pair.egress.metric('ddc_egress_records_dropped_total{reason="rejected"}') == 1, 10
+    )
+    assert pair.egress.health()["sink_buffered_records"] == 0
+    assert "Kafka sink dropped a record (rejected)" in pair.egress.log()
+    assert "MSG_SIZE_TOO_LARGE" in pair.egress.log()
