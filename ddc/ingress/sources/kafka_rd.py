@@ -4,7 +4,8 @@ Everything about offsets is KafkaSource's own code (acks per slice, epochs per a
 commits only of what was acked, a commit before leaving the group or closing); this class only
 drives a different client (ddc.kafka.rd_clients, never holding the gevent hub):
   * the run() greenlet takes what librdkafka has already fetched (consume without waiting) and
-    waits on the source's wake event (IDLE_WAIT) when there was nothing;
+    waits on the source's wake event when there was nothing (IDLE_WAIT, doubled up to IDLE_MAX
+    while nothing comes), and yields to the loop after each batch;
   * rebalance callbacks run inside that consume, in the same greenlet, as kafka-python's
     listener does in its IO loop: a revocation commits what was acked, then forgets the partitions;
   * the periodic commit does not wait (its result comes back through consume, on_commit): a
@@ -37,7 +38,8 @@ from ddc.logs import ThrottledLog
 
 log = logging.getLogger(__name__)
 
-IDLE_WAIT = 0.005  # seconds the loop sleeps when librdkafka had nothing fetched
+IDLE_WAIT = 0.005  # seconds the loop sleeps when librdkafka had nothing fetched, doubled while
+IDLE_MAX = 0.04  # it keeps having nothing, up to this (an idle source wakes 25 times a second)
 PROBE_INTERVAL = 2.0  # seconds between metadata probes while the broker is not known to be up
 PROBE_TIMEOUT = 2.0
 # message errors about one batch of one partition (librdkafka could not decode it)
@@ -71,6 +73,7 @@ class RdKafkaSource(KafkaSource):
         super().__init__(*args)
         self.max_records = int(self.config["poll_max_records"])
         self._probe_at = 0.0
+        self._idle = IDLE_WAIT
         self._error_log = ThrottledLog(log, 10.0)
 
     def _client_options(self, config: dict[str, Any]) -> dict[str, Any]:
@@ -94,9 +97,11 @@ class RdKafkaSource(KafkaSource):
         if messages:
             self._take(messages)
             gevent.idle()  # the framer, timers and the HTTP server run between batches
+            self._idle = IDLE_WAIT
         else:
-            self._wake.wait(IDLE_WAIT)
+            self._wake.wait(self._idle)
             self._wake.clear()
+            self._idle = min(IDLE_MAX, self._idle * 2)
         self._probe()
         if time.monotonic() >= self._next_commit:
             self._commit_soon()
