@@ -104,15 +104,9 @@ def test_a_record_librdkafka_refuses_is_dropped_counted_and_the_rest_delivered(
 ):
     src, dst = unique("rdbig-src"), unique("rdbig-dst")
     create_topics(kafka_bootstrap, src, dst, partitions=1)
-    pair = make_pair(
-        "big",
-        source=kafka_bootstrap,
-        sink=kafka_bootstrap,
-        topics=[src],
-        group=unique("rdbig"),
-        sink_config={"topic_map": {src: dst}, "options": {"message.max.bytes": 1000}},
-        client="librdkafka",
-    ).start()
+    ends = {"source": kafka_bootstrap, "sink": kafka_bootstrap, "client": "librdkafka"}
+    sink = {"topic_map": {src: dst}, "options": {"message.max.bytes": 1000}}  # librdkafka's min
+    pair = make_pair("big", **ends, topics=[src], group=unique("rdbig"), sink_config=sink).start()
     values = [b"%02d" % i + (b"x" * 3000 if i == 5 else b"y" * 100) for i in range(10)]
     client = rd_producer(kafka_bootstrap)
     for value in values:
