@@ -30,6 +30,7 @@ SOCKET_BUFFER_MAX = 2**31 - 1  # setsockopt(SO_RCVBUF/SO_SNDBUF) takes a C int
 MAX_DELAY_MS = 60_000.0  # send_delay_ms, linger_ms
 MAX_COUNT = 10**9  # records or connections a queue or a table may hold
 PEERS = ("ddc", "reference")  # peer: what runs on the other side of the diode
+KAFKA_CLIENTS = ("kafka-python", "librdkafka")  # [ingress.source] / [egress.sink] client
 
 
 # --- ingress -----------------------------------------------------------------------------
@@ -67,6 +68,7 @@ class KafkaSourceSchema(StrictSchema):
         load_default=2000, validate=validate.Range(min=1, max=1_000_000)
     )
     options = fields.Dict(keys=fields.String(), load_default=dict)
+    client = fields.String(load_default="kafka-python", validate=validate.OneOf(KAFKA_CLIENTS))
 
 
 SOURCE_SCHEMAS: dict[str, type[Schema]] = {
@@ -300,6 +302,7 @@ class KafkaSinkSchema(StrictSchema):
     compression_type = fields.String(
         load_default="none", validate=validate.OneOf(["none", "gzip", "snappy", "lz4", "zstd"])
     )
+    client = fields.String(load_default="kafka-python", validate=validate.OneOf(KAFKA_CLIENTS))
 
 
 class DedupSinkSchema(StrictSchema):

@@ -46,12 +46,22 @@ class ReplaySource(Source):
         self.consumer: Any = None
         self._stopped = False
 
+    def _options(self) -> dict[str, Any]:
+        """kafka-python options for the range reader (none when the source's are librdkafka's)."""
+        if self.config.get("client") != "librdkafka":
+            return dict(self.config["options"])
+        log.warning(
+            "ddc replay reads with kafka-python: [ingress.source.options] holds librdkafka "
+            'properties (client = "librdkafka"), so none of them is used'
+        )
+        return {}
+
     def run(self) -> None:
         from ddc.kafka.fetch import OffsetRange, open_range, range_consumer, read_range
 
         gevent.sleep(self.settle)
         try:
-            self.consumer = range_consumer(self.config["bootstrap_servers"], self.config["options"])
+            self.consumer = range_consumer(self.config["bootstrap_servers"], self._options())
         except Exception as exc:  # kafka-python raises many types for an unreachable broker
             for planned in self.ranges:
                 result = self._result(planned)

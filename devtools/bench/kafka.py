@@ -4,7 +4,7 @@ Every contender moves the same pre-produced topic of fixed-size records into a f
 the same broker: two baselines are one process that consumes and produces (no diode), with
 kafka-python and with librdkafka (confluent-kafka, devtools/bench/kafka_copy.py); DDC is
 `ddc ingress` (Kafka source) → UDP → `ddc egress` (Kafka sink), with the default disk spool and
-with the in-memory one. A reader in this process counts the records arriving in each target
+with the in-memory one, and with `client = "librdkafka"` on both ends (disk spool). A reader in this process counts the records arriving in each target
 topic; the rate is records over the time from the first arrival to the last, so group joins
 and process start-up do not count.
 """
@@ -25,6 +25,7 @@ from typing import Any
 
 from dedup_service.embedded import free_port
 from devtools.bench.common import cpu_seconds, mib, peak_rss, print_table
+from devtools.bench.kafka_copy import rdkafka_options
 from devtools.embedded_kafka import FAST_GROUP_OPTIONS, create_topics
 from devtools.harness import Daemon, Process, Stack, python_argv, write_toml
 
@@ -139,11 +140,19 @@ def run_ddc(
     profile: str,
     tag: str,
 ) -> dict[str, Any]:
-    """The pair; `spool` "disk" (the default config) or "memory" (`[egress.spool] dir = ""`)."""
+    """The pair; `spool` "disk" (the default config) or "memory" (`[egress.spool] dir = ""`), or
+    "librdkafka": the default config with `client = "librdkafka"` on both ends."""
     dst = f"{src}-ddc-{tag}"
     work = work / tag
     work.mkdir()
     create_topics(bootstrap, dst, partitions=PARTITIONS)
+    client = "librdkafka" if spool == "librdkafka" else "kafka-python"
+    sink_options: dict[str, Any] = {"linger_ms": 20, "batch_size": 256 * 1024}
+    source_options: dict[str, Any] = dict(FAST_GROUP_OPTIONS)
+    if client == "librdkafka":
+        spool = "disk"
+        sink_options = rdkafka_options(sink_options)
+        source_options = rdkafka_options(source_options)
     udp, http_in, http_out = free_port(socket.SOCK_DGRAM), free_port(), free_port()
     egress_config = write_toml(
         work / "egress.toml",
@@ -154,8 +163,9 @@ def run_ddc(
                 "type": "kafka",
                 "bootstrap_servers": [bootstrap],
                 "topic_map": {src: dst},
+                "client": client,
             },
-            "egress.sink.options": {"linger_ms": 20, "batch_size": 256 * 1024},
+            "egress.sink.options": sink_options,
             "egress.spool": {"dir": str(work / "spool") if spool == "disk" else ""},
         },
     )
@@ -168,8 +178,9 @@ def run_ddc(
                 "bootstrap_servers": [bootstrap],
                 "topics": [src],
                 "group_id": f"{src}-ddc-{tag}",
+                "client": client,
             },
-            "ingress.source.options": FAST_GROUP_OPTIONS,
+            "ingress.source.options": source_options,
             "ingress.transport": {"destination": f"127.0.0.1:{udp}"},
         },
     )
@@ -220,15 +231,22 @@ def py_spy(daemon: Daemon, out: Path) -> subprocess.Popen[bytes]:
 
 # --- entry points ----------------------------------------------------------------------------
 
-CONTENDERS = ("python", "rdkafka", "disk", "memory")
+CONTENDERS = ("python", "rdkafka", "disk", "memory", "librdkafka")
 LABELS = {
     "python": "kafka-python copy (no diode)",
     "rdkafka": "librdkafka copy (no diode)",
     "disk": "ddc pair, disk spool (default)",
     "memory": "ddc pair, in-memory spool",
+    "librdkafka": "ddc pair, librdkafka client",
 }
 # the ratios the issues ask for: (numerator, denominator, target)
-RATIOS = (("disk", "memory", 0.8), ("disk", "python", 1.0), ("disk", "rdkafka", 0.5))
+RATIOS = (
+    ("disk", "memory", 0.8),
+    ("disk", "python", 1.0),
+    ("disk", "rdkafka", 0.5),
+    ("librdkafka", "python", 1.0),
+    ("librdkafka", "rdkafka", 0.5),
+)
 
 
 def report(results: dict[str, list[dict[str, Any]]]) -> None:
@@ -263,7 +281,7 @@ def report(results: dict[str, list[dict[str, Any]]]) -> None:
                 f"egress CPU s memory/disk {spent['memory'] / spent['disk']:.2f} "
                 f"({spent['memory']:.1f} / {spent['disk']:.1f}, medians)"
             )
-    for name in ("disk", "memory"):
+    for name in ("disk", "memory", "librdkafka"):
         for r in results.get(name, []):
             print(f"egress ({name}): {r['lost']:.0f} packets lost, {r['dropped']:.0f} dropped")
 

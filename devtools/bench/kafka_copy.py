@@ -46,8 +46,9 @@ def copy_python(bootstrap: str, src: str, dst: str, group: str, count: int) -> i
 
 
 def rdkafka_options(options: Mapping[str, object]) -> dict[str, object]:
-    """kafka-python style keys as librdkafka properties (session_timeout_ms → session.timeout.ms)."""
-    return {key.removesuffix("_ms").replace("_", ".") + ".ms": v for key, v in options.items()}
+    """kafka-python style keys as librdkafka properties (session_timeout_ms → session.timeout.ms,
+    batch_size → batch.size)."""
+    return {key.replace("_", "."): v for key, v in options.items()}
 
 
 def copy_rdkafka(bootstrap: str, src: str, dst: str, group: str, count: int) -> int:

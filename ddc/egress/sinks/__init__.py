@@ -15,8 +15,11 @@ SINK_CLASSES = {
     "kafka": "ddc.egress.sinks.kafka:KafkaSink",
     "dedup": "ddc.egress.sinks.dedup:DedupSink",
 }
+# [egress.sink] client = "librdkafka": the same sink on a confluent-kafka producer
+LIBRDKAFKA = "ddc.egress.sinks.kafka_rd:RdKafkaSink"
 
 
 def make_sink(config: dict[str, Any], metrics: EgressMetrics) -> Sink:
-    sink: Sink = import_named(SINK_CLASSES[config["type"]])(config, metrics)
+    name = LIBRDKAFKA if config.get("client") == "librdkafka" else SINK_CLASSES[config["type"]]
+    sink: Sink = import_named(name)(config, metrics)
     return sink

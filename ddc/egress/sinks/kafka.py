@@ -80,8 +80,8 @@ def outgoing_headers(record: Record) -> list[tuple[str, bytes]]:
 class KafkaSink(Sink):
     def __init__(self, config: dict[str, Any], metrics: EgressMetrics) -> None:
         super().__init__(config, metrics)
-        adapter.check_version()
-        self.options = producer_options(config)
+        self.options = self._client_options(config)
+        self.servers = ",".join(config["bootstrap_servers"])
         self.topic: str | None = config.get("topic")
         self.topic_map: dict[str, str] = dict(config.get("topic_map") or {})
         self.limit = self.window_records = int(config["buffer_max_records"])
@@ -113,7 +113,7 @@ class KafkaSink(Sink):
         self.owner.supervise(self._pump, name=PUMP, restart_delay=1.0)
         log.info(
             "Kafka sink: brokers %s, topic %s%s",
-            ",".join(self.options["bootstrap_servers"]),
+            self.servers,
             self.topic or "(source topic)",
             f", topic_map {self.topic_map}" if self.topic_map else "",
         )
@@ -147,7 +147,7 @@ class KafkaSink(Sink):
                 self.producer.flush(timeout=max(0.1, deadline - time.monotonic()))
             except Exception as exc:
                 log.error("Kafka sink flush at stop failed: %r", exc)
-            adapter.close_producer(self.producer, 0.5)
+            self._close(self.producer, 0.5)
             self.producer = None
         left = self.buffered
         if left:
@@ -193,8 +193,9 @@ class KafkaSink(Sink):
                 self._idle.set()
             self._check_stall()
             self._log_drops()
+            idle = self._serve()
             waiting = self.producer is None or self._retry
-            self._wake.wait(max(0.01, self._retry_at - time.monotonic()) if waiting else 0.5)
+            self._wake.wait(max(0.01, self._retry_at - time.monotonic()) if waiting else idle)
             self._wake.clear()
 
     def _check_stall(self) -> None:
@@ -208,8 +209,7 @@ class KafkaSink(Sink):
 
     def _connect(self) -> None:
         try:
-            self.producer = create(KafkaProducer, **self.options)
-            coalesce_wakeups(self.producer)
+            self.producer = self._new_producer()
         except Exception as exc:
             self._failed(exc)
             return
@@ -228,15 +228,16 @@ class KafkaSink(Sink):
             log.warning(
                 "Kafka sink: replacing the producer after a failed delivery (%s)", self.broker.error
             )
-            self.owner.spawn(adapter.close_producer, old, 1.0, name="kafka-sink-close")
+            self.owner.spawn(self._close, old, 1.0, name="kafka-sink-close")
 
     def _send_some(self) -> None:
         """Hand everything queued to the producer: the retries first, then new records."""
         generation = self._generation
         while (self._retry or self._pending) and not self._closing and not self._replace:
             number, record = heapq.heappop(self._retry) if self._retry else self._pending.popleft()
+            done = self._callback(generation, number)
             try:
-                future = self._produce(record)
+                future = self._produce(record, done)
             except RECORD_REJECTED as exc:
                 self._drop("rejected", f"the producer refused a record: {exc!r}")
                 self._settled(number)
@@ -248,11 +249,37 @@ class KafkaSink(Sink):
             if not self._inflight:
                 self._progress_at = time.monotonic()
             self._inflight[number] = record
-            adapter.on_completion(future, functools.partial(self._done, generation, number))
+            self._completion(future, done)
             if len(self._inflight) % 1000 == 0:
+                self._serve()
                 full_turn()  # let the receiver and the producer's IO run during a big backlog
 
-    def _produce(self, record: Record) -> Any:
+    # --- the client (kafka-python here; RdKafkaSink overrides these) ------------------------
+
+    def _client_options(self, config: dict[str, Any]) -> dict[str, Any]:
+        adapter.check_version()
+        return producer_options(config)
+
+    def _new_producer(self) -> Any:
+        producer = create(KafkaProducer, **self.options)
+        coalesce_wakeups(producer)
+        return producer
+
+    def _close(self, producer: Any, timeout: float) -> None:
+        adapter.close_producer(producer, timeout)
+
+    def _serve(self) -> float:
+        """Serve the client's events (kafka-python's IO runs by itself); seconds to idle."""
+        return 0.5
+
+    def _callback(self, generation: int, number: int) -> Any:
+        return functools.partial(self._done, generation, number)
+
+    @staticmethod
+    def _completion(future: Any, callback: Any) -> None:
+        adapter.on_completion(future, callback)
+
+    def _produce(self, record: Record, done: Any) -> Any:
         topic = self._target_topic(record)
         return self.producer.send(
             topic,

@@ -13,8 +13,11 @@ SOURCE_CLASSES = {
     "tcp": "ddc.ingress.sources.tcp:TcpSource",
     "kafka": "ddc.ingress.sources.kafka:KafkaSource",
 }
+# [ingress.source] client = "librdkafka": the same source on a confluent-kafka consumer
+LIBRDKAFKA = "ddc.ingress.sources.kafka_rd:RdKafkaSource"
 
 
 def make_source(config: dict[str, Any], submit: Submit, metrics: IngressMetrics) -> Source:
-    source: Source = import_named(SOURCE_CLASSES[config["type"]])(config, submit, metrics)
+    name = LIBRDKAFKA if config.get("client") == "librdkafka" else SOURCE_CLASSES[config["type"]]
+    source: Source = import_named(name)(config, submit, metrics)
     return source

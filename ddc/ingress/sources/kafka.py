@@ -18,8 +18,9 @@ from gevent.event import Event
 
 from ddc.ingress.sources.base import Source, Submit
 from ddc.ingress.sources.kafka_blocked import BlockedPartitions
+from ddc.ingress.sources.kafka_rebalance import Rebalance
 from ddc.kafka import adapter, batches
-from ddc.kafka.clients import AsyncConsumerRebalanceListener, KafkaConsumer, OffsetAndMetadata
+from ddc.kafka.clients import KafkaConsumer, OffsetAndMetadata
 from ddc.kafka.construct import create
 from ddc.kafka.errors import REBALANCING
 from ddc.kafka.options import ClientOptions
@@ -74,8 +75,9 @@ def consumer_options(config: dict[str, Any]) -> dict[str, Any]:
 class KafkaSource(Source):
     def __init__(self, config: dict[str, Any], submit: Submit, metrics: IngressMetrics) -> None:
         super().__init__(config, submit, metrics)
-        adapter.check_version()
-        self.options = consumer_options(config)
+        self.options = self._client_options(config)
+        self.group = str(config["group_id"])
+        self.servers = ",".join(config["bootstrap_servers"])
         self.topics = list(config["topics"])
         self.commit_interval = float(config["commit_interval"])
         self.consumer: Any = None
@@ -101,8 +103,8 @@ class KafkaSource(Source):
         log.info(
             "Kafka source: topics %s, group %s, brokers %s",
             ",".join(self.topics),
-            self.options["group_id"],
-            ",".join(self.options["bootstrap_servers"]),
+            self.group,
+            self.servers,
         )
 
     def run(self) -> None:
@@ -143,7 +145,7 @@ class KafkaSource(Source):
         self._run_done.wait(max(0.0, timeout / 2))
         if self.consumer is not None:
             self._close_consumer(deadline)
-            log.info("Kafka source closed (left group %s)", self.options["group_id"])
+            log.info("Kafka source closed (left group %s)", self.group)
 
     def _close_consumer(self, deadline: float) -> None:
         """Commit what crossed and close the consumer; the next _step() creates a new one."""
@@ -173,16 +175,20 @@ class KafkaSource(Source):
             "kafka_batch_errors": [error.describe() for error in self.blocked.errors()],
         }
 
+    def _client_options(self, config: dict[str, Any]) -> dict[str, Any]:
+        adapter.check_version()
+        return consumer_options(config)
+
+    @staticmethod
+    def _records(messages: list[Any]) -> list[Any]:
+        return [to_record(m) for m in messages]
+
     # --- the loop ---------------------------------------------------------------------------
 
     def _step(self) -> None:
         if self.consumer is None:
             self.consumer = self._new_consumer()
-        if self._want_paused:
-            if self._member:
-                self._leave()
-            self._wake.wait(0.5)
-            self._wake.clear()
+        if self._idle_while_paused():
             return
         if not self._member:
             self._join()
@@ -201,15 +207,25 @@ class KafkaSource(Source):
             except REBALANCING as exc:  # the group is moving partitions: not an outage
                 log.warning("offset commit refused during a rebalance (retried after it): %r", exc)
 
+    def _idle_while_paused(self) -> bool:
+        """While paused: leave the group (once), then wait; False when not paused."""
+        if not self._want_paused:
+            return False
+        if self._member:
+            self._leave()
+        self._wake.wait(0.5)
+        self._wake.clear()
+        return True
+
     def _new_consumer(self) -> Any:
         consumer = create(KafkaConsumer, **self.options)
-        log.info("Kafka consumer connected to %s", ",".join(self.options["bootstrap_servers"]))
+        log.info("Kafka consumer connected to %s", self.servers)
         return consumer
 
     def _join(self) -> None:
-        self.consumer.subscribe(self.topics, listener=_Rebalance(self))
+        self.consumer.subscribe(self.topics, listener=Rebalance(self))
         self._member = True
-        log.info("joining consumer group %s", self.options["group_id"])
+        log.info("joining consumer group %s", self.group)
 
     def _leave(self) -> None:
         """Commit what crossed, then leave the group so Kafka moves our partitions elsewhere."""
@@ -227,7 +243,7 @@ class KafkaSource(Source):
         self.consumer.unsubscribe()
         self._forget(list(self.partitions))
         self._member = False
-        log.warning("left consumer group %s (paused)", self.options["group_id"])
+        log.warning("left consumer group %s (paused)", self.group)
 
     def _submit(self, batch: dict[Any, list[Any]]) -> None:
         """Per partition, in slices: an ack then covers few records, so a stop that cannot send
@@ -243,8 +259,7 @@ class KafkaSource(Source):
                 part = messages[start : start + SUBMIT_SLICE]
                 state.consumed = part[-1].offset + 1
                 self.submit(
-                    [to_record(m) for m in part],
-                    self._make_ack([(tp, state.epoch, state.consumed)]),
+                    self._records(part), self._make_ack([(tp, state.epoch, state.consumed)])
                 )
 
     def _make_ack(self, upto: list[tuple[Any, int, int]]) -> Callable[[], None]:
@@ -320,7 +335,10 @@ class KafkaSource(Source):
             self._wake.wait(BATCH_RETRY)  # the new consumer starts at the committed offsets
             return
         tp, offset = found
-        error = batches.BatchError(codec, tp.topic, tp.partition, offset, reason)
+        self._hold_back(tp, batches.BatchError(codec, tp.topic, tp.partition, offset, reason))
+
+    def _hold_back(self, tp: Any, error: batches.BatchError) -> None:
+        """Pause the partition of an undecodable batch (fetched again every BATCH_RETRY)."""
         self.blocked.fail(tp, error, time.monotonic())
         if tp in self.partitions:  # still ours (a rebalance may have moved it meanwhile)
             self.consumer.pause(tp)
@@ -355,35 +373,3 @@ class KafkaSource(Source):
 
     def _lost(self, error: str | None) -> None:
         log.error("Kafka source: broker unreachable (%s); retrying with backoff", error)
-
-
-class _Rebalance(AsyncConsumerRebalanceListener):
-    """kafka-python rebalance listener; runs on kafka-python's IO loop (so it must not block)."""
-
-    def __init__(self, source: KafkaSource) -> None:
-        self.source = source
-
-    async def on_partitions_revoked(self, revoked: set[Any]) -> None:
-        source = self.source
-        due = source._due(revoked)
-        if due:
-            try:
-                await source.consumer.commit_async(offsets=due)
-                source._committed(due)
-            except Exception as exc:
-                log.warning("commit on revocation failed (records will be read again): %r", exc)
-        source._forget(revoked)
-        log.info("partitions revoked: %s", _names(revoked))
-
-    async def on_partitions_assigned(self, assigned: set[Any]) -> None:
-        for tp in assigned:
-            self.source._assigned(tp)
-        log.info("partitions assigned: %s", _names(assigned))
-
-    async def on_partitions_lost(self, lost: set[Any]) -> None:
-        self.source._forget(lost)
-        log.warning("partitions lost (group membership expired): %s", _names(lost))
-
-
-def _names(partitions: Iterable[Any]) -> str:
-    return ", ".join(sorted(f"{tp.topic}/{tp.partition}" for tp in partitions)) or "none"

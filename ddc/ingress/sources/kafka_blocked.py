@@ -50,5 +50,12 @@ class BlockedPartitions:
             self._errors.pop(tp, None)
             self._resume_at.pop(tp, None)
 
+    def paused(self, tp: Any) -> bool:
+        """Whether tp waits for its retry (what was fetched of it meanwhile is not taken)."""
+        return tp in self._resume_at
+
+    def error(self, tp: Any) -> BatchError | None:
+        return self._errors.get(tp)
+
     def errors(self) -> list[BatchError]:
         return sorted(self._errors.values(), key=lambda e: (e.topic, e.partition))

@@ -190,6 +190,15 @@ def egress_tables(
     }
 
 
+def rd_tables(tables: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Ingress tables with `client = "librdkafka"` and the same options as librdkafka names them."""
+    from devtools.bench.kafka_copy import rdkafka_options
+
+    tables["ingress.source"]["client"] = "librdkafka"
+    tables["ingress.source.options"] = rdkafka_options(tables["ingress.source.options"])
+    return tables
+
+
 class Pair:
     """An ingress (Kafka source) and its egress (Kafka sink), one link."""
 
@@ -204,20 +213,22 @@ class Pair:
         sink_config: dict[str, Any],
         ingress_transport: dict[str, Any] | None = None,
         egress_transport: dict[str, Any] | None = None,
+        client: str = "kafka-python",
     ) -> None:
+        """client: both ends' Kafka client ("librdkafka": confluent-kafka, its option names)."""
         port = free_port(socket.SOCK_DGRAM)
+        if client == "librdkafka":
+            sink_config = {**sink_config, "client": client}
         self.egress = Daemon(
             "egress",
             name,
             directory,
             egress_tables(sink, port, sink_config, **(egress_transport or {})),
         )
-        self.ingress = Daemon(
-            "ingress",
-            name,
-            directory,
-            ingress_tables(source, topics, group, port, **(ingress_transport or {})),
-        )
+        tables = ingress_tables(source, topics, group, port, **(ingress_transport or {}))
+        if client == "librdkafka":
+            tables = rd_tables(tables)
+        self.ingress = Daemon("ingress", name, directory, tables)
 
     def diagnosis(self) -> str:
         """Both sides' health and counters, for an assertion message."""

@@ -39,8 +39,9 @@ def keys_of(consumed) -> set[bytes]:
 @pytest.mark.skipif(
     not moto_available(), reason="moto[server] (S3 storage for Tansu) not installed"
 )
+@pytest.mark.parametrize("client", ["kafka-python", "librdkafka"])
 def test_source_broker_down_10s_nothing_lost_or_skipped(
-    tmp_path: Path, kafka_bootstrap: str, make_pair
+    tmp_path: Path, kafka_bootstrap: str, make_pair, client
 ):
     # Tansu's default memory storage forgets topics and committed offsets on restart, so the
     # source broker keeps its data in S3 (moto's server), as a production broker keeps its log.
@@ -56,7 +57,7 @@ def test_source_broker_down_10s_nothing_lost_or_skipped(
         # ~160-byte records at 2 Mbit/s: the stream takes ~8 s, so the broker dies mid-stream
         pair = make_pair(
             "a", source=source, sink=target, topics=["src"], group="outage",
-            sink_config={"topic": dst}, ingress_transport={"rate": "2Mbit"},
+            sink_config={"topic": dst}, ingress_transport={"rate": "2Mbit"}, client=client,
         ).start()  # fmt: skip
         wait_until(
             lambda: len(read_topic(target, dst, lambda c: len(c) >= 1500, 5)) >= 1500,
@@ -89,7 +90,10 @@ def test_source_broker_down_10s_nothing_lost_or_skipped(
         store.stop()
 
 
-def test_target_broker_down_spools_then_delivers(tmp_path: Path, kafka_bootstrap: str, make_pair):
+@pytest.mark.parametrize("client", ["kafka-python", "librdkafka"])
+def test_target_broker_down_spools_then_delivers(
+    tmp_path: Path, kafka_bootstrap: str, make_pair, client
+):
     target = EmbeddedKafka(data_dir=tmp_path / "target").start()
     try:
         src, dst = unique("sinkout-src"), "mirror"
@@ -97,7 +101,7 @@ def test_target_broker_down_spools_then_delivers(tmp_path: Path, kafka_bootstrap
         create_topics(target.bootstrap, dst)
         pair = make_pair(
             "a", source=kafka_bootstrap, sink=target.bootstrap, topics=[src], group=unique("g"),
-            sink_config={"topic": dst, "buffer_max_records": 3000},
+            sink_config={"topic": dst, "buffer_max_records": 3000}, client=client,
         ).start()  # fmt: skip
         produce(kafka_bootstrap, src, 0, 500)
         read_topic(target.bootstrap, dst, lambda c: len(c) >= 500, 30)

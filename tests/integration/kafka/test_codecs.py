@@ -1,6 +1,7 @@
 """Compressed topics: librdkafka (confluent-kafka) producers and consumers on both ends.
 
-Per codec: a confluent-kafka producer writes a topic with compression.type = codec into the
+Per codec (and without one), with each Kafka client on the pair's ends (kafka-python, the
+default, and librdkafka): a confluent-kafka producer writes a topic with compression.type = codec into the
 real broker; a pair (Kafka source -> Kafka sink with compression_type = codec) mirrors it; a
 confluent-kafka consumer reads the target. Every record identical (key, value, headers), per
 key in order, and the batches the broker serves are compressed with that codec on both sides.
@@ -48,8 +49,10 @@ def produce(bootstrap: str, topic: str, codec: str, count: int) -> dict[bytes, l
     return expected
 
 
-@pytest.mark.parametrize("codec", CODECS)
-def test_compressed_topic_crosses_identical_and_in_order(kafka_bootstrap, make_pair, codec):
+@pytest.mark.parametrize("client", ["kafka-python", "librdkafka"])
+@pytest.mark.parametrize("codec", ["none", *CODECS])
+def test_compressed_topic_crosses_identical_and_in_order(kafka_bootstrap, make_pair, codec, client):
+    """client: the pair's Kafka client on both ends (the producer and reader are librdkafka)."""
     src, dst = unique(f"codec-src-{codec}"), unique(f"codec-dst-{codec}")
     create_topics(kafka_bootstrap, src, dst)
     pair = make_pair(
@@ -59,6 +62,7 @@ def test_compressed_topic_crosses_identical_and_in_order(kafka_bootstrap, make_p
         topics=[src],
         group=unique("codec"),
         sink_config={"topic_map": {src: dst}, "compression_type": codec},
+        client=client,
     ).start()
     expected = produce(kafka_bootstrap, src, codec, COUNT)
     assert stored_codecs(kafka_bootstrap, src, COUNT) == {codec}  # librdkafka compressed it
@@ -71,6 +75,13 @@ def test_compressed_topic_crosses_identical_and_in_order(kafka_bootstrap, make_p
     assert len(messages) == COUNT, pair.diagnosis()
     assert got == expected  # every record identical, per key in the order produced
     assert stored_codecs(kafka_bootstrap, dst, COUNT) == {codec}  # the sink compressed it
+    # the sink settled every record on the broker's acknowledgement: nothing in flight or spooled
+    settled = wait_until(
+        lambda: (h := pair.egress.health())["sink_buffered_records"] == 0 and h, 10
+    )
+    assert settled["kafka_connected"] is True and settled["sink_ok"] is True
+    assert settled["spool"]["chunks"] == 0, settled
+    assert pair.ingress.health()["kafka_member"] is True
     assert pair.ingress.metric("ddc_ingress_kafka_batch_errors_total") == 0
     assert pair.egress.metric("ddc_egress_packets_lost_total") == 0
 

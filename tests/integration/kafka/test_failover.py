@@ -26,8 +26,17 @@ def produce(bootstrap: str, topic: str, start: int, count: int) -> None:
     client.close()
 
 
+CLIENTS = pytest.mark.parametrize("client", ["kafka-python", "librdkafka"])
+
+
 def two_pairs(
-    make_pair, bootstrap: str, src: str, dst: str, group: str, **transport
+    make_pair,
+    bootstrap: str,
+    src: str,
+    dst: str,
+    group: str,
+    client: str = "kafka-python",
+    **transport,
 ) -> tuple[Pair, Pair]:
     pairs = tuple(
         make_pair(
@@ -38,6 +47,7 @@ def two_pairs(
             group=group,
             sink_config={"topic_map": {src: dst}},
             ingress_transport=transport,
+            client=client,
         ).start()  # fmt: skip
         for name in ("a", "b")
     )
@@ -52,11 +62,12 @@ def assigned(pair: Pair) -> list[str]:
     return pair.ingress.health()["assigned_partitions"]
 
 
-def test_kill_9_first_ingress_every_record_still_arrives(kafka_bootstrap: str, make_pair):
+@CLIENTS
+def test_kill_9_first_ingress_every_record_still_arrives(kafka_bootstrap: str, make_pair, client):
     src, dst = unique("fo-src"), unique("fo-dst")
     create_topics(kafka_bootstrap, src, dst)
     # ~240-byte records at 4 Mbit/s per pair: 20,000 records take ~5 s, so the kill lands mid-stream
-    a, b = two_pairs(make_pair, kafka_bootstrap, src, dst, unique("fo"), rate="4Mbit")
+    a, b = two_pairs(make_pair, kafka_bootstrap, src, dst, unique("fo"), client, rate="4Mbit")
     count = 20_000
     produce(kafka_bootstrap, src, 0, count)
 
@@ -91,10 +102,13 @@ def test_kill_9_first_ingress_every_record_still_arrives(kafka_bootstrap: str, m
     a.egress.stop()
 
 
-def test_pause_moves_all_partitions_and_resume_takes_some_back(kafka_bootstrap: str, make_pair):
+@CLIENTS
+def test_pause_moves_all_partitions_and_resume_takes_some_back(
+    kafka_bootstrap: str, make_pair, client
+):
     src, dst = unique("pause-src"), unique("pause-dst")
     create_topics(kafka_bootstrap, src, dst)
-    a, b = two_pairs(make_pair, kafka_bootstrap, src, dst, unique("pause"))
+    a, b = two_pairs(make_pair, kafka_bootstrap, src, dst, unique("pause"), client)
 
     assert a.ingress.post("/admin/pause") == {"paused": True}
     paused_at = time.monotonic()
