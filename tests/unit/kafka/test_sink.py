@@ -270,8 +270,11 @@ def test_a_hub_that_never_goes_idle_does_not_hold_the_pump():
     busy = gevent.spawn(lambda: [gevent.sleep(0) for _ in iter(int, 1)])
     try:
         sink.send([record(i) for i in range(2500)], Done())
-        gevent.sleep(0.3)
-        assert len(FakeProducer.instances[0].sent) == 2500
+        sent = FakeProducer.instances[0].sent
+        deadline = time.monotonic() + 5.0  # the old pump stayed at 1000 for good
+        while len(sent) < 2500 and time.monotonic() < deadline:
+            gevent.sleep(0.05)
+        assert len(sent) == 2500
     finally:
         busy.kill()
         sink.stop(0.1)
