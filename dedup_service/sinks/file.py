@@ -14,18 +14,11 @@ import threading
 from collections.abc import Iterator
 from typing import Any, BinaryIO
 
+from ddc.egress.sinks.framing import framed
 from ddc.protocol.record import Record
 from dedup_service.errors import SinkFailed
-from dedup_service.keys import IDEMPOTENCY_HEADER
+from dedup_service.keys import IDEMPOTENCY_HEADER, header_value
 from dedup_service.sinks.base import Sink
-
-
-def frame(value: bytes, framing: str) -> bytes:
-    if framing == "length_prefixed":
-        return struct.pack(">I", len(value)) + value
-    if framing == "lines":
-        return value + b"\n"
-    return value
 
 
 class FileSink(Sink):
@@ -40,14 +33,11 @@ class FileSink(Sink):
         self.handle = open(path, "ab")
 
     def send(self, records: list[Record]) -> None:
-        framing = self.config["framing"]
-        if self.config.get("write_ids"):
-            data = b"".join(
-                frame(idempotency_key(record), framing) + frame(record.value or b"", framing)
-                for record in records
-            )
-        else:
-            data = b"".join(frame(record.value or b"", framing) for record in records)
+        if self.config.get("write_ids"):  # each id framed as a value of its own, before it
+            records = [
+                part for record in records for part in (Record(idempotency_key(record)), record)
+            ]
+        data = framed(records, self.config["framing"])
         with self.lock:
             try:
                 assert self.handle is not None, "sink not started"
@@ -66,9 +56,9 @@ class FileSink(Sink):
 
 
 def idempotency_key(record: Record) -> bytes:
-    for name, value in record.headers:
-        if name == IDEMPOTENCY_HEADER and value is not None:
-            return value
+    value = header_value(record, IDEMPOTENCY_HEADER)
+    if value is not None:
+        return value
     raise SinkFailed(f"a record without its {IDEMPOTENCY_HEADER} header reached the file sink")
 
 
