@@ -75,12 +75,14 @@ class Sink:
         """Extra fields for /healthz; include "sink_ok": bool when the sink can tell."""
         return {}
 
-    def supervised_health(self, name: str, ok: bool) -> dict[str, Any]:
-        """ "sink_ok" of a sink whose greenlet `name` runs under supervision: false while that
-        greenlet is failing (its failure then in "sink_error"), else the sink's own state `ok`."""
-        failure = self.owner.failing(name)
-        if failure is not None:
-            return {"sink_ok": False, "sink_error": failure}
+    def supervised_health(self, ok: bool, *names: str) -> dict[str, Any]:
+        """ "sink_ok" of a sink whose greenlets `names` run under supervision: false while one of
+        them is failing (the first one's failure then in "sink_error"), else the sink's own
+        state `ok`."""
+        for name in names:
+            failure = self.owner.failing(name)
+            if failure is not None:
+                return {"sink_ok": False, "sink_error": failure}
         return {"sink_ok": ok}
 
 

@@ -138,15 +138,7 @@ class DedupSink(Sink):
         return len(self.buffer) + sum(len(batch) for batch in self.batches if batch)
 
     def health(self) -> dict[str, Any]:
-        health = next(
-            (
-                self.supervised_health(name, self.ok)
-                for name in self.names
-                if self.owner.failing(name) is not None
-            ),
-            {"sink_ok": self.ok},
-        )
-        return {**health, "dedup_buffered": self.buffered()}
+        return {**self.supervised_health(self.ok, *self.names), "dedup_buffered": self.buffered()}
 
     # --- the sender greenlet ---------------------------------------------------------------
 

@@ -100,6 +100,6 @@ class TcpSink(TargetSink):
 
     def health(self) -> dict[str, Any]:
         return {
-            **self.supervised_health(WRITER, self.connected),
+            **self.supervised_health(self.connected, WRITER),
             "sink_buffered_bytes": self.buffer.cost,
         }
