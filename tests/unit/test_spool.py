@@ -144,6 +144,28 @@ def test_rotation_and_deletion(tmp_path: Path) -> None:
     assert DiskSpool(str(tmp_path), 1 << 20).pending == 0
 
 
+def test_segments_deleted_before_the_sync_are_never_fsynced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spool = DiskSpool(str(tmp_path), 1 << 20, segment_bytes=1000)
+    spool.sync()
+    for p in payloads(40):  # five segments of 8 entries
+        spool.append(p)
+    for _ in range(16):
+        spool.ack(spool.read().seq)  # the first two segments wholly acknowledged and deleted
+    synced: list[str] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(
+        os, "fsync", lambda fd: (synced.append(os.readlink(f"/proc/self/fd/{fd}")), real_fsync(fd))
+    )
+    spool.sync()
+    segments_synced = [os.path.basename(p) for p in synced if ".seg" in p]
+    assert segments_synced == [segment_name(17), segment_name(25), segment_name(33)]
+    spool.close()
+    restarted = DiskSpool(str(tmp_path), 1 << 20)
+    assert restarted.pending == 24
+
+
 @pytest.mark.parametrize("kind", ["disk", "memory"])
 def test_drop_newest_exact(tmp_path: Path, kind: str) -> None:
     dropped: list[bytes] = []

@@ -11,8 +11,11 @@ Rules, on top of base.py's:
   egress flushes whenever its deliverer runs (after each burst the receiver takes, at most 32
   datagrams), so a kill -9 loses at most the entries of that burst, like the datagrams waiting
   in the socket's buffer; a power loss loses at most what was appended since the last sync()
-  (fsync_interval). With fsync_interval 0 every append is written and fsynced (much slower). A segment is closed once it holds `segment_bytes`; the next one is
-  named after its first sequence number. A failed write (disk full) is undone, its entries
+  (fsync_interval). With fsync_interval 0 every append is written and fsynced (much slower).
+  A segment is closed once it holds `segment_bytes`; the next one is named after its first
+  sequence number. A closed segment deleted (wholly acknowledged or dropped) before the next
+  sync() is never fsynced: a target that keeps up means the disk sees little more than the
+  active segment. A failed write (disk full) is undone, its entries
   counted as "write_error" and dropped.
 * drop_oldest frees whole segments: the oldest one that the reader has not started and that is
   not the active one is deleted and each of its entries counted; when no such segment exists
@@ -83,7 +86,8 @@ class DiskSpool(Spool):
         self.torn_entries = 0
         self.torn_bytes = 0
         self._synced_ack = 0
-        self._unsynced: list[int] = []  # fds of closed segments written since the last sync
+        # closed segments written since the last sync, with their still open descriptors
+        self._unsynced: dict[Segment, int] = {}
         self._dirty = False
         self._dir_dirty = False
         self._parts: list[Payload] = []  # appended, not yet written: header, payload, ...
@@ -230,7 +234,7 @@ class DiskSpool(Spool):
 
     def _rotate(self) -> Segment:
         segment = seg.create(self.directory, self.next_seq)
-        self._unsynced.append(self._fd)
+        self._unsynced[self.segments[-1]] = self._fd
         self._fd = os.open(segment.path, os.O_WRONLY | os.O_APPEND)
         self.segments.append(segment)
         self.bytes += segment.size
@@ -270,6 +274,9 @@ class DiskSpool(Spool):
             os.unlink(segment.path)
         except OSError as exc:
             log.error("spool %s: cannot delete %s: %s", self.directory, segment.path, exc)
+        fd = self._unsynced.pop(segment, None)
+        if fd is not None:  # deleted before its fsync: its pages need never reach the disk
+            os.close(fd)
         self.bytes -= segment.size
         self._dir_dirty = True
 
@@ -322,8 +329,8 @@ class DiskSpool(Spool):
         egress passes gevent's threadpool so the receiver keeps running meanwhile)."""
         run = run or _direct
         self.flush()
-        closed, self._unsynced = self._unsynced, []
-        for fd in closed:
+        closed, self._unsynced = self._unsynced, {}
+        for fd in closed.values():
             run(os.fsync, fd)
             os.close(fd)
         if self._dirty:

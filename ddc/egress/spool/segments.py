@@ -32,7 +32,7 @@ class SpoolError(DDCError):
     """A spool directory that cannot be used as it is (foreign files, no permission)."""
 
 
-@dataclass
+@dataclass(eq=False)  # identity: the spool keys its open descriptors by segment
 class Segment:
     first_seq: int
     path: str
