@@ -128,13 +128,10 @@ def test_the_copied_files_build_a_wheel_with_both_commands(tmp_path):
                 )
             else:
                 shutil.copy2(path, context / source)
-    result = pip_wheel(context, tmp_path / "wheels", timeout=170)
-    if (
-        result.returncode != 0
-        and "setuptools" in result.stderr
-        and "No matching distribution" in result.stderr
-    ):
-        pytest.skip("no package index reachable for the build backend")
+    # the build backend from the test's environment: what is checked is the COPYed file list
+    # (an isolated build fetched setuptools from the package index: about a minute)
+    options = ("--no-build-isolation", "--disable-pip-version-check")
+    result = pip_wheel(context, tmp_path / "wheels", *options, timeout=170)
     assert result.returncode == 0, result.stderr
     with built_wheel(tmp_path / "wheels") as archive:
         names = archive.namelist()
