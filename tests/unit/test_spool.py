@@ -328,3 +328,11 @@ def test_kill_loses_only_unflushed(tmp_path: Path) -> None:
     again = DiskSpool(str(tmp_path), 1 << 20)
     assert drain(again) == data[:6] and again.torn_entries == 0
     again.close()
+
+
+def test_default_segments_are_small_enough_to_delete_on_the_receive_loop() -> None:
+    from ddc.egress.spool.disk import default_segment_bytes
+
+    assert default_segment_bytes(8 << 30) == 4 << 20  # the default max_bytes
+    assert default_segment_bytes(64 << 20) == 2 << 20
+    assert default_segment_bytes(1 << 20) == 1 << 20
