@@ -95,14 +95,17 @@ def _json_field(value: bytes, path: tuple[str, ...]) -> str:
     return str(node)
 
 
+_LENGTH = struct.Struct(">i")
+
+
 def _content_digest(record: Record, size: int) -> str:
-    digest = hashlib.blake2b(digest_size=size)
+    """BLAKE2b of the key's length (-1: none), the key and the value, in one update."""
     key = record.key
-    digest.update(struct.pack(">i", -1 if key is None else len(key)))
-    if key:
-        digest.update(key)
-    digest.update(record.value or b"")
-    return digest.hexdigest()
+    if key is None:
+        data = _LENGTH.pack(-1) + (record.value or b"")
+    else:
+        data = _LENGTH.pack(len(key)) + key + (record.value or b"")
+    return hashlib.blake2b(data, digest_size=size).hexdigest()
 
 
 def fingerprint(record: Record) -> str:

@@ -4,7 +4,8 @@ Keys (all under `key_prefix`, hash-tagged by shard so that every script touches 
   {prefix}:{S}:i:{id}   the claim (lua.py describes the value), TTL pending_timeout or window
   {prefix}:{S}:d        ids claimed first, scored by time, until divergence_window has passed
   {prefix}:links        link name → bit index;   {prefix}:stats   per-link counters
-S = crc32(id) mod 64. A batch costs one script call per shard, all in one pipeline. Needs
+S = crc32(id) mod 64. A batch's claim (or commit) is one script call covering every shard on a
+standalone server; on Redis Cluster one call per shard, each routed by its slot. Needs
 Redis >= 7.0 or Valkey (SET NX GET).
 
 Memory per id (measured on Valkey 9.1, tests/integration/dedup/test_memory.py, 100,000 ids of
@@ -75,15 +76,19 @@ def shard_of(ident: str) -> int:
     return zlib.crc32(ident.encode()) % SHARDS
 
 
-def _encode(values: list[str]) -> bytes:
+def _encode(values: Sequence[Any]) -> bytes:
     return json.dumps(values, ensure_ascii=False, separators=(",", ":")).encode()
 
 
-def _pairs(ids: Sequence[str], fingerprints: Sequence[str], indices: list[int]) -> bytes:
+def _flat_pairs(ids: Sequence[str], fingerprints: Sequence[str], indices: list[int]) -> list[str]:
     flat: list[str] = []
     for index in indices:
         flat += (ids[index], fingerprints[index])
-    return _encode(flat)
+    return flat
+
+
+def _pairs(ids: Sequence[str], fingerprints: Sequence[str], indices: list[int]) -> bytes:
+    return _encode(_flat_pairs(ids, fingerprints, indices))
 
 
 def _scatter(size: int, groups: dict[int, list[int]], replies: list[bytes]) -> list[int]:
@@ -280,11 +285,25 @@ class Store:
     def _per_id(
         self, name: str, ids: Sequence[str], fingerprints: Sequence[str], args: list[Any]
     ) -> list[int]:
-        """CLAIM or COMMIT of (id, fingerprint) pairs: one result digit per id, in input order."""
-        groups, replies = self._per_shard(
-            name, ids, args, lambda indices: _pairs(ids, fingerprints, indices)
-        )
-        return _scatter(len(ids), groups, replies)
+        """CLAIM or COMMIT of (id, fingerprint) pairs: one result digit per id, in input order.
+
+        Standalone: the script's _SHARDS form, once for the whole batch; Cluster: once per shard.
+        """
+        if self.cluster:
+            groups, replies = self._per_shard(
+                name, ids, args, lambda indices: _pairs(ids, fingerprints, indices)
+            )
+            return _scatter(len(ids), groups, replies)
+        groups = self._by_shard(ids)
+        if not groups:
+            return []
+        payload = [
+            (self._div_keys[shard], self._key_heads[shard], _flat_pairs(ids, fingerprints, indices))
+            for shard, indices in groups.items()
+        ]
+        replies = self._scripts(f"{name}_SHARDS", [((), [*args, _encode(payload)])])
+        order = [index for indices in groups.values() for index in indices]
+        return _scatter(len(ids), {0: order}, replies)
 
     def lookup(self, ident: str) -> Claim | None:
         key = self.key(ident)

@@ -130,16 +130,28 @@ class RdKafkaSink(Sink):
         batch = Batch()
         refused: str | None = None
         turn = HubTurn()  # a big batch must not hold the hub (/healthz answers meanwhile)
+        produce = producer.produce
         for index, record in enumerate(records):
             if turn.due():
                 turn()
             # produce(topic, value, key, partition, callback, on_delivery, timestamp, headers)
             # by position (keywords cost ~1 µs a record); partition -1: librdkafka's
             # partitioner; timestamp 0: librdkafka stamps it
-            headers = [(name, value or b"") for name, value in record.headers]
-            arguments = (topic, record.value, record.key, -1, batch.callback(index), None, 0)
+            arguments = (
+                topic,
+                record.value,
+                record.key,
+                -1,
+                batch.callback(index),
+                None,
+                0,
+                [(name, value or b"") for name, value in record.headers],
+            )
             try:
-                self._produce(producer, (*arguments, headers))
+                try:
+                    produce(*arguments)
+                except BufferError:  # librdkafka's queue is full
+                    self._produce_when_room(producer, arguments)
             except (BufferError, producer.kafka.KafkaException) as exc:
                 refused = f"{exc!r}"  # this record and the rest are not sent
                 break
@@ -150,18 +162,19 @@ class RdKafkaSink(Sink):
             reason = refused or batch.failure or "not acknowledged in time"
             raise SinkFailed(f"producing to {topic!r}: {failed} failed ({reason})", batch.delivered)
 
-    def _produce(self, producer: RdProducer, arguments: tuple[Any, ...]) -> None:
-        deadline = 0.0
+    def _produce_when_room(self, producer: RdProducer, arguments: tuple[Any, ...]) -> None:
+        """Serve reports and produce again until librdkafka's queue takes the record, at most
+        `timeout` seconds (then BufferError)."""
+        deadline = time.monotonic() + self.config["timeout"]
         while True:
+            producer.poll(0)
+            gevent.sleep(IDLE_WAIT)
             try:
                 producer.produce(*arguments)
                 return
-            except BufferError:  # librdkafka's queue is full: serve reports, then try again
-                deadline = deadline or time.monotonic() + self.config["timeout"]
+            except BufferError:
                 if time.monotonic() > deadline:
                     raise
-                producer.poll(0)
-                gevent.sleep(IDLE_WAIT)
 
     def _wait(self, producer: RdProducer, batch: Batch) -> None:
         """Serve delivery reports until every record of `batch` was reported; past the

@@ -81,3 +81,27 @@ def test_an_unreachable_broker_answers_503_and_releases(dedup_server, client):
     assert server.get("/healthz").json()["sink_ok"] is False
     # the claims were released: the other link's copy is not a duplicate
     assert server.get("/v1/ids/id-1").status_code == 404
+
+
+def test_a_full_librdkafka_queue_is_waited_out_not_failed(dedup_server, kafka_bootstrap):
+    topic = f"dedup-sink-queue-{uuid.uuid4().hex[:8]}"
+    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    admin.create_topics([NewTopic(topic, 1, 1)])
+    admin.close()
+    server = dedup_server(
+        sink={
+            "type": "kafka",
+            "bootstrap_servers": kafka_bootstrap,
+            "topic": topic,
+            "client": "librdkafka",
+            "options": {"queue.buffering.max.messages": 16},  # a batch of 400 overfills it
+        }
+    )
+    records = [entry(i) for i in range(BATCH)]
+    response = server.post("/v1/records", {"link": "a", "records": records})
+    assert response.status_code == 200, response.text
+    assert response.json()["forwarded"] == BATCH
+    got = read_all(kafka_bootstrap, topic, BATCH, timeout=30)
+    assert sorted(dict(r.headers)["ddc-dedup-id"].decode() for r in got) == sorted(
+        f"id-{i}" for i in range(BATCH)
+    )
