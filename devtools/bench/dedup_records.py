@@ -1,7 +1,8 @@
 """`scripts/bench dedup_records`: the dedup service's CPU per posted record, POST /v1/records →
 Kafka sink, for each Kafka client named (kafka-python, the old path, and librdkafka) in one run.
 
-Each of --clients loader processes POSTs batches of --batch new 200-byte records, every batch
+Each of --clients loader processes POSTs batches of --batch new 200-byte records (by default the
+redundant bench's JSON records, id_from = "json:id"), every batch
 twice (on link a, then on link b: the redundant pattern, so half the posted records are
 duplicates), for --duration seconds. The service runs against an embedded Redis and the Tansu
 broker, started here. Printed per client: posted and unique records/s, the service's CPU
@@ -20,6 +21,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,21 +29,36 @@ from dedup_service.embedded import EmbeddedRedis
 from devtools.bench import pyspy
 from devtools.bench.common import cpu_seconds, print_table
 from devtools.bench.dedup import API_TOKEN, start_service
+from devtools.bench.redundant import record_maker
 from devtools.harness import Process, python_argv, wait_progress
 
 SIZE = 200
 CLIENTS = ("kafka-python", "librdkafka")
 
 
-def load(port: int, duration: float, batch: int, prefix: str) -> int:
-    """POST each batch of new records on link a, then on link b, for `duration` seconds."""
+def make_records(id_from: str, prefix: str) -> Callable[[int, int], list[dict[str, Any]]]:
+    """records(first, count): `id` fields and random values, or (id_from json) values that are
+    the redundant bench's JSON records, their id inside."""
+    if id_from == "json":
+        make = record_maker(prefix)
+        return lambda first, count: [
+            {"value": base64.b64encode(make(first + i)).decode()} for i in range(count)
+        ]
     value = base64.b64encode(os.urandom(SIZE)).decode()
+    return lambda first, count: [
+        {"id": f"{prefix}-{first + i}", "value": value} for i in range(count)
+    ]
+
+
+def load(port: int, duration: float, batch: int, prefix: str, id_from: str) -> int:
+    """POST each batch of new records on link a, then on link b, for `duration` seconds."""
+    records_from = make_records(id_from, prefix)
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
     headers = {"Content-Type": "application/json", "Authorization": f"Bearer {API_TOKEN}"}
     sent = 0
     deadline = time.monotonic() + duration
     while time.monotonic() < deadline:
-        records = [{"id": f"{prefix}-{sent + i}", "value": value} for i in range(batch)]
+        records = records_from(sent, batch)
         for link in ("a", "b"):
             body = json.dumps({"link": link, "records": records}).encode()
             connection.request("POST", "/v1/records", body=body, headers=headers)
@@ -62,9 +79,9 @@ def measure(args: argparse.Namespace, work: Path, redis_url: str, client: str) -
         create_topics(broker.bootstrap, f"out-{tag}", partitions=2)
         sink = {"type": "kafka", "bootstrap_servers": broker.bootstrap, "topic": f"out-{tag}"}
         sink["client"] = client
-        service = start_service(
-            work, {"redis_url": redis_url, "key_prefix": f"r{tag}", "log_level": "WARNING"}, sink
-        )
+        dedup = {"redis_url": redis_url, "key_prefix": f"r{tag}", "log_level": "WARNING"}
+        dedup["id_from"] = "json:id" if args.id_from == "json" else "id"
+        service = start_service(work, dedup, sink)
         try:
             assert service.process is not None
             pid = service.process.pid
@@ -76,6 +93,7 @@ def measure(args: argparse.Namespace, work: Path, redis_url: str, client: str) -
                         "load",
                         *("--port", str(service.port), "--duration", str(args.duration)),
                         *("--batch", str(args.batch), "--prefix", f"{tag}{index}"),
+                        *("--id-from", args.id_from),
                     ),
                     work,
                 ).start()
@@ -122,6 +140,7 @@ def main(argv: list[str]) -> int:
     loader.add_argument("--duration", type=float, required=True)
     loader.add_argument("--batch", type=int, required=True)
     loader.add_argument("--prefix", required=True)
+    loader.add_argument("--id-from", choices=("id", "json"), required=True)
     parser.add_argument("--duration", type=float, default=20.0, help="seconds per client")
     parser.add_argument("--clients", type=int, default=4, help="loader processes")
     parser.add_argument("--batch", type=int, default=500, help="records per POST")
@@ -131,10 +150,17 @@ def main(argv: list[str]) -> int:
         choices=CLIENTS,
         help="Kafka client of the sink (repeatable; default: both, kafka-python first)",
     )
+    parser.add_argument(
+        "--id-from",
+        choices=("id", "json"),
+        default="json",
+        help="json (the redundant stack's): id_from = json:id, the id inside each JSON value; "
+        "id: an `id` field beside a random value",
+    )
     parser.add_argument("--profile", action="store_true", help="py-spy the service meanwhile")
     args = parser.parse_args(argv)
     if args.command == "load":
-        return load(args.port, args.duration, args.batch, args.prefix)
+        return load(args.port, args.duration, args.batch, args.prefix, args.id_from)
     rows = []
     with tempfile.TemporaryDirectory(prefix="ddc-bench-records-") as name:
         work = Path(name)
@@ -143,7 +169,8 @@ def main(argv: list[str]) -> int:
                 rows.append(measure(args, work, redis_server.url, client))
     print(
         f"POST /v1/records x{args.clients} clients, batches of {args.batch} posted on links a "
-        f"and b, {SIZE} B records, Kafka sink (Tansu), {os.cpu_count()} CPUs shared"
+        f"and b, {SIZE} B records, id_from {args.id_from}, Kafka sink (Tansu), "
+        f"{os.cpu_count()} CPUs shared"
     )
     print_table(list(rows[0]), [list(row.values()) for row in rows])
     return 0
