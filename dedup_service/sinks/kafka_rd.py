@@ -33,6 +33,7 @@ from ddc.logs import ThrottledLog
 from ddc.protocol.record import Record
 from dedup_service.errors import SinkFailed
 from dedup_service.sinks.base import Sink
+from dedup_service.sinks.kafka import KafkaSink
 
 log = logging.getLogger(__name__)
 IDLE_WAIT = 0.002  # seconds between delivery-report polls while a batch is in flight
@@ -106,11 +107,7 @@ class RdKafkaSink(Sink):
         self.producer: RdProducer | None = None
         self.throttled = ThrottledLog(log, THROTTLE)
 
-    def start(self) -> None:
-        try:
-            self._connect()
-        except SinkFailed as exc:  # an outage, not a config error: sends fail until it is back
-            log.error("%s; records are refused (503) until it is reachable", exc)
+    start = KafkaSink.start  # connects; an outage is logged, not raised
 
     def _connect(self) -> RdProducer:
         if self.producer is None:

@@ -24,20 +24,20 @@ def entry(i: int) -> dict:
     return {"id": f"id-{i}", "key": b64(b"k-%d" % i), "value": value, "headers": {"h": b64(b"x")}}
 
 
+def kafka_sink_server(dedup_server, bootstrap: str, partitions: int, **sink):
+    """A dedup server whose Kafka sink writes to a new topic: (server, topic)."""
+    topic = f"dedup-sink-{uuid.uuid4().hex[:8]}"
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    admin.create_topics([NewTopic(topic, partitions, 1)])
+    admin.close()
+    sink = {"type": "kafka", "bootstrap_servers": bootstrap, "topic": topic, **sink}
+    return dedup_server(sink=sink), topic
+
+
 @pytest.mark.parametrize("client", CLIENTS)
 def test_each_record_once_with_its_dedup_id(dedup_server, kafka_bootstrap, client):
-    topic = f"dedup-sink-{client}-{uuid.uuid4().hex[:8]}"
-    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
-    admin.create_topics([NewTopic(topic, 2, 1)])
-    admin.close()
-    server = dedup_server(
-        sink={
-            "type": "kafka",
-            "bootstrap_servers": kafka_bootstrap,
-            "topic": topic,
-            "client": client,
-            "timeout": "10s",
-        }
+    server, topic = kafka_sink_server(
+        dedup_server, kafka_bootstrap, 2, client=client, timeout="10s"
     )
     forwarded = 0
     for start in range(0, TOTAL, BATCH):
@@ -84,18 +84,12 @@ def test_an_unreachable_broker_answers_503_and_releases(dedup_server, client):
 
 
 def test_a_full_librdkafka_queue_is_waited_out_not_failed(dedup_server, kafka_bootstrap):
-    topic = f"dedup-sink-queue-{uuid.uuid4().hex[:8]}"
-    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
-    admin.create_topics([NewTopic(topic, 1, 1)])
-    admin.close()
-    server = dedup_server(
-        sink={
-            "type": "kafka",
-            "bootstrap_servers": kafka_bootstrap,
-            "topic": topic,
-            "client": "librdkafka",
-            "options": {"queue.buffering.max.messages": 16},  # a batch of 400 overfills it
-        }
+    server, topic = kafka_sink_server(
+        dedup_server,
+        kafka_bootstrap,
+        1,
+        client="librdkafka",
+        options={"queue.buffering.max.messages": 16},  # a batch of 400 overfills it
     )
     records = [entry(i) for i in range(BATCH)]
     response = server.post("/v1/records", {"link": "a", "records": records})
