@@ -41,6 +41,10 @@ log = logging.getLogger(__name__)
 SHARDS = 64
 # MAX_LINKS (dedup_service.config): Lua's bit library works on 32-bit integers
 POP_LIMIT = 1000
+# ids per script call at most (whole shards) on a standalone server: one call per usual batch,
+# while a huge one (max_batch allows 1,000,000) does not hold Redis for seconds in one script
+# (past lua-time-limit other clients get BUSY) nor wait for one reply past redis_timeout
+CALL_IDS = 2000
 UNAVAILABLE = (
     rexc.ConnectionError,
     rexc.TimeoutError,
@@ -287,23 +291,27 @@ class Store:
     ) -> list[int]:
         """CLAIM or COMMIT of (id, fingerprint) pairs: one result digit per id, in input order.
 
-        Standalone: the script's _SHARDS form, once for the whole batch; Cluster: once per shard.
+        Standalone: the script's _SHARDS form, one call per CALL_IDS ids (whole shards), all in
+        one pipeline; Cluster: one call per shard.
         """
         if self.cluster:
             groups, replies = self._per_shard(
                 name, ids, args, lambda indices: _pairs(ids, fingerprints, indices)
             )
             return _scatter(len(ids), groups, replies)
-        groups = self._by_shard(ids)
-        if not groups:
+        calls: dict[int, list[int]] = {}  # call number → the ids' indices, in reply order
+        payloads: list[list[Any]] = []
+        for shard, indices in self._by_shard(ids).items():
+            if not payloads or len(calls[len(payloads) - 1]) >= CALL_IDS:
+                payloads.append([])
+                calls[len(payloads) - 1] = []
+            flat = _flat_pairs(ids, fingerprints, indices)
+            payloads[-1].append((self._div_keys[shard], self._key_heads[shard], flat))
+            calls[len(payloads) - 1] += indices
+        if not payloads:
             return []
-        payload = [
-            (self._div_keys[shard], self._key_heads[shard], _flat_pairs(ids, fingerprints, indices))
-            for shard, indices in groups.items()
-        ]
-        replies = self._scripts(f"{name}_SHARDS", [((), [*args, _encode(payload)])])
-        order = [index for indices in groups.values() for index in indices]
-        return _scatter(len(ids), {0: order}, replies)
+        scripted = [((), [*args, _encode(payload)]) for payload in payloads]
+        return _scatter(len(ids), calls, self._scripts(f"{name}_SHARDS", scripted))
 
     def lookup(self, ident: str) -> Claim | None:
         key = self.key(ident)
