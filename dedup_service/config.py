@@ -16,7 +16,13 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 
 from ddc.config.fields import Duration, FilePath, HostPort, HostPortList, Size, TypedTable
 from ddc.config.loader import config_dir, load_role_config
-from ddc.config.schemas import LOG_LEVELS, FileSinkSchema, StrictSchema, UdpSinkSchema
+from ddc.config.schemas import (
+    KAFKA_CLIENTS,
+    LOG_LEVELS,
+    FileSinkSchema,
+    StrictSchema,
+    UdpSinkSchema,
+)
 from dedup_service.keys import IdSpec, parse_id_from
 
 LINK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -54,6 +60,8 @@ class KafkaSinkSchema(StrictSchema):
     topic = fields.String(required=True, validate=validate.Length(min=1))
     timeout = Duration(load_default=30.0)
     options = fields.Dict(keys=fields.String(), load_default=dict)
+    # as [egress.sink] client: "librdkafka" drives a confluent-kafka producer (sinks/kafka_rd.py)
+    client = fields.String(load_default="kafka-python", validate=validate.OneOf(KAFKA_CLIENTS))
 
 
 class TcpSinkSchema(StrictSchema):
@@ -190,6 +198,10 @@ class DedupSchema(StrictSchema):
         delivery = (sink.get("options") or {}).get("delivery_timeout_ms")
         if isinstance(delivery, int | float):
             waits["options.delivery_timeout_ms"] = delivery / 1000
+        if sink.get("client") == "librdkafka":
+            from dedup_service.sinks.kafka_rd import delivery_timeout
+
+            waits["options.message.timeout.ms"] = delivery_timeout(sink.get("options"))
         for name, seconds in waits.items():
             if seconds is not None and seconds > pending:
                 raise ValidationError(
@@ -230,7 +242,11 @@ def load_dedup_config(
 def check_kafka_options(config: dict[str, Any]) -> None:
     """The Kafka clients' `options` tables, checked as the clients will build them: a misspelt
     or reserved key is a ConfigError at start, not a client that never connects."""
-    if config["sink"]["type"] == "kafka":
+    if config["sink"]["type"] == "kafka" and config["sink"]["client"] == "librdkafka":
+        from dedup_service.sinks.kafka_rd import sink_rd_config
+
+        sink_rd_config(config["sink"])
+    elif config["sink"]["type"] == "kafka":
         from dedup_service.sinks.kafka import sink_producer_options
 
         sink_producer_options(config["sink"])

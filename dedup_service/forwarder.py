@@ -10,7 +10,6 @@ commit_retry_timeout, so a short outage does not turn into a duplicate.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -46,7 +45,16 @@ def with_idempotency_key(record: Record, ident: str) -> Record:
     """The record with its dedup id as the `ddc-dedup-id` header (replacing one it carried)."""
     headers = [(name, value) for name, value in record.headers if name != IDEMPOTENCY_HEADER]
     headers.append((IDEMPOTENCY_HEADER, ident.encode()))
-    return dataclasses.replace(record, headers=headers)
+    # by position: dataclasses.replace() was 3 % of the service's CPU (bench dedup_records)
+    return Record(
+        record.value,
+        record.key,
+        record.topic,
+        record.partition,
+        record.offset,
+        record.timestamp,
+        headers,
+    )
 
 
 def dedupe_batch(items: Sequence[Item]) -> tuple[list[int], dict[int, tuple[int, str]]]:

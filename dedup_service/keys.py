@@ -14,10 +14,25 @@ import hashlib
 import json
 import struct
 from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
 
 from ddc.kafka.records import SRC_HEADER
 from ddc.protocol.record import Record
 from dedup_service.errors import InvalidRecord
+
+
+def _orjson() -> ModuleType | None:
+    """orjson, the faster parser for id_from = "json:..." (same answers: _parse_json); a
+    dependency, but json alone is correct too."""
+    try:
+        import orjson
+    except ImportError:  # pragma: no cover
+        return None
+    return orjson
+
+
+ORJSON = _orjson()
 
 ID_HEADER = "ddc-id"
 IDEMPOTENCY_HEADER = "ddc-dedup-id"  # the forwarder puts each record's id here
@@ -78,11 +93,35 @@ def _header_text(record: Record, name: str) -> str | None:
     return None if raw is None else text_of(raw)
 
 
+def _parse_json(value: bytes) -> tuple[Any, bool]:
+    """(json.loads(value), whether orjson parsed it); ValueError when json refuses it.
+
+    orjson (about 6x faster on a 200-byte record) decides only what json would decide the same:
+    what it refuses (NaN, Infinity, a BOM, UTF-16/32, lone surrogates, nesting past 1024, bad
+    JSON) is left to json; what it accepts, json accepts with the same values, except integers
+    beyond 64 bits, which orjson turns into floats (the caller asks json again for a float)."""
+    if ORJSON is not None:
+        try:
+            return ORJSON.loads(value), True
+        except ORJSON.JSONDecodeError:
+            pass
+    return json.loads(value), False
+
+
 def _json_field(value: bytes, path: tuple[str, ...]) -> str:
     try:
-        node = json.loads(value)
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidRecord("value is not JSON") from None
+        node, fast = _parse_json(value)
+    except (ValueError, UnicodeDecodeError, RecursionError):  # nested too deep for json: not
+        raise InvalidRecord("value is not JSON") from None  # a 500
+    found = _json_node(node, path)
+    if fast and isinstance(found, float):  # perhaps an integer beyond 64 bits: json's answer
+        found = _json_node(json.loads(value), path)
+    if isinstance(found, bool) or not isinstance(found, str | int):
+        raise InvalidRecord(f"JSON field {'.'.join(path)!r} is not a string or an integer")
+    return str(found)
+
+
+def _json_node(node: Any, path: tuple[str, ...]) -> Any:
     for part in path:
         if isinstance(node, dict) and part in node:
             node = node[part]
@@ -90,19 +129,20 @@ def _json_field(value: bytes, path: tuple[str, ...]) -> str:
             node = node[int(part)]
         else:
             raise InvalidRecord(f"JSON value has no field {'.'.join(path)!r}")
-    if isinstance(node, bool) or not isinstance(node, str | int):
-        raise InvalidRecord(f"JSON field {'.'.join(path)!r} is not a string or an integer")
-    return str(node)
+    return node
+
+
+_LENGTH = struct.Struct(">i")
 
 
 def _content_digest(record: Record, size: int) -> str:
-    digest = hashlib.blake2b(digest_size=size)
+    """BLAKE2b of the key's length (-1: none), the key and the value, in one update."""
     key = record.key
-    digest.update(struct.pack(">i", -1 if key is None else len(key)))
-    if key:
-        digest.update(key)
-    digest.update(record.value or b"")
-    return digest.hexdigest()
+    if key is None:
+        data = _LENGTH.pack(-1) + (record.value or b"")
+    else:
+        data = _LENGTH.pack(len(key)) + key + (record.value or b"")
+    return hashlib.blake2b(data, digest_size=size).hexdigest()
 
 
 def fingerprint(record: Record) -> str:

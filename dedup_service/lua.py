@@ -28,18 +28,17 @@ _PARSE = "string.match(v, '^(%u)|(%d+)|(%d+)|([^|]*)|(.*)$')"
 # Per id: 0 first (also: a pending claim of this very token), 1 duplicate, 2 conflict (same id,
 # other fingerprint), 3 pending under another token, 4 first again after a pending claim that
 # was neither committed nor released (a possible re-forward). Every copy marks its link.
-CLAIM = f"""
+_CLAIM = f"""
 local now, ttl, state, token = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local index = tonumber(ARGV[5])
 local linkbit = bit.lshift(1, index)
 local track = ARGV[6] == '1'
 local window = ARGV[7]
-local head = ARGV[8]
-local mhead = string.sub(head, 1, -3) .. 'f:'
-local data = cjson.decode(ARGV[9])
 local holder = ''
 if state == 'P' then holder = token end
 local fresh = state .. '|' .. linkbit .. '|' .. index .. '|'
+local function shard(dkey, head, data)
+local mhead = string.sub(head, 1, -3) .. 'f:'
 local out, due = {{}}, {{}}
 for i = 1, #data, 2 do
   local id, fp = data[i], data[i + 1]
@@ -53,7 +52,7 @@ for i = 1, #data, 2 do
       due[#due + 1] = now
       due[#due + 1] = id
       if #due >= 2000 then
-        redis.call('ZADD', KEYS[1], unpack(due))
+        redis.call('ZADD', dkey, unpack(due))
         due = {{}}
       end
     end
@@ -75,20 +74,20 @@ for i = 1, #data, 2 do
     end
   end
 end
-if #due > 0 then redis.call('ZADD', KEYS[1], unpack(due)) end
+if #due > 0 then redis.call('ZADD', dkey, unpack(due)) end
 return table.concat(out)
+end
 """
 
 # ARGV: window_ms, token, link bit index, key head, JSON [id1, fp1, ...].
 # Per id: 0 committed (a claim lost to a Redis restart is recreated: the record *was* forwarded),
 # 1 already committed, 2 pending under another token (our lease expired: a duplicate is possible).
-COMMIT = f"""
+_COMMIT = f"""
 local ttl, token = ARGV[1], ARGV[2]
 local index = tonumber(ARGV[3])
-local head = ARGV[4]
-local mhead = string.sub(head, 1, -3) .. 'f:'
-local data = cjson.decode(ARGV[5])
 local lost = 'C|' .. bit.lshift(1, index) .. '|' .. index .. '|'
+local function shard(dkey, head, data)
+local mhead = string.sub(head, 1, -3) .. 'f:'
 local out = {{}}
 for i = 1, #data, 2 do
   local key = head .. data[i]
@@ -111,6 +110,7 @@ for i = 1, #data, 2 do
   end
 end
 return table.concat(out)
+end
 """
 
 # ARGV: token, key head, JSON [id1, id2, ...]. Deletes the pending claims this token holds.
@@ -131,6 +131,25 @@ for _, id in ipairs(cjson.decode(ARGV[3])) do
 end
 return released
 """
+
+# Each of CLAIM and COMMIT runs its `shard` function on one shard (Redis Cluster: KEYS[1], the
+# shard's divergence set, routes the call; the last ARGV are the key head and the JSON pairs) or,
+# as CLAIM_SHARDS / COMMIT_SHARDS, on every shard of a batch in one call (standalone Redis, where
+# a script may touch keys of any slot: one EVALSHA per batch instead of one per shard, the
+# service's Redis cost per record halved). The last ARGV is then one JSON array of
+# [divergence set, key head, [id1, fp1, ...]] per shard; the reply is the shards' digit strings
+# concatenated in that order.
+_ONE = "return shard(KEYS[1], ARGV[#ARGV - 1], cjson.decode(ARGV[#ARGV]))\n"
+_EVERY = """local out = {}
+for _, group in ipairs(cjson.decode(ARGV[#ARGV])) do
+  out[#out + 1] = shard(group[1], group[2], group[3])
+end
+return table.concat(out)
+"""
+CLAIM = _CLAIM + _ONE
+CLAIM_SHARDS = _CLAIM + _EVERY
+COMMIT = _COMMIT + _ONE
+COMMIT_SHARDS = _COMMIT + _EVERY
 
 # KEYS[1] a divergence set. ARGV: cutoff_ms, limit. Pops (atomically, so that of several
 # instances sweeping only one sees each id) the ids claimed first before the cutoff.

@@ -4,7 +4,8 @@ Keys (all under `key_prefix`, hash-tagged by shard so that every script touches 
   {prefix}:{S}:i:{id}   the claim (lua.py describes the value), TTL pending_timeout or window
   {prefix}:{S}:d        ids claimed first, scored by time, until divergence_window has passed
   {prefix}:links        link name → bit index;   {prefix}:stats   per-link counters
-S = crc32(id) mod 64. A batch costs one script call per shard, all in one pipeline. Needs
+S = crc32(id) mod 64. A batch's claim (or commit) is one script call covering every shard on a
+standalone server; on Redis Cluster one call per shard, each routed by its slot. Needs
 Redis >= 7.0 or Valkey (SET NX GET).
 
 Memory per id (measured on Valkey 9.1, tests/integration/dedup/test_memory.py, 100,000 ids of
@@ -40,6 +41,10 @@ log = logging.getLogger(__name__)
 SHARDS = 64
 # MAX_LINKS (dedup_service.config): Lua's bit library works on 32-bit integers
 POP_LIMIT = 1000
+# ids per script call at most (whole shards) on a standalone server: one call per usual batch,
+# while a huge one (max_batch allows 1,000,000) does not hold Redis for seconds in one script
+# (past lua-time-limit other clients get BUSY) nor wait for one reply past redis_timeout
+CALL_IDS = 2000
 UNAVAILABLE = (
     rexc.ConnectionError,
     rexc.TimeoutError,
@@ -75,15 +80,19 @@ def shard_of(ident: str) -> int:
     return zlib.crc32(ident.encode()) % SHARDS
 
 
-def _encode(values: list[str]) -> bytes:
+def _encode(values: Sequence[Any]) -> bytes:
     return json.dumps(values, ensure_ascii=False, separators=(",", ":")).encode()
 
 
-def _pairs(ids: Sequence[str], fingerprints: Sequence[str], indices: list[int]) -> bytes:
+def _flat_pairs(ids: Sequence[str], fingerprints: Sequence[str], indices: list[int]) -> list[str]:
     flat: list[str] = []
     for index in indices:
         flat += (ids[index], fingerprints[index])
-    return _encode(flat)
+    return flat
+
+
+def _pairs(ids: Sequence[str], fingerprints: Sequence[str], indices: list[int]) -> bytes:
+    return _encode(_flat_pairs(ids, fingerprints, indices))
 
 
 def _scatter(size: int, groups: dict[int, list[int]], replies: list[bytes]) -> list[int]:
@@ -280,11 +289,29 @@ class Store:
     def _per_id(
         self, name: str, ids: Sequence[str], fingerprints: Sequence[str], args: list[Any]
     ) -> list[int]:
-        """CLAIM or COMMIT of (id, fingerprint) pairs: one result digit per id, in input order."""
-        groups, replies = self._per_shard(
-            name, ids, args, lambda indices: _pairs(ids, fingerprints, indices)
-        )
-        return _scatter(len(ids), groups, replies)
+        """CLAIM or COMMIT of (id, fingerprint) pairs: one result digit per id, in input order.
+
+        Standalone: the script's _SHARDS form, one call per CALL_IDS ids (whole shards), all in
+        one pipeline; Cluster: one call per shard.
+        """
+        if self.cluster:
+            groups, replies = self._per_shard(
+                name, ids, args, lambda indices: _pairs(ids, fingerprints, indices)
+            )
+            return _scatter(len(ids), groups, replies)
+        calls: dict[int, list[int]] = {}  # call number → the ids' indices, in reply order
+        payloads: list[list[Any]] = []
+        for shard, indices in self._by_shard(ids).items():
+            if not payloads or len(calls[len(payloads) - 1]) >= CALL_IDS:
+                payloads.append([])
+                calls[len(payloads) - 1] = []
+            flat = _flat_pairs(ids, fingerprints, indices)
+            payloads[-1].append((self._div_keys[shard], self._key_heads[shard], flat))
+            calls[len(payloads) - 1] += indices
+        if not payloads:
+            return []
+        scripted = [((), [*args, _encode(payload)]) for payload in payloads]
+        return _scatter(len(ids), calls, self._scripts(f"{name}_SHARDS", scripted))
 
     def lookup(self, ident: str) -> Claim | None:
         key = self.key(ident)

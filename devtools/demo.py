@@ -113,9 +113,14 @@ def parse_fec(text: str) -> tuple[int, int] | None:
 
 
 def start_stack(
-    stack: Stack, workdir: Path, loss: float, fec: tuple[int, int] | None = None
+    stack: Stack,
+    workdir: Path,
+    loss: float,
+    fec: tuple[int, int] | None = None,
+    dedup_env: dict[str, str] | None = None,
 ) -> Topology:
-    """Starts everything in `stack` (the caller stops it), logs and data in `workdir`."""
+    """Starts everything in `stack` (the caller stops it), logs and data in `workdir`;
+    `dedup_env`: more DDC__ overrides of the dedup service's config."""
     password = workdir / "redis_password"  # the stack's /run/secrets/redis_password
     password.write_text(secrets.token_urlsafe(32) + "\n")
     password.chmod(0o600)
@@ -137,6 +142,7 @@ def start_stack(
         "DDC__DEDUP__REDIS_PASSWORD_FILE": str(password),
         "DDC__DEDUP__DATA_DIR": str(workdir / "dedup-data"),
         "DDC__SINK__BOOTSTRAP_SERVERS": kafka.address,
+        **(dedup_env or {}),
     }
     (dedup,) = stack.start([Process("dedup", argv, workdir, dedup_http, env)])
     links = [make_link(workdir, name, seed, loss, dedup, fec) for seed, name in enumerate(LINKS, 1)]

@@ -46,10 +46,9 @@ def post_records(body: dict[str, Any]) -> dict[str, Any]:
     for index, entry in enumerate(raw):
         if turn.due():
             turn()
-        record = Record(
-            value=entry["value"], key=entry["key"], headers=list(entry["headers"].items())
-        )
-        basis = identity_basis(record)
+        # by position (value, key, topic, partition, offset, timestamp, headers): cheaper
+        record = Record(entry["value"], entry["key"], None, -1, -1, -1, [*entry["headers"].items()])
+        basis = record if record.value is not None else identity_basis(record)
         try:
             ident = extract_id(spec, basis, entry.get("id"))
         except InvalidRecord as exc:

@@ -14,8 +14,11 @@ SINK_CLASSES = {
     "file": "dedup_service.sinks.file:FileSink",
     "http": "dedup_service.sinks.http:HttpSink",
 }
+# [dedup.sink] client = "librdkafka": the Kafka sink on a confluent-kafka producer
+LIBRDKAFKA = "dedup_service.sinks.kafka_rd:RdKafkaSink"
 
 
 def build_sink(config: dict[str, Any]) -> Sink:
-    module_name, _, class_name = SINK_CLASSES[config["type"]].partition(":")
+    name = LIBRDKAFKA if config.get("client") == "librdkafka" else SINK_CLASSES[config["type"]]
+    module_name, _, class_name = name.partition(":")
     return getattr(importlib.import_module(module_name), class_name)(config)

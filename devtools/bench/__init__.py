@@ -8,4 +8,5 @@ BENCHES = {
     "spool": "the egress spool's segment files vs LMDB (append, read, ack)",
     "redundant": "the redundant stack's highest exactly-once rate vs one Kafka pair",
     "health": "/healthz and /metrics latency (p50/p99/max) of every daemon at full load",
+    "dedup_records": "the dedup service's CPU per posted record, POST /v1/records → Kafka sink",
 }

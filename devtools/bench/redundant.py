@@ -241,7 +241,9 @@ def single_pair(args: argparse.Namespace, work: Path, bootstrap: str) -> dict[st
 
 
 def redundant(args: argparse.Namespace, work: Path, stack: Stack) -> dict[str, Any]:
-    topology = start_stack(stack, work, 0.0)
+    # the dedup service's Kafka sink client ([dedup.sink] client)
+    client = {"DDC__SINK__CLIENT": json.dumps(args.dedup_client)}
+    topology = start_stack(stack, work, 0.0, dedup_env=client)
     counter = OutputCounter(topology.bootstrap)
     targets = [("127.0.0.1", link.source_port) for link in topology.links]
 
@@ -287,6 +289,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--pair-high", type=float, default=60000.0, help="first pair rate")
     parser.add_argument("--profile", action="store_true", help="py-spy each process at the best")
     parser.add_argument("--no-pair", action="store_true", help="skip the single-pair search")
+    parser.add_argument(
+        "--dedup-client",
+        choices=("kafka-python", "librdkafka"),
+        default="librdkafka",
+        help="the dedup service's Kafka sink client (compose's dedup.toml: kafka-python)",
+    )
     args = parser.parse_args(argv)
     if args.command == "send":
         targets = [(host, int(port)) for host, _, port in (t.rpartition(":") for t in args.to)]
@@ -321,7 +329,9 @@ def main(argv: list[str]) -> int:
     if red.get("profiled"):
         print(f"\npy-spy at {red['profiled']['rate']:,.0f}/s:")
         print(pyspy.report(red["profiled"]["profiles"]))
-    print(f"\n(trials of {args.duration:g} s; logs in {work})")
+    print(
+        f"\n(trials of {args.duration:g} s; dedup sink client {args.dedup_client}; logs in {work})"
+    )
     shutil.rmtree(work / "kafka", ignore_errors=True)
     return 0 if red["best"] else 1
 

@@ -101,3 +101,22 @@ def test_unicode_and_odd_ids(store):
     assert store.claim("b", odd, [""] * len(odd), store.new_token(), pending=False) == [
         lua.DUPLICATE
     ] * len(odd)
+
+
+def test_a_batch_of_several_script_calls_answers_in_input_order(store):
+    """Past store.CALL_IDS ids a standalone claim is several calls: each id keeps its answer."""
+    from dedup_service.store import CALL_IDS
+
+    old = [f"old-{i}" for i in range(CALL_IDS)]
+    store.claim("a", old, ["f"] * len(old), store.new_token(), pending=False)
+    new = [f"new-{i}" for i in range(CALL_IDS)]
+    mixed = [ident for pair in zip(new, old, strict=True) for ident in pair]
+    fps = ["g" if ident.startswith("old-1") else "f" for ident in mixed]  # content changed
+    expected = [
+        lua.FIRST if ident.startswith("new") else lua.CONFLICT if fp == "g" else lua.DUPLICATE
+        for ident, fp in zip(mixed, fps, strict=True)
+    ]
+    token = store.new_token()
+    assert store.claim("b", mixed, fps, token, pending=True) == expected
+    firsts = [ident for ident in mixed if ident.startswith("new")]
+    assert store.commit("b", firsts, ["f"] * len(firsts), token) == [lua.COMMITTED] * len(firsts)

@@ -160,3 +160,50 @@ def test_file_sink_ids_need_length_prefixed_frames():
         load({"sink": {**SINK, "framing": "lines", "write_ids": True}})
     assert error.value.key == "dedup.sink.write_ids"
     assert "length_prefixed" in error.value.problem
+
+
+RD_SINK = {"type": "kafka", "bootstrap_servers": "k:9092", "topic": "t", "client": "librdkafka"}
+
+
+def test_the_kafka_sink_client_defaults_to_kafka_python():
+    kafka = {"type": "kafka", "bootstrap_servers": "k:9092", "topic": "t"}
+    assert load({"sink": kafka})["sink"]["client"] == "kafka-python"
+    with pytest.raises(ConfigError) as error:
+        load({"sink": {**kafka, "client": "librdkafka2"}})
+    assert error.value.key == "dedup.sink.client"
+
+
+def test_a_librdkafka_sink_is_idempotent_with_acks_all_and_the_timeout():
+    from dedup_service.sinks.kafka_rd import sink_rd_config
+
+    sink = load({"sink": {**RD_SINK, "timeout": "12s", "options": {"linger": {"ms": 20}}}})["sink"]
+    config = sink_rd_config(sink)
+    assert config["enable.idempotence"] is True
+    assert config["acks"] == "all"
+    assert config["message.timeout.ms"] == 12000
+    assert config["linger.ms"] == 20  # a dotted TOML key, joined again
+    assert config["bootstrap.servers"] == "k:9092"
+
+
+@pytest.mark.parametrize(
+    "options, key, problem",
+    [
+        ({"enable.idempotence": False}, "dedup.sink.options.enable.idempotence", "not allowed"),
+        ({"bootstrap.servers": "x:1"}, "dedup.sink.options.bootstrap.servers", "not allowed"),
+        ({"no.such.property": 1}, "dedup.sink.options.no.such.property", "librdkafka"),
+        ({"group.id": "g"}, "dedup.sink.options.group.id", "consumer property"),
+    ],
+)
+def test_a_librdkafka_sink_refuses_bad_options(options, key, problem):
+    with pytest.raises(ConfigError) as error:
+        load({"sink": {**RD_SINK, "options": options}})
+    assert error.value.key == key
+    assert problem in error.value.problem
+
+
+@pytest.mark.parametrize("name", ["message.timeout.ms", "delivery.timeout.ms"])
+def test_a_librdkafka_delivery_timeout_past_pending_timeout_is_refused(name):
+    with pytest.raises(ConfigError) as error:
+        load({"sink": {**RD_SINK, "timeout": "10s", "options": {name: 45000}}})
+    assert error.value.key == "dedup.sink"
+    assert "options.message.timeout.ms (45s)" in error.value.problem

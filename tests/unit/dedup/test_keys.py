@@ -90,3 +90,27 @@ def test_fingerprint_is_content_only():
 def test_overlong_id_is_invalid():
     with pytest.raises(InvalidRecord, match="longer than 1024"):
         extract_id(IdSpec("key"), record(key=b"x" * 1025))
+
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        (b'{"id": 12345678901234567890123}', "12345678901234567890123"),  # orjson: a float
+        (b'{"id": -98765432109876543210}', "-98765432109876543210"),
+        (b'{"id": "a", "id": "b"}', "b"),  # the last of duplicate keys, as json
+        (b'\xef\xbb\xbf{"id": "bom"}', "bom"),  # json reads a UTF-8 BOM; orjson refuses it
+        ('{"id": "utf16"}'.encode("utf-16"), "utf16"),
+        (b'{"id": "\\ud800"}', "\ud800"),  # a lone surrogate: json takes it (the claim's
+        (b'{"id": 7, "x": NaN}', "7"),  # encoding refuses it later), orjson does not
+    ],
+)
+def test_json_ids_are_what_json_reads(value, expected):
+    assert extract_id(parse_id_from("json:id"), record(value=value)) == expected
+
+
+@pytest.mark.parametrize(
+    "value", [b'{"id": 1.5}', b'{"id": 1e400}', b'{"id": true}', b"[" * 100_000 + b"]" * 100_000]
+)
+def test_json_ids_that_are_not_ids(value):
+    with pytest.raises(InvalidRecord, match="not a string or an integer|not JSON"):
+        extract_id(parse_id_from("json:id"), record(value=value))
