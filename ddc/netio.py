@@ -167,10 +167,10 @@ class UdpSocket:
             except BlockingIOError:
                 self._wait_writable()
 
-    def sendmsg(self, buffers: list, address: tuple) -> int:
+    def sendmsg(self, buffers: list, address: tuple, ancillary: list | tuple = ()) -> int:
         while True:
             try:
-                return self.sock.sendmsg(buffers, (), 0, address)
+                return self.sock.sendmsg(buffers, ancillary, 0, address)
             except BlockingIOError:
                 self._wait_writable()
 

@@ -1,4 +1,7 @@
-"""Pacing of the ingress's sends: a token bucket in bits/s, or a fixed delay per packet."""
+"""Pacing of the ingress's sends: a token bucket in bits/s, or a fixed delay per packet.
+
+`take(size, packets)` comes before each send of `packets` datagrams of `size` bytes in all (one
+send may carry several: ddc/ingress/gso.py)."""
 
 from __future__ import annotations
 
@@ -27,7 +30,7 @@ class TokenBucket:
         self.tokens = float(self.burst)
         self.stamp = time.monotonic()
 
-    def take(self, size: int) -> None:
+    def take(self, size: int, packets: int = 1) -> None:
         now = time.monotonic()
         tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate) - size
         self.stamp = now
@@ -37,13 +40,14 @@ class TokenBucket:
 
 
 class FixedDelay:
-    """The reference implementation's pacing: sleep `delay_ms` after every packet."""
+    """The reference implementation's pacing: sleep `delay_ms` after every packet (the transport
+    then sends every packet on its own)."""
 
     def __init__(self, delay_ms: float) -> None:
         self.delay = delay_ms / 1000.0
 
-    def take(self, size: int) -> None:
-        gevent.sleep(self.delay)
+    def take(self, size: int, packets: int = 1) -> None:
+        gevent.sleep(self.delay * packets)
 
 
 class Unlimited:
@@ -54,8 +58,8 @@ class Unlimited:
         self.count = 0
         self.hub_turn = HubTurn()
 
-    def take(self, size: int) -> None:
-        self.count += 1
+    def take(self, size: int, packets: int = 1) -> None:
+        self.count += packets
         if self.count >= self.every:
             self.count = 0
             self.hub_turn()

@@ -10,6 +10,12 @@ the data packet that closed its block. Only the one sending greenlet calls
 `send_chunk` and `flush_fec`, so a block's parity never overtakes data;
 `send_shutdown` flushes first, `send_startup` resets the encoder. FEC off: the v1 path, unchanged.
 
+Batches (ddc/ingress/gso.py): where the kernel has UDP GSO, a chunk's data packets go to it in
+as few sends as `Batch` allows (a batch ends where FEC parity must follow), the parity of a
+block likewise; pacing takes each batch's bytes before it goes. A send the kernel refuses as
+GSO is made datagram by datagram, and GSO stays off from then on (logged once). With
+`send_delay_ms` (a pause after every packet) every datagram is its own send.
+
 Authentication (`auth_keys`, ddc/ingress/auth_sender.py): every datagram (data, parity,
 StartUp, HeartBeat, Shutdown) ends in a 17-byte trailer, so datagrams carry 17 bytes less
 payload within `max_packet_size`; FEC encodes the datagrams before their trailer.
@@ -25,8 +31,9 @@ from typing import Any
 
 import gevent
 
+from ddc.ingress import gso
 from ddc.ingress.auth_sender import AuthSender
-from ddc.ingress.pacing import make_pacer
+from ddc.ingress.pacing import FixedDelay, make_pacer
 from ddc.metrics import IngressMetrics
 from ddc.netio import UdpSocket, set_send_buffer
 from ddc.protocol.auth import TRAILER_SIZE
@@ -46,6 +53,10 @@ RESOLVE_INTERVAL = 30.0
 # an FEC group still open this long after its first packet is closed even while data keeps
 # coming (a slow `rate`): its parity must reach the egress within its 100 ms repair wait
 FEC_MAX_GROUP_AGE = 0.05
+
+
+class GsoRefused(Exception):
+    """The kernel refused a send as GSO (the OSError is its __cause__)."""
 
 
 def resolve(address: tuple[str, int]) -> tuple[int, tuple]:
@@ -87,6 +98,9 @@ class Transport:
         self.sequence = Sequence()
         self.handed_over = 0  # the seq after the last packet given to the kernel
         self.pacer = make_pacer(config["rate"], config["send_delay_ms"])
+        self.gso = False  # UDP GSO batches (open() finds out whether the kernel has it)
+        self._batch = gso.Batch()  # data packets
+        self._parity_batch = gso.Batch()
         self.udp: UdpSocket | None = None
         self.sockaddr: tuple | None = None
         self.failing: str | None = None  # the error while sends keep failing, for /healthz
@@ -104,12 +118,14 @@ class Transport:
         self.udp = UdpSocket(family)
         set_send_buffer(self.udp.sock, self.config["send_buffer"])
         self.udp.sock.bind(self.bind)
+        self.gso = not isinstance(self.pacer, FixedDelay) and gso.supported(self.udp.sock)
         log.info(
-            "sending to %s (%s) from %s, max packet %d bytes",
+            "sending to %s (%s) from %s, max packet %d bytes, UDP GSO %s",
             format_hostport(self.destination),
             format_hostport(self.sockaddr),
             format_hostport(self.udp.getsockname()),
             self.payload_max + HEADER_SIZE,
+            "on" if self.gso else "off",
         )
 
     def refresh_destination(self) -> None:
@@ -138,19 +154,23 @@ class Transport:
             self.udp.close()
             self.udp = None
 
-    def _send(self, buffers: list[Payload], persist: bool) -> bool:
-        """True once sent; False when dropped (a permanent error, or a control packet that failed)."""
+    def _send(self, buffers: list[Payload], persist: bool, segment: int = 0) -> bool:
+        """True once sent; False when dropped (a permanent error, or a control packet that failed).
+        `segment`: a GSO send of datagrams of that size; GsoRefused when the kernel refuses it."""
         udp, sockaddr = self.udp, self.sockaddr
         assert udp is not None and sockaddr is not None, "send before open()"
+        control = gso.segment_control(segment) if segment else ()
         backoff = 0.001
         while True:
             try:
-                udp.sendmsg(buffers, sockaddr)
+                udp.sendmsg(buffers, sockaddr, control)
                 if self.failing is not None:
                     log.warning("sending to %s again", format_hostport(self.destination))
                     self.failing = None
                 return True
             except OSError as exc:
+                if segment and exc.errno in gso.REFUSED:
+                    raise GsoRefused(exc) from exc
                 self.metrics.send_errors.inc()
                 if self.failing != str(exc):
                     log.error("send to %s failing: %s", format_hostport(self.destination), exc)
@@ -164,12 +184,13 @@ class Transport:
         """Fragments and sends one chunk; False when a packet of it had to be dropped.
 
         FEC on: each data datagram is joined once (the encoder keeps it) and goes to the
-        encoder after its send. Auth on: each datagram leaves with its trailer."""
-        take = self.pacer.take
-        send = self._send
+        encoder; the parity it completes follows the batch that holds it. Auth on: each
+        datagram leaves with its trailer."""
         sequence = self.sequence
         fec = self.fec
         signer = self.auth.signer if self.auth is not None else None
+        batch = self._batch
+        flush = self._flush_data
         complete = True
         for header, payload in fragment(chunk, self.payload_max, sequence):
             if fec is None:
@@ -182,36 +203,78 @@ class Transport:
             if signer is not None:
                 parts.append(signer.trailer_of(parts))
                 length += TRAILER_SIZE
-            take(length)
-            # a dropped packet still consumed its seq: the egress counts it as lost
-            if send(parts, True):
-                self.data_bytes += length
-                self.data_packets += 1
-            else:
-                complete = False
-            # HeartBeats announce only handed-over seqs: one sent while this packet waited for
-            # socket space must not make the egress count it as lost
-            self.handed_over = sequence.next
+            if not batch.fits(length):
+                complete = flush() and complete
+            batch.add(parts, length)
+            batch.end = sequence.next
+            if not self.gso:
+                complete = flush() and complete
             if fec is not None:
+                # a packet that is dropped still took its seq: the egress may restore it
                 parity = fec.add((sequence.next - 1) % SEQ_MODULO, datagram, time.monotonic())
                 if parity:
+                    complete = flush() and complete
                     self._send_parity(parity)
+        complete = flush() and complete
         if complete:
             self.chunks += 1
         return complete
 
+    def _flush_data(self) -> bool:
+        """Sends the batched data packets; False when one had to be dropped."""
+        if not self._batch.datagrams:
+            return True
+        end = self._batch.end
+        total, sent, length = self._send_batch(self._batch)
+        self.data_packets += sent
+        self.data_bytes += length
+        # HeartBeats announce only handed-over seqs: one sent while this batch waited for
+        # socket space must not make the egress count it as lost (a packet that is dropped
+        # still consumed its seq: the egress counts it as lost)
+        self.handed_over = end
+        return sent == total
+
+    def _send_batch(self, batch: gso.Batch) -> tuple[int, int, int]:
+        """Sends a batch (paced; one GSO send where it can): (datagrams, sent, bytes sent)."""
+        datagrams, buffers, segment, length = batch.take()
+        self.pacer.take(length, len(datagrams))
+        if len(datagrams) > 1 and self.gso:
+            try:
+                if self._send(buffers, True, segment):
+                    return len(datagrams), len(datagrams), length
+                return len(datagrams), 0, 0
+            except GsoRefused as refused:
+                self.gso = False
+                log.warning(
+                    "the kernel refused a UDP GSO send (%s): sending datagram by datagram "
+                    "from now on",
+                    refused.__cause__,
+                )
+        sent = length = 0
+        for parts in datagrams:
+            if self._send(parts, True):
+                sent += 1
+                length += sum(map(len, parts))
+        return len(datagrams), sent, length
+
     def _send_parity(self, parity: list[bytes]) -> None:
-        take = self.pacer.take
         signer = self.auth.signer if self.auth is not None else None
+        batch = self._parity_batch
         for datagram in parity:
             parts: list[Payload] = [datagram]
             if signer is not None:
                 parts.append(signer.trailer_of(parts))
             length = len(datagram) + (TRAILER_SIZE if signer is not None else 0)
-            take(length)
-            if self._send(parts, True):
-                self.parity_packets += 1
-                self.parity_bytes += length
+            if not batch.fits(length) or not self.gso:
+                self._flush_parity()
+            batch.add(parts, length)
+        self._flush_parity()
+
+    def _flush_parity(self) -> None:
+        if self._parity_batch.datagrams:
+            _, sent, length = self._send_batch(self._parity_batch)
+            self.parity_packets += sent
+            self.parity_bytes += length
 
     def fec_wait(self) -> float | None:
         """Seconds until the open FEC block's linger ends (0: now); None: nothing to flush."""

@@ -3,7 +3,8 @@
 Rules:
 * Data datagrams are remembered by seq (they pass on at once; this only keeps a reference) for
   as long as a group may still need them: the last `retain` data packets received (at least 4
-  groups' span as learned from parity headers) and at most `max_retained_bytes`.
+  groups' span as learned from parity headers; up to EVICT_BATCH more are let in before the
+  oldest are forgotten together) and at most `max_retained_bytes`.
 * A parity packet names its group (first seq, K, M, stride); the group is created by its first
   parity packet. When the group's K data packets are all there, it is complete. When data
   packets are missing and data + parity packets held reach K, the missing ones are restored
@@ -40,6 +41,7 @@ Restored = list[tuple[int, bytes]]
 NOTHING: Restored = []  # returned (never mutated) when nothing was restored
 MIN_RETAIN = 1024
 MAX_RETAIN = 1 << 16
+EVICT_BATCH = 256  # data packets forgotten at once past `retain` (one call, not one per packet)
 PENDING, COMPLETE, RECOVERED, LOST = 0, 1, 2, 3
 HALF = SEQ_MODULO // 2
 WINDOW = 60.0  # seconds of history for worst_loss / repair_margin
@@ -157,7 +159,7 @@ class FecDecoder:
         newest = self._newest
         if newest is None or (seq - newest) % SEQ_MODULO < HALF:
             self._newest = seq
-        if len(order) > self.retain or self._recent_bytes > self.max_retained_bytes:
+        if len(order) > self.retain + EVICT_BATCH or self._recent_bytes > self.max_retained_bytes:
             self._evict_data()
         if not self._pending:
             return NOTHING

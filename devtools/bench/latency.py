@@ -10,7 +10,9 @@ adds), and the CPU % of the ingress and the egress over the run with the load av
 (on a shared machine, latency follows the CPU the pair gets). The first `--warmup` seconds are
 not counted (process start, first group joins). `--fec-linger-ms` sets the FEC scenario's
 `fec_linger_ms`; `--loss P` puts `ddc diode-sim --loss P` between ingress and egress (what FEC's
-repair wait costs: packets behind a lost one wait for the group's parity).
+repair wait costs: packets behind a lost one wait for the group's parity). `--rounds N` repeats
+the scenarios N times in turn (records, then records with FEC, right after each other: the two
+see the same load) and ends with what FEC added to p99 in each round and their median.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import json
 import os
 import shutil
 import socket
+import statistics
 import struct
 import subprocess
 import sys
@@ -200,8 +203,10 @@ def bench(args: argparse.Namespace) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="ddc-bench-latency-"))
     rows = []
     p99_records: dict[float, float | None] = {}
+    added_by_rate: dict[float, list[float]] = {rate: [] for rate in args.rates}
+    rounds = [(index, rate) for index in range(args.rounds) for rate in args.rates]
     try:
-        for rate in args.rates:
+        for index, rate in rounds:
             for scenario in SCENARIOS:
                 if args.scenario and scenario.key not in args.scenario:
                     continue
@@ -215,8 +220,11 @@ def bench(args: argparse.Namespace) -> int:
                     if scenario.fec and base is not None and stats["p99"] is not None
                     else None
                 )
+                if added is not None:
+                    added_by_rate[rate].append(added)
                 rows.append(
                     [
+                        index + 1,
                         scenario.title,
                         f"{rate:g}/s",
                         result["sent"],
@@ -236,6 +244,7 @@ def bench(args: argparse.Namespace) -> int:
     print(f"records of {RECORD_SIZE} B, source socket → sink socket, {args.seconds:g} s per run")
     print_table(
         [
+            "round",
             "scenario",
             "rate",
             "sent",
@@ -250,6 +259,13 @@ def bench(args: argparse.Namespace) -> int:
         ],
         rows,
     )
+    for rate, added_ms in added_by_rate.items():
+        if added_ms:
+            print(
+                f"FEC's p99 minus records' p99 at {rate:g}/s, per round: "
+                f"{', '.join(f'{ms:+.1f}' for ms in added_ms)} ms; median "
+                f"{statistics.median(added_ms):+.1f} ms"
+            )
     return 0
 
 
@@ -258,6 +274,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--rates", type=float, nargs="+", default=[1000.0, 10000.0])
     parser.add_argument("--seconds", type=float, default=6.0, help="sending time per run")
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds not counted")
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="run the scenarios this many times in turn"
+    )
     parser.add_argument(
         "--scenario", action="append", choices=[s.key for s in SCENARIOS], help="repeatable"
     )

@@ -30,6 +30,7 @@ from typing import Any
 from unittest import mock
 
 from ddc.protocol.auth_keys import new_key_line
+from devtools.bench import pyspy
 from devtools.bench.common import (
     Receiver,
     bench_pair,
@@ -133,9 +134,14 @@ def make_pair(workdir: Path, scenario: Scenario, rate_bits: float | None, sink_p
     )
 
 
-def cpu_pair(ingress: Daemon, egress: Daemon) -> tuple[float, float]:
+def pids(ingress: Daemon, egress: Daemon) -> dict[str, int]:
     assert ingress.process is not None and egress.process is not None
-    return cpu_seconds(ingress.process.pid), cpu_seconds(egress.process.pid)
+    return {"ingress": ingress.process.pid, "egress": egress.process.pid}
+
+
+def cpu_pair(ingress: Daemon, egress: Daemon) -> tuple[float, float]:
+    ingress_pid, egress_pid = pids(ingress, egress).values()
+    return cpu_seconds(ingress_pid), cpu_seconds(egress_pid)
 
 
 def wait_drained(ingress: Daemon, egress: Daemon, timeout: float, quiet: float = 2.0) -> None:
@@ -168,9 +174,15 @@ def measure(ingress: Daemon, egress: Daemon, cpu_start: tuple[float, float]) -> 
 
 
 def trial(
-    scenario: Scenario, rate: float, duration: float, workdir: Path, limiter: bool = True
+    scenario: Scenario,
+    rate: float,
+    duration: float,
+    workdir: Path,
+    limiter: bool = True,
+    profile: bool = False,
 ) -> dict[str, Any]:
-    """Offer `rate` bytes/s of datagrams to a fresh pair for `duration` s; what got through."""
+    """Offer `rate` bytes/s of datagrams to a fresh pair for `duration` s; what got through
+    (`profile`: with py-spy profiles of both daemons over the middle of the blast)."""
     # every trial starts with no dirty pages: the egress spool writes each record to disk, and
     # a trial that begins while the page cache still writes back its predecessors' gigabytes
     # is throttled by the kernel in write() (what made a scenario's result depend on the
@@ -187,6 +199,10 @@ def trial(
             pair.start()
         assert pair.ingress is not None and pair.egress is not None
         cpu_start = cpu_pair(pair.ingress, pair.egress)
+        profiles: dict[str, pyspy.Profile] = {}  # both daemons, half the blast from 1/4 in
+        spy = profile and pyspy.record_later(
+            pids(pair.ingress, pair.egress), duration / 4, duration / 2, profiles
+        )
         sent = run_blaster(
             ("127.0.0.1", pair.source_port), scenario.size, duration=duration, rate=rate
         )
@@ -194,6 +210,9 @@ def trial(
         time.sleep(0.2)  # the last datagrams from the egress's sink to the receiver
         received = receiver.stop()
         measured = measure(pair.ingress, pair.egress, cpu_start)
+        if spy:
+            spy.join()
+            measured["profiles"] = profiles
     finally:
         pair.stop()
         if receiver.process is not None and receiver.process.poll() is None:
@@ -231,6 +250,7 @@ def run_searches(
     workdir: Path,
     rate: float | None = None,
     limiter: bool = True,
+    profile: bool = False,
 ) -> list[list[Any]]:
     """The raw baseline of each scenario, then their rate searches in lockstep (trial i of each
     scenario one after the other: a same-run ratio compares trials made under the same load);
@@ -254,11 +274,13 @@ def run_searches(
             search = searches[scenario.key]
             if search.rate is None:
                 continue
-            result = trial(scenario, search.rate, duration, workdir, limiter)
+            result = trial(scenario, search.rate, duration, workdir, limiter, profile)
             result["offered_rate"] = search.rate
             result["load"] = os.getloadavg()[0]
             trials[scenario.key].append(result)
             _progress(scenario, result)
+            if "profiles" in result:
+                print(pyspy.report(result["profiles"]), file=sys.stderr, flush=True)
             search.record(result["passed"], result["mb_per_s"] * 1e6)
     rows: list[list[Any]] = []
     for scenario in scenarios:
@@ -275,18 +297,8 @@ def _rows(scenario: Scenario, raw: dict[str, Any], trials: list[dict[str, Any]])
     )
     label = "DDC pair, zero loss" if passing else "DDC pair (NO zero-loss rate found)"
     return [
-        [
-            scenario.key,
-            "raw Python UDP",
-            raw["mb_per_s"],
-            raw["records_per_s"],
-            f"{raw['loss_ratio']:.2%}",
-            "",
-            "",
-            "",
-            "",
-            1.0,
-        ],
+        [scenario.key, "raw Python UDP", raw["mb_per_s"], raw["records_per_s"]]
+        + [f"{raw['loss_ratio']:.2%}", "", "", "", "", 1.0],
         [
             scenario.key,
             label,
@@ -325,6 +337,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--no-limiter", action="store_true", help="no ingress rate limit (to profile the pair)"
     )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="py-spy both daemons in every trial and print where their CPU went",
+    )
     args = parser.parse_args(argv)
     duration = args.duration or (1.5 if args.quick else 5.0)
     steps = args.steps or (2 if args.quick else 8)
@@ -335,7 +352,13 @@ def main(argv: list[str]) -> int:
     try:
         rate = args.rate * 1e6 if args.rate else None
         rows += run_searches(
-            [SCENARIOS[key] for key in keys], duration, steps, workdir, rate, not args.no_limiter
+            [SCENARIOS[key] for key in keys],
+            duration,
+            steps,
+            workdir,
+            rate,
+            not args.no_limiter,
+            args.profile,
         )
     except BaseException:
         print(f"bench failed; configs and the pair's logs are kept in {workdir}", file=sys.stderr)

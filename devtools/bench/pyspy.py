@@ -12,6 +12,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,6 +96,20 @@ def record(pids: dict[str, int], seconds: float, rate: int = 100) -> dict[str, P
             profiles[name] = parse_raw(path.read_text())
     shutil.rmtree(work, ignore_errors=True)
     return profiles
+
+
+def record_later(
+    pids: dict[str, int], delay: float, seconds: float, into: dict[str, Profile]
+) -> threading.Thread:
+    """`record` in a thread after `delay` s, the profiles put `into` the dict (join it)."""
+
+    def run() -> None:
+        time.sleep(delay)
+        into.update(record(pids, seconds))
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
 
 
 def report(profiles: dict[str, Profile], count: int = 12) -> str:

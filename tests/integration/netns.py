@@ -7,6 +7,8 @@ them; call it in a `finally`):
   MTU 1500, 198.18.N.1/30 (A) -> 198.18.N.2/30 (B), from 198.18.0.0/15, the benchmarking range;
 * a permanent neighbour entry for B on A's side; ARP off and every outbound packet dropped on
   B's link side: nothing ever goes back;
+* A's end segments UDP GSO sends before the link (`gso_max_segs 1`), as a NIC puts each of
+  their datagrams on the wire: B's rules then see (and drop) one datagram at a time;
 * loss on B's side: `iptables -t raw -A PREROUTING -i VETH -m statistic --mode random
   --probability P -j DROP` (a drop in A's OUTPUT would be an EPERM the sender sees, which a
   real wire never does). Control packets (StartUp, HeartBeat, Shutdown: 9-byte datagrams, 37-byte
@@ -106,6 +108,9 @@ class VethDiode:
             "permanent",
         )
         run("ip", "-n", b, "link", "set", self.link_b, "arp", "off")
+        # a NIC puts every datagram of a UDP GSO send on the wire as its own frame; a veth
+        # would carry the batch into B as one packet (one drop would lose all its datagrams)
+        run("ip", "-n", a, "link", "set", self.link_a, "gso_max_segs", "1")
         self.iptables(b, "-A", "OUTPUT", "-o", self.link_b, "-j", "DROP")
         incoming = ("-t", "raw", "-A", "PREROUTING", "-i", self.link_b)  # b's end of the link
         self.iptables(b, *incoming, "-m", "length", "--length", "0:37", "-j", "RETURN")

@@ -2,32 +2,42 @@
 
 from __future__ import annotations
 
+import struct
 from typing import Any
 
 from ddc.egress.link import LinkState
 from ddc.egress.receiver import Receiver
+from ddc.ingress import gso
 from ddc.ingress.transport import Transport
 from ddc.metrics import IngressMetrics
 from ddc.protocol.reassembly import Reassembler
 
 
 class CapturingSocket:
-    """Stands in for the transport's UdpSocket: keeps each datagram it is asked to send."""
+    """Stands in for the transport's UdpSocket: keeps each datagram it is asked to send, and
+    cuts a GSO send into its datagrams as the kernel does (`sends`: the sendmsg calls)."""
 
     def __init__(self) -> None:
         self.sent: list[bytes] = []
+        self.sends: list[int] = []  # datagrams per sendmsg call
 
-    def sendmsg(self, buffers: list, address: tuple) -> int:
-        datagram = b"".join(bytes(buffer) for buffer in buffers)
-        self.sent.append(datagram)
-        return len(datagram)
+    def sendmsg(self, buffers: list, address: tuple, ancillary: Any = ()) -> int:
+        data = b"".join(bytes(buffer) for buffer in buffers)
+        size = len(data) or 1
+        for level, kind, value in ancillary:
+            assert (level, kind) == (gso.SOL_UDP, gso.UDP_SEGMENT)
+            (size,) = struct.unpack("=H", value)
+        datagrams = [data[at : at + size] for at in range(0, len(data), size)] or [data]
+        self.sent.extend(datagrams)
+        self.sends.append(len(datagrams))
+        return len(data)
 
 
 def capturing_transport(
-    destination: tuple[str, int], **config: Any
+    destination: tuple[str, int], use_gso: bool = False, **config: Any
 ) -> tuple[Transport, CapturingSocket]:
     """A Transport to `destination` (v1 settings, unpaced; `config` on top) whose datagrams are
-    kept in the returned socket's `sent`."""
+    kept in the returned socket's `sent`; `use_gso`: as on a kernel with UDP GSO."""
     settings = {
         "destination": destination,
         "bind": ("127.0.0.1", 0),
@@ -41,6 +51,7 @@ def capturing_transport(
     transport = Transport(settings, IngressMetrics())
     udp = CapturingSocket()
     transport.udp, transport.sockaddr = udp, destination
+    transport.gso = use_gso
     return transport, udp
 
 
