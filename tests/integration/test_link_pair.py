@@ -58,9 +58,10 @@ def test_egress_killed_mid_chunk_resyncs_without_partial_records(linked):
     # 4 MiB records at 64 Mbit/s: each takes ~0.5 s, so the restarted egress joins mid-chunk
     pair, collector = linked(source="tcp", sink="tcp", transport={"rate": "64Mbit"})
     size = 4 * 1024 * 1024
-    sender = _background(
-        send_tcp_records, pair.source_port, (make_record(i, size) for i in range(12))
-    )
+    # made before sending: generated on the fly under load, the records came slower than the
+    # link sends them, and a restart falling into the gap between two found no chunk to join
+    records = [make_record(i, size) for i in range(12)]
+    sender = _background(send_tcp_records, pair.source_port, records)
     wait_until(lambda: len(collector.records) >= 2, 30, message="two records")
     pair.egress.kill()
     before_kill = set(indexes(collector.records))
