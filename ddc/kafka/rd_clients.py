@@ -201,6 +201,22 @@ class RdConsumer:
             off_hub(self.client.close, timeout=max(1.0, deadline - time.monotonic()))
 
 
+def produce_arguments(
+    topic: str,
+    record: Record,
+    partition: int | None,
+    report: Callable[[Any, Any], None],
+    timestamp_ms: int,
+    headers: list[tuple[str, bytes]],
+) -> tuple[Any, ...]:
+    """produce()'s arguments by position, (topic, value, key, partition, callback, on_delivery,
+    timestamp, headers): keywords cost ~1 µs a record. The report goes in the `callback` slot
+    (a None there would override on_delivery: no report at all); partition None is -1,
+    librdkafka's partitioner; timestamp 0: librdkafka stamps it."""
+    where = -1 if partition is None else partition
+    return (topic, record.value, record.key, where, report, None, timestamp_ms, headers)
+
+
 class RdProducer:
     """A librdkafka producer; delivery reports are served by poll(), in the owning greenlet."""
 

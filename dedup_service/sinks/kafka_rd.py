@@ -27,7 +27,7 @@ from typing import Any
 import gevent
 
 from ddc.cooperate import HubTurn
-from ddc.kafka.rd_clients import BrokerError, RdProducer, is_outage
+from ddc.kafka.rd_clients import BrokerError, RdProducer, is_outage, produce_arguments
 from ddc.kafka.rd_options import RdOptions, flatten
 from ddc.logs import ThrottledLog
 from ddc.protocol.record import Record
@@ -131,19 +131,8 @@ class RdKafkaSink(Sink):
         for index, record in enumerate(records):
             if turn.due():
                 turn()
-            # produce(topic, value, key, partition, callback, on_delivery, timestamp, headers)
-            # by position (keywords cost ~1 µs a record); partition -1: librdkafka's
-            # partitioner; timestamp 0: librdkafka stamps it
-            arguments = (
-                topic,
-                record.value,
-                record.key,
-                -1,
-                batch.callback(index),
-                None,
-                0,
-                [(name, value or b"") for name, value in record.headers],
-            )
+            headers = [(name, value or b"") for name, value in record.headers]
+            arguments = produce_arguments(topic, record, None, batch.callback(index), 0, headers)
             try:
                 try:
                     produce(*arguments)

@@ -33,12 +33,9 @@ class CapturingSocket:
         return len(data)
 
 
-def capturing_transport(
-    destination: tuple[str, int], use_gso: bool = False, **config: Any
-) -> tuple[Transport, CapturingSocket]:
-    """A Transport to `destination` (v1 settings, unpaced; `config` on top) whose datagrams are
-    kept in the returned socket's `sent`; `use_gso`: as on a kernel with UDP GSO."""
-    settings = {
+def transport_settings(destination: tuple[str, int], **config: Any) -> dict[str, Any]:
+    """A Transport's settings: v1 defaults, unpaced, 1472-byte packets; `config` on top."""
+    return {
         "destination": destination,
         "bind": ("127.0.0.1", 0),
         "max_packet_size": 1472,
@@ -48,7 +45,14 @@ def capturing_transport(
         "shutdown_burst": 2,
         **config,
     }
-    transport = Transport(settings, IngressMetrics())
+
+
+def capturing_transport(
+    destination: tuple[str, int], use_gso: bool = False, **config: Any
+) -> tuple[Transport, CapturingSocket]:
+    """A Transport to `destination` (v1 settings, unpaced; `config` on top) whose datagrams are
+    kept in the returned socket's `sent`; `use_gso`: as on a kernel with UDP GSO."""
+    transport = Transport(transport_settings(destination, **config), IngressMetrics())
     udp = CapturingSocket()
     transport.udp, transport.sockaddr = udp, destination
     transport.gso = use_gso

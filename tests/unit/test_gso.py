@@ -15,7 +15,7 @@ from ddc.protocol.auth import TRAILER_SIZE, Verifier
 from ddc.protocol.auth_keys import new_key_line
 from ddc.protocol.fec import PARITY
 from ddc.protocol.wire import MessageType
-from tests.unit.direct import CapturingSocket, capturing_transport
+from tests.unit.direct import CapturingSocket, capturing_transport, transport_settings
 
 A = ("192.0.2.1", 4000)
 STARTUP = MessageType.STARTUP
@@ -48,12 +48,16 @@ def chunks(seed: int = 7, count: int = 60) -> list[bytes]:
     return [rng.randbytes(size) for size in sizes]
 
 
-def run(use_gso: bool, **config) -> tuple[Transport, CapturingSocket]:
-    transport, udp = capturing_transport(A, use_gso, **config)
+def send_all(transport: Transport, count: int = 60) -> None:
     transport.send_startup()
-    for chunk in chunks():
+    for chunk in chunks(count=count):
         assert transport.send_chunk(chunk)
     transport.send_shutdown()
+
+
+def run(use_gso: bool, **config) -> tuple[Transport, CapturingSocket]:
+    transport, udp = capturing_transport(A, use_gso, **config)
+    send_all(transport)
     return transport, udp
 
 
@@ -108,10 +112,7 @@ def test_a_refused_gso_send_goes_datagram_by_datagram_and_gso_stays_off(caplog):
     _, plain_udp = run(False, **config)
     transport, _ = capturing_transport(A, True, **config)
     transport.udp = udp = RefusingSocket()
-    transport.send_startup()
-    for chunk in chunks():
-        assert transport.send_chunk(chunk)
-    transport.send_shutdown()
+    send_all(transport)
     assert udp.sent == plain_udp.sent
     assert transport.gso is False
     assert transport.metrics.send_errors._value.get() == 0
@@ -126,10 +127,6 @@ def test_the_kernel_cuts_a_gso_send_into_the_same_datagrams_as_separate_sends():
     receiver.bind(("127.0.0.1", 0))
     receiver.settimeout(5.0)
     settings = {
-        "bind": ("127.0.0.1", 0),
-        "max_packet_size": 1472,
-        "rate": None,
-        "send_delay_ms": 0,
         "startup_burst": 1,
         "shutdown_burst": 1,
         "send_buffer": 4 << 20,
@@ -137,17 +134,15 @@ def test_the_kernel_cuts_a_gso_send_into_the_same_datagrams_as_separate_sends():
         "fec_parity": 8,
         "fec_linger_ms": 1e6,
     }
-    transport = Transport({"destination": receiver.getsockname(), **settings}, IngressMetrics())
+    destination = receiver.getsockname()
+    transport = Transport(transport_settings(destination, **settings), IngressMetrics())
     transport.open()
     try:
         if not transport.gso:
             pytest.skip("this kernel has no UDP GSO")
         reference, reference_udp = capturing_transport(A, False, **settings)
         for sender in (transport, reference):
-            sender.send_startup()
-            for chunk in chunks(count=12):
-                assert sender.send_chunk(chunk)
-            sender.send_shutdown()
+            send_all(sender, count=12)
         got = [receiver.recv(65536) for _ in reference_udp.sent]
         assert transport.gso  # the kernel took every GSO send
         assert got == reference_udp.sent

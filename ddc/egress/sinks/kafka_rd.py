@@ -23,7 +23,7 @@ from typing import Any
 import gevent
 
 from ddc.egress.sinks.kafka import KafkaSink, outgoing_headers
-from ddc.kafka.rd_clients import BrokerError, RdProducer, is_outage
+from ddc.kafka.rd_clients import BrokerError, RdProducer, is_outage, produce_arguments
 from ddc.kafka.rd_options import RdOptions
 from ddc.protocol.record import Record
 
@@ -111,19 +111,8 @@ class RdKafkaSink(KafkaSink):
     def _produce(self, record: Record, done: Any) -> Any:
         topic = self._target_topic(record)
         partition = self._partition(topic, record.partition)
-        # produce(topic, value, key, partition, callback, on_delivery, timestamp, headers) by
-        # position (keywords cost ~1 µs a record): the report callback in the `callback` slot
-        # (a None there would override on_delivery: no report at all); partition -1:
-        # librdkafka's partitioner; timestamp 0: librdkafka stamps it
-        arguments = (
-            topic,
-            record.value,
-            record.key,
-            -1 if partition is None else partition,
-            done,
-            None,
-            max(0, record.timestamp),
-            outgoing_headers(record),
+        arguments = produce_arguments(
+            topic, record, partition, done, max(0, record.timestamp), outgoing_headers(record)
         )
         deadline = 0.0
         while True:
