@@ -124,6 +124,14 @@ def test_a_dying_sender_is_restarted_and_health_is_degraded_until_it_is_stable(m
     assert not dropped
 
 
+def started_posting_through(sink: DedupSink, post, monkeypatch) -> list[str]:
+    """Starts `sink` with `post(slot, batch)` in place of its HTTP POST; the list that the
+    tests' `done` callbacks append to."""
+    monkeypatch.setattr(sink, "_post", post)
+    sink.start()
+    return []
+
+
 def test_batches_are_posted_at_once_and_settled_in_any_order(monkeypatch):
     import gevent
     from gevent.event import Event
@@ -137,9 +145,7 @@ def test_batches_are_posted_at_once_and_settled_in_any_order(monkeypatch):
         answers[len(posted) - 1].wait()
         return "done"
 
-    monkeypatch.setattr(sink, "_post", post)
-    calls: list[str] = []
-    sink.start()
+    calls = started_posting_through(sink, post, monkeypatch)
     for name in ("first", "second", "third"):
         sink.send(
             [Record(value=name.encode() + b"%d" % i) for i in range(2)],
@@ -176,9 +182,7 @@ def test_a_refused_batch_gives_its_tail_back_to_the_head_of_the_buffer(monkeypat
             return "resend"
         return "done"
 
-    monkeypatch.setattr(sink, "_post", post)
-    calls: list[str] = []
-    sink.start()
+    calls = started_posting_through(sink, post, monkeypatch)
     sink.send([Record(value=b"%d" % i) for i in range(6)], lambda: calls.append("all"))
     gevent.sleep(0.1)
     assert posted[0] == [b"%d" % i for i in range(6)]
