@@ -9,13 +9,7 @@ import time
 
 import pytest
 
-from tests.integration.kafka.helpers import (
-    create_topics,
-    producer,
-    scan_topic,
-    src_of,
-    unique,
-)
+from tests.integration.kafka.helpers import create_topics, producer, scan_topic, src_of, unique
 
 pytestmark = pytest.mark.timeout(180)
 
