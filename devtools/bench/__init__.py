@@ -6,6 +6,7 @@ BENCHES = {
     "dedup": "the dedup service",
     "latency": "end-to-end latency (p50/p99/max) of raw, records and FEC pairs",
     "spool": "the egress spool's segment files vs LMDB (append, read, ack)",
+    "spool_stalls": "the receive loop's waits in the disk spool, per segment size",
     "redundant": "the redundant stack's highest exactly-once rate vs one Kafka pair",
     "health": "/healthz and /metrics latency (p50/p99/max) of every daemon at full load",
     "dedup_records": "the dedup service's CPU per posted record, POST /v1/records → Kafka sink",
