@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from dedup_service.embedded import free_port
-from devtools.harness.process import Process, python_argv, wait_until
+from devtools.harness.process import Process, log_tail, python_argv, wait_until
 from devtools.harness.toml_files import write_toml
 
 DDC = python_argv("ddc.cli")
@@ -171,8 +171,17 @@ class Pair:
         """The egress, then the ingress; returns once the egress has seen the link up."""
         egress = self.start_egress()
         self.start_ingress()
-        wait_until(lambda: egress.health()["link_up"], 10, message="link up")
+        wait_until(lambda: egress.health()["link_up"], 30, message=self._not_up)
         return self
+
+    def _not_up(self) -> str:
+        """What a link that did not come up leaves behind: both daemons' last log lines."""
+        tails = [
+            f"--- {daemon.name} log:\n{log_tail(daemon, 1500)}"
+            for daemon in (self.ingress, self.egress)
+            if daemon is not None
+        ]
+        return "\n".join(["link up", *tails])
 
     def stop(self) -> None:
         for daemon in (self.ingress, self.egress):
