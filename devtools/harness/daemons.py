@@ -7,7 +7,6 @@ import socket
 from pathlib import Path
 from typing import Any
 
-from dedup_service.embedded import free_port
 from devtools.harness.process import Process, log_tail, python_argv, wait_until
 from devtools.harness.toml_files import write_toml
 
@@ -41,8 +40,21 @@ class Daemon(Process):
         self.log_path = log_path
 
 
-def _free(kind: str) -> int:
-    return free_port(socket.SOCK_DGRAM if kind == "udp" else socket.SOCK_STREAM)
+def _free_ports(*kinds: str) -> list[int]:
+    """A free port for each kind ("udp" or another: TCP), all different: each probe stays bound
+    until all are chosen (probes in turn may be handed the same port: the ingress once found
+    its HTTP port taken by the egress's)."""
+    probes = [
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM if kind == "udp" else socket.SOCK_STREAM)
+        for kind in kinds
+    ]
+    try:
+        for probe in probes:
+            probe.bind(("127.0.0.1", 0))
+        return [probe.getsockname()[1] for probe in probes]
+    finally:
+        for probe in probes:
+            probe.close()
 
 
 class Pair:
@@ -79,13 +91,11 @@ class Pair:
         self.name = name
         self.source_type = source
         self.sink_type = sink
-        self.source_port = _free(source)
-        self.link_port = _free("udp")
-        self.sender_port = _free("udp")
+        ports = _free_ports(source, "udp", "udp", sink, "tcp", "tcp")
+        self.source_port, self.link_port, self.sender_port = ports[:3]
         self.destination_port = self.link_port
-        self.sink_port = sink_port or (_free(sink) if sink in ("udp", "tcp") else None)
-        self.ingress_http = free_port()
-        self.egress_http = free_port()
+        self.sink_port = sink_port or (ports[3] if sink in ("udp", "tcp") else None)
+        self.ingress_http, self.egress_http = ports[4:]
         self.ingress_table = dict(ingress or {})
         self.egress_table = dict(egress or {})
         self.source_options = dict(source_options or {})
@@ -170,8 +180,17 @@ class Pair:
     def start(self) -> Pair:
         """The egress, then the ingress; returns once the egress has seen the link up."""
         egress = self.start_egress()
-        self.start_ingress()
-        wait_until(lambda: egress.health()["link_up"], 30, message=self._not_up)
+        ingress = self.start_ingress()
+
+        def up() -> bool:
+            for daemon in (ingress, egress):
+                if daemon.process is not None and daemon.process.poll() is not None:
+                    raise AssertionError(
+                        f"{daemon.name} exited before the link came up: {self._not_up()}"
+                    )
+            return bool(egress.health()["link_up"])
+
+        wait_until(up, 30, message=self._not_up)
         return self
 
     def _not_up(self) -> str:
