@@ -157,7 +157,8 @@ def test_dead_egress_pauses_its_ingress_partitions_move_nothing_lost_then_resume
             f"ingress one paused {paused_after:.2f}s after its egress was killed (grace {GRACE}, poll {POLL})"
         )
         assert paused_after <= GRACE + POLL + SLACK, f"paused {paused_after:.2f}s after the kill"
-        assert "pair one: PAUSED ingress" in watcher.log()
+        # the supervisor logs once the pause has answered: the ingress may say paused first
+        wait_until(lambda: "pair one: PAUSED ingress" in watcher.log(), 5, message="PAUSED logged")
         wait_until(lambda: "hook: paused one" in watcher.log(), 10, message="the on_pause hook")
         assert paused(two.ingress) is False
 
