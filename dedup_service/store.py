@@ -299,18 +299,18 @@ class Store:
                 name, ids, args, lambda indices: _pairs(ids, fingerprints, indices)
             )
             return _scatter(len(ids), groups, replies)
-        calls: dict[int, list[int]] = {}  # call number → the ids' indices, in reply order
-        payloads: list[list[Any]] = []
+        batches: list[tuple[list[Any], list[int]]] = []  # per call: its payload, the ids' indices
         for shard, indices in self._by_shard(ids).items():
-            if not payloads or len(calls[len(payloads) - 1]) >= CALL_IDS:
-                payloads.append([])
-                calls[len(payloads) - 1] = []
+            if not batches or len(batches[-1][1]) >= CALL_IDS:
+                batches.append(([], []))
+            payload, covered = batches[-1]
             flat = _flat_pairs(ids, fingerprints, indices)
-            payloads[-1].append((self._div_keys[shard], self._key_heads[shard], flat))
-            calls[len(payloads) - 1] += indices
-        if not payloads:
+            payload.append((self._div_keys[shard], self._key_heads[shard], flat))
+            covered += indices
+        if not batches:
             return []
-        scripted = [((), [*args, _encode(payload)]) for payload in payloads]
+        scripted = [((), [*args, _encode(payload)]) for payload, _ in batches]
+        calls = {number: covered for number, (_, covered) in enumerate(batches)}
         return _scatter(len(ids), calls, self._scripts(f"{name}_SHARDS", scripted))
 
     def lookup(self, ident: str) -> Claim | None:
