@@ -32,14 +32,7 @@ class Producer:
     Keys go to partitions by murmur2, as kafka-python and the Java client place them."""
 
     def __init__(self, bootstrap: str, **config: Any) -> None:
-        from confluent_kafka import Producer as RdProducer
-
-        settings = {
-            "bootstrap.servers": bootstrap,
-            "linger.ms": 20,
-            "partitioner": "murmur2_random",
-        }
-        self._client = RdProducer({**settings, **config})
+        self._client = rd_producer(bootstrap, **{"partitioner": "murmur2_random", **config})
         self.failed: list[str] = []
 
     def _delivered(self, error: Any, _message: Any) -> None:
