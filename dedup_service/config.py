@@ -106,11 +106,15 @@ class MergeSchema(StrictSchema):
     group_id = fields.String(load_default="ddc-dedup", validate=validate.Length(min=1))
     poll_max_records = fields.Integer(load_default=2000, validate=validate.Range(min=1))
     poll_timeout = Duration(load_default=0.5)
+    # polled batches forwarded at once (MergeWindow keeps their offset commits in order)
+    max_in_flight = fields.Integer(load_default=4, validate=validate.Range(min=1, max=64))
     retry_interval = Duration(load_default=1.0)
     auto_offset_reset = fields.String(
         load_default="earliest", validate=validate.OneOf(["earliest", "latest"])
     )
     options = fields.Dict(keys=fields.String(), load_default=dict)
+    # as [dedup.sink] client: "librdkafka" drives a confluent-kafka consumer (merger_rd.py)
+    client = fields.String(load_default="kafka-python", validate=validate.OneOf(KAFKA_CLIENTS))
 
     @validates_schema
     def _links(self, data: dict[str, Any], **kwargs: Any) -> None:
@@ -250,7 +254,11 @@ def check_kafka_options(config: dict[str, Any]) -> None:
         from dedup_service.sinks.kafka import sink_producer_options
 
         sink_producer_options(config["sink"])
-    if config["merge"]:
+    if config["merge"] and config["merge"]["client"] == "librdkafka":
+        from dedup_service.merger_rd import merge_rd_config
+
+        merge_rd_config(config["merge"])
+    elif config["merge"]:
         from dedup_service.merger import merge_consumer_options
 
         merge_consumer_options(config["merge"])

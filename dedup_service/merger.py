@@ -2,7 +2,9 @@
 
 All instances share one consumer group, so the links' partitions spread across them. A polled
 batch goes through the same claim → forward → commit path as the API; Kafka offsets are committed
-only after the sink acknowledged and the claims were committed. When Redis (or the sink) is
+only after the sink acknowledged and the claims were committed. Up to `max_in_flight` batches are
+forwarded at once (each in a greenlet of the loop's group); MergeWindow keeps the commits in poll
+order and, after a failure, says where to read again. When Redis (or the sink) is
 unavailable the loop rewinds to the batch's first offsets, pauses its partitions (it keeps polling,
 so it stays in the group) and resumes once Redis answers again: nothing skipped, nothing unclaimed.
 
@@ -18,7 +20,9 @@ import logging
 import time
 from typing import Any
 
+import gevent
 from gevent.event import Event
+from gevent.pool import Group
 
 from ddc.kafka import adapter
 from ddc.kafka.clients import AsyncConsumerRebalanceListener, KafkaConsumer, OffsetAndMetadata
@@ -28,12 +32,15 @@ from ddc.kafka.records import to_record
 from dedup_service.errors import InvalidRecord, RedisUnavailable, SinkFailed, StillPending
 from dedup_service.forwarder import Forwarder, Item
 from dedup_service.keys import IdSpec, extract_id, fingerprint, identity_basis
+from dedup_service.merge_window import MergeWindow
 from dedup_service.metrics import DedupMetrics
 from dedup_service.stats import StatsBook
 from dedup_service.store import Store
 
 log = logging.getLogger(__name__)
 PAUSED_POLL_MS = 200
+BUSY_POLL_MS = 5  # the poll's wait while batches are in flight: their commits are not held up
+STOP_WAIT = 10.0  # seconds a stop waits for the batches in flight before committing
 OPTION_DEFAULTS = {"bootstrap_timeout_ms": 5000}  # kafka-python's 30 s would hold up start-up
 RESERVED_OPTIONS = {
     "bootstrap_servers": "bootstrap_servers",
@@ -79,13 +86,28 @@ class MergeLoop:
         self.id_spec = id_spec
         self.link_of = {topic: link for link, topic in config["links"].items()}
         adapter.check_version()
-        self.options = merge_consumer_options(config)
+        self.options = self._consumer_options(config)
         # Only a sink that can produce a tombstone gets a null value; the others get it empty.
         self.keep_null_values = bool(getattr(forwarder.sink, "carries_tombstones", False))
         self.consumer: Any = None
         self.paused_since: float | None = None
         self.resume_at = 0.0
         self.pause_reason = ""
+        self.max_in_flight = int(config["max_in_flight"])
+        self.window = MergeWindow()
+        self.flights = Group()  # the forwarding greenlets; failures settle their batch
+
+    # --- the client (RdMergeLoop drives librdkafka behind the same calls) -------------------
+
+    def _consumer_options(self, config: dict[str, Any]) -> dict[str, Any]:
+        return merge_consumer_options(config)
+
+    def _new_consumer(self) -> Any:
+        consumer = create(KafkaConsumer, **self.options)
+        consumer.subscribe(topics=list(self.link_of), listener=_KeepPaused(self))
+        return consumer
+
+    as_record = staticmethod(to_record)  # a polled message as a Record
 
     def start(self) -> None:
         log.info(
@@ -97,8 +119,7 @@ class MergeLoop:
     def _connect(self) -> bool:
         """Creates the consumer; False (logged) while the brokers are unreachable."""
         try:
-            self.consumer = create(KafkaConsumer, **self.options)
-            self.consumer.subscribe(topics=list(self.link_of), listener=_KeepPaused(self))
+            self.consumer = self._new_consumer()
         except Exception as exc:  # KafkaTimeoutError, NoBrokersAvailable and kin
             self.pause_reason = f"Kafka unreachable: {exc}"
             log.error(
@@ -120,37 +141,84 @@ class MergeLoop:
         while self.consumer is None and not self._connect():
             if stopping.wait(self.config["retry_interval"]):
                 return
-        while not stopping.is_set():
-            if self.paused_since is not None:
-                stray = self.consumer.poll(timeout_ms=PAUSED_POLL_MS)  # stays in the group
-                if stray:  # from partitions that arrived unpaused: read again after resuming
-                    self._rewind(stray)
-                    self.consumer.pause(*self.consumer.assignment())
-                    log.info(
-                        "merge loop: %d record(s) polled while paused, rewound to read again",
-                        sum(len(messages) for messages in stray.values()),
-                    )
-                if time.monotonic() >= self.resume_at:
-                    self._try_resume()
-                continue
-            batch = self.consumer.poll(
-                timeout_ms=poll_ms, max_records=self.config["poll_max_records"]
-            )
-            if not batch:
-                continue
-            try:
-                self.process(batch)
-            except (RedisUnavailable, SinkFailed, StillPending) as exc:
-                self._rewind(batch)
-                self._pause(exc)
+        try:
+            while not stopping.is_set():
+                if self.paused_since is not None:
+                    self._paused_step()
+                    continue
+                self._settle()
+                if self.paused_since is not None:
+                    continue
+                if len(self.window) >= self.max_in_flight:
+                    gevent.wait(list(self.flights), timeout=poll_ms / 1000, count=1)
+                    continue
+                wait = min(poll_ms, BUSY_POLL_MS) if self.window else poll_ms
+                batch = self.consumer.poll(
+                    timeout_ms=wait, max_records=self.config["poll_max_records"]
+                )
+                if batch:
+                    self._launch(batch)
+        finally:
+            self.flights.join(timeout=STOP_WAIT)
+            offsets = self.window.committable()
+            if offsets and self.consumer is not None:
+                self._commit_offsets(offsets)
 
-    def process(self, batch: dict[Any, list[Any]]) -> None:
+    def _paused_step(self) -> None:
+        stray = self.consumer.poll(timeout_ms=PAUSED_POLL_MS)  # stays in the group
+        if stray:  # from partitions that arrived unpaused: read again after resuming
+            self._rewind(stray)
+            self.consumer.pause(*self.consumer.assignment())
+            log.info(
+                "merge loop: %d record(s) polled while paused, rewound to read again",
+                sum(len(messages) for messages in stray.values()),
+            )
+        if time.monotonic() >= self.resume_at:
+            self._try_resume()
+
+    def _launch(self, batch: dict[Any, list[Any]]) -> None:
+        """Forwards a polled batch in a greenlet of its own (the window bounds how many)."""
+        first = {tp: messages[0].offset for tp, messages in batch.items()}
+        end = {tp: messages[-1].offset + 1 for tp, messages in batch.items()}
+        per_link = self.items(batch)
+        flight = self.window.open(first, end)
+
+        def forward() -> None:
+            try:
+                self.forward(per_link)
+            except BaseException as exc:  # settled as failed: run() rewinds, then pauses or raises
+                self.window.settle(flight, exc)
+                return
+            self.window.settle(flight)
+
+        self.flights.spawn(forward)
+
+    def _settle(self) -> None:
+        """Commits what the forwarded batches allow; after a failure, waits for every batch in
+        flight, reads their partitions again from their first offsets and pauses."""
+        offsets = self.window.committable()
+        if offsets:
+            self._commit_offsets(offsets)
+        error = self.window.failure()
+        if error is None:
+            return
+        self.flights.join()  # each forward ends within the sink's and Redis's timeouts
+        committed = self.window.committable()  # nothing: the oldest failed
+        assert not committed
+        for tp, offset in self.window.rewind_points().items():
+            self._seek(tp, offset)
+        if not isinstance(error, (RedisUnavailable, SinkFailed, StillPending)):
+            raise error
+        self._pause(error)
+
+    def items(self, batch: dict[Any, list[Any]]) -> dict[str, list[Item]]:
+        """A polled batch's records with their ids, per link (records without an id counted)."""
         per_link: dict[str, list[Item]] = {}
         for tp, messages in batch.items():
             link = self.link_of[tp.topic]
             self.metrics.merge_records.labels(link).inc(len(messages))
             for message in messages:
-                record = to_record(message)
+                record = self.as_record(message)
                 basis = identity_basis(record)
                 if not self.keep_null_values:
                     record = basis
@@ -170,15 +238,24 @@ class MergeLoop:
                     )
                     continue
                 per_link.setdefault(link, []).append(Item(ident, fingerprint(basis), record))
+        return per_link
+
+    def forward(self, per_link: dict[str, list[Item]]) -> None:
         for link, items in per_link.items():
             self.metrics.records_received.labels(link).inc(len(items))
             self.forwarder.forward(link, items)
+
+    def process(self, batch: dict[Any, list[Any]]) -> None:
+        """One batch at once: forwarded, then its offsets committed."""
+        self.forward(self.items(batch))
         self._commit(batch)
 
     def _commit(self, batch: dict[Any, list[Any]]) -> None:
-        offsets = {tp: OffsetAndMetadata(msgs[-1].offset + 1, "", -1) for tp, msgs in batch.items()}
+        self._commit_offsets({tp: msgs[-1].offset + 1 for tp, msgs in batch.items()})
+
+    def _commit_offsets(self, offsets: dict[Any, int]) -> None:
         try:
-            self.consumer.commit(offsets)
+            self.consumer.commit({tp: OffsetAndMetadata(o, "", -1) for tp, o in offsets.items()})
             self.metrics.merge_commits.inc()
         except Exception as exc:  # a rebalance: the new owner re-reads them as duplicates
             log.warning(
@@ -187,10 +264,13 @@ class MergeLoop:
 
     def _rewind(self, batch: dict[Any, list[Any]]) -> None:
         for tp, messages in batch.items():
-            try:
-                self.consumer.seek(tp, messages[0].offset)
-            except Exception as exc:  # partition revoked meanwhile: its new owner re-reads it
-                log.info("merge loop: cannot rewind %s (%r)", tp, exc)
+            self._seek(tp, messages[0].offset)
+
+    def _seek(self, tp: Any, offset: int) -> None:
+        try:
+            self.consumer.seek(tp, offset)
+        except Exception as exc:  # partition revoked meanwhile: its new owner re-reads it
+            log.info("merge loop: cannot rewind %s (%r)", tp, exc)
 
     def _pause(self, exc: Exception) -> None:
         self.consumer.pause(*self.consumer.assignment())

@@ -22,6 +22,7 @@ from dedup_service.embedded import EmbeddedRedis
 from dedup_service.errors import RedisUnavailable
 from dedup_service.extension import EXTENSION, Dedup
 from dedup_service.merger import MergeLoop
+from dedup_service.merger_rd import RdMergeLoop
 from dedup_service.metrics import DedupMetrics
 from dedup_service.redis_client import connect_configured
 from dedup_service.sinks import build_sink
@@ -105,7 +106,8 @@ class DedupService(Service):
         watch = DivergenceWatch(ext.store, self.metrics, ext.stats, config["divergence_window"])
         self.spawn(watch.run, self.stopping, name="divergence")
         if config["merge"]:
-            self.merger = MergeLoop(
+            loop = RdMergeLoop if config["merge"]["client"] == "librdkafka" else MergeLoop
+            self.merger = loop(
                 config["merge"],
                 ext.forwarder,
                 ext.store,

@@ -171,6 +171,10 @@ class RdConsumer:
     def pause(self, *partitions: Partition) -> None:
         self.client.pause([self.kafka.TopicPartition(*p) for p in partitions])
 
+    def seek(self, partition: Partition, offset: int) -> None:
+        """Read `partition` (assigned) from `offset` next."""
+        self.client.seek(self.kafka.TopicPartition(partition.topic, partition.partition, offset))
+
     def resume(self, *partitions: Partition, offset: int | None = None) -> None:
         """Resume fetching; from `offset` when given (a held-back partition is read again)."""
         tps = [self.kafka.TopicPartition(*p) for p in partitions]

@@ -24,9 +24,12 @@ from pathlib import Path
 from typing import Any
 
 from dedup_service.embedded import EmbeddedRedis, free_port
+from devtools.bench import pyspy
 from devtools.harness import Process, python_argv, wait_progress, wait_until, write_toml
 
 API_TOKEN = "bench-dedup-api-token-0123456789"
+RD_GROUP = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 1000}
+CLIENTS = ("kafka-python", "librdkafka")
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -37,6 +40,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--merge-records", type=int, default=20_000, help="records per link (0: skip)"
     )
+    parser.add_argument(
+        "--merge-clients",
+        type=lambda text: text.split(","),
+        default=["kafka-python/kafka-python", "librdkafka/librdkafka"],
+        help="merge loop runs, each CONSUMER/SINK client ([dedup.merge] and [dedup.sink] client,"
+        " kafka-python or librdkafka), comma-separated",
+    )
+    parser.add_argument("--profile", action="store_true", help="py-spy the merging service")
     return parser.parse_args(argv)
 
 
@@ -107,7 +118,15 @@ def claims_through_api(port: int, ids: list[str], batch: int, clients: int) -> f
     return len(ids) / run_threads(clients, work)
 
 
-def merge_loop(redis_url: str, tmp: Path, records: int) -> tuple[float, float]:
+def merge_loop(
+    redis_url: str,
+    tmp: Path,
+    records: int,
+    clients: tuple[str, str],
+    profile: bool = False,
+) -> tuple[float, float]:
+    """ids/s the loop took (from its first record to the last) and the unique records forwarded;
+    `clients`: the merge loop's consumer client and the sink's producer client."""
     from kafka import KafkaProducer
 
     from devtools.embedded_kafka import FAST_GROUP_OPTIONS, EmbeddedKafka, create_topics
@@ -125,22 +144,34 @@ def merge_loop(redis_url: str, tmp: Path, records: int) -> tuple[float, float]:
         service = start_service(
             tmp,
             {"redis_url": redis_url, "key_prefix": f"m{tag}", "id_from": "source"},
-            {"type": "kafka", "bootstrap_servers": broker.bootstrap, "topic": f"merged-{tag}"},
+            {
+                "type": "kafka",
+                "bootstrap_servers": broker.bootstrap,
+                "topic": f"merged-{tag}",
+                "client": clients[1],
+            },
             {
                 "bootstrap_servers": broker.bootstrap,
                 "links": topics,
                 "group_id": f"g{tag}",
-                "options": FAST_GROUP_OPTIONS,
+                "client": clients[0],
+                "options": FAST_GROUP_OPTIONS if clients[0] == "kafka-python" else RD_GROUP,
             },
         )
         try:
             expected = 2 * records
             first_seen: list[tuple[float, float]] = []  # (time, records) at the first progress
 
+            profiles: dict[str, pyspy.Profile] = {}
+            spy: threading.Thread | None = None
+
             def merged() -> bool:
+                nonlocal spy
                 done = service.metric("ddc_dedup_merge_records_total")
                 if done and not first_seen:
                     first_seen.append((time.perf_counter(), done))
+                    if profile and service.process is not None:
+                        spy = pyspy.record_later({"dedup": service.process.pid}, 0.5, 4, profiles)
                 return done >= expected
 
             wait_until(merged, 300, message="the merge loop to take every record")
@@ -153,6 +184,9 @@ def merge_loop(redis_url: str, tmp: Path, records: int) -> tuple[float, float]:
                 timeout=60,
                 quiet=2.0,
             )
+            if spy is not None:
+                spy.join(60)
+                print(pyspy.report(profiles, 25), file=sys.stderr)
             return rate_in, forwarded
         finally:
             service.stop(15)
@@ -188,11 +222,17 @@ def main(argv: list[str]) -> int:
             )
         finally:
             service.stop(15)
-        if args.merge_records:
-            rate_in, forwarded = merge_loop(redis_server.url, tmp, args.merge_records)
+        for pair in args.merge_clients if args.merge_records else ():
+            consumer, _, sink = pair.partition("/")
+            if consumer not in CLIENTS or sink not in CLIENTS:
+                raise SystemExit(f"--merge-clients: {pair!r} is not CONSUMER/SINK of {CLIENTS}")
+            rate_in, forwarded = merge_loop(
+                redis_server.url, tmp, args.merge_records, (consumer, sink), args.profile
+            )
             print(
-                f"  merge loop, 2 links x {args.merge_records} records {rate_in:>10,.0f} ids/s   "
-                f"ratio {rate_in / base:.2f}  ({forwarded:.0f} unique forwarded)"
+                f"  merge loop ({pair}), 2 links x {args.merge_records} records "
+                f"{rate_in:>10,.0f} ids/s   ratio {rate_in / base:.2f}  "
+                f"({forwarded:.0f} unique forwarded)"
             )
     return 0
 

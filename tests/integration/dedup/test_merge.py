@@ -19,6 +19,13 @@ FAST_GROUP = {
     "heartbeat_interval_ms": 1000,
     "max_poll_interval_ms": 10000,
 }
+RD_FAST_GROUP = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 1000}
+CLIENTS = ("kafka-python", "librdkafka")
+
+
+def group_options(client: str) -> dict:
+    """The merge loop's fast consumer-group timeouts in its client's option names."""
+    return FAST_GROUP if client == "kafka-python" else RD_FAST_GROUP
 
 
 def produce(bootstrap, topic, indices, ends):
@@ -60,8 +67,9 @@ def committed(bootstrap, group, topics, partitions=2):
         consumer.close()
 
 
+@pytest.mark.parametrize("client", CLIENTS)
 def test_merge_loop_exactly_once_offsets_after_ack_pauses_while_redis_is_down(
-    dedup_server, kafka_bootstrap, tmp_path
+    dedup_server, kafka_bootstrap, tmp_path, client
 ):
     tag = uuid.uuid4().hex[:8]
     out_a, out_b, merged, group = f"out-a-{tag}", f"out-b-{tag}", f"merged-{tag}", f"dedup-{tag}"
@@ -93,7 +101,8 @@ def test_merge_loop_exactly_once_offsets_after_ack_pauses_while_redis_is_down(
                 "group_id": group,
                 "poll_max_records": 500,
                 "retry_interval": "0.3s",
-                "options": FAST_GROUP,
+                "client": client,
+                "options": group_options(client),
             },
         )
         got = drain(reader, total, timeout=60)

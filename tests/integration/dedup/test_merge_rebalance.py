@@ -17,7 +17,7 @@ from kafka.admin import KafkaAdminClient, NewTopic
 from dedup_service.embedded import EmbeddedRedis
 from devtools.harness import wait_until
 from tests.integration.dedup.conftest import read_length_prefixed
-from tests.integration.dedup.test_merge import committed, produce
+from tests.integration.dedup.test_merge import CLIENTS, committed, produce
 
 pytestmark = pytest.mark.kafka
 FAST_GROUP = {
@@ -25,10 +25,12 @@ FAST_GROUP = {
     "heartbeat_interval_ms": 500,
     "max_poll_interval_ms": 10000,
 }
+RD_FAST_GROUP = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 500}
 PARTITIONS = 4
 
 
-def test_rebalance_while_paused_loses_nothing(dedup_server, kafka_bootstrap, tmp_path):
+@pytest.mark.parametrize("client", CLIENTS)
+def test_rebalance_while_paused_loses_nothing(dedup_server, kafka_bootstrap, tmp_path, client):
     tag = uuid.uuid4().hex[:8]
     topic, group = f"rb-a-{tag}", f"rb-{tag}"
     admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
@@ -43,7 +45,8 @@ def test_rebalance_while_paused_loses_nothing(dedup_server, kafka_bootstrap, tmp
         "poll_max_records": 50,
         "poll_timeout": "0.2s",
         "retry_interval": "0.3s",
-        "options": FAST_GROUP,
+        "client": client,
+        "options": FAST_GROUP if client == "kafka-python" else RD_FAST_GROUP,
     }
     settings = {"redis_url": own.url, "id_from": "source", "key_prefix": f"rb{tag}"}
     sink = {"type": "file", "path": str(out)}

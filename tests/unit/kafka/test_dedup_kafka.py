@@ -17,6 +17,7 @@ from ddc.protocol.record import Record
 from dedup_service.config import load_dedup_config
 from dedup_service.keys import IdSpec, fingerprint
 from dedup_service.merger import MergeLoop, merge_consumer_options
+from dedup_service.merger_rd import merge_rd_config
 from dedup_service.metrics import DedupMetrics
 from dedup_service.sinks.kafka import KafkaSink, sink_producer_options
 from tests.unit.kafka.fakes import FakeConsumer, Message
@@ -25,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[3]
 KAFKA_SINK = {"type": "kafka", "bootstrap_servers": "127.0.0.1:9092", "topic": "out"}
 FILE_SINK = {"type": "file", "path": "out.bin"}
 MERGE = {"bootstrap_servers": "127.0.0.1:9092", "links": {"a": "in-a", "b": "in-b"}}
+RD_MERGE = {**MERGE, "client": "librdkafka"}
 
 
 def load(dedup: dict[str, Any]) -> dict[str, Any]:
@@ -64,6 +66,26 @@ def load(dedup: dict[str, Any]) -> dict[str, Any]:
             "dedup.merge.options.group_id",
             "set by group_id",
         ),
+        (
+            {"sink": FILE_SINK, "merge": {**RD_MERGE, "options": {"group.id": "other"}}},
+            "dedup.merge.options.group.id",
+            "set by group_id",
+        ),
+        (
+            {"sink": FILE_SINK, "merge": {**RD_MERGE, "options": {"enable.auto.commit": True}}},
+            "dedup.merge.options.enable.auto.commit",
+            "not allowed here",
+        ),
+        (
+            {"sink": FILE_SINK, "merge": {**RD_MERGE, "options": {"sesion.timeout.ms": 6000}}},
+            "dedup.merge.options.sesion.timeout.ms",
+            "",
+        ),
+        (
+            {"sink": FILE_SINK, "merge": {**MERGE, "max_in_flight": 0}},
+            "dedup.merge.max_in_flight",
+            "",
+        ),
     ],
 )
 def test_a_bad_kafka_option_is_a_config_error_naming_it(dedup, key, problem):
@@ -89,6 +111,16 @@ def test_options_reach_the_clients_over_the_defaults():
     assert consumer["enable_auto_commit"] is False
     assert consumer["auto_offset_reset"] == "earliest" and consumer["max_poll_records"] == 2000
     assert consumer["bootstrap_timeout_ms"] == 5000
+
+
+def test_librdkafka_merge_options_reach_the_consumer_under_the_loops_own_settings():
+    config = load(
+        {"sink": FILE_SINK, "merge": {**RD_MERGE, "options": {"session.timeout.ms": 6000}}}
+    )
+    consumer = merge_rd_config(config["merge"])
+    assert consumer["session.timeout.ms"] == 6000 and consumer["group.id"] == "ddc-dedup"
+    assert consumer["enable.auto.commit"] is False and consumer["auto.offset.reset"] == "earliest"
+    assert consumer["bootstrap.servers"] == "127.0.0.1:9092"
 
 
 def test_serve_exits_2_with_one_line_on_a_misspelt_option(tmp_path):
