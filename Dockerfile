@@ -6,7 +6,8 @@
 #   docker build -t ddc .
 #   docker build --build-arg BASE_IMAGE=registry.example/python:3.11-slim -t ddc .
 #   docker run --rm ddc ddc --help
-# Dependencies are pinned by constraints.txt (the versions the test suite passed with).
+# Dependencies are pinned by constraints.txt (the versions the test suite passed with); the
+# librdkafka client (confluent-kafka, `client = "librdkafka"`) is installed too.
 # No HEALTHCHECK here: each daemon serves /healthz on its own `http_listen` (none by default),
 # so the stacks declare the check per service (compose/*.yml, k8s/*.yaml probes).
 
@@ -17,7 +18,7 @@ WORKDIR /src
 COPY setup.cfg pyproject.toml README.md constraints.txt ./
 COPY ddc ./ddc
 COPY dedup_service ./dedup_service
-RUN pip wheel --no-cache-dir --constraint constraints.txt --wheel-dir /wheels .
+RUN pip wheel --no-cache-dir --constraint constraints.txt --wheel-dir /wheels ".[librdkafka]"
 
 FROM ${BASE_IMAGE}
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -25,7 +26,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 COPY --from=build /wheels /wheels
 COPY --from=build /src/constraints.txt /tmp/constraints.txt
-RUN pip install --no-cache-dir --no-index --find-links /wheels --constraint /tmp/constraints.txt ddc \
+RUN pip install --no-cache-dir --no-index --find-links /wheels --constraint /tmp/constraints.txt "ddc[librdkafka]" \
     && rm -rf /wheels /tmp/constraints.txt \
     && groupadd --system --gid 10001 ddc \
     && useradd --system --uid 10001 --gid ddc --home-dir /var/lib/ddc --shell /usr/sbin/nologin ddc \

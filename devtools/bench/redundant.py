@@ -293,7 +293,7 @@ def main(argv: list[str]) -> int:
         "--dedup-client",
         choices=("kafka-python", "librdkafka"),
         default="librdkafka",
-        help="the dedup service's Kafka sink client (compose's dedup.toml: kafka-python)",
+        help="the dedup service's Kafka sink client (compose's dedup.toml: librdkafka)",
     )
     args = parser.parse_args(argv)
     if args.command == "send":

@@ -1,4 +1,5 @@
-"""The image's pinned dependencies: the runtime requirements of setup.cfg, transitively, at the
+"""The image's pinned dependencies: the runtime requirements of setup.cfg (with the extras the
+image installs), transitively, at the
 versions installed in the venv that runs this (the venv the test suite passed with).
 
     python tests/stacks/constraints.py > constraints.txt
@@ -26,10 +27,16 @@ def normalise(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
+IMAGE_EXTRAS = ("librdkafka",)  # the extras the Dockerfile installs: ddc[librdkafka]
+
+
 def runtime_requirements() -> list[Requirement]:
+    """install_requires and the image's extras."""
     config = configparser.ConfigParser()
     config.read(ROOT / "setup.cfg")
     lines = config["options"]["install_requires"].splitlines()
+    for extra in IMAGE_EXTRAS:
+        lines += config["options.extras_require"][extra].splitlines()
     return [Requirement(line) for line in lines if line.strip()]
 
 

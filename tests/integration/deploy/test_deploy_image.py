@@ -41,9 +41,12 @@ def test_base_image_is_a_build_argument_and_no_anonymous_volume():
 
 
 def test_dependencies_are_pinned_by_the_constraints_of_the_tested_venv():
-    from tests.stacks.constraints import pins, runtime_requirements
+    from tests.stacks.constraints import IMAGE_EXTRAS, pins, runtime_requirements
 
     runs = instructions("RUN")
+    extras = ",".join(IMAGE_EXTRAS)
+    assert any("pip wheel" in run and f'".[{extras}]"' in run for run in runs)
+    assert any("pip install" in run and f'"ddc[{extras}]"' in run for run in runs)
     assert any("pip wheel" in run and "--constraint constraints.txt" in run for run in runs)
     assert any("pip install" in run and "--no-index" in run for run in runs)
     lines = (ROOT / "constraints.txt").read_text().splitlines()
