@@ -22,7 +22,7 @@ SPEC_CACHE = "ddc_dedup_openapi"
 @endpoint(Operation("Liveness", ok="health", response=HealthSchema))
 def healthz() -> dict[str, Any]:
     ext = dedup()
-    redis_ok = ext.store.ping()
+    redis_ok = ext.store.reachable()
     sink = ext.sink.health() if ext.sink else {"sink": "none", "sink_ok": False}
     merge: dict[str, Any] | None = None
     for extra in ext.health_extras:
@@ -40,7 +40,7 @@ def healthz() -> dict[str, Any]:
 @bp.get("/readyz")
 @endpoint(Operation("Readiness: Redis reachable", ok="ready", response=ReadySchema, errors=(503,)))
 def readyz() -> dict[str, Any]:
-    if not dedup().store.ping():
+    if not dedup().store.reachable():
         raise RedisUnavailable("Redis unreachable")
     return {"status": "ready", "redis": True}
 

@@ -27,7 +27,7 @@ from typing import Any
 
 from dedup_service.embedded import EmbeddedRedis, free_port
 from devtools.bench.common import Receiver, bench_pair, print_table, run_blaster
-from devtools.bench.dedup import start_service
+from devtools.bench.dedup import API_TOKEN, start_service
 from devtools.harness import Daemon, Pair, Process, python_argv, write_toml
 
 TARGET_P99 = 0.100
@@ -211,10 +211,7 @@ def load_records(port: int, token: str, duration: float, batch: int, prefix: str
 
 
 def dedup_phase(args: argparse.Namespace, work: Path) -> tuple[list[list[Any]], dict[str, Any]]:
-    token = f"bench-token-{os.getpid()}"
-    token_file = work / "api.token"
-    token_file.write_text(token + "\n")
-    token_file.chmod(0o600)
+    token = API_TOKEN  # start_service writes it as the service's api_token_file
     with EmbeddedRedis(data_dir=work / "redis") as redis_server:
         service = start_service(
             work,
@@ -222,7 +219,6 @@ def dedup_phase(args: argparse.Namespace, work: Path) -> tuple[list[list[Any]], 
                 "redis_url": redis_server.url,
                 "key_prefix": f"h{os.getpid()}",
                 "links": ["a"],
-                "api_token_file": str(token_file),
             },
             {"type": "file", "path": str(work / "dedup-out.bin")},
         )
@@ -251,8 +247,9 @@ def dedup_phase(args: argparse.Namespace, work: Path) -> tuple[list[list[Any]], 
             ]
             prober.start()
             started = time.monotonic()
-            for loader in loaders:
-                loader.reap(args.duration + 120)
+            failed = [loader.name for loader in loaders if loader.reap(args.duration + 120) != 0]
+            if failed:  # a table of probes against an idle service would measure nothing
+                raise SystemExit(f"load process {failed[0]} failed: see {work}/{failed[0]}.log")
             elapsed = time.monotonic() - started
             prober.stop()
             records = service.metric("ddc_dedup_records_received_total")

@@ -120,3 +120,33 @@ def test_a_batch_of_several_script_calls_answers_in_input_order(store):
     assert store.claim("b", mixed, fps, token, pending=True) == expected
     firsts = [ident for ident in mixed if ident.startswith("new")]
     assert store.commit("b", firsts, ["f"] * len(firsts), token) == [lua.COMMITTED] * len(firsts)
+
+
+def test_reachable_answers_from_recent_calls_and_pings_only_when_they_are_stale(
+    redis_url, tmp_path
+):
+    """/healthz under load: a Redis answer to any call in the last HEALTH_FRESH s stands for
+    reachability (no PING queued behind the claim scripts); stale, it pings; down, it says so."""
+    from dedup_service.embedded import EmbeddedRedis
+    from dedup_service.store import HEALTH_FRESH
+
+    own = EmbeddedRedis(data_dir=tmp_path / "redis").start()
+    try:
+        store = Store(connect(own.url), prefix="r", window=60, pending_timeout=30)
+        info = connect(own.url)
+
+        def pings() -> int:
+            return int(info.info("commandstats").get("cmdstat_ping", {}).get("calls", 0))
+
+        store.claim("a", ["x"], ["f"], store.new_token(), pending=False)
+        before = pings()
+        assert all(store.reachable() for _ in range(100))
+        assert pings() == before
+        time.sleep(HEALTH_FRESH + 0.1)
+        assert store.reachable() and pings() == before + 1
+        own.stop()
+        assert store.reachable()  # the ping just now is recent: at most HEALTH_FRESH s stale
+        time.sleep(HEALTH_FRESH + 0.1)
+        assert store.reachable() is False
+    finally:
+        own.cleanup()
