@@ -146,11 +146,16 @@ class Forwarder:
                 codes = self._claim(link, items, todo, token, pending=True)
                 firsts, waiting = [], []
                 again = [i for i, code in zip(todo, codes, strict=True) if code == lua.REFORWARD]
-                if again:
-                    self._log_reforward(items, again)
+                held = self._held_by_sink(link, items, again, token) if again else set()
+                for index in held:
+                    results[index] = "first"
+                if len(held) < len(again):
+                    self._log_reforward(items, [i for i in again if i not in held])
                 for index, code in zip(todo, codes, strict=True):
-                    if code in (lua.FIRST, lua.REFORWARD):
+                    if code == lua.FIRST or (code == lua.REFORWARD and index not in held):
                         firsts.append(index)
+                    elif code == lua.REFORWARD:
+                        pass  # already at the sink: committed by _held_by_sink
                     elif code == lua.PENDING:
                         waiting.append(index)
                     else:
@@ -182,6 +187,39 @@ class Forwarder:
                 link, [item for item, r in zip(items, results, strict=True) if r], done
             )
         return results
+
+    def _held_by_sink(
+        self, link: str, items: Sequence[Item], indices: list[int], token: str
+    ) -> set[int]:
+        """Of the records an earlier holder claimed and never settled, those the sink already
+        has (by idempotency key, looked for since that claim): committed under `token` now."""
+        ids = [items[i].ident for i in indices]
+        marks = self.store.forward_marks(ids)
+        dated = [(i, mark) for i, mark in zip(indices, marks, strict=True) if mark is not None]
+        if not dated:
+            return set()
+        try:
+            found = self.sink.find_forwarded(
+                [items[i].ident for i, _ in dated], min(mark for _, mark in dated)
+            )
+        except Exception as exc:  # the records are forwarded again, as without the lookup
+            log.warning(
+                "could not look for %d record(s) of an unfinished earlier forward at the sink "
+                "(%r): forwarding them again",
+                len(dated),
+                exc,
+            )
+            return set()
+        held = [i for i, _ in dated if items[i].ident in (found or ())]
+        if held:
+            self._commit(link, items, held, token)
+            self.metrics.reforward_found.inc(len(held))
+            log.info(
+                "%d record(s) of an unfinished earlier forward were already at the sink (found by "
+                "their idempotency key): committed, not forwarded again",
+                len(held),
+            )
+        return set(held)
 
     def _log_reforward(self, items: Sequence[Item], indices: list[int]) -> None:
         self.metrics.reforwarded.inc(len(indices))

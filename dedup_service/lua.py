@@ -11,10 +11,11 @@ links a copy arrived on, FIRST the bit of the link whose copy won, FP the conten
 (empty: unknown), TOKEN the holder of a pending claim (empty once committed).
 
 A pending claim also sets a forwarding mark `{prefix}:{shard}:f:{id}` (same slot, TTL window),
-deleted by its commit or release. A mark still there when the id is claimed again means an
-earlier holder claimed it and then neither committed nor released it (it crashed, or its lease
-expired while its sink was slow): the record may have reached the sink already, so the claim
-answers REFORWARD (4) instead of FIRST and the forwarder counts it.
+whose value is the claim's time (ms), deleted by its commit or release. A mark still there when
+the id is claimed again means an earlier holder claimed it at that time and then neither
+committed nor released it (it crashed, or its lease expired while its sink was slow): the record
+may have reached the sink already, so the claim answers REFORWARD (4) instead of FIRST, the mark
+keeps the first holder's time, and the forwarder asks the sink whether it has the record.
 """
 
 # Result digits shared with store.py.
@@ -46,7 +47,11 @@ for i = 1, #data, 2 do
   local v = redis.call('SET', key, fresh .. fp .. '|' .. holder, 'NX', 'PX', ttl, 'GET')
   if not v then
     local r = '0'
-    if state == 'P' and redis.call('SET', mhead .. id, '1', 'PX', window, 'GET') then r = '4' end
+    if state == 'P' then
+      local mark = mhead .. id
+      if redis.call('EXISTS', mark) == 1 then r = '4'
+      else redis.call('SET', mark, now, 'PX', window) end
+    end
     out[#out + 1] = r
     if track then
       due[#due + 1] = now

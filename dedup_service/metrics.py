@@ -88,6 +88,12 @@ class DedupMetrics:
         self.merge_paused = Gauge(
             "ddc_dedup_merge_paused", "1 while the merge loop has stopped consuming", registry=r
         )
+        self.reforward_found = Counter(
+            "ddc_dedup_reforward_found",
+            "Records of an earlier claim neither committed nor released that the sink already "
+            "held (found by their idempotency key): committed, not forwarded again",
+            registry=r,
+        )
         self.reforwarded = Counter(
             "ddc_dedup_reforwarded",
             "Records forwarded again after an earlier claim was neither committed nor released "

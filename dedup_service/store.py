@@ -317,6 +317,22 @@ class Store:
         calls = {number: covered for number, (_, covered) in enumerate(batches)}
         return _scatter(len(ids), calls, self._scripts(f"{name}_SHARDS", scripted))
 
+    def forward_marks(self, ids: Sequence[str]) -> list[int | None]:
+        """The time (ms) each id's unfinished earlier claim was made (its forwarding mark); None
+        where there is no mark or it predates marks carrying a time."""
+        heads = [self._key_heads[shard_of(ident)][:-2] + "f:" for ident in ids]
+
+        def read() -> list[Any]:
+            pipe = self.client.pipeline(transaction=False)
+            for head, ident in zip(heads, ids, strict=True):
+                pipe.get(head + ident)
+            return cast(list[Any], pipe.execute())
+
+        values = self._call(read)
+        return [
+            int(value) if value and value.isdigit() and len(value) > 1 else None for value in values
+        ]
+
     def lookup(self, ident: str) -> Claim | None:
         key = self.key(ident)
 

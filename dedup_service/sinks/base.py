@@ -28,5 +28,11 @@ class Sink:
     def stop(self, timeout: float) -> None:
         """Flush and close."""
 
+    def find_forwarded(self, ids: list[str], since_ms: int) -> set[str] | None:
+        """Which of `ids` the target already holds, of records sent since `since_ms` (epoch ms),
+        by their idempotency key; None when this sink cannot tell (the forwarder then forwards
+        them again)."""
+        return None
+
     def health(self) -> dict[str, Any]:
         return {"sink": self.config["type"], "sink_ok": self.ok}

@@ -34,12 +34,15 @@ from ddc.protocol.record import Record
 from dedup_service.errors import SinkFailed
 from dedup_service.sinks.base import Sink
 from dedup_service.sinks.kafka import KafkaSink
+from dedup_service.sinks.kafka_lookup import consumer_config as lookup_config
+from dedup_service.sinks.kafka_lookup import ids_in_topic
 
 log = logging.getLogger(__name__)
 IDLE_WAIT = 0.002  # seconds between delivery-report polls while a batch is in flight
 REPORT_GRACE = 2.0  # seconds past `timeout` a report may still take before the producer goes
 CONNECT_TIMEOUT = 5.0  # seconds the first metadata request may take (kafka-python's bootstrap)
 THROTTLE = 10.0
+LOOKUP_TIMEOUT = 20.0  # seconds reading the topic back may take (at most `timeout`)
 LINGER_MS = 5
 TIMEOUT_PROPERTIES = ("message.timeout.ms", "delivery.timeout.ms")  # librdkafka's two names
 
@@ -120,6 +123,12 @@ class RdKafkaSink(Sink):
                 raise SinkFailed(f"Kafka sink cannot connect: {exc!r}") from exc
             self.producer = producer
         return self.producer
+
+    def find_forwarded(self, ids: list[str], since_ms: int) -> set[str] | None:
+        """Reads the topic back for the ids' `ddc-dedup-id` headers (sinks/kafka_lookup.py)."""
+        config = lookup_config(self.options)
+        timeout = min(self.config["timeout"], LOOKUP_TIMEOUT)
+        return ids_in_topic(config, self.config["topic"], ids, since_ms, timeout)
 
     def send(self, records: list[Record]) -> None:
         topic = self.config["topic"]
