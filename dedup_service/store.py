@@ -17,13 +17,10 @@ id's length: 10 million ids remembered for the window need about 1.3 GiB.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
-import zlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from functools import partial
 from itertools import count
 from typing import Any, TypeVar, cast
@@ -35,10 +32,19 @@ from dedup_service import lua
 from dedup_service.config import MAX_LINKS
 from dedup_service.errors import RedisUnavailable, TooManyLinks
 from dedup_service.redis_client import RedisClient
+from dedup_service.store_wire import (
+    SHARDS,
+    Claim,
+    encode,
+    flat_pairs,
+    pairs,
+    parse_claim,
+    scatter,
+    shard_of,
+)
 
 log = logging.getLogger(__name__)
 
-SHARDS = 64
 # MAX_LINKS (dedup_service.config): Lua's bit library works on 32-bit integers
 POP_LIMIT = 1000
 # ids per script call at most (whole shards) on a standalone server: one call per usual batch,
@@ -56,53 +62,6 @@ UNAVAILABLE = (
     rexc.ReadOnlyError,
 )
 T = TypeVar("T")
-
-
-@dataclass(frozen=True, slots=True)
-class Claim:
-    state: str  # pending | committed
-    links_mask: int
-    first_index: int
-    fingerprint: str
-    ttl_ms: int
-
-
-def parse_claim(raw: bytes, ttl_ms: int) -> Claim | None:
-    try:
-        state, mask, first, fp, _token = raw.decode().split("|", 4)
-        return Claim(
-            "pending" if state == "P" else "committed", int(mask), int(first), fp, max(ttl_ms, 0)
-        )
-    except ValueError:
-        return None
-
-
-def shard_of(ident: str) -> int:
-    return zlib.crc32(ident.encode()) % SHARDS
-
-
-def _encode(values: Sequence[Any]) -> bytes:
-    return json.dumps(values, ensure_ascii=False, separators=(",", ":")).encode()
-
-
-def _flat_pairs(ids: Sequence[str], fingerprints: Sequence[str], indices: list[int]) -> list[str]:
-    flat: list[str] = []
-    for index in indices:
-        flat += (ids[index], fingerprints[index])
-    return flat
-
-
-def _pairs(ids: Sequence[str], fingerprints: Sequence[str], indices: list[int]) -> bytes:
-    return _encode(_flat_pairs(ids, fingerprints, indices))
-
-
-def _scatter(size: int, groups: dict[int, list[int]], replies: list[bytes]) -> list[int]:
-    """Per-shard digit strings back into one result per id, in input order."""
-    results = [0] * size
-    for indices, reply in zip(groups.values(), replies, strict=True):
-        for index, digit in zip(indices, reply, strict=True):
-            results[index] = digit - 48
-    return results
 
 
 class Store:
@@ -270,7 +229,7 @@ class Store:
     def release(self, ids: Sequence[str], token: str) -> int:
         """Deletes the pending claims `token` holds on ids; how many it released."""
         _groups, counts = self._per_shard(
-            "RELEASE", ids, [token], lambda indices: _encode([ids[i] for i in indices])
+            "RELEASE", ids, [token], lambda indices: encode([ids[i] for i in indices])
         )
         return sum(counts)
 
@@ -300,22 +259,22 @@ class Store:
         """
         if self.cluster:
             groups, replies = self._per_shard(
-                name, ids, args, lambda indices: _pairs(ids, fingerprints, indices)
+                name, ids, args, lambda indices: pairs(ids, fingerprints, indices)
             )
-            return _scatter(len(ids), groups, replies)
+            return scatter(len(ids), groups, replies)
         batches: list[tuple[list[Any], list[int]]] = []  # per call: its payload, the ids' indices
         for shard, indices in self._by_shard(ids).items():
             if not batches or len(batches[-1][1]) >= CALL_IDS:
                 batches.append(([], []))
             payload, covered = batches[-1]
-            flat = _flat_pairs(ids, fingerprints, indices)
+            flat = flat_pairs(ids, fingerprints, indices)
             payload.append((self._div_keys[shard], self._key_heads[shard], flat))
             covered += indices
         if not batches:
             return []
-        scripted = [((), [*args, _encode(payload)]) for payload, _ in batches]
+        scripted = [((), [*args, encode(payload)]) for payload, _ in batches]
         calls = {number: covered for number, (_, covered) in enumerate(batches)}
-        return _scatter(len(ids), calls, self._scripts(f"{name}_SHARDS", scripted))
+        return scatter(len(ids), calls, self._scripts(f"{name}_SHARDS", scripted))
 
     def forward_marks(self, ids: Sequence[str]) -> list[int | None]:
         """The time (ms) each id's unfinished earlier claim was made (its forwarding mark); None

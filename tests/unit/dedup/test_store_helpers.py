@@ -1,4 +1,4 @@
-from dedup_service.store import SHARDS, _pairs, _scatter, parse_claim, shard_of
+from dedup_service.store_wire import SHARDS, pairs, parse_claim, scatter, shard_of
 
 
 def test_parse_claim():
@@ -20,6 +20,6 @@ def test_shards_are_stable_and_spread():
 
 
 def test_pairs_and_scatter():
-    assert _pairs(["a", "b", "ü"], ["1", "2", "3"], [2, 0]) == '["ü","3","a","1"]'.encode()
+    assert pairs(["a", "b", "ü"], ["1", "2", "3"], [2, 0]) == '["ü","3","a","1"]'.encode()
     groups = {5: [2, 0], 9: [1]}
-    assert _scatter(3, groups, [b"01", b"3"]) == [1, 3, 0]
+    assert scatter(3, groups, [b"01", b"3"]) == [1, 3, 0]
