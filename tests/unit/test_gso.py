@@ -84,9 +84,10 @@ def test_with_auth_every_datagram_of_a_batch_carries_its_own_trailer(tmp_path):
     keys = tmp_path / "keys"
     keys.write_text(new_key_line(1) + "\n")
     keys.chmod(0o600)
+    # FEC groups closed by count only: on a loaded machine a 5 ms linger closes them at other
+    # places in the two runs, and their parity differs
     config = {"auth_keys": str(keys), "envelope": "raw", "fec_data": 8, "fec_parity": 2}
-    config["fec_linger_ms"] = 1e6  # groups closed by count only: on a loaded machine a 5 ms
-    # linger closes them at other places in the two runs, and their parity differs
+    config["fec_linger_ms"] = 1e6
     _, plain_udp = run(False, **config)
     batched, batched_udp = run(True, **config)
     assert batched.auth is not None
