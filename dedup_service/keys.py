@@ -14,25 +14,13 @@ import hashlib
 import json
 import struct
 from dataclasses import dataclass
-from types import ModuleType
 from typing import Any
+
+import orjson
 
 from ddc.kafka.records import SRC_HEADER
 from ddc.protocol.record import Record
 from dedup_service.errors import InvalidRecord
-
-
-def _orjson() -> ModuleType | None:
-    """orjson, the faster parser for id_from = "json:..." (same answers: _parse_json); a
-    dependency, but json alone is correct too."""
-    try:
-        import orjson
-    except ImportError:  # pragma: no cover
-        return None
-    return orjson
-
-
-ORJSON = _orjson()
 
 ID_HEADER = "ddc-id"
 IDEMPOTENCY_HEADER = "ddc-dedup-id"  # the forwarder puts each record's id here
@@ -100,12 +88,10 @@ def _parse_json(value: bytes) -> tuple[Any, bool]:
     what it refuses (NaN, Infinity, a BOM, UTF-16/32, lone surrogates, nesting past 1024, bad
     JSON) is left to json; what it accepts, json accepts with the same values, except integers
     beyond 64 bits, which orjson turns into floats (the caller asks json again for a float)."""
-    if ORJSON is not None:
-        try:
-            return ORJSON.loads(value), True
-        except ORJSON.JSONDecodeError:
-            pass
-    return json.loads(value), False
+    try:
+        return orjson.loads(value), True
+    except orjson.JSONDecodeError:
+        return json.loads(value), False
 
 
 def _json_field(value: bytes, path: tuple[str, ...]) -> str:
