@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from ddc.protocol.record import Record
+from dedup_service.errors import SinkFailed
+
+log = logging.getLogger(__name__)
 
 
 class Sink:
@@ -36,3 +40,17 @@ class Sink:
 
     def health(self) -> dict[str, Any]:
         return {"sink": self.config["type"], "sink_ok": self.ok}
+
+
+class ConnectingSink(Sink):
+    """A sink with a client that connects (the Kafka sinks): start() connects once, and an
+    unreachable target is logged, not raised: sends fail (503) until it is back."""
+
+    def _connect(self) -> Any:
+        raise NotImplementedError
+
+    def start(self) -> None:
+        try:
+            self._connect()
+        except SinkFailed as exc:  # an outage, not a config error
+            log.error("%s; records are refused (503) until it is reachable", exc)

@@ -19,7 +19,7 @@ from ddc.kafka.construct import create
 from ddc.kafka.options import producer_options
 from ddc.protocol.record import Record
 from dedup_service.errors import SinkFailed
-from dedup_service.sinks.base import Sink
+from dedup_service.sinks.base import ConnectingSink
 
 log = logging.getLogger(__name__)
 BOOTSTRAP_TIMEOUT_MS = 5000  # kafka-python's default (30 s) would hold up start-up that long
@@ -63,7 +63,7 @@ def sink_producer_options(config: dict[str, Any]) -> dict[str, Any]:
     return options
 
 
-class KafkaSink(Sink):
+class KafkaSink(ConnectingSink):
     carries_tombstones = True  # the merge loop hands it null values as None
 
     def __init__(self, config: dict[str, Any]) -> None:
@@ -71,12 +71,6 @@ class KafkaSink(Sink):
         adapter.check_version()
         self.options = sink_producer_options(config)
         self.producer: Any = None
-
-    def start(self) -> None:
-        try:
-            self._connect()
-        except SinkFailed as exc:  # an outage, not a config error: sends fail until it is back
-            log.error("%s; records are refused (503) until it is reachable", exc)
 
     def _connect(self) -> Any:
         if self.producer is None:

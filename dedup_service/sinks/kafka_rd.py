@@ -32,8 +32,7 @@ from ddc.kafka.rd_options import RdOptions, flatten
 from ddc.logs import ThrottledLog
 from ddc.protocol.record import Record
 from dedup_service.errors import SinkFailed
-from dedup_service.sinks.base import Sink
-from dedup_service.sinks.kafka import KafkaSink
+from dedup_service.sinks.base import ConnectingSink
 from dedup_service.sinks.kafka_lookup import consumer_config as lookup_config
 from dedup_service.sinks.kafka_lookup import ids_in_topic
 
@@ -101,7 +100,7 @@ class Batch:
         return reported
 
 
-class RdKafkaSink(Sink):
+class RdKafkaSink(ConnectingSink):
     carries_tombstones = True  # the merge loop hands it null values as None
 
     def __init__(self, config: dict[str, Any]) -> None:
@@ -109,8 +108,6 @@ class RdKafkaSink(Sink):
         self.options = sink_rd_config(config)
         self.producer: RdProducer | None = None
         self.throttled = ThrottledLog(log, THROTTLE)
-
-    start = KafkaSink.start  # connects; an outage is logged, not raised
 
     def _connect(self) -> RdProducer:
         if self.producer is None:
