@@ -6,7 +6,8 @@ mirroring source sends records at a steady rate to both ingresses for `--minutes
 `--interval` seconds one component chosen at random (either ingress, either egress, either
 diode simulator, the dedup service, Redis) is killed with SIGKILL and started again. At the end
 it waits for the target to settle and prints what was sent, delivered once, duplicated at the
-target and lost, with each component's RSS after warm-up, at the end and at its peak.
+target and lost, with each component's RSS after warm-up, at the end and at its peak (every
+sample in `rss.csv` of the work directory).
 
 Exit 0 when every record was delivered exactly once, 1 otherwise.
 """
@@ -57,6 +58,7 @@ class Chaos:
     order: list[str] = field(default_factory=list)  # victims in turn; empty: at random
     kills: list[Kill] = field(default_factory=list)
     memory: dict[str, Memory] = field(default_factory=dict)
+    series: list[tuple[float, str, int, int]] = field(default_factory=list)  # t, name, pid, rss
 
     def strike(self, elapsed: float) -> None:
         if self.order:
@@ -77,10 +79,21 @@ class Chaos:
             if rss is None:
                 continue
             memory = self.memory.setdefault(name, Memory())
+            assert server.process is not None
+            self.series.append((elapsed, name, server.process.pid, rss))
             memory.last = rss
             memory.peak = max(memory.peak, rss)
             if memory.warm is None and elapsed >= WARM_UP:
                 memory.warm = rss
+
+
+def write_series(path: Path, series: list[tuple[float, str, int, int]]) -> None:
+    """Every RSS sample as CSV (seconds since the traffic started, component, pid, bytes): a
+    restarted component shows as a new pid."""
+    lines = ["seconds,component,pid,rss_bytes"]
+    lines += [f"{t:.1f},{name},{pid},{rss}" for t, name, pid, rss in series]
+    path.write_text("\n".join(lines) + "\n")
+    print(f"  RSS every {SAMPLE_EVERY:g}s of each component: {path}")
 
 
 def current_rss(server: ServerProcess) -> int | None:
@@ -157,6 +170,7 @@ def run_chaos(args: argparse.Namespace) -> Outcome:
         )
         time.sleep(2.0)  # a late duplicate still shows
         chaos.sample(time.monotonic() - started)
+        write_series(workdir / "rss.csv", chaos.series)
         return report(total, counter, chaos, spooled_chunks(topology))
     finally:
         tear_down(args, stack, counter, workdir)
