@@ -15,6 +15,8 @@ the same run: the ratio is redundant unique records/s over that pair's records/s
 Kafka sink uses the same client as the dedup service's (--dedup-client). Peak RSS and
 CPU % (CPU time over the trial's wall time) per process are those of the best passing trial;
 --profile adds py-spy's top functions of each process during one more trial at that rate.
+"Waited" is the time a process's threads were runnable but had no CPU (Linux schedstat), over
+the trial's wall time: each process can be far from 100 % CPU and the machine still saturated.
 """
 
 from __future__ import annotations
@@ -37,7 +39,14 @@ from typing import Any
 from ddc.netio import set_send_buffer
 from dedup_service.embedded import ServerProcess
 from devtools.bench import pyspy
-from devtools.bench.common import bench_pair, cpu_seconds, mib, peak_rss, print_table
+from devtools.bench.common import (
+    bench_pair,
+    cpu_seconds,
+    mib,
+    peak_rss,
+    print_table,
+    runqueue_seconds,
+)
 from devtools.bench.search import rate_search
 from devtools.demo import CONFIGS, OutputCounter, start_stack
 from devtools.embedded_kafka import create_topics
@@ -115,6 +124,7 @@ def trial(
     load_before = os.getloadavg()[0]
     pids = pids_of(servers)
     cpu0 = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    wait0 = {name: runqueue_seconds(pid) for name, pid in pids.items()}
     profiles: dict[str, pyspy.Profile] = {}
     spy = threading.Thread(
         target=lambda: profiles.update(pyspy.record(pids, min(10.0, duration / 2))), daemon=True
@@ -161,6 +171,10 @@ def trial(
             name: 100 * (cpu_seconds(pid) - cpu0.get(name, 0.0)) / wall
             for name, pid in pids_of(servers).items()
         },
+        "wait": {
+            name: 100 * (runqueue_seconds(pid) - wait0.get(name, 0.0)) / wall
+            for name, pid in pids_of(servers).items()
+        },
         "profiles": profiles,
     }
     result["passed"] = (
@@ -183,7 +197,9 @@ def trial(
     print(
         f"  {prefix}: offered {rate:,.0f}/s x {duration:g}s: sent {sent:,}, unique {result['unique']:,}, "
         f"duplicates {result['duplicates']}, lag {'-' if lag is None else f'{lag:.1f}s'} → {verdict}; "
-        f"load {load_before:.1f} → {os.getloadavg()[0]:.1f}",
+        f"load {load_before:.1f} → {os.getloadavg()[0]:.1f}; the stack's processes ran "
+        f"{sum(result['cpu'].values()):.0f} % CPU and waited for a CPU "
+        f"{sum(result['wait'].values()):.0f} %",
         file=sys.stderr,
         flush=True,
     )
@@ -284,6 +300,7 @@ def redundant(args: argparse.Namespace, work: Path, stack: Stack) -> dict[str, A
 def resources(result: dict[str, Any]) -> str:
     return ", ".join(
         f"{name} {mib(result['rss'][name]):.0f} MiB {result['cpu'].get(name, 0.0):.0f}%"
+        f" (waited {result['wait'].get(name, 0.0):.0f}%)"
         for name in sorted(result["rss"])
     )
 
@@ -340,7 +357,7 @@ def main(argv: list[str]) -> int:
         print(f"ratio redundant / single pair: {red['best']['rate'] / pair['best']['rate']:.2f}")
     for label, outcome in (("redundant", red), ("pair", pair)):
         if outcome and outcome["best"]:
-            print(f"{label}, peak RSS and CPU: {resources(outcome['best'])}")
+            print(f"{label}, peak RSS and CPU (runqueue wait): {resources(outcome['best'])}")
     if red.get("profiled"):
         print(f"\npy-spy at {red['profiled']['rate']:,.0f}/s:")
         print(pyspy.report(red["profiled"]["profiles"]))
