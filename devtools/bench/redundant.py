@@ -176,6 +176,7 @@ def trial(
             for name, pid in pids_of(servers).items()
         },
         "profiles": profiles,
+        "wall": wall,
     }
     result["passed"] = (
         result["unique"] == sent and result["duplicates"] == 0 and lag is not None and lag <= limit
@@ -305,6 +306,21 @@ def resources(result: dict[str, Any]) -> str:
     )
 
 
+def cpu_per_record(result: dict[str, Any], wall: float) -> str:
+    """CPU time per record of each process and of all (from the CPU % over `wall`), and the
+    rate the machine's cores could carry at that cost: a bound that does not move with the load
+    other work puts on the machine, as the searched rate does."""
+    unique = max(result["unique"], 1)
+    each = {name: 1e6 * pct / 100 * wall / unique for name, pct in result["cpu"].items()}
+    total = sum(each.values())
+    cores = os.cpu_count() or 1
+    parts = ", ".join(f"{name} {us:.0f}" for name, us in sorted(each.items()))
+    return (
+        f"{total:.0f} us per record in all ({parts}): {cores} cores carry at most "
+        f"{cores * 1e6 / max(total, 1e-9):,.0f} records/s at that cost (the sender not counted)"
+    )
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="scripts/bench redundant", description=__doc__.splitlines()[0]
@@ -357,7 +373,9 @@ def main(argv: list[str]) -> int:
         print(f"ratio redundant / single pair: {red['best']['rate'] / pair['best']['rate']:.2f}")
     for label, outcome in (("redundant", red), ("pair", pair)):
         if outcome and outcome["best"]:
-            print(f"{label}, peak RSS and CPU (runqueue wait): {resources(outcome['best'])}")
+            best = outcome["best"]
+            print(f"{label}, peak RSS and CPU (runqueue wait): {resources(best)}")
+            print(f"{label}, CPU: {cpu_per_record(best, best['wall'])}")
     if red.get("profiled"):
         print(f"\npy-spy at {red['profiled']['rate']:,.0f}/s:")
         print(pyspy.report(red["profiled"]["profiles"]))
