@@ -143,7 +143,11 @@ class Forwarder:
         token = self.store.new_token()
         deadline = time.monotonic() + self.pending_timeout + 1.0
         todo = unique
-        waited = False
+        # the other link's copy is being forwarded right here: wait for it instead of claiming
+        early = self.held.wait_held(items[i].ident for i in unique)
+        if early:
+            self.metrics.pending_waits.inc(early)
+        waited = early > 0
         try:
             while todo:
                 codes = self._claim(link, items, todo, token, pending=True)

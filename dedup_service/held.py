@@ -13,6 +13,9 @@ Rules:
   holder winning (a pending claim of this very token is re-held by the same batch).
 * settle(ids, event) after the commit or release (also when forwarding raised): the ids held by
   that event are forgotten, then the event is set; waiters wake at once.
+* wait_held(ids) before the first claim waits for the local batches holding any of the ids:
+  claiming them first would only answer pending and cost a Redis pass per id (about a quarter
+  of Redis's work per record when both copies meet: claim a, claim b, commit a, claim b again).
 * wait(ids, poll) waits for the events holding the ids, all of them, until `cap` seconds; when
   some id is held by no batch of this process (another instance holds it, or a claim left by a
   crash), for at most `poll` seconds: only Redis can say when that one settles. An id found
@@ -67,6 +70,24 @@ class HeldClaims:
                 return
         if remote:
             time.sleep(max(0.0, deadline - time.monotonic()))
+
+    def wait_held(self, ids: Iterable[str]) -> int:
+        """Before claiming: until the local batches holding any of `ids` settled (at most `cap`
+        seconds); how many of the ids they held. Their claim would only answer pending."""
+        events: dict[int, Settled] = {}
+        count = 0
+        held = self.held
+        for ident in ids:
+            event = held.get(ident)
+            if event is not None:
+                count += 1
+                events[id(event)] = event
+        deadline = time.monotonic() + self.cap
+        for event in events.values():
+            left = deadline - time.monotonic()
+            if left <= 0 or not event.wait(left):
+                break
+        return count
 
     def _events(self, ids: list[str]) -> tuple[list[Settled], bool]:
         """The distinct events holding `ids`, and whether some id is held by none."""

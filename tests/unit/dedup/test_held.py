@@ -72,7 +72,7 @@ class GatedSink(ListSink):
         super().send(records)
 
 
-def test_the_other_links_copy_claims_again_once_the_holder_committed():
+def test_the_other_links_copy_claims_once_the_holder_committed():
     sink = GatedSink()
     forwarder, store, _, _ = make(sink, pending_timeout=30.0)
     batch = [Item("x", "1", Record(value=b"x"))]
@@ -91,9 +91,40 @@ def test_the_other_links_copy_claims_again_once_the_holder_committed():
     b = threading.Thread(target=lambda: results.update(b=forwarder.forward("b", batch)))
     b.start()
     time.sleep(0.3)  # six of the old 50 ms polls
-    assert len(calls) == 1  # pending: b waits on a's batch instead of asking Redis again
+    assert calls == []  # b waits on a's batch instead of claiming: Redis would say pending
     sink.gate.set()
     a.join(10.0)
     b.join(10.0)
     assert results == {"a": ["first"], "b": ["duplicate"]}
-    assert len(calls) == 2 and len(sink.got) == 1
+    assert len(calls) == 1 and len(sink.got) == 1
+    assert forwarder.metrics.pending_waits._value.get() == 1
+
+
+def test_a_copy_met_while_pending_claims_again_once_the_holder_settled():
+    """The holder's claim answered after the waiter's lookup: the waiter finds it pending in
+    Redis, then waits on the local batch (not on 50 ms polls)."""
+    sink = GatedSink()
+    forwarder, store, _, _ = make(sink, pending_timeout=30.0)
+    batch = [Item("x", "1", Record(value=b"x"))]
+    results: dict[str, list[str]] = {}
+    a = threading.Thread(target=lambda: results.update(a=forwarder.forward("a", batch)))
+    a.start()
+    assert sink.entered.wait(10.0)
+    forwarder.held.wait_held = lambda _ids: 0  # as if a had not held x yet
+    calls: list[int] = []
+    claim = store.claim
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return claim(*args, **kwargs)
+
+    store.claim = counted
+    b = threading.Thread(target=lambda: results.update(b=forwarder.forward("b", batch)))
+    b.start()
+    time.sleep(0.3)
+    assert len(calls) == 1  # pending once, then waiting on a's batch
+    sink.gate.set()
+    a.join(10.0)
+    b.join(10.0)
+    assert results == {"a": ["first"], "b": ["duplicate"]}
+    assert len(calls) == 2
