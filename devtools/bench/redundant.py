@@ -308,8 +308,9 @@ def resources(result: dict[str, Any]) -> str:
 
 def cpu_per_record(result: dict[str, Any], wall: float) -> str:
     """CPU time per record of each process and of all (from the CPU % over `wall`), and the
-    rate the machine's cores could carry at that cost: a bound that does not move with the load
-    other work puts on the machine, as the searched rate does."""
+    rate the machine's cores could carry at that cost: a bound that moves less with the load
+    other work puts on the machine than the searched rate does (at a low rate the daemons'
+    fixed per-second work weighs on every record: read it as an upper bound)."""
     unique = max(result["unique"], 1)
     each = {name: 1e6 * pct / 100 * wall / unique for name, pct in result["cpu"].items()}
     total = sum(each.values())
@@ -375,7 +376,7 @@ def main(argv: list[str]) -> int:
         if outcome and outcome["best"]:
             best = outcome["best"]
             print(f"{label}, peak RSS and CPU (runqueue wait): {resources(best)}")
-            print(f"{label}, CPU: {cpu_per_record(best, best['wall'])}")
+            print(f"{label}, CPU at that rate: {cpu_per_record(best, best['wall'])}")
     if red.get("profiled"):
         print(f"\npy-spy at {red['profiled']['rate']:,.0f}/s:")
         print(pyspy.report(red["profiled"]["profiles"]))
