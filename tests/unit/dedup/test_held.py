@@ -72,7 +72,10 @@ class GatedSink(ListSink):
         super().send(records)
 
 
-def test_the_other_links_copy_claims_once_the_holder_committed():
+def two_copies(early_lookup: bool = True):
+    """Link a's forward of "x" held in its sink; link b's forward of "x" started 0.3 s later
+    (six of the old 50 ms polls), claims counted from then on. Returns (claims b made while a
+    was held, let a finish and return the results, every claim b made)."""
     sink = GatedSink()
     forwarder, store, _, _ = make(sink, pending_timeout=30.0)
     batch = [Item("x", "1", Record(value=b"x"))]
@@ -80,37 +83,8 @@ def test_the_other_links_copy_claims_once_the_holder_committed():
     a = threading.Thread(target=lambda: results.update(a=forwarder.forward("a", batch)))
     a.start()
     assert sink.entered.wait(10.0)
-    calls: list[int] = []
-    claim = store.claim
-
-    def counted(*args, **kwargs):
-        calls.append(1)
-        return claim(*args, **kwargs)
-
-    store.claim = counted
-    b = threading.Thread(target=lambda: results.update(b=forwarder.forward("b", batch)))
-    b.start()
-    time.sleep(0.3)  # six of the old 50 ms polls
-    assert calls == []  # b waits on a's batch instead of claiming: Redis would say pending
-    sink.gate.set()
-    a.join(10.0)
-    b.join(10.0)
-    assert results == {"a": ["first"], "b": ["duplicate"]}
-    assert len(calls) == 1 and len(sink.got) == 1
-    assert forwarder.metrics.pending_waits._value.get() == 1
-
-
-def test_a_copy_met_while_pending_claims_again_once_the_holder_settled():
-    """The holder's claim answered after the waiter's lookup: the waiter finds it pending in
-    Redis, then waits on the local batch (not on 50 ms polls)."""
-    sink = GatedSink()
-    forwarder, store, _, _ = make(sink, pending_timeout=30.0)
-    batch = [Item("x", "1", Record(value=b"x"))]
-    results: dict[str, list[str]] = {}
-    a = threading.Thread(target=lambda: results.update(a=forwarder.forward("a", batch)))
-    a.start()
-    assert sink.entered.wait(10.0)
-    forwarder.held.wait_held = lambda _ids: 0  # as if a had not held x yet
+    if not early_lookup:
+        forwarder.held.wait_held = lambda _ids: 0  # as if a had not held x yet
     calls: list[int] = []
     claim = store.claim
 
@@ -122,9 +96,26 @@ def test_a_copy_met_while_pending_claims_again_once_the_holder_settled():
     b = threading.Thread(target=lambda: results.update(b=forwarder.forward("b", batch)))
     b.start()
     time.sleep(0.3)
-    assert len(calls) == 1  # pending once, then waiting on a's batch
+    during = len(calls)
     sink.gate.set()
     a.join(10.0)
     b.join(10.0)
+    assert len(sink.got) == 1
+    return during, results, calls, forwarder
+
+
+def test_the_other_links_copy_claims_once_the_holder_committed():
+    during, results, calls, forwarder = two_copies()
+    assert during == 0  # b waited on a's batch instead of claiming: Redis would say pending
+    assert results == {"a": ["first"], "b": ["duplicate"]}
+    assert len(calls) == 1
+    assert forwarder.metrics.pending_waits._value.get() == 1
+
+
+def test_a_copy_met_while_pending_claims_again_once_the_holder_settled():
+    """The holder's claim answered after the waiter's lookup: the waiter finds it pending in
+    Redis, then waits on the local batch (not on 50 ms polls)."""
+    during, results, calls, _ = two_copies(early_lookup=False)
+    assert during == 1  # pending once, then waiting on a's batch
     assert results == {"a": ["first"], "b": ["duplicate"]}
     assert len(calls) == 2
