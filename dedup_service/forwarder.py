@@ -3,7 +3,8 @@
 A record's claim stays pending (held by this request's token) until the sink acknowledged it; then
 it is committed for `window`. If the sink fails the claim is released at once, so the other link's
 copy goes through instead. A copy that meets another holder's pending claim waits until that claim
-is committed (→ duplicate) or released (→ it claims it). Redis down before forwarding: nothing is
+is committed (→ duplicate) or released (→ it claims it); it wakes when the holder's batch settles
+if this process holds it (held.py), else after POLL_INTERVAL. Redis down before forwarding: nothing is
 forwarded (RedisUnavailable → 503). Redis down after forwarding: the commit is retried for
 commit_retry_timeout, so a short outage does not turn into a duplicate.
 """
@@ -19,6 +20,7 @@ from typing import TypeVar
 from ddc.protocol.record import Record
 from dedup_service import lua
 from dedup_service.errors import RedisUnavailable, SinkFailed, StillPending
+from dedup_service.held import HeldClaims
 from dedup_service.keys import IDEMPOTENCY_HEADER
 from dedup_service.metrics import DedupMetrics
 from dedup_service.sinks.base import Sink
@@ -91,6 +93,7 @@ class Forwarder:
         self.stats = stats
         self.pending_timeout = pending_timeout
         self.commit_retry_timeout = commit_retry_timeout
+        self.held = HeldClaims()  # wakes a copy waiting on this process's pending claims
 
     def _tally(self, link: str, results: Sequence[str]) -> None:
         for name in ("first", "duplicate", "conflict"):
@@ -140,7 +143,11 @@ class Forwarder:
         token = self.store.new_token()
         deadline = time.monotonic() + self.pending_timeout + 1.0
         todo = unique
-        waited = False
+        # the other link's copy is being forwarded right here: wait for it instead of claiming
+        early = self.held.wait_held(items[i].ident for i in unique)
+        if early:
+            self.metrics.pending_waits.inc(early)
+        waited = early > 0
         try:
             while todo:
                 codes = self._claim(link, items, todo, token, pending=True)
@@ -161,12 +168,16 @@ class Forwarder:
                     else:
                         results[index] = RESULT_NAMES[code]
                 if firsts:
+                    held = [items[i].ident for i in firsts]
+                    settled = self.held.hold(held)
                     try:
                         self._deliver(link, items, firsts, token)
                     except SinkFailed as exc:
                         for index in exc.delivered:
                             results[index] = "first"
                         raise
+                    finally:  # committed or released: copies waiting on them claim again
+                        self.held.settle(held, settled)
                     for index in firsts:
                         results[index] = "first"
                 if waiting and not waited:
@@ -178,7 +189,7 @@ class Forwarder:
                         f"{self.pending_timeout:g}s; retry"
                     )
                 if waiting:
-                    time.sleep(POLL_INTERVAL)
+                    self.held.wait((items[i].ident for i in waiting), POLL_INTERVAL)
                 todo = waiting
         finally:
             done = [result for result in results if result]

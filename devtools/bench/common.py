@@ -57,6 +57,24 @@ def cpu_seconds(pid: int) -> float:
     return times.user + times.system
 
 
+def runqueue_seconds(pid: int) -> float:
+    """Seconds the threads of a live process spent runnable but waiting for a CPU (the second
+    field of Linux's /proc/PID/task/TID/schedstat; 0.0 where it is not available). A process
+    far from 100 % CPU may still be starved: on an oversubscribed machine it waits here."""
+    total = 0
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return 0.0
+    for tid in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as handle:
+                total += int(handle.read().split()[1])
+        except (OSError, IndexError, ValueError):
+            continue  # the thread ended, or no schedstats
+    return total / 1e9
+
+
 @dataclass(frozen=True)
 class Scenario:
     """One case a bench measures: `key` names it on the command line, `title` in the report."""

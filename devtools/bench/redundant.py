@@ -11,15 +11,19 @@ LAG_S + 5 % of --duration after the sender finished (the stack kept up: its buff
 bounded instead of queueing the trial). The search (devtools.bench.search.rate_search) finds
 the highest passing rate. The same search runs on one pair (`ddc ingress` → `ddc egress` with a
 Kafka sink, the ingress transport of ingress-a.toml, no diode simulator) on the same broker in
-the same run: the ratio is redundant unique records/s over that pair's records/s. Peak RSS and
+the same run: the ratio is redundant unique records/s over that pair's records/s. The pair's
+Kafka sink uses the same client as the dedup service's (--dedup-client). Peak RSS and
 CPU % (CPU time over the trial's wall time) per process are those of the best passing trial;
 --profile adds py-spy's top functions of each process during one more trial at that rate.
+"Waited" is the time a process's threads were runnable but had no CPU (Linux schedstat), over
+the trial's wall time: each process can be far from 100 % CPU and the machine still saturated.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -35,7 +39,14 @@ from typing import Any
 from ddc.netio import set_send_buffer
 from dedup_service.embedded import ServerProcess
 from devtools.bench import pyspy
-from devtools.bench.common import bench_pair, cpu_seconds, mib, peak_rss, print_table
+from devtools.bench.common import (
+    bench_pair,
+    cpu_seconds,
+    mib,
+    peak_rss,
+    print_table,
+    runqueue_seconds,
+)
 from devtools.bench.search import rate_search
 from devtools.demo import CONFIGS, OutputCounter, start_stack
 from devtools.embedded_kafka import create_topics
@@ -58,9 +69,16 @@ def record_maker(prefix: str, size: int = SIZE) -> Callable[[int], bytes]:
 
 
 def send(targets: list[tuple[str, int]], rate: float, duration: float, prefix: str) -> int:
-    """Every record to each target, `rate` records/s in 1 ms batches; prints what was sent."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    set_send_buffer(sock, 8 * 1024**2)
+    """Every record to each target, `rate` records/s in 1 ms batches; prints what was sent.
+
+    One connected socket per target: send() on it cost 9.3 us of CPU per record to two targets
+    against sendto()'s 12.5 us (the sender shares the machine with the stack it measures)."""
+    sends = []
+    for target in targets:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        set_send_buffer(sock, 8 * 1024**2)
+        sock.connect(target)
+        sends.append(sock.send)
     make = record_maker(prefix)
     batch = max(1, int(rate / 1000))
     sent = errors = 0
@@ -68,9 +86,9 @@ def send(targets: list[tuple[str, int]], rate: float, duration: float, prefix: s
     while time.monotonic() - start < duration:
         for index in range(sent, sent + batch):
             record = make(index)
-            for target in targets:
+            for send_one in sends:
                 try:
-                    sock.sendto(record, target)
+                    send_one(record)
                 except OSError:
                     errors += 1
         sent += batch
@@ -103,8 +121,10 @@ def trial(
     profile: bool = False,
 ) -> dict[str, Any]:
     """Offer `rate` records/s for `duration` s; what arrived at the target topic."""
+    load_before = os.getloadavg()[0]
     pids = pids_of(servers)
     cpu0 = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    wait0 = {name: runqueue_seconds(pid) for name, pid in pids.items()}
     profiles: dict[str, pyspy.Profile] = {}
     spy = threading.Thread(
         target=lambda: profiles.update(pyspy.record(pids, min(10.0, duration / 2))), daemon=True
@@ -126,7 +146,7 @@ def trial(
     done_at, last, last_change = None, -1, time.monotonic()
     while time.monotonic() - last_change < 5.0 and time.monotonic() - sent_at < limit + 60:
         counter.poll()
-        got = sum(1 for key in counter.ids if key.startswith(prefix + "-"))
+        got = counter.unique(prefix)
         if got != last:
             last, last_change = got, time.monotonic()
         if got >= sent:
@@ -151,7 +171,12 @@ def trial(
             name: 100 * (cpu_seconds(pid) - cpu0.get(name, 0.0)) / wall
             for name, pid in pids_of(servers).items()
         },
+        "wait": {
+            name: 100 * (runqueue_seconds(pid) - wait0.get(name, 0.0)) / wall
+            for name, pid in pids_of(servers).items()
+        },
         "profiles": profiles,
+        "wall": wall,
     }
     result["passed"] = (
         result["unique"] == sent and result["duplicates"] == 0 and lag is not None and lag <= limit
@@ -168,9 +193,14 @@ def trial(
             f" (after draining: unique {result['late_unique']:,}, "
             f"duplicates {result['late_duplicates']})"
         )
+    if sent < 0.95 * rate * duration:  # the sender shares the CPUs: it may not keep up
+        verdict += f" (the sender offered only {sent / duration:,.0f}/s)"
     print(
         f"  {prefix}: offered {rate:,.0f}/s x {duration:g}s: sent {sent:,}, unique {result['unique']:,}, "
-        f"duplicates {result['duplicates']}, lag {'-' if lag is None else f'{lag:.1f}s'} → {verdict}",
+        f"duplicates {result['duplicates']}, lag {'-' if lag is None else f'{lag:.1f}s'} → {verdict}; "
+        f"load {load_before:.1f} → {os.getloadavg()[0]:.1f}; the stack's processes ran "
+        f"{sum(result['cpu'].values()):.0f} % CPU and waited for a CPU "
+        f"{sum(result['wait'].values()):.0f} %",
         file=sys.stderr,
         flush=True,
     )
@@ -220,7 +250,8 @@ def single_pair(args: argparse.Namespace, work: Path, bootstrap: str) -> dict[st
         "kafka",
         transport,
         {"receive_buffer": "64MiB", "envelope": "records", **keys},
-        {"bootstrap_servers": [bootstrap], "topic": topic},
+        # the dedup service's client: both contenders end in the same Kafka producer
+        {"bootstrap_servers": [bootstrap], "topic": topic, "client": args.dedup_client},
     )
     counter = OutputCounter(bootstrap, topic)
     try:
@@ -270,7 +301,24 @@ def redundant(args: argparse.Namespace, work: Path, stack: Stack) -> dict[str, A
 def resources(result: dict[str, Any]) -> str:
     return ", ".join(
         f"{name} {mib(result['rss'][name]):.0f} MiB {result['cpu'].get(name, 0.0):.0f}%"
+        f" (waited {result['wait'].get(name, 0.0):.0f}%)"
         for name in sorted(result["rss"])
+    )
+
+
+def cpu_per_record(result: dict[str, Any], wall: float) -> str:
+    """CPU time per record of each process and of all (from the CPU % over `wall`), and the
+    rate the machine's cores could carry at that cost: a bound that moves less with the load
+    other work puts on the machine than the searched rate does (at a low rate the daemons'
+    fixed per-second work weighs on every record: read it as an upper bound)."""
+    unique = max(result["unique"], 1)
+    each = {name: 1e6 * pct / 100 * wall / unique for name, pct in result["cpu"].items()}
+    total = sum(each.values())
+    cores = os.cpu_count() or 1
+    parts = ", ".join(f"{name} {us:.0f}" for name, us in sorted(each.items()))
+    return (
+        f"{total:.0f} us per record in all ({parts}): {cores} cores carry at most "
+        f"{cores * 1e6 / max(total, 1e-9):,.0f} records/s at that cost (the sender not counted)"
     )
 
 
@@ -293,7 +341,8 @@ def main(argv: list[str]) -> int:
         "--dedup-client",
         choices=("kafka-python", "librdkafka"),
         default="librdkafka",
-        help="the dedup service's Kafka sink client (compose's dedup.toml: librdkafka)",
+        help="the Kafka client of the dedup service's sink and of the single pair's egress sink "
+        "(compose's dedup.toml: librdkafka)",
     )
     args = parser.parse_args(argv)
     if args.command == "send":
@@ -325,7 +374,9 @@ def main(argv: list[str]) -> int:
         print(f"ratio redundant / single pair: {red['best']['rate'] / pair['best']['rate']:.2f}")
     for label, outcome in (("redundant", red), ("pair", pair)):
         if outcome and outcome["best"]:
-            print(f"{label}, peak RSS and CPU: {resources(outcome['best'])}")
+            best = outcome["best"]
+            print(f"{label}, peak RSS and CPU (runqueue wait): {resources(best)}")
+            print(f"{label}, CPU at that rate: {cpu_per_record(best, best['wall'])}")
     if red.get("profiled"):
         print(f"\npy-spy at {red['profiled']['rate']:,.0f}/s:")
         print(pyspy.report(red["profiled"]["profiles"]))

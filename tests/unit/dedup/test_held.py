@@ -1,0 +1,121 @@
+"""HeldClaims: a copy waiting on this process's pending claim wakes when the holder settles."""
+
+import threading
+import time
+
+from ddc.protocol.record import Record
+from dedup_service import held as held_module
+from dedup_service.forwarder import Item
+from dedup_service.held import HeldClaims
+from tests.unit.dedup.test_forwarder import ListSink, make
+
+
+def waiter(claims, ids, poll):
+    thread = threading.Thread(target=claims.wait, args=(ids, poll), daemon=True)
+    thread.start()
+    return thread
+
+
+def test_a_waiter_wakes_when_every_holding_batch_settled():
+    claims = HeldClaims(cap=60.0)
+    first, second = claims.hold(["a", "b"]), claims.hold(["c"])
+    thread = waiter(claims, ["a", "c"], poll=60.0)
+    claims.settle(["a", "b"], first)
+    thread.join(0.3)
+    assert thread.is_alive()  # "c" is still held
+    claims.settle(["c"], second)
+    thread.join(10.0)
+    assert not thread.is_alive()
+    assert claims.held == {}
+
+
+def test_settle_forgets_only_the_ids_its_batch_still_holds():
+    claims = HeldClaims()
+    old = claims.hold(["a", "b"])
+    new = claims.hold(["b"])  # the same id held again (its own token's pending claim)
+    claims.settle(["a", "b"], old)
+    assert claims.held == {"b": new} and old.is_set() and not new.is_set()
+
+
+def test_an_id_held_elsewhere_waits_the_poll_interval(monkeypatch):
+    slept: list[float] = []
+    monkeypatch.setattr(held_module.time, "sleep", slept.append)
+    claims = HeldClaims(cap=60.0)
+    claims.wait(["x"], poll=0.05)
+    assert len(slept) == 2 and slept[0] == held_module.GRACE and 0.04 < slept[1] <= 0.05
+
+
+def test_an_id_held_after_the_grace_is_waited_for(monkeypatch):
+    claims = HeldClaims(cap=60.0)
+    events = []
+    monkeypatch.setattr(held_module.time, "sleep", lambda _s: events.append(claims.hold(["x"])))
+    thread = waiter(claims, ["x"], poll=60.0)
+    deadline = time.monotonic() + 10.0
+    while not events and time.monotonic() < deadline:
+        time.sleep(0.01)
+    claims.settle(["x"], events[0])
+    thread.join(10.0)
+    assert not thread.is_alive() and len(events) == 1
+
+
+class GatedSink(ListSink):
+    """Blocks the first send until `gate` is set (a slow forward by link a)."""
+
+    def __init__(self):
+        super().__init__()
+        self.gate, self.entered = threading.Event(), threading.Event()
+
+    def send(self, records):
+        if not self.entered.is_set():
+            self.entered.set()
+            assert self.gate.wait(10.0)
+        super().send(records)
+
+
+def two_copies(early_lookup: bool = True):
+    """Link a's forward of "x" held in its sink; link b's forward of "x" started 0.3 s later
+    (six of the old 50 ms polls), claims counted from then on. Returns (claims b made while a
+    was held, let a finish and return the results, every claim b made)."""
+    sink = GatedSink()
+    forwarder, store, _, _ = make(sink, pending_timeout=30.0)
+    batch = [Item("x", "1", Record(value=b"x"))]
+    results: dict[str, list[str]] = {}
+    a = threading.Thread(target=lambda: results.update(a=forwarder.forward("a", batch)))
+    a.start()
+    assert sink.entered.wait(10.0)
+    if not early_lookup:
+        forwarder.held.wait_held = lambda _ids: 0  # as if a had not held x yet
+    calls: list[int] = []
+    claim = store.claim
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return claim(*args, **kwargs)
+
+    store.claim = counted
+    b = threading.Thread(target=lambda: results.update(b=forwarder.forward("b", batch)))
+    b.start()
+    time.sleep(0.3)
+    during = len(calls)
+    sink.gate.set()
+    a.join(10.0)
+    b.join(10.0)
+    assert len(sink.got) == 1
+    return during, results, calls, forwarder
+
+
+def test_the_other_links_copy_claims_once_the_holder_committed():
+    during, results, calls, forwarder = two_copies()
+    assert during == 0  # b waited on a's batch instead of claiming: Redis would say pending
+    assert results == {"a": ["first"], "b": ["duplicate"]}
+    assert len(calls) == 1
+    assert forwarder.metrics.pending_waits._value.get() == 1
+
+
+def test_a_copy_met_while_pending_claims_again_once_the_holder_settled():
+    """The holder's claim answered after the waiter's lookup: the waiter finds it pending in
+    Redis, then waits on the local batch (not on 50 ms polls)."""
+    during, results, calls, _ = two_copies(early_lookup=False)
+    assert during == 1  # pending once, then waiting on a's batch
+    assert results == {"a": ["first"], "b": ["duplicate"]}
+    assert len(calls) == 2
