@@ -153,16 +153,16 @@ class Forwarder:
                 codes = self._claim(link, items, todo, token, pending=True)
                 firsts, waiting = [], []
                 again = [i for i, code in zip(todo, codes, strict=True) if code == lua.REFORWARD]
-                held = self._held_by_sink(link, items, again, token) if again else set()
-                for index in held:
+                at_sink = self._found_at_sink(link, items, again, token) if again else set()
+                for index in at_sink:
                     results[index] = "first"
-                if len(held) < len(again):
-                    self._log_reforward(items, [i for i in again if i not in held])
+                if len(at_sink) < len(again):
+                    self._log_reforward(items, [i for i in again if i not in at_sink])
                 for index, code in zip(todo, codes, strict=True):
-                    if code == lua.FIRST or (code == lua.REFORWARD and index not in held):
+                    if code == lua.FIRST or (code == lua.REFORWARD and index not in at_sink):
                         firsts.append(index)
                     elif code == lua.REFORWARD:
-                        pass  # already at the sink: committed by _held_by_sink
+                        pass  # already at the sink: committed by _found_at_sink
                     elif code == lua.PENDING:
                         waiting.append(index)
                     else:
@@ -199,7 +199,7 @@ class Forwarder:
             )
         return results
 
-    def _held_by_sink(
+    def _found_at_sink(
         self, link: str, items: Sequence[Item], indices: list[int], token: str
     ) -> set[int]:
         """Of the records an earlier holder claimed and never settled, those the sink already
@@ -221,16 +221,16 @@ class Forwarder:
                 exc,
             )
             return set()
-        held = [i for i, _ in dated if items[i].ident in (found or ())]
-        if held:
-            self._commit(link, items, held, token)
-            self.metrics.reforward_found.inc(len(held))
+        present = [i for i, _ in dated if items[i].ident in (found or ())]
+        if present:
+            self._commit(link, items, present, token)
+            self.metrics.reforward_found.inc(len(present))
             log.info(
                 "%d record(s) of an unfinished earlier forward were already at the sink (found by "
                 "their idempotency key): committed, not forwarded again",
-                len(held),
+                len(present),
             )
-        return set(held)
+        return set(present)
 
     def _log_reforward(self, items: Sequence[Item], indices: list[int]) -> None:
         self.metrics.reforwarded.inc(len(indices))
