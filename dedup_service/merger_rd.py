@@ -29,7 +29,7 @@ from typing import Any
 
 import gevent
 
-from ddc.kafka.rd_clients import BrokerError, Partition, RdConsumer, to_record
+from ddc.kafka.rd_clients import BrokerError, Partition, RdConsumer, is_outage, to_record
 from ddc.kafka.rd_options import RdOptions
 from ddc.logs import ThrottledLog
 from dedup_service.merger import MergeLoop
@@ -77,6 +77,16 @@ class RdMergeLoop(MergeLoop):
     def as_record(message: Any) -> Any:
         return message  # poll() made it a Record
 
+    def health(self) -> dict[str, Any]:
+        """MergeLoop's, and while librdkafka reports the brokers unreachable (until records or an
+        assignment come again) paused with that reason, as kafka-python's loop is while it
+        cannot connect."""
+        found = super().health()
+        outage = self.consumer.outage if self.consumer is not None else None
+        if outage and not found["paused"]:
+            return {"paused": True, "reason": f"Kafka unreachable: {outage}"}
+        return found
+
 
 class _Consumer:
     """The kafka-python consumer calls MergeLoop makes, on an RdConsumer."""
@@ -89,6 +99,7 @@ class _Consumer:
         self.idle = IDLE_WAIT
         self.error_log = ThrottledLog(log, THROTTLE)
         self.held: dict[Partition, float] = {}  # partition → when to read it again
+        self.outage: str | None = None  # librdkafka's last "brokers unreachable" error
 
     def subscribe(self, topics: list[str]) -> None:
         self.client.subscribe(topics, self._on_assign, self._on_revoke, self._on_revoke)
@@ -102,6 +113,7 @@ class _Consumer:
             self.idle = min(IDLE_MAX, self.idle * 2)
             return {}
         self.idle = IDLE_WAIT
+        self.outage = None
         batch: dict[Partition, list[Any]] = {}
         failed: set[Partition] = set()
         for message in messages:
@@ -133,6 +145,8 @@ class _Consumer:
                 self.resume(tp)
 
     def _client_error(self, error: Any) -> None:
+        if is_outage(error):
+            self.outage = str(BrokerError(error))
         self.error_log(error.name(), "merge loop: librdkafka reports %s", error.str())
 
     def seek(self, tp: Partition, offset: int) -> None:
@@ -161,6 +175,7 @@ class _Consumer:
     # --- rebalance callbacks (inside consume, in the loop's greenlet) -------------------------
 
     def _on_assign(self, assigned: list[Partition]) -> None:
+        self.outage = None
         self.assigned.update(assigned)
         paused = self.loop.paused_since is not None
         if paused and assigned:

@@ -157,3 +157,25 @@ def test_merge_loop_exactly_once_offsets_after_ack_pauses_while_redis_is_down(
     finally:
         reader.close()
         own.cleanup()
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_an_unreachable_broker_shows_the_merge_loop_paused_with_the_reason(dedup_server, client):
+    from dedup_service.embedded import free_port
+
+    nobody = f"127.0.0.1:{free_port()}"  # nothing listens there
+    server = dedup_server(
+        merge={
+            "bootstrap_servers": nobody,
+            "links": {"a": "out-a", "b": "out-b"},
+            "retry_interval": "0.3s",
+            "client": client,
+        },
+    )
+
+    def merge_health() -> dict:
+        return server.get("/healthz").json()["merge"]
+
+    wait_until(lambda: merge_health()["reason"], 20, interval=0.2, message=merge_health)
+    assert merge_health()["paused"] and "Kafka unreachable" in merge_health()["reason"]
+    assert server.get("/healthz").json()["status"] == "degraded"
