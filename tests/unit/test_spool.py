@@ -421,21 +421,22 @@ def test_a_torn_append_into_a_reused_file_is_counted(tmp_path: Path) -> None:
     again.close()
 
 
+@pytest.mark.parametrize("fsync_interval", [1.0, 0.0])
 def test_a_reused_file_is_named_on_disk_before_data_is_fsynced_into_it(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fsync_interval: float
 ) -> None:
-    spool = DiskSpool(str(tmp_path), 1 << 20, segment_bytes=1000)
+    spool = DiskSpool(str(tmp_path), 1 << 20, "drop_newest", fsync_interval, segment_bytes=1000)
     for p in payloads(9):
         spool.append(p)
     drain(spool)
     spool.sync()  # the directory holds no renamed file before the next rotation
-    for p in payloads(8):
-        spool.append(p)  # the 17th entry goes into the spare
     calls: list[str] = []
     real_fsync = os.fsync
     monkeypatch.setattr(
         os, "fsync", lambda fd: (calls.append(os.readlink(f"/proc/self/fd/{fd}")), real_fsync(fd))
     )
+    for p in payloads(8):
+        spool.append(p)  # the 17th entry goes into the spare (fsync_interval 0: fsynced at once)
     spool.sync()
     named = [os.path.basename(path) for path in calls]
     assert named.index(tmp_path.name) < named.index(segment_name(17))
@@ -453,3 +454,28 @@ def test_spares_are_bounded_and_left_out_of_a_restart(tmp_path: Path) -> None:
     again = DiskSpool(str(tmp_path), 1 << 20)
     assert spare_files(tmp_path) == [] and again.pending == 1  # 41: its ack was not synced
     again.close()
+
+
+def test_a_sync_survives_the_rotation_and_release_of_the_segment_it_fsyncs(
+    tmp_path: Path,
+) -> None:
+    # the egress runs each fsync in a thread while the receiver goes on: the active segment may
+    # be closed by a rotation and deleted (or reused) by an ack before its fsync runs
+    spool = DiskSpool(str(tmp_path), 1 << 20, segment_bytes=1000, spare_segments=0)
+    for p in payloads(3):
+        spool.append(p)
+
+    def meanwhile() -> None:
+        for p in payloads(8):
+            spool.append(p)  # the 9th rotates: segment 1 closed
+        drain(spool)  # and wholly acknowledged: deleted
+
+    def run(func, *args):
+        if func is os.fsync and not done:
+            done.append(meanwhile())
+        return func(*args)
+
+    done: list[None] = []
+    spool.sync(run)
+    assert done and spool.pending == 0
+    spool.close()
