@@ -105,6 +105,8 @@ GROUPS = {
     "fec": ["c", "d"],
     "auth": ["a", "e", "b", "f"],
     "spool": ["a", "g", "b", "h"],
+    "auth-60k": ["a", "e"],
+    "spool-60k": ["a", "g"],
 }
 RATIOS = [
     ("d", "c", "FEC 32+8 on / off"),
@@ -320,7 +322,7 @@ def main(argv: list[str]) -> int:
         "--scenario",
         choices=[*SCENARIOS, *GROUPS],
         default="all",
-        help="fec: c and d; auth: a, e, b, f; spool: a, g, b, h",
+        help="fec: c and d; auth: a, e, b, f; spool: a, g, b, h; auth-60k: a, e; spool-60k: a, g",
     )
     parser.add_argument(
         "--duration", type=float, default=None, help="seconds per trial (default 5, --quick 1.5)"

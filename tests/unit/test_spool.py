@@ -11,6 +11,7 @@ import pytest
 from ddc.egress.spool import DiskSpool, MemorySpool, SpoolError, open_spool
 from ddc.egress.spool.format import (
     HEADER_SIZE,
+    MARKER,
     SEGMENT_MAGIC,
     decode_ack,
     encode_ack,
@@ -336,3 +337,145 @@ def test_default_segments_are_small_enough_to_delete_on_the_receive_loop() -> No
     assert default_segment_bytes(8 << 30) == 4 << 20  # the default max_bytes
     assert default_segment_bytes(64 << 20) == 2 << 20
     assert default_segment_bytes(1 << 20) == 1 << 20
+
+
+# --- reused segment files (spares.py) ---------------------------------------------------------
+
+
+def spare_files(path: Path) -> list[str]:
+    return sorted(p.name for p in path.iterdir() if p.name.endswith(".spare"))
+
+
+def test_scan_ends_cleanly_at_the_end_marker_of_a_reused_file() -> None:
+    data = encode_entry(7, 1234, b"hello") + encode_entry(8, 1235, b"x" * 300)
+    older = encode_entry(3, 1000, b"z" * 400)  # what the reused file held before
+    found = scan(data + MARKER + older, 0, 7)
+    assert len(found.entries) == 2 and found.end == len(data)
+    assert (found.torn, found.fill, found.next_seq) == (None, True, 9)
+    assert scan(data + MARKER[:10], 0, 7).fill  # a marker cut off by the end of the file
+    window = scan(data + MARKER[:10], 0, 7, final=False)  # or by the end of a window
+    assert (window.fill, window.torn, window.end) == (False, None, len(data))
+    damaged = bytearray(data + MARKER + older)
+    damaged[len(data) + 5] = 0
+    assert scan(damaged, 0, 7).torn == f"impossible length {0xFFFFFFFF}"
+    # a torn append over the marker: its first bytes, then what was there
+    torn = data + encode_entry(9, 1236, b"y" * 300)[:10] + MARKER[10:] + older
+    assert scan(torn, 0, 7).torn == "bad checksum" and not scan(torn, 0, 7).fill
+    # an append cut off right after a whole entry: the older bytes that follow are not due
+    cut = data + encode_entry(9, 1236, b"y") + older
+    assert scan(cut, 0, 7).torn == "sequence 3 where 10 was due"
+
+
+def test_released_segment_files_are_written_again_as_new_segments(tmp_path: Path) -> None:
+    spool = DiskSpool(str(tmp_path), 1 << 20, segment_bytes=1000)
+    data = payloads(45)  # 8 entries (992 bytes + magic) per segment
+    for p in data[:40]:
+        spool.append(p)
+    files = segment_files(tmp_path)
+    for _ in range(20):
+        spool.read()
+    spool.ack(16)
+    assert spool.bytes == 3 * MAGIC + 24 * (HEADER_SIZE + 100)
+    assert segment_files(tmp_path) == files[2:]
+    assert spare_files(tmp_path) == [files[0] + ".spare", files[1] + ".spare"]
+    spare = tmp_path / (files[1] + ".spare")
+    size = MAGIC + 8 * (HEADER_SIZE + 100)
+    held = spare.read_bytes()  # the older entries stay, behind an end marker
+    assert len(held) == size and held[: MAGIC + HEADER_SIZE] == SEGMENT_MAGIC + MARKER
+    inode = spare.stat().st_ino
+    for p in data[40:]:  # the 41st starts a segment: the spare taken last is written again
+        spool.append(p)
+    reused = tmp_path / segment_name(41)
+    assert reused.stat().st_ino == inode and spare_files(tmp_path) == [files[0] + ".spare"]
+    spool.flush()
+    assert reused.stat().st_size == size  # longer than its 5 entries and their marker
+    assert drain(spool, ack=False) == data[20:]
+    os.close(spool._lock)  # a kill -9
+    again = DiskSpool(str(tmp_path), 1 << 20)
+    assert again.torn_entries == 0 and dict(again.dropped) == {}
+    assert spare_files(tmp_path) == []
+    assert drain(again) == data[16:]  # 17 on: read but not acknowledged, or not read
+    assert reused.stat().st_size == MAGIC + 5 * (HEADER_SIZE + 100)  # the rest cut at open
+    again.close()
+
+
+def test_a_torn_append_into_a_reused_file_is_counted(tmp_path: Path) -> None:
+    spool = DiskSpool(str(tmp_path), 1 << 20, segment_bytes=1000)
+    data = payloads(20)
+    for p in data[:9]:
+        spool.append(p)
+    drain(spool)  # segment 1 becomes a spare
+    spool.sync()
+    for p in data[9:17]:  # the 17th starts segment 17 in the spare
+        spool.append(p)
+    spool.flush()
+    reused = tmp_path / segment_name(17)
+    end = MAGIC + HEADER_SIZE + 100
+    with open(reused, "r+b") as handle:  # a kill -9 in the middle of the next append
+        handle.seek(end)
+        handle.write(encode_entry(18, 1, data[17])[:60])
+    os.close(spool._lock)
+    again = DiskSpool(str(tmp_path), 1 << 20)
+    assert again.torn_entries == 1 and again.dropped["torn"] == 1
+    assert drain(again) == data[9:17]
+    again.close()
+
+
+@pytest.mark.parametrize("fsync_interval", [1.0, 0.0])
+def test_a_reused_file_is_named_on_disk_before_data_is_fsynced_into_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fsync_interval: float
+) -> None:
+    spool = DiskSpool(str(tmp_path), 1 << 20, "drop_newest", fsync_interval, segment_bytes=1000)
+    for p in payloads(9):
+        spool.append(p)
+    drain(spool)
+    spool.sync()  # the directory holds no renamed file before the next rotation
+    calls: list[str] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(
+        os, "fsync", lambda fd: (calls.append(os.readlink(f"/proc/self/fd/{fd}")), real_fsync(fd))
+    )
+    for p in payloads(8):
+        spool.append(p)  # the 17th entry goes into the spare (fsync_interval 0: fsynced at once)
+    spool.sync()
+    named = [os.path.basename(path) for path in calls]
+    assert named.index(tmp_path.name) < named.index(segment_name(17))
+    spool.close()
+
+
+def test_spares_are_bounded_and_left_out_of_a_restart(tmp_path: Path) -> None:
+    spool = DiskSpool(str(tmp_path), 1 << 20, segment_bytes=1000)
+    for p in payloads(41):
+        spool.append(p)
+    drain(spool)
+    assert len(spare_files(tmp_path)) == 2  # of the five released segments
+    assert segment_files(tmp_path) == [segment_name(41)]
+    os.close(spool._lock)
+    again = DiskSpool(str(tmp_path), 1 << 20)
+    assert spare_files(tmp_path) == [] and again.pending == 1  # 41: its ack was not synced
+    again.close()
+
+
+def test_a_sync_survives_the_rotation_and_release_of_the_segment_it_fsyncs(
+    tmp_path: Path,
+) -> None:
+    # the egress runs each fsync in a thread while the receiver goes on: the active segment may
+    # be closed by a rotation and deleted (or reused) by an ack before its fsync runs
+    spool = DiskSpool(str(tmp_path), 1 << 20, segment_bytes=1000, spare_segments=0)
+    for p in payloads(3):
+        spool.append(p)
+
+    def meanwhile() -> None:
+        for p in payloads(8):
+            spool.append(p)  # the 9th rotates: segment 1 closed
+        drain(spool)  # and wholly acknowledged: deleted
+
+    def run(func, *args):
+        if func is os.fsync and not done:
+            done.append(meanwhile())
+        return func(*args)
+
+    done: list[None] = []
+    spool.sync(run)
+    assert done and spool.pending == 0
+    spool.close()

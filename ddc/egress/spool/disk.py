@@ -24,6 +24,10 @@ Rules, on top of base.py's:
   replaced by a new one when an append finds the spool full and it wholly acknowledged); the ack
   itself reaches the disk at the next sync(). After a crash the entries acknowledged since the
   last sync are delivered again (at-least-once).
+* A segment that leaves the spool (acknowledged or dropped) is kept as a spare, up to
+  `spare_segments` of them, and written again as a later segment instead of deleted (spares.py:
+  its rules; writing over pages a file has costs the kernel far less than new ones). Entries are
+  written at their offsets (pwritev), as such a file is longer than its entries.
 * Read: entries whose bytes on disk fail their check (damage after open) are skipped to the
   end of their segment and counted as dropped["corrupt"], with an ERROR line.
 """
@@ -41,6 +45,7 @@ from ddc.egress.spool import segments as seg
 from ddc.egress.spool.base import Item, Payload, Spool
 from ddc.egress.spool.format import (
     HEADER_SIZE,
+    MARKER,
     SEGMENT_MAGIC,
     Entry,
     entry_header,
@@ -49,6 +54,7 @@ from ddc.egress.spool.format import (
 )
 from ddc.egress.spool.reader import Reader
 from ddc.egress.spool.segments import Segment
+from ddc.egress.spool.spares import KEEP, Spares
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +86,7 @@ class DiskSpool(Spool):
         when_full: str = "drop_newest",
         fsync_interval: float = 1.0,
         segment_bytes: int | None = None,
+        spare_segments: int = KEEP,
     ) -> None:
         super().__init__(max_bytes, when_full)
         self.directory = directory
@@ -95,12 +102,14 @@ class DiskSpool(Spool):
         self._dir_dirty = False
         self._parts: list[Payload] = []  # appended, not yet written: header, payload, ...
         self._buffered = 0
+        self._spares = Spares(spare_segments)
         self._open()
 
     # --- open -----------------------------------------------------------------------------------
 
     def _open(self) -> None:
         self._lock = files.lock(self.directory)
+        Spares.discard_stale(self.directory)
         self.acked = self._synced_ack = files.read_ack(self.directory)
         firsts = sorted(f for f in map(segment_seq, os.listdir(self.directory)) if f is not None)
         for index, first in enumerate(firsts):
@@ -129,7 +138,7 @@ class DiskSpool(Spool):
         self.next_seq = self.segments[-1].last_seq + 1
         self._release()
         self.bytes = sum(s.size for s in self.segments)
-        self._fd = os.open(self.segments[-1].path, os.O_WRONLY | os.O_APPEND)
+        self._fd = os.open(self.segments[-1].path, os.O_WRONLY)
         self.reader = Reader(self.segments, self.dropped, self.flush)
         self.reader.written_to = self.next_seq
         if self.pending:
@@ -196,13 +205,19 @@ class DiskSpool(Spool):
         buffered, self._buffered = self._buffered, 0
         active = self.segments[-1]
         start = active.size - buffered
+        # in a reused file the entries are followed by the end marker (spares.py)
+        buffers = [*parts, MARKER] if active.reused else parts
+        length = buffered + (len(MARKER) if active.reused else 0)
         try:
             done = 0
-            for first in range(0, len(parts), IOV_MAX):
-                done += os.writev(self._fd, parts[first : first + IOV_MAX])
-            if done != buffered:
-                raise OSError(f"short write ({done} of {buffered} bytes)")
+            for first in range(0, len(buffers), IOV_MAX):
+                done += os.pwritev(self._fd, buffers[first : first + IOV_MAX], start + done)
+            if done != length:
+                raise OSError(f"short write ({done} of {length} bytes)")
             if self.fsync_interval <= 0:
+                if self._spares.renamed:  # as in sync(): the name before the data
+                    self._spares.renamed = False
+                    files.fsync_dir(self.directory)
                 os.fsync(self._fd)
         except OSError as exc:
             self._undo(active, start)
@@ -236,9 +251,11 @@ class DiskSpool(Spool):
         return active
 
     def _rotate(self) -> Segment:
-        segment = seg.create(self.directory, self.next_seq)
+        segment = self._spares.take(self.directory, self.next_seq)
+        if segment is None:
+            segment = seg.create(self.directory, self.next_seq)
         self._unsynced[self.segments[-1]] = self._fd
-        self._fd = os.open(segment.path, os.O_WRONLY | os.O_APPEND)
+        self._fd = os.open(segment.path, os.O_WRONLY)
         self.segments.append(segment)
         self.bytes += segment.size
         self._dir_dirty = True
@@ -273,10 +290,12 @@ class DiskSpool(Spool):
             os.close(fd)
 
     def _delete(self, segment: Segment) -> None:
-        try:
-            os.unlink(segment.path)
-        except OSError as exc:
-            log.error("spool %s: cannot delete %s: %s", self.directory, segment.path, exc)
+        """A segment leaves the spool: kept as a spare (spares.py) or deleted."""
+        if not self._spares.retire(segment):
+            try:
+                os.unlink(segment.path)
+            except OSError as exc:
+                log.error("spool %s: cannot delete %s: %s", self.directory, segment.path, exc)
         fd = self._unsynced.pop(segment, None)
         if fd is not None:  # deleted before its fsync: its pages need never reach the disk
             os.close(fd)
@@ -333,12 +352,17 @@ class DiskSpool(Spool):
         run = run or _direct
         self.flush()
         closed, self._unsynced = self._unsynced, {}
-        for fd in closed.values():
-            run(os.fsync, fd)
-            os.close(fd)
-        if self._dirty:
-            self._dirty = False
-            run(os.fsync, self._fd)
+        # a copy of the active descriptor: the receiver may rotate and close it meanwhile
+        active = os.dup(self._fd) if self._dirty else None
+        self._dirty = False
+        if self._spares.renamed:  # a reused file's new name is on disk before its data
+            self._spares.renamed = False
+            run(files.fsync_dir, self.directory)
+        for fd in [*closed.values(), *([] if active is None else [active])]:
+            try:
+                run(os.fsync, fd)
+            finally:
+                os.close(fd)
         if self.acked != self._synced_ack:
             acked = self.acked
             run(files.save_ack, self.directory, acked)
@@ -355,6 +379,7 @@ class DiskSpool(Spool):
         except OSError as exc:
             log.error("spool %s: final sync failed: %s", self.directory, exc)
         self.reader.close()
+        self._spares.clear()
         for fd in (self._fd, self._lock):
             os.close(fd)
         self._lock = -1

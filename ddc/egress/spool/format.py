@@ -17,6 +17,14 @@ within bounds, the payload complete, the CRC right and the sequence number the e
 The first entry breaking a rule ends the segment: everything from its first byte on is the
 torn tail (an append cut short by a crash, or damage), reported with its byte count and
 counted as one entry when any of its bytes are there.
+
+End marker: a segment written into a reused file (spares.py) may hold older bytes after its
+entries, so its entries are always followed by MARKER, 24 bytes of FILL (0xFF). No header can
+start with 0xFF (a length's first byte is at most 0x80), so a scan that finds MARKER where a
+header would start ends there cleanly (`fill` True, torn None; at the end of a final buffer a
+cut-off MARKER too): what follows is the file's older content, not a torn entry. A torn append
+over it leaves at least a header's first byte, or whole entries followed by older bytes, whose
+sequence numbers are lower than any this segment's entries carry: torn as ever.
 """
 
 from __future__ import annotations
@@ -36,6 +44,8 @@ _CHECKED = struct.Struct(">IQQ")  # the header fields the crc covers, then the p
 _ACK = struct.Struct(">QI")
 ACK_SIZE = len(ACK_MAGIC) + _ACK.size
 MAX_ENTRY = 1 << 31  # bytes of payload; a chunk is bounded far lower by max_chunk_size
+FILL = 0xFF  # no header starts with it
+MARKER = bytes([FILL]) * HEADER_SIZE  # after the entries of a segment in a reused file
 
 
 def segment_name(first_seq: int) -> str:
@@ -81,6 +91,7 @@ class Scan(NamedTuple):
     end: int  # offset just past the last whole entry
     next_seq: int  # the sequence number the next entry must carry
     torn: str | None  # why the bytes after `end` are not an entry (None: none, or incomplete)
+    fill: bool = False  # `end` holds MARKER: what follows it is not the segment's
 
 
 def scan(
@@ -105,6 +116,8 @@ def scan(
     while limit is None or len(entries) < limit:
         if pos == size:
             break
+        if view[pos] == FILL and _marker(view[pos : pos + HEADER_SIZE], final):
+            return Scan(entries, base + pos, _next(expect_seq), None, True)
         if size - pos < HEADER_SIZE:
             torn = "partial header" if final else None
             break
@@ -126,8 +139,16 @@ def scan(
         entries.append(_new(Entry, (seq, time_ms, HEADER_SIZE + length, payload, base + pos)))
         expect_seq = seq + 1
         pos = end
-    next_seq = expect_seq if expect_seq is not None else -1
-    return Scan(entries, base + pos, next_seq, torn)
+    return Scan(entries, base + pos, _next(expect_seq), torn)
+
+
+def _next(expect_seq: int | None) -> int:
+    return expect_seq if expect_seq is not None else -1
+
+
+def _marker(head: memoryview, final: bool) -> bool:
+    """MARKER, or at the end of a final buffer a part of it."""
+    return (len(head) == HEADER_SIZE or final) and head == MARKER[: len(head)]
 
 
 def encode_ack(seq: int) -> bytes:

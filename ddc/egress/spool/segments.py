@@ -3,7 +3,9 @@
 recover() is the open-time check of one segment (format.scan() over the whole file in windows):
 it returns what the file holds and truncates a torn tail, so that appending can go on right
 after the last whole entry. A file that does not start with SEGMENT_MAGIC is refused unless it
-is shorter than the magic (a crash while creating it): that one is rewritten empty.
+is shorter than the magic (a crash while creating it): that one is rewritten empty. What
+follows an end marker (format.MARKER: a segment in a reused file) is cut off too, but not torn:
+it is the file's older content, nothing of this segment.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ class Segment:
     path: str
     size: int  # bytes in the file (magic + whole entries)
     count: int  # entries in it
+    reused: bool = False  # a reused file (spares.py): its entries are followed by format.MARKER
 
     @property
     def last_seq(self) -> int:
@@ -79,6 +82,7 @@ def recover(path: str, first_seq: int) -> tuple[Segment, Torn | None]:
             raise SpoolError(f"{path} is not a DDC spool segment; move it out of the spool dir")
         offset, expect, count = len(SEGMENT_MAGIC), first_seq, 0
         why: str | None = None
+        unused = False
         while offset < size:
             handle.seek(offset)
             window = handle.read(WINDOW)
@@ -86,6 +90,10 @@ def recover(path: str, first_seq: int) -> tuple[Segment, Torn | None]:
             found = scan(window, 0, expect, base=offset, final=final)
             count += len(found.entries)
             expect = found.next_seq
+            if found.fill:
+                unused = True
+                offset = found.end
+                break
             if found.torn is not None or final:
                 why = found.torn
                 offset = found.end
@@ -101,12 +109,14 @@ def recover(path: str, first_seq: int) -> tuple[Segment, Torn | None]:
                 expect = found.next_seq
             offset = found.end
         torn = None
-        if offset < size:
+        if offset < size and unused:
+            handle.truncate(offset)  # the end marker and a reused file's older content
+        elif offset < size:
             torn = Torn(1, size - offset, why or "partial entry")
             handle.truncate(offset)
             handle.flush()
             os.fsync(handle.fileno())
-    return Segment(first_seq, path, offset if torn else size, count), torn
+    return Segment(first_seq, path, min(offset, size), count), torn
 
 
 def read_entries(
