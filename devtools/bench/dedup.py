@@ -48,6 +48,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         " kafka-python or librdkafka), comma-separated",
     )
     parser.add_argument("--profile", action="store_true", help="py-spy the merging service")
+    parser.add_argument(
+        "--merge-in-flight", type=int, help="[dedup.merge] max_in_flight (default: the service's)"
+    )
     return parser.parse_args(argv)
 
 
@@ -124,6 +127,7 @@ def merge_loop(
     records: int,
     clients: tuple[str, str],
     profile: bool = False,
+    in_flight: int | None = None,
 ) -> tuple[float, float]:
     """ids/s the loop took (from its first record to the last) and the unique records forwarded;
     `clients`: the merge loop's consumer client and the sink's producer client."""
@@ -156,6 +160,7 @@ def merge_loop(
                 "group_id": f"g{tag}",
                 "client": clients[0],
                 "options": FAST_GROUP_OPTIONS if clients[0] == "kafka-python" else RD_GROUP,
+                **({"max_in_flight": in_flight} if in_flight else {}),
             },
         )
         try:
@@ -227,7 +232,12 @@ def main(argv: list[str]) -> int:
             if consumer not in CLIENTS or sink not in CLIENTS:
                 raise SystemExit(f"--merge-clients: {pair!r} is not CONSUMER/SINK of {CLIENTS}")
             rate_in, forwarded = merge_loop(
-                redis_server.url, tmp, args.merge_records, (consumer, sink), args.profile
+                redis_server.url,
+                tmp,
+                args.merge_records,
+                (consumer, sink),
+                args.profile,
+                args.merge_in_flight,
             )
             print(
                 f"  merge loop ({pair}), 2 links x {args.merge_records} records "

@@ -11,6 +11,7 @@ from kafka import KafkaConsumer, KafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
 
 from ddc.protocol.record import Record
+from devtools.embedded_kafka import FAST_GROUP_OPTIONS
 from tests.integration.dedup.test_egress_sink import make_sink, run_until
 
 pytestmark = pytest.mark.kafka
@@ -44,7 +45,14 @@ def test_tombstones_cross_the_egress_sink_the_api_and_the_merge_loop(
     server = dedup_server(
         id_from="source",
         sink={"type": "kafka", "bootstrap_servers": kafka_bootstrap, "topic": merged},
-        merge={"bootstrap_servers": kafka_bootstrap, "links": {"b": merge_in}, "group_id": tag},
+        merge={
+            "bootstrap_servers": kafka_bootstrap,
+            "links": {"b": merge_in},
+            "group_id": tag,
+            # the group's first join with kafka-python's default timeouts took over 30 s in a
+            # loaded CI run: the merge loop had no partitions yet when the read gave up
+            "options": FAST_GROUP_OPTIONS,
+        },
     )
     # link a: the egress sink posts 100 records, every tenth a tombstone
     sink, metrics = make_sink(server.url, "a", tmp_path)
@@ -72,7 +80,7 @@ def test_tombstones_cross_the_egress_sink_the_api_and_the_merge_loop(
     producer.flush()
     producer.close()
 
-    got = read_all(kafka_bootstrap, merged, 102, timeout=30)
+    got = read_all(kafka_bootstrap, merged, 102, timeout=60)
     by_key = {r.key: r.value for r in got}
     assert len(got) == 102 and len(by_key) == 102  # each once: orders/0/13 came on link a first
     expected = {b"k-%d" % i: (None if i % 10 == 3 else b"v-%d" % i) for i in range(100)}
