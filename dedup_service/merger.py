@@ -28,6 +28,7 @@ from ddc.kafka import adapter
 from ddc.kafka.clients import AsyncConsumerRebalanceListener, KafkaConsumer, OffsetAndMetadata
 from ddc.kafka.construct import create
 from ddc.kafka.options import consumer_options
+from ddc.kafka.partitions import names
 from ddc.kafka.records import to_record
 from dedup_service.errors import InvalidRecord, RedisUnavailable, SinkFailed, StillPending
 from dedup_service.forwarder import Forwarder, Item
@@ -305,7 +306,7 @@ class _KeepPaused(AsyncConsumerRebalanceListener):
         self.loop = loop
 
     async def on_partitions_revoked(self, revoked: set[Any]) -> None:
-        log.info("merge loop: partitions revoked: %s", _names(revoked))
+        log.info("merge loop: partitions revoked: %s", names(revoked))
 
     async def on_partitions_assigned(self, assigned: set[Any]) -> None:
         paused = self.loop.paused_since is not None
@@ -314,9 +315,5 @@ class _KeepPaused(AsyncConsumerRebalanceListener):
         log.info(
             "merge loop: partitions assigned%s: %s",
             " (kept paused)" if paused else "",
-            _names(assigned),
+            names(assigned),
         )
-
-
-def _names(partitions: set[Any]) -> str:
-    return ", ".join(sorted(f"{tp.topic}/{tp.partition}" for tp in partitions)) or "none"

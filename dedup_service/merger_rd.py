@@ -15,20 +15,21 @@ few consumer calls MergeLoop makes (poll, seek, pause, resume, paused, assignmen
     rebalance or a crash means records read again and found duplicates, never a record skipped.
     A failed commit is logged by the client and superseded by the next batch's;
   * a per-partition error in what consume() returns (librdkafka could not read a batch) is
-    logged, at most one line per THROTTLE seconds per error; that partition is held back (sought
-    to the offset the error names, paused) and read again after the loop's retry_interval, so
-    no record behind the error is skipped.
+    logged, at most one line per THROTTLE seconds per error; that partition is held back
+    (ddc.kafka.partitions.BlockedPartitions: sought to the offset the error names, paused) and
+    read again after the loop's retry_interval, so no record behind the error is skipped.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
 from typing import Any
 
 import gevent
 
+from ddc.kafka.batches import BatchError
+from ddc.kafka.partitions import BlockedPartitions, names
 from ddc.kafka.rd_clients import BrokerError, Partition, RdConsumer, is_outage, to_record
 from ddc.kafka.rd_options import RdOptions
 from ddc.logs import ThrottledLog
@@ -98,15 +99,16 @@ class _Consumer:
         self.paused_partitions: set[Partition] = set()
         self.idle = IDLE_WAIT
         self.error_log = ThrottledLog(log, THROTTLE)
-        self.held: dict[Partition, float] = {}  # partition → when to read it again
+        self.blocked = BlockedPartitions(loop.config["retry_interval"])
         self.outage: str | None = None  # librdkafka's last "brokers unreachable" error
 
     def subscribe(self, topics: list[str]) -> None:
         self.client.subscribe(topics, self._on_assign, self._on_revoke, self._on_revoke)
 
     def poll(self, timeout_ms: int, max_records: int = 500) -> dict[Partition, list[Any]]:
-        if self.held:
-            self._release_held()
+        for tp in self.blocked.due(time.monotonic()):
+            if tp in self.assigned and self.loop.paused_since is None:
+                self.resume(tp)
         messages = self.client.consume(max_records)
         if not messages:
             gevent.sleep(min(self.idle, timeout_ms / 1000))
@@ -121,8 +123,11 @@ class _Consumer:
             if message.error() is not None:
                 self._message_error(tp, message)
                 failed.add(tp)
-            elif tp not in failed:  # after a partition's error: read again from there
+            elif tp not in failed and not self.blocked.paused(tp):  # else read again later
                 batch.setdefault(tp, []).append(to_record(message))
+        if self.blocked:
+            for tp, records in batch.items():
+                self.blocked.read(tp, records[-1].offset)
         return batch
 
     def _message_error(self, tp: Partition, message: Any) -> None:
@@ -130,19 +135,14 @@ class _Consumer:
         self.error_log(
             error.name, "merge loop: %s on %s/%s (read again later)", error, tp.topic, tp.partition
         )
-        if tp not in self.assigned or tp in self.held:
+        if tp not in self.assigned or self.blocked.paused(tp):
             return
-        if message.offset() >= 0:
-            self.seek(tp, message.offset())
+        offset = message.offset()
+        if offset >= 0:
+            self.seek(tp, offset)
         self.pause(tp)
-        self.held[tp] = time.monotonic() + self.loop.config["retry_interval"]
-
-    def _release_held(self) -> None:
-        now = time.monotonic()
-        for tp in [tp for tp, due in self.held.items() if due <= now]:
-            del self.held[tp]
-            if tp in self.assigned and self.loop.paused_since is None:
-                self.resume(tp)
+        failure = BatchError("", tp.topic, tp.partition, offset, str(error))
+        self.blocked.fail(tp, failure, time.monotonic())
 
     def _client_error(self, error: Any) -> None:
         if is_outage(error):
@@ -183,16 +183,11 @@ class _Consumer:
         log.info(
             "merge loop: partitions assigned%s: %s",
             " (kept paused)" if paused else "",
-            _names(assigned),
+            names(assigned),
         )
 
     def _on_revoke(self, revoked: list[Partition]) -> None:
         self.assigned.difference_update(revoked)
-        for tp in revoked:
-            self.held.pop(tp, None)
+        self.blocked.forget(revoked)
         self.paused_partitions.difference_update(revoked)
-        log.info("merge loop: partitions revoked: %s", _names(revoked))
-
-
-def _names(partitions: Iterable[Partition]) -> str:
-    return ", ".join(sorted(f"{tp.topic}/{tp.partition}" for tp in partitions)) or "none"
+        log.info("merge loop: partitions revoked: %s", names(revoked))

@@ -17,13 +17,13 @@ import gevent
 from gevent.event import Event
 
 from ddc.ingress.sources.base import Source, Submit
-from ddc.ingress.sources.kafka_blocked import BlockedPartitions
 from ddc.ingress.sources.kafka_rebalance import Rebalance
 from ddc.kafka import adapter, batches
 from ddc.kafka.clients import KafkaConsumer, OffsetAndMetadata
 from ddc.kafka.construct import create
 from ddc.kafka.errors import REBALANCING
 from ddc.kafka.options import ClientOptions
+from ddc.kafka.partitions import BlockedPartitions
 from ddc.kafka.reachability import Reachability
 from ddc.kafka.records import to_record
 from ddc.logs import ThrottledLog

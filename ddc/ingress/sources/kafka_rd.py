@@ -29,8 +29,8 @@ from typing import Any, NamedTuple
 
 from ddc.cooperate import full_turn
 from ddc.ingress.sources.kafka import KafkaSource
-from ddc.ingress.sources.kafka_rebalance import names
 from ddc.kafka import batches
+from ddc.kafka.partitions import names
 from ddc.kafka.rd_clients import BrokerError, Partition, RdConsumer, is_outage, to_record
 from ddc.kafka.rd_options import RdOptions
 from ddc.logs import ThrottledLog

@@ -8,10 +8,10 @@ partition; lost partitions (membership expired) are forgotten without a commit.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from ddc.kafka.clients import AsyncConsumerRebalanceListener
+from ddc.kafka.partitions import names
 
 if TYPE_CHECKING:
     from ddc.ingress.sources.kafka import KafkaSource
@@ -43,8 +43,3 @@ class Rebalance(AsyncConsumerRebalanceListener):
     async def on_partitions_lost(self, lost: set[Any]) -> None:
         self.source._forget(lost)
         log.warning("partitions lost (group membership expired): %s", names(lost))
-
-
-def names(partitions: Iterable[Any]) -> str:
-    """The partitions as "topic/partition, ..." (sorted), or "none"."""
-    return ", ".join(sorted(f"{tp.topic}/{tp.partition}" for tp in partitions)) or "none"

@@ -7,9 +7,9 @@ from kafka.errors import CorruptRecordError, UnsupportedCodecError
 from kafka.record.default_records import DefaultRecordBatch, DefaultRecordBatchBuilder
 from kafka.structs import TopicPartition
 
-from ddc.ingress.sources.kafka_blocked import BlockedPartitions
 from ddc.kafka import adapter, batches
 from ddc.kafka.batches import BatchError, UndecodableBatch, codec_of
+from ddc.kafka.partitions import BlockedPartitions
 
 P0, P1 = TopicPartition("t", 0), TopicPartition("t", 1)
 CODEC_IDS = {"gzip": 1, "snappy": 2, "lz4": 3, "zstd": 4}

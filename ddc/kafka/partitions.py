@@ -1,6 +1,10 @@
-"""Partitions of the Kafka source held back by a batch it cannot decode.
+"""A consumer's partitions: their names in log lines, and those held back by a batch it cannot read.
 
-A pure state machine (no I/O, no clock of its own); the Kafka source pauses and resumes the
+`names(partitions)`: "topic/partition, ..." sorted, or "none" (the ingress's Kafka sources and
+the dedup merge loops log assignments and revocations with it).
+
+BlockedPartitions: a pure state machine (no I/O, no clock of its own); the consumer's owner (the
+ingress's Kafka source, the dedup service's librdkafka merge loop) pauses and resumes the
 consumer's partitions as it says. Rules:
   * fail(tp, error, now): tp is blocked at error.offset; it is paused until now + retry,
     then due() hands it back once to be resumed (fetched again from error.offset). Nothing at
@@ -17,6 +21,11 @@ from collections.abc import Iterable
 from typing import Any
 
 from ddc.kafka.batches import BatchError
+
+
+def names(partitions: Iterable[Any]) -> str:
+    """The partitions as "topic/partition, ..." (sorted), or "none"."""
+    return ", ".join(sorted(f"{tp.topic}/{tp.partition}" for tp in partitions)) or "none"
 
 
 class BlockedPartitions:
