@@ -29,12 +29,12 @@ import gevent
 from ddc.cooperate import HubTurn
 from ddc.kafka.rd_clients import BrokerError, RdProducer, is_outage, produce_arguments
 from ddc.kafka.rd_options import RdOptions, flatten
+from ddc.kafka.rd_scan import header_values_since, scan_config
 from ddc.logs import ThrottledLog
 from ddc.protocol.record import Record
 from dedup_service.errors import SinkFailed
+from dedup_service.keys import IDEMPOTENCY_HEADER
 from dedup_service.sinks.base import ConnectingSink
-from dedup_service.sinks.kafka_lookup import consumer_config as lookup_config
-from dedup_service.sinks.kafka_lookup import ids_in_topic
 
 log = logging.getLogger(__name__)
 IDLE_WAIT = 0.002  # seconds between delivery-report polls while a batch is in flight
@@ -42,6 +42,7 @@ REPORT_GRACE = 2.0  # seconds past `timeout` a report may still take before the 
 CONNECT_TIMEOUT = 5.0  # seconds the first metadata request may take (kafka-python's bootstrap)
 THROTTLE = 10.0
 LOOKUP_TIMEOUT = 20.0  # seconds reading the topic back may take (at most `timeout`)
+SKEW_MS = 5000  # how far the broker's timestamps may lag the claim's clock
 LINGER_MS = 5
 TIMEOUT_PROPERTIES = ("message.timeout.ms", "delivery.timeout.ms")  # librdkafka's two names
 
@@ -122,10 +123,14 @@ class RdKafkaSink(ConnectingSink):
         return self.producer
 
     def find_forwarded(self, ids: list[str], since_ms: int) -> set[str] | None:
-        """Reads the topic back for the ids' `ddc-dedup-id` headers (sinks/kafka_lookup.py)."""
-        config = lookup_config(self.options)
+        """Reads the topic back (ddc.kafka.rd_scan) from the earlier claim's time, less SKEW_MS,
+        for the ids' `ddc-dedup-id` headers: whatever that holder produced was appended before
+        its claim expired, so before this read began."""
+        config = scan_config(self.options)
         timeout = min(self.config["timeout"], LOOKUP_TIMEOUT)
-        return ids_in_topic(config, self.config["topic"], ids, since_ms, timeout)
+        topic = self.config["topic"]
+        since = since_ms - SKEW_MS
+        return header_values_since(config, topic, IDEMPOTENCY_HEADER, ids, since, timeout)
 
     def send(self, records: list[Record]) -> None:
         topic = self.config["topic"]

@@ -1,12 +1,13 @@
-"""Which records a Kafka target already holds, by their `ddc-dedup-id` header.
+"""Reading a topic back with librdkafka: which of some values a header carries in the records
+appended since a time.
 
-After a crash between forwarding and committing, a claim comes back as REFORWARD: the record may
-or may not have reached the topic. The forwarder asks the sink, and the librdkafka sink reads its
-topic here: every partition from the first record stamped at or after `since_ms` (the earlier
-claim's time, less SKEW_MS for the broker's clock) up to its end as the read finds it (librdkafka's
-partition EOF), and collects the wanted ids found in the header. Whatever that earlier holder produced was appended
-before its claim expired, so before this read began. A group-less consumer (assign, nothing
-committed) under gevent: the calls that wait for the broker run off the hub.
+The dedup service's librdkafka Kafka sink asks this after a crash between forwarding and
+committing (a REFORWARD claim): did the record reach the topic? Every partition is read from the
+first record stamped at or after `since_ms` (offsets_for_times) up to its end as the read finds
+it (librdkafka's partition EOF: brokers such as Tansu answer ListOffsets imprecisely, so the
+high watermark is not asked), and the wanted values found in the header are collected. A
+group-less consumer (assign, nothing committed) under gevent: the calls that wait for the broker
+run off the hub (rd_clients.off_hub), consume() never waits.
 """
 
 from __future__ import annotations
@@ -20,19 +21,16 @@ import gevent
 
 from ddc.kafka.rd_clients import off_hub
 from ddc.kafka.rd_options import module
-from dedup_service.keys import IDEMPOTENCY_HEADER
 
 log = logging.getLogger(__name__)
-SKEW_MS = 5000  # how far the broker's timestamps may lag the claim's clock
 BATCH = 2000
 IDLE_WAIT = 0.005
-PARTITION_EOF = -191  # librdkafka's _PARTITION_EOF
 # librdkafka consumer properties a producer's configuration shares (connection and security)
 SHARED_PREFIXES = ("security.", "sasl.", "ssl.", "client.", "socket.", "broker.", "api.version")
 
 
-def consumer_config(producer_config: dict[str, Any]) -> dict[str, Any]:
-    """A group-less consumer's configuration from the sink's producer configuration."""
+def scan_config(producer_config: dict[str, Any]) -> dict[str, Any]:
+    """A group-less consumer's configuration from a producer's (its brokers and security)."""
     shared = {
         name: value
         for name, value in producer_config.items()
@@ -40,17 +38,22 @@ def consumer_config(producer_config: dict[str, Any]) -> dict[str, Any]:
     }
     return {
         **shared,
-        "group.id": "ddc-dedup-lookup",  # required by the client; nothing joins or commits
+        "group.id": "ddc-scan",  # required by the client; nothing joins or commits
         "enable.auto.commit": False,
         "enable.partition.eof": True,  # where a partition's read ends
     }
 
 
-def ids_in_topic(
-    config: dict[str, Any], topic: str, wanted: Collection[str], since_ms: int, timeout: float
+def header_values_since(
+    config: dict[str, Any],
+    topic: str,
+    header: str,
+    wanted: Collection[str],
+    since_ms: int,
+    timeout: float,
 ) -> set[str]:
-    """The ids of `wanted` found in `topic`'s records appended since `since_ms` - SKEW_MS.
-    TimeoutError when the read does not finish within `timeout` seconds."""
+    """The values of `wanted` that header `header` carries (UTF-8) in `topic`'s records stamped
+    since `since_ms`. TimeoutError when the read does not finish within `timeout` seconds."""
     kafka = module()
     deadline = time.monotonic() + timeout
     consumer = kafka.Consumer(config)
@@ -60,7 +63,7 @@ def ids_in_topic(
         if described is None or described.error is not None:
             return set()
         asked = [
-            kafka.TopicPartition(topic, partition, max(0, since_ms - SKEW_MS))
+            kafka.TopicPartition(topic, partition, max(0, since_ms))
             for partition in sorted(described.partitions)
         ]
         starts = off_hub(
@@ -70,12 +73,25 @@ def ids_in_topic(
         if not assigned:
             return set()
         consumer.assign(assigned)
-        return _read(consumer, {tp.partition for tp in assigned}, set(wanted), deadline)
+        unread = {tp.partition for tp in assigned}
+        eof = kafka.KafkaError._PARTITION_EOF
+        found, scanned = _read(consumer, unread, header, set(wanted), deadline, eof)
+        log.info(
+            "looked for %d value(s) of header %s in %d record(s) of %s: %d found",
+            len(wanted),
+            header,
+            scanned,
+            topic,
+            len(found),
+        )
+        return found
     finally:
         off_hub(consumer.close, timeout=10)
 
 
-def _read(consumer: Any, unread: set[int], wanted: set[str], deadline: float) -> set[str]:
+def _read(
+    consumer: Any, unread: set[int], header: str, wanted: set[str], deadline: float, eof: int
+) -> tuple[set[str], int]:
     """Reads until every partition reported its end (librdkafka's partition EOF, from the high
     watermark its fetch saw)."""
     found: set[str] = set()
@@ -90,20 +106,14 @@ def _read(consumer: Any, unread: set[int], wanted: set[str], deadline: float) ->
         for message in messages:
             error = message.error()
             if error is not None:
-                if error.code() == PARTITION_EOF:
+                if error.code() == eof:
                     unread.discard(message.partition())
                 continue
             scanned += 1
             for name, value in message.headers() or ():
-                if name == IDEMPOTENCY_HEADER and value is not None:
-                    ident = value.decode("utf-8", "replace")
-                    if ident in wanted:
-                        found.add(ident)
+                if name == header and value is not None:
+                    text = value.decode("utf-8", "replace")
+                    if text in wanted:
+                        found.add(text)
         gevent.sleep(0)
-    log.info(
-        "looked for %d id(s) in %d record(s) of the target: %d found",
-        len(wanted),
-        scanned,
-        len(found),
-    )
-    return found
+    return found, scanned
