@@ -159,10 +159,10 @@ class Forwarder:
                 if len(at_sink) < len(again):
                     self._log_reforward(items, [i for i in again if i not in at_sink])
                 for index, code in zip(todo, codes, strict=True):
-                    if code == lua.FIRST or (code == lua.REFORWARD and index not in at_sink):
+                    if index in at_sink:
+                        continue  # already at the sink: committed by _found_at_sink
+                    if code in (lua.FIRST, lua.REFORWARD):
                         firsts.append(index)
-                    elif code == lua.REFORWARD:
-                        pass  # already at the sink: committed by _found_at_sink
                     elif code == lua.PENDING:
                         waiting.append(index)
                     else:
@@ -204,8 +204,7 @@ class Forwarder:
     ) -> set[int]:
         """Of the records an earlier holder claimed and never settled, those the sink already
         has (by idempotency key, looked for since that claim): committed under `token` now."""
-        ids = [items[i].ident for i in indices]
-        marks = self.store.forward_marks(ids)
+        marks = self.store.forward_marks([items[i].ident for i in indices])
         dated = [(i, mark) for i, mark in zip(indices, marks, strict=True) if mark is not None]
         if not dated:
             return set()

@@ -204,8 +204,6 @@ class MergeLoop:
         if error is None:
             return
         self.flights.join()  # each forward ends within the sink's and Redis's timeouts
-        committed = self.window.committable()  # nothing: the oldest failed
-        assert not committed
         for tp, offset in self.window.rewind_points().items():
             self._seek(tp, offset)
         if not isinstance(error, (RedisUnavailable, SinkFailed, StillPending)):
