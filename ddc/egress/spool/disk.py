@@ -215,9 +215,7 @@ class DiskSpool(Spool):
             if done != length:
                 raise OSError(f"short write ({done} of {length} bytes)")
             if self.fsync_interval <= 0:
-                if self._spares.renamed:  # as in sync(): the name before the data
-                    self._spares.renamed = False
-                    files.fsync_dir(self.directory)
+                self._sync_reused_name(_direct)
                 os.fsync(self._fd)
         except OSError as exc:
             self._undo(active, start)
@@ -355,9 +353,7 @@ class DiskSpool(Spool):
         # a copy of the active descriptor: the receiver may rotate and close it meanwhile
         active = os.dup(self._fd) if self._dirty else None
         self._dirty = False
-        if self._spares.renamed:  # a reused file's new name is on disk before its data
-            self._spares.renamed = False
-            run(files.fsync_dir, self.directory)
+        self._sync_reused_name(run)
         for fd in [*closed.values(), *([] if active is None else [active])]:
             try:
                 run(os.fsync, fd)
@@ -369,6 +365,13 @@ class DiskSpool(Spool):
             self._synced_ack = acked
         if self._dir_dirty:
             self._dir_dirty = False
+            run(files.fsync_dir, self.directory)
+
+    def _sync_reused_name(self, run: Runner) -> None:
+        """A spare renamed to a segment since the last directory fsync: the name reaches the disk
+        before the data written into the file (spares.py)."""
+        if self._spares.renamed:
+            self._spares.renamed = False
             run(files.fsync_dir, self.directory)
 
     def close(self) -> None:
