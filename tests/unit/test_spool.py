@@ -440,6 +440,7 @@ def test_a_reused_file_is_named_on_disk_before_data_is_fsynced_into_it(
     spool.sync()
     named = [os.path.basename(path) for path in calls]
     assert named.index(tmp_path.name) < named.index(segment_name(17))
+    assert named.count(tmp_path.name) == 1  # that fsync covers the rotation's changes too
     spool.close()
 
 

@@ -369,9 +369,11 @@ class DiskSpool(Spool):
 
     def _sync_reused_name(self, run: Runner) -> None:
         """A spare renamed to a segment since the last directory fsync: the name reaches the disk
-        before the data written into the file (spares.py)."""
+        before the data written into the file (spares.py). That fsync covers every directory
+        change made so far, so sync() need not fsync the directory again for them."""
         if self._spares.renamed:
             self._spares.renamed = False
+            self._dir_dirty = False
             run(files.fsync_dir, self.directory)
 
     def close(self) -> None:
