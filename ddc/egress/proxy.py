@@ -138,6 +138,7 @@ class EgressProxy(Service):
     def start(self) -> None:
         transport = self.config["transport"]
         self.udp = UdpSocket.bound(transport["listen"], transport["receive_buffer"])
+        gro = self.udp.enable_gro()
         self.receiver = Receiver(
             self.udp, self.link, self.reassembler, self.deliverer.enqueue, auth=self.auth
         )
@@ -151,7 +152,12 @@ class EgressProxy(Service):
             self.spawn(self.receiver.run, name="receiver"),
             self.spawn(self._fec_timer, name="fec-timer"),
         ]
-        log.info("%s listening on %s", self.name, format_hostport(self.udp.getsockname()))
+        log.info(
+            "%s listening on %s, UDP GRO %s",
+            self.name,
+            format_hostport(self.udp.getsockname()),
+            "on" if gro else "off (this kernel has none: one system call per datagram)",
+        )
 
     def stop(self, timeout: float = DRAIN_TIMEOUT) -> None:
         """Stop receiving, let the sink confirm what is in flight (a memory spool: everything),

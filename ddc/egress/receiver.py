@@ -27,7 +27,7 @@ import gevent.lock
 from ddc.egress.auth_gate import AuthGate
 from ddc.egress.link import LinkState
 from ddc.logs import ThrottledLog
-from ddc.netio import RECEIVE_SIZE, UdpSocket
+from ddc.netio import UdpSocket
 from ddc.protocol.auth import TRAILER_SIZE
 from ddc.protocol.auth_session import NEW_SESSION, RESUMED_SESSION
 from ddc.protocol.fec_receive import FecReceiver
@@ -79,15 +79,16 @@ class Receiver:
         self._foreign_log = ThrottledLog(log, FOREIGN_LOG_INTERVAL, logging.WARNING)
 
     def run(self) -> None:
-        recv = self.udp.recvfrom
+        recv = self.udp.recv_run
         handle = self.handle
         lock = self.lock
         count = 0
         while True:
-            data, address = recv(RECEIVE_SIZE)
-            with lock:
-                handle(memoryview(data), len(data), address)
-            count += 1
+            datagrams, address = recv()
+            for data in datagrams:
+                with lock:
+                    handle(memoryview(data), len(data), address)
+            count += len(datagrams)
             if count >= YIELD_EVERY:
                 count = 0
                 gevent.sleep(0)
