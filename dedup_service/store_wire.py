@@ -4,11 +4,12 @@ order, and a claim's stored value."""
 
 from __future__ import annotations
 
-import json
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 SHARDS = 64
 
@@ -37,14 +38,12 @@ def shard_of(ident: str) -> int:
 
 
 def encode(values: Sequence[Any]) -> bytes:
-    return json.dumps(values, ensure_ascii=False, separators=(",", ":")).encode()
+    """Compact UTF-8 JSON (ids are valid Unicode: the API refuses lone surrogates)."""
+    return orjson.dumps(values)
 
 
 def flat_pairs(ids: Sequence[str], fingerprints: Sequence[str], indices: list[int]) -> list[str]:
-    flat: list[str] = []
-    for index in indices:
-        flat += (ids[index], fingerprints[index])
-    return flat
+    return [text for index in indices for text in (ids[index], fingerprints[index])]
 
 
 def pairs(ids: Sequence[str], fingerprints: Sequence[str], indices: list[int]) -> bytes:
