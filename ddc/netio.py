@@ -185,7 +185,7 @@ class UdpSocket:
             return datagrams, address
 
     def _truncated(self, datagrams: list[bytes]) -> None:
-        if len(datagrams) > 1:
+        if len(datagrams) > 1 and len(datagrams[-1]) < len(datagrams[0]):
             datagrams.pop()  # cut short: its seq is counted lost downstream
         self.truncated += 1
         if self.truncated == 1 or self.truncated % 1000 == 0:

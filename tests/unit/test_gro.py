@@ -53,4 +53,7 @@ def test_a_cut_run_loses_only_its_incomplete_last_datagram(caplog) -> None:
     receiver._truncated(run)
     assert run == [b"a" * 10, b"b" * 10] and receiver.truncated == 1
     assert "gro_max_size" in caplog.text
+    whole = [b"a" * 10, b"b" * 10]  # cut right after a datagram: nothing of it is incomplete
+    receiver._truncated(whole)
+    assert whole == [b"a" * 10, b"b" * 10] and receiver.truncated == 2
     receiver.close()
