@@ -152,13 +152,6 @@ class UdpSocket:
     def getsockname(self) -> tuple:
         return self.sock.getsockname()
 
-    def recvfrom_into(self, buffer: bytearray | memoryview) -> tuple[int, tuple]:
-        while True:
-            try:
-                return self.sock.recvfrom_into(buffer)
-            except BlockingIOError:
-                gevent.get_hub().wait(self._readable)
-
     def enable_gro(self) -> bool:
         """Lets the kernel hand over a run of same-size datagrams from one sender in one buffer
         (UDP GRO: one system call instead of one per datagram); False where it cannot."""
@@ -202,13 +195,6 @@ class UdpSocket:
         while True:
             try:
                 return self.sock.recv(size)
-            except BlockingIOError:
-                gevent.get_hub().wait(self._readable)
-
-    def recvfrom(self, size: int = RECEIVE_SIZE) -> tuple[bytes, tuple]:
-        while True:
-            try:
-                return self.sock.recvfrom(size)
             except BlockingIOError:
                 gevent.get_hub().wait(self._readable)
 

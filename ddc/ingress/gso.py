@@ -28,10 +28,10 @@ import functools
 import socket
 import struct
 
+from ddc.netio import SOL_UDP
 from ddc.protocol.fragment import Payload
 from ddc.protocol.wire import MAX_DATAGRAM
 
-SOL_UDP = getattr(socket, "SOL_UDP", 17)
 UDP_SEGMENT = getattr(socket, "UDP_SEGMENT", 103)  # linux/udp.h
 MAX_SEGMENTS = 64  # UDP_MAX_SEGMENTS of the kernels that have UDP_SEGMENT (newer ones take 128)
 MAX_BYTES = MAX_DATAGRAM  # one send's bytes: the UDP length limit holds for the whole of it
