@@ -85,8 +85,8 @@ class Receiver:
         count = 0
         while True:
             datagrams, address = recv()
-            for data in datagrams:
-                with lock:
+            with lock:
+                for data in datagrams:
                     handle(memoryview(data), len(data), address)
             count += len(datagrams)
             if count >= YIELD_EVERY:

@@ -36,6 +36,7 @@ from ddc.ingress.auth_sender import AuthSender
 from ddc.ingress.pacing import FixedDelay, make_pacer
 from ddc.metrics import IngressMetrics
 from ddc.netio import UdpSocket, set_send_buffer
+from ddc.protocol import isal
 from ddc.protocol.auth import TRAILER_SIZE
 from ddc.protocol.fec import FecEncoder, data_datagram_max
 from ddc.protocol.fragment import Payload, Sequence, fragment
@@ -127,6 +128,14 @@ class Transport:
             self.payload_max + HEADER_SIZE,
             "on" if self.gso else "off",
         )
+        if self.fec is not None:
+            log.info(
+                "FEC %d+%d (interleave %d): parity computed by %s",
+                self.fec.k,
+                self.fec.m,
+                self.fec.interleave,
+                isal.status(),
+            )
 
     def refresh_destination(self) -> None:
         """Re-resolves a destination given by name (an orchestrator may move the egress)."""

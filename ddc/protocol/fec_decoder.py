@@ -32,10 +32,21 @@ Rules:
 
 from __future__ import annotations
 
+import struct
 from collections import Counter, deque
 
-from ddc.protocol.fec import ParityInfo, decode_group, pad, parse_parity, unpad
-from ddc.protocol.wire import SEQ_MODULO, seq_distance
+from ddc.protocol.fec import (
+    PARITY,
+    PARITY_OVERHEAD,
+    SCHEME_ZFEC,
+    ParityInfo,
+    decode_group,
+    pad,
+    parse_parity,
+    unpad,
+)
+from ddc.protocol.fec_losses import LossWindow
+from ddc.protocol.wire import HEADER_SIZE, SEQ_MODULO, seq_distance
 
 Restored = list[tuple[int, bytes]]
 NOTHING: Restored = []  # returned (never mutated) when nothing was restored
@@ -43,9 +54,9 @@ MIN_RETAIN = 1024
 MAX_RETAIN = 1 << 16
 EVICT_BATCH = 256  # data packets forgotten at once past `retain` (one call, not one per packet)
 PENDING, COMPLETE, RECOVERED, LOST = 0, 1, 2, 3
+# a parity datagram's seq and length, then scheme, K, M, index, stride, slot (fec.py)
+PARITY_PREFIX = struct.Struct("<xIH2xBBBBBB")
 HALF = SEQ_MODULO // 2
-WINDOW = 60.0  # seconds of history for worst_loss / repair_margin
-BUCKET = 10.0
 
 
 class FecStats:
@@ -89,7 +100,8 @@ class _Group:
 
     def __init__(self, info: ParityInfo, now: float) -> None:
         self.info = info
-        self.members = [info.member(i) for i in range(info.k)]
+        first, stride = info.first, info.stride
+        self.members = [(first + i * stride) % SEQ_MODULO for i in range(info.k)]
         self.parity: dict[int, memoryview] = {}
         self.indexes: set[int] = set()
         self.top_index = -1
@@ -125,7 +137,7 @@ class FecDecoder:
         self._groups: dict[int, _Group] = {}
         self._pending: dict[int, _Group] = {}
         self._lost: deque[_Group] = deque(maxlen=16)  # the latest unrecoverable groups
-        self._losses: deque[list] = deque()  # [bucket start, worst loss, least margin]
+        self._losses = LossWindow()
 
     @property
     def active(self) -> bool:
@@ -172,6 +184,8 @@ class FecDecoder:
 
     def parity(self, datagram: memoryview | bytes, now: float) -> Restored:
         """A parity datagram; the data packets it lets us restore, in seq order."""
+        if self._settled_group(datagram) is not None:
+            return NOTHING
         info = parse_parity(datagram)
         if isinstance(info, str):
             self.stats.malformed[info] += 1
@@ -206,6 +220,34 @@ class FecDecoder:
             return NOTHING
         group.parity[info.index] = info.block
         return self._try(group)
+
+    def _settled_group(self, datagram: memoryview | bytes) -> _Group | None:
+        """The hot path: another parity packet of a group already complete, recovered or lost
+        (every one after the first when nothing was lost) is checked against the group and
+        counted, nothing more. None: not such a packet (`parity` then does the full work)."""
+        if len(datagram) < PARITY_OVERHEAD:
+            return None
+        first, length, scheme, k, m, index, stride, slot = PARITY_PREFIX.unpack_from(datagram)
+        group = self._groups.get(first)
+        if group is None or group.state == PENDING:
+            return None
+        known = group.info
+        if (
+            scheme != SCHEME_ZFEC
+            or (k, m, stride, slot) != (known.k, known.m, known.stride, known.slot)
+            or len(datagram) - PARITY_OVERHEAD != len(known.block)
+            or length != len(datagram) - HEADER_SIZE
+            or datagram[0] != PARITY
+            or index >= m
+            or index in group.indexes
+        ):
+            return None  # malformed, mismatched or a duplicate: `parity` counts it
+        self.stats.parity += 1
+        self._data_since_parity = 0
+        group.indexes.add(index)
+        if index > group.top_index:
+            group.top_index = index
+        return group
 
     def _new_group(self, info: ParityInfo, now: float) -> _Group:
         group = _Group(info, now)
@@ -245,6 +287,10 @@ class FecDecoder:
     def _try(self, group: _Group) -> Restored:
         info = group.info
         recent = self._recent
+        if all(map(recent.__contains__, group.members)):
+            group.missing = 0
+            self._settle(group, COMPLETE)
+            return NOTHING
         present = [(i, recent[seq]) for i, seq in enumerate(group.members) if seq in recent]
         group.missing = info.k - len(present)
         if not group.missing:
@@ -293,9 +339,15 @@ class FecDecoder:
 
     def _evict_data(self) -> None:
         order = self._order
-        recent = self._recent
-        while order and (len(order) > self.retain or self._recent_bytes > self.max_retained_bytes):
-            datagram = recent.pop(order.popleft(), None)
+        pop, popleft = self._recent.pop, order.popleft
+        freed = 0
+        for _ in range(len(order) - self.retain):
+            datagram = pop(popleft(), None)
+            if datagram is not None:
+                freed += len(datagram)
+        self._recent_bytes -= freed
+        while order and self._recent_bytes > self.max_retained_bytes:
+            datagram = pop(popleft(), None)
             if datagram is not None:
                 self._recent_bytes -= len(datagram)
 
@@ -317,7 +369,7 @@ class FecDecoder:
             if now - group.born < self.group_max_age:
                 break
             self._forget(group, now)
-        self._expire_losses(now)
+        self._losses.expire(now)
 
     def _forget(self, group: _Group, now: float) -> None:
         info = group.info
@@ -327,30 +379,12 @@ class FecDecoder:
             self._lose(group)
         self.stats.parity_lost += info.m - len(group.indexes)
         loss = group.missing + info.m - len(group.indexes)
-        self._record_loss(loss, info.m - loss, now)
-
-    def _record_loss(self, loss: int, margin: int, now: float) -> None:
-        losses = self._losses
-        start = now - now % BUCKET
-        if losses and losses[-1][0] == start:
-            bucket = losses[-1]
-            bucket[1] = max(bucket[1], loss)
-            bucket[2] = min(bucket[2], margin)
-        else:
-            losses.append([start, loss, margin])
-        self._expire_losses(now)
-
-    def _expire_losses(self, now: float) -> None:
-        losses = self._losses
-        while losses and losses[0][0] <= now - WINDOW - BUCKET:
-            losses.popleft()
+        self._losses.record(loss, info.m - loss, now)
 
     def worst_loss(self, now: float) -> int | None:
         """The most packets (data + parity) any group lost over the last minute."""
-        self._expire_losses(now)
-        return max((bucket[1] for bucket in self._losses), default=None)
+        return self._losses.worst_loss(now)
 
     def repair_margin(self, now: float) -> int | None:
         """min(M - loss) over the groups of the last minute: < 0 means data was lost."""
-        self._expire_losses(now)
-        return min((bucket[2] for bucket in self._losses), default=None)
+        return self._losses.repair_margin(now)

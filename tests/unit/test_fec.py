@@ -427,6 +427,33 @@ def test_malformed_and_duplicate_parity_are_counted_and_ignored():
     assert decoder.stats.parity == 1 and decoder.stats.groups == 1
 
 
+def test_later_parity_of_a_settled_group_is_checked_like_the_first():
+    """After a group is complete, its further parity packets take a shorter path: the same
+    checks, the same counts."""
+    data = [data_datagram(0, 20), data_datagram(1, 20)]
+    good = encode_group(data, 0, 3)
+    decoder = FecDecoder()
+    for seq, datagram in enumerate(data):
+        decoder.data(seq, datagram, 0.0)
+    assert decoder.parity(good[0], 0.0) == []  # completes the group
+    bad_scheme = bytearray(good[1])
+    bad_scheme[HEADER_SIZE] = 9
+    bad_length = bytearray(good[1])
+    bad_length[5] += 1
+    other_shape = encode_group([data_datagram(0, 20), data_datagram(1, 25)], 0, 3)[1]
+    for datagram in (bytes(bad_scheme), bytes(bad_length), other_shape, good[0], good[1][:20]):
+        assert decoder.parity(datagram, 0.0) == []
+    assert decoder.parity(good[1], 0.0) == [] and decoder.parity(good[2], 0.0) == []
+    assert dict(decoder.stats.malformed) == {
+        "parity_scheme": 1,
+        "length_mismatch": 1,
+        "parity_mismatch": 1,
+        "parity_short": 1,
+    }
+    assert decoder.stats.duplicate_parity == 1
+    assert decoder.stats.parity == 3 and decoder.stats.groups == 1
+
+
 def test_a_repair_from_packets_of_another_stream_is_refused_not_delivered():
     decoder = FecDecoder()
     decoder.data(1, data_datagram(1, 30), 0.0)
