@@ -72,6 +72,9 @@ def single_pair(stack: DockerStack) -> None:
     wait_records(stack, "egress", "/var/lib/ddc/records.bin", sent)
     stack.phase("delivered")
     stack.assert_hardened()
+    # the image carries ISA-L: its FEC ingress computes parity with it, not the zfec fallback
+    encoder = [ln for ln in stack.logs("ingress").splitlines() if "parity computed by" in ln]
+    assert encoder and encoder[-1].endswith("parity computed by ISA-L (libisal.so.2)"), encoder
 
 
 def multi_pair(stack: DockerStack) -> None:
