@@ -65,6 +65,7 @@ class Deliverer:
         self._hub_turn = HubTurn()
         spool.on_append = self._wake.set
         spool.on_drop = self._spool_dropped
+        spool.set_write_behind(sink.settles_in_send)
 
     def enqueue(self, chunk: Chunk) -> None:
         """The receiver's callback: a complete chunk into the spool (dropped and counted there
@@ -116,7 +117,8 @@ class Deliverer:
     def step(self) -> bool:
         """One turn; True when it sent something (there may be more)."""
         spool, window = self.spool, self.window
-        spool.flush()
+        if not spool.write_behind:
+            spool.flush()
         self.acknowledge()
         sent = 0
         hub_turn = self._hub_turn
@@ -136,6 +138,9 @@ class Deliverer:
                 self.acknowledge()
             elif hub_turn.due():  # a chunk may be 300 sends: IO waits no longer than 2 ms
                 hub_turn()
+        if spool.write_behind:  # what the sink settled is forgotten, the rest written
+            self.acknowledge()
+            spool.flush()
         return sent > 0
 
     def acknowledge(self) -> None:
@@ -160,12 +165,12 @@ class Deliverer:
     # --- stopping and health --------------------------------------------------------------------
 
     def wait_idle(self, timeout: float) -> bool:
-        """Wait until what the spool holds was confirmed (a memory spool) or what is in flight
-        was (a disk spool keeps the rest for the next start); False when `timeout` passed."""
+        """Wait until everything the spool holds was confirmed; False when `timeout` passed
+        (a disk spool keeps what is left for the next start, a memory spool loses it)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             self.acknowledge()
-            if not self.window and (self.spool.durable or not self.spool.unread):
+            if not self.window and not self.spool.unread:
                 return True
             self._wake.set()
             gevent.sleep(0.05)

@@ -160,8 +160,9 @@ class EgressProxy(Service):
         )
 
     def stop(self, timeout: float = DRAIN_TIMEOUT) -> None:
-        """Stop receiving, let the sink confirm what is in flight (a memory spool: everything),
-        stop it, close the spool (a disk spool keeps the rest for the next start)."""
+        """Stop receiving, let the sink confirm what the spool holds within `timeout` (not while
+        the sink reports its target down), stop it, close the spool (a disk spool keeps what is
+        left for the next start)."""
         deadline = Deadline(timeout)
         for greenlet in self._intake:
             greenlet.kill(block=True, timeout=1.0)

@@ -17,6 +17,13 @@ Rules, on top of base.py's:
   sync() is never fsynced: a target that keeps up means the disk sees little more than the
   active segment. A failed write (disk full) is undone, its entries
   counted as "write_error" and dropped.
+* Write-behind (`write_behind`, set when the sink settles records inside send(), and
+  fsync_interval > 0): the reader may hand out entries before they are written; flush() then
+  forgets, instead of writing, buffered entries that were all read and acknowledged, giving
+  their sequence numbers back (the segment stays contiguous; never below an ack given to
+  sync()). The deliverer flushes at the end of its every turn, so a kill -9 still loses at most
+  the entries appended since (at most WRITE_BEHIND_BUFFER bytes); a target that keeps up costs
+  no disk writes at all.
 * drop_oldest frees whole segments: the oldest one that the reader has not started and that is
   not the active one is deleted and each of its entries counted; when no such segment exists
   the new entry is dropped instead (counted as "drop_newest").
@@ -49,8 +56,6 @@ from ddc.egress.spool.format import (
     SEGMENT_MAGIC,
     Entry,
     entry_header,
-    segment_name,
-    segment_seq,
 )
 from ddc.egress.spool.reader import Reader
 from ddc.egress.spool.segments import Segment
@@ -61,6 +66,7 @@ log = logging.getLogger(__name__)
 MAGIC = len(SEGMENT_MAGIC)
 _new = tuple.__new__
 WRITE_BUFFER = 256 * 1024  # bytes appended before they are written without waiting for flush()
+WRITE_BEHIND_BUFFER = 4 * 1024 * 1024  # the same with write-behind: above a receive burst
 IOV_MAX = 1024  # buffers per writev()
 Runner = Callable[..., Any]  # runs a blocking call: run(func, *args)
 
@@ -96,6 +102,8 @@ class DiskSpool(Spool):
         self.torn_entries = 0
         self.torn_bytes = 0
         self._synced_ack = 0
+        self._ack_floor = 0  # the highest ack handed to files.save_ack: never rewound below
+        self.skipped = 0  # entries acknowledged before they were written: never written
         # closed segments written since the last sync, with their still open descriptors
         self._unsynced: dict[Segment, int] = {}
         self._dirty = False
@@ -110,27 +118,10 @@ class DiskSpool(Spool):
     def _open(self) -> None:
         self._lock = files.lock(self.directory)
         Spares.discard_stale(self.directory)
-        self.acked = self._synced_ack = files.read_ack(self.directory)
-        firsts = sorted(f for f in map(segment_seq, os.listdir(self.directory)) if f is not None)
-        for index, first in enumerate(firsts):
-            name = segment_name(first)
-            segment, torn = seg.recover(os.path.join(self.directory, name), first)
-            if torn is not None and index + 1 < len(firsts):  # damage inside the spool
-                torn.entries = max(torn.entries, firsts[index + 1] - segment.last_seq - 1)
-            if torn is not None:
-                self.torn_entries += torn.entries
-                self.torn_bytes += torn.bytes
-                self.dropped["torn"] += torn.entries
-                log.error(
-                    "spool %s: %s ended in %d bytes that are not a whole entry (%s), cut off: "
-                    "%d chunk(s) lost to the tear; every entry before it kept",
-                    self.directory,
-                    name,
-                    torn.bytes,
-                    torn.why,
-                    torn.entries,
-                )
-            self.segments.append(segment)
+        self.acked = self._synced_ack = self._ack_floor = files.read_ack(self.directory)
+        self.segments, self.torn_entries, self.torn_bytes = seg.recover_all(
+            self.directory, self.dropped
+        )
         next_seq = self.segments[-1].last_seq + 1 if self.segments else 1
         if not self.segments or next_seq <= self.acked:  # the ack outran the data on disk
             self.segments.append(seg.create(self.directory, max(next_seq, self.acked + 1)))
@@ -186,7 +177,7 @@ class DiskSpool(Spool):
         self.next_seq += 1
         self.appended += 1
         if (
-            self._buffered >= WRITE_BUFFER
+            self._buffered >= (WRITE_BEHIND_BUFFER if self.write_behind else WRITE_BUFFER)
             or len(self._parts) >= IOV_MAX
             or self.fsync_interval <= 0
         ):
@@ -199,7 +190,7 @@ class DiskSpool(Spool):
         """Write the buffered entries to the active segment (the page cache; sync() makes them
         durable). On a failed write they are taken back out, counted as "write_error" and
         dropped, and False is returned."""
-        if not self._parts:
+        if not self._parts or self._skip_delivered():
             return True
         parts, self._parts = self._parts, []
         buffered, self._buffered = self._buffered, 0
@@ -232,6 +223,28 @@ class DiskSpool(Spool):
         self.reader.written_to = self.next_seq
         return True
 
+    def set_write_behind(self, on: bool) -> None:
+        self.write_behind = self.reader.write_behind = on and self.fsync_interval > 0
+
+    def _skip_delivered(self) -> bool:
+        """Write-behind: buffered entries all read and acknowledged are forgotten, not written."""
+        count = len(self._parts) // 2
+        first = self.next_seq - count
+        reader = self.reader
+        if not self.write_behind or self.acked < self.next_seq - 1 or first - 1 < self._ack_floor:
+            return False  # off, or not all acknowledged, or below an ack sync() may have saved
+        if reader.expect != self.next_seq or reader.ahead:
+            return False
+        active = self.segments[-1]
+        active.size -= self._buffered
+        active.count -= count
+        self.bytes -= self._buffered
+        self._parts, self._buffered = [], 0
+        self.next_seq, self.acked = first, first - 1
+        reader.rewind(first, active)
+        self.skipped += count
+        return True
+
     def _undo(self, active: Segment, size: int) -> None:
         try:
             os.ftruncate(self._fd, size)
@@ -240,6 +253,8 @@ class DiskSpool(Spool):
 
     def _renew(self) -> Segment:
         """A fresh active segment in place of a wholly acknowledged one (which is deleted)."""
+        if not self.flush() or not self.segments[-1].count:  # write-behind may leave it empty
+            return self.segments[-1]
         try:
             active = self._rotate()
         except OSError as exc:
@@ -273,19 +288,10 @@ class DiskSpool(Spool):
 
     def _count_dropped(self, victim: Segment, why: str) -> None:
         """Each entry of a segment about to be deleted, through _dropped (so on_drop sees it)."""
-        fd = os.open(victim.path, os.O_RDONLY)
-        try:
-            offset, expect = MAGIC, victim.first_seq
-            while offset < victim.size:
-                entries, torn = seg.read_entries(fd, victim, offset, expect)
-                for entry in entries:
-                    self._dropped(entry.payload, "drop_oldest", why)
-                    offset, expect = entry.offset + entry.size, entry.seq + 1
-                if torn or not entries:
-                    self.dropped["drop_oldest"] += victim.last_seq - expect + 1
-                    break
-        finally:
-            os.close(fd)
+        entries, unreadable = seg.all_entries(victim)
+        for entry in entries:
+            self._dropped(entry.payload, "drop_oldest", why)
+        self.dropped["drop_oldest"] += unreadable
 
     def _delete(self, segment: Segment) -> None:
         """A segment leaves the spool: kept as a spare (spares.py) or deleted."""
@@ -361,6 +367,7 @@ class DiskSpool(Spool):
                 os.close(fd)
         if self.acked != self._synced_ack:
             acked = self.acked
+            self._ack_floor = max(self._ack_floor, acked)
             run(files.save_ack, self.directory, acked)
             self._synced_ack = acked
         if self._dir_dirty:

@@ -1,6 +1,7 @@
 """Segment files of a disk spool: what one holds, checking it at open, reading entries back.
 
-recover() is the open-time check of one segment (format.scan() over the whole file in windows):
+recover_all() opens a spool's segments in order, each checked by recover(), the open-time
+check of one segment (format.scan() over the whole file in windows):
 it returns what the file holds and truncates a torn tail, so that appending can go on right
 after the last whole entry. A file that does not start with SEGMENT_MAGIC is refused unless it
 is shorter than the magic (a crash while creating it): that one is rewritten empty. What
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections import Counter
 from dataclasses import dataclass
 
 from ddc.egress.spool.format import (
@@ -21,6 +23,7 @@ from ddc.egress.spool.format import (
     Entry,
     scan,
     segment_name,
+    segment_seq,
 )
 from ddc.errors import DDCError
 
@@ -119,6 +122,35 @@ def recover(path: str, first_seq: int) -> tuple[Segment, Torn | None]:
     return Segment(first_seq, path, min(offset, size), count), torn
 
 
+def recover_all(directory: str, dropped: Counter[str]) -> tuple[list[Segment], int, int]:
+    """Every segment of `directory` in order, each checked by recover(); a tear is logged and
+    counted in dropped["torn"] (inside the spool, up to the next segment's first entry).
+    Returns the segments and the torn entries and bytes."""
+    firsts = sorted(f for f in map(segment_seq, os.listdir(directory)) if f is not None)
+    segments: list[Segment] = []
+    torn_entries = torn_bytes = 0
+    for index, first in enumerate(firsts):
+        name = segment_name(first)
+        segment, torn = recover(os.path.join(directory, name), first)
+        if torn is not None and index + 1 < len(firsts):  # damage inside the spool
+            torn.entries = max(torn.entries, firsts[index + 1] - segment.last_seq - 1)
+        if torn is not None:
+            torn_entries += torn.entries
+            torn_bytes += torn.bytes
+            dropped["torn"] += torn.entries
+            log.error(
+                "spool %s: %s ended in %d bytes that are not a whole entry (%s), cut off: "
+                "%d chunk(s) lost to the tear; every entry before it kept",
+                directory,
+                name,
+                torn.bytes,
+                torn.why,
+                torn.entries,
+            )
+        segments.append(segment)
+    return segments, torn_entries, torn_bytes
+
+
 def read_entries(
     fd: int, segment: Segment, offset: int, expect_seq: int
 ) -> tuple[list[Entry], str]:
@@ -137,3 +169,21 @@ def read_entries(
     data = os.pread(fd, HEADER_SIZE + length, offset)
     found = scan(data, 0, expect_seq, base=offset)
     return found.entries, found.torn or ""
+
+
+def all_entries(segment: Segment) -> tuple[list[Entry], int]:
+    """Every entry of a segment, and how many of its entries could not be read (damage)."""
+    fd = os.open(segment.path, os.O_RDONLY)
+    found: list[Entry] = []
+    try:
+        offset, expect = len(SEGMENT_MAGIC), segment.first_seq
+        while offset < segment.size:
+            entries, torn = read_entries(fd, segment, offset, expect)
+            found += entries
+            for entry in entries:
+                offset, expect = entry.offset + entry.size, entry.seq + 1
+            if torn or not entries:
+                return found, segment.last_seq - expect + 1
+    finally:
+        os.close(fd)
+    return found, 0
