@@ -17,13 +17,11 @@ Rules, on top of base.py's:
   sync() is never fsynced: a target that keeps up means the disk sees little more than the
   active segment. A failed write (disk full) is undone, its entries
   counted as "write_error" and dropped.
-* Write-behind (`write_behind`, set when the sink settles records inside send(), and
-  fsync_interval > 0): the reader may hand out entries before they are written; flush() then
-  forgets, instead of writing, buffered entries that were all read and acknowledged, giving
-  their sequence numbers back (the segment stays contiguous; never below an ack given to
-  sync()). The deliverer flushes at the end of its every turn, so a kill -9 still loses at most
-  the entries appended since (at most WRITE_BEHIND_BUFFER bytes); a target that keeps up costs
-  no disk writes at all.
+* Write-behind (set when the sink settles records inside send(); needs fsync_interval > 0):
+  the reader hands out entries before they are written; flush() forgets buffered entries all
+  read and acknowledged instead of writing them, giving their numbers back (never below an ack
+  given to sync()). The deliverer flushes at the end of each turn: a kill -9 loses at most what
+  was appended since (at most WRITE_BEHIND_BUFFER bytes).
 * drop_oldest frees whole segments: the oldest one that the reader has not started and that is
   not the active one is deleted and each of its entries counted; when no such segment exists
   the new entry is dropped instead (counted as "drop_newest").
@@ -108,7 +106,7 @@ class DiskSpool(Spool):
         self._unsynced: dict[Segment, int] = {}
         self._dirty = False
         self._dir_dirty = False
-        self._parts: list[Payload] = []  # appended, not yet written: header, payload, ...
+        self._unwritten: list[Entry] = []  # appended, not yet written (headers made at write)
         self._buffered = 0
         self._spares = Spares(spare_segments)
         self._open()
@@ -166,9 +164,8 @@ class DiskSpool(Spool):
                 self._dropped(payload, "write_error", f"cannot start a segment: {exc}")
                 return False
         time_ms = int(time.time() * 1000)
-        self._parts.append(entry_header(self.next_seq, time_ms, payload))
-        self._parts.append(payload)
         entry = _new(Entry, (self.next_seq, time_ms, size, payload, active.size))
+        self._unwritten.append(entry)
         self.reader.appended(entry, active)
         self._buffered += size
         active.size += size
@@ -178,7 +175,7 @@ class DiskSpool(Spool):
         self.appended += 1
         if (
             self._buffered >= (WRITE_BEHIND_BUFFER if self.write_behind else WRITE_BUFFER)
-            or len(self._parts) >= IOV_MAX
+            or len(self._unwritten) * 2 >= IOV_MAX
             or self.fsync_interval <= 0
         ):
             self.flush()
@@ -190,9 +187,12 @@ class DiskSpool(Spool):
         """Write the buffered entries to the active segment (the page cache; sync() makes them
         durable). On a failed write they are taken back out, counted as "write_error" and
         dropped, and False is returned."""
-        if not self._parts or self._skip_delivered():
+        if not self._unwritten or self._skip_delivered():
             return True
-        parts, self._parts = self._parts, []
+        entries, self._unwritten = self._unwritten, []
+        parts: list[Payload] = []
+        for entry in entries:
+            parts += (entry_header(entry.seq, entry.time_ms, entry.payload), entry.payload)
         buffered, self._buffered = self._buffered, 0
         active = self.segments[-1]
         start = active.size - buffered
@@ -210,14 +210,14 @@ class DiskSpool(Spool):
                 os.fsync(self._fd)
         except OSError as exc:
             self._undo(active, start)
-            count = len(parts) // 2
+            count = len(entries)
             active.size, active.count = start, active.count - count
             self.bytes -= buffered
             self.next_seq -= count
             self.appended -= count
             self.reader.discard_from(self.next_seq)
-            for payload in parts[1::2]:
-                self._dropped(payload, "write_error", f"writing {active.path} failed: {exc}")
+            for entry in entries:
+                self._dropped(entry.payload, "write_error", f"writing {active.path} failed: {exc}")
             return False
         self._dirty = True
         self.reader.written_to = self.next_seq
@@ -228,7 +228,7 @@ class DiskSpool(Spool):
 
     def _skip_delivered(self) -> bool:
         """Write-behind: buffered entries all read and acknowledged are forgotten, not written."""
-        count = len(self._parts) // 2
+        count = len(self._unwritten)
         first = self.next_seq - count
         reader = self.reader
         if not self.write_behind or self.acked < self.next_seq - 1 or first - 1 < self._ack_floor:
@@ -239,7 +239,7 @@ class DiskSpool(Spool):
         active.size -= self._buffered
         active.count -= count
         self.bytes -= self._buffered
-        self._parts, self._buffered = [], 0
+        self._unwritten, self._buffered = [], 0
         self.next_seq, self.acked = first, first - 1
         reader.rewind(first, active)
         self.skipped += count
