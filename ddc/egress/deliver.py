@@ -65,7 +65,6 @@ class Deliverer:
         self._hub_turn = HubTurn()
         spool.on_append = self._wake.set
         spool.on_drop = self._spool_dropped
-        spool.set_write_behind(sink.settles_in_send)
 
     def enqueue(self, chunk: Chunk) -> None:
         """The receiver's callback: a complete chunk into the spool (dropped and counted there
@@ -117,8 +116,7 @@ class Deliverer:
     def step(self) -> bool:
         """One turn; True when it sent something (there may be more)."""
         spool, window = self.spool, self.window
-        if not spool.write_behind:
-            spool.flush()
+        spool.flush()
         self.acknowledge()
         sent = 0
         hub_turn = self._hub_turn
@@ -138,9 +136,6 @@ class Deliverer:
                 self.acknowledge()
             elif hub_turn.due():  # a chunk may be 300 sends: IO waits no longer than 2 ms
                 hub_turn()
-        if spool.write_behind:  # what the sink settled is forgotten, the rest written
-            self.acknowledge()
-            spool.flush()
         return sent > 0
 
     def acknowledge(self) -> None:

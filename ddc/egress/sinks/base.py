@@ -51,9 +51,6 @@ class Sink:
     accepts_views = False
     # at most this many records in flight (None: only the deliverer's byte bound applies)
     window_records: int | None = None
-    # True when send() always calls done() before it returns: a disk spool then need not write
-    # what the sink took before the deliverer's turn ends (spool/disk.py, "Write-behind")
-    settles_in_send = False
 
     def __init__(self, config: dict[str, Any], metrics: EgressMetrics) -> None:
         self.config = config

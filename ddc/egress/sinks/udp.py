@@ -16,8 +16,6 @@ log = logging.getLogger(__name__)
 
 
 class UdpSink(TargetSink):
-    settles_in_send = True
-
     def __init__(self, config: dict[str, Any], metrics: EgressMetrics) -> None:
         super().__init__(config, metrics)
         self.udp: UdpSocket | None = None

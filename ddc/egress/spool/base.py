@@ -52,18 +52,12 @@ class Spool:
         self.dropped: Counter[str] = Counter()  # entries, by reason
         self.on_drop: Callable[[Payload, str], None] | None = None
         self.on_append: Callable[[], None] | None = None  # wakes the reader
-        # the sink settles every record inside send(): a disk spool may hand entries out before
-        # writing them and forget those acknowledged by then (disk.py, "Write-behind")
-        self.write_behind = False
         self._drop_log = ThrottledLog(log, DROP_LOG_INTERVAL)
 
     # --- the interface --------------------------------------------------------------------------
 
     def append(self, payload: Payload) -> bool:
         raise NotImplementedError
-
-    def set_write_behind(self, on: bool) -> None:
-        """The sink settles every record inside send() (only a disk spool makes use of it)."""
 
     def read(self) -> Item | None:
         raise NotImplementedError

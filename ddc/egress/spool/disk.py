@@ -17,11 +17,6 @@ Rules, on top of base.py's:
   sync() is never fsynced: a target that keeps up means the disk sees little more than the
   active segment. A failed write (disk full) is undone, its entries
   counted as "write_error" and dropped.
-* Write-behind (set when the sink settles records inside send(); needs fsync_interval > 0):
-  the reader hands out entries before they are written; flush() forgets buffered entries all
-  read and acknowledged instead of writing them, giving their numbers back (never below an ack
-  given to sync()). The deliverer flushes at the end of each turn: a kill -9 loses at most what
-  was appended since (at most WRITE_BEHIND_BUFFER bytes).
 * drop_oldest frees whole segments: the oldest one that the reader has not started and that is
   not the active one is deleted and each of its entries counted; when no such segment exists
   the new entry is dropped instead (counted as "drop_newest").
@@ -64,7 +59,6 @@ log = logging.getLogger(__name__)
 MAGIC = len(SEGMENT_MAGIC)
 _new = tuple.__new__
 WRITE_BUFFER = 256 * 1024  # bytes appended before they are written without waiting for flush()
-WRITE_BEHIND_BUFFER = 4 * 1024 * 1024  # the same with write-behind: above a receive burst
 IOV_MAX = 1024  # buffers per writev()
 Runner = Callable[..., Any]  # runs a blocking call: run(func, *args)
 
@@ -100,13 +94,11 @@ class DiskSpool(Spool):
         self.torn_entries = 0
         self.torn_bytes = 0
         self._synced_ack = 0
-        self._ack_floor = 0  # the highest ack handed to files.save_ack: never rewound below
-        self.skipped = 0  # entries acknowledged before they were written: never written
         # closed segments written since the last sync, with their still open descriptors
         self._unsynced: dict[Segment, int] = {}
         self._dirty = False
         self._dir_dirty = False
-        self._unwritten: list[Entry] = []  # appended, not yet written (headers made at write)
+        self._parts: list[Payload] = []  # appended, not yet written: header, payload, ...
         self._buffered = 0
         self._spares = Spares(spare_segments)
         self._open()
@@ -116,7 +108,7 @@ class DiskSpool(Spool):
     def _open(self) -> None:
         self._lock = files.lock(self.directory)
         Spares.discard_stale(self.directory)
-        self.acked = self._synced_ack = self._ack_floor = files.read_ack(self.directory)
+        self.acked = self._synced_ack = files.read_ack(self.directory)
         self.segments, self.torn_entries, self.torn_bytes = seg.recover_all(
             self.directory, self.dropped
         )
@@ -164,8 +156,9 @@ class DiskSpool(Spool):
                 self._dropped(payload, "write_error", f"cannot start a segment: {exc}")
                 return False
         time_ms = int(time.time() * 1000)
+        self._parts.append(entry_header(self.next_seq, time_ms, payload))
+        self._parts.append(payload)
         entry = _new(Entry, (self.next_seq, time_ms, size, payload, active.size))
-        self._unwritten.append(entry)
         self.reader.appended(entry, active)
         self._buffered += size
         active.size += size
@@ -174,8 +167,8 @@ class DiskSpool(Spool):
         self.next_seq += 1
         self.appended += 1
         if (
-            self._buffered >= (WRITE_BEHIND_BUFFER if self.write_behind else WRITE_BUFFER)
-            or len(self._unwritten) * 2 >= IOV_MAX
+            self._buffered >= WRITE_BUFFER
+            or len(self._parts) >= IOV_MAX
             or self.fsync_interval <= 0
         ):
             self.flush()
@@ -187,12 +180,9 @@ class DiskSpool(Spool):
         """Write the buffered entries to the active segment (the page cache; sync() makes them
         durable). On a failed write they are taken back out, counted as "write_error" and
         dropped, and False is returned."""
-        if not self._unwritten or self._skip_delivered():
+        if not self._parts:
             return True
-        entries, self._unwritten = self._unwritten, []
-        parts: list[Payload] = []
-        for entry in entries:
-            parts += (entry_header(entry.seq, entry.time_ms, entry.payload), entry.payload)
+        parts, self._parts = self._parts, []
         buffered, self._buffered = self._buffered, 0
         active = self.segments[-1]
         start = active.size - buffered
@@ -210,39 +200,17 @@ class DiskSpool(Spool):
                 os.fsync(self._fd)
         except OSError as exc:
             self._undo(active, start)
-            count = len(entries)
+            count = len(parts) // 2
             active.size, active.count = start, active.count - count
             self.bytes -= buffered
             self.next_seq -= count
             self.appended -= count
             self.reader.discard_from(self.next_seq)
-            for entry in entries:
-                self._dropped(entry.payload, "write_error", f"writing {active.path} failed: {exc}")
+            for payload in parts[1::2]:
+                self._dropped(payload, "write_error", f"writing {active.path} failed: {exc}")
             return False
         self._dirty = True
         self.reader.written_to = self.next_seq
-        return True
-
-    def set_write_behind(self, on: bool) -> None:
-        self.write_behind = self.reader.write_behind = on and self.fsync_interval > 0
-
-    def _skip_delivered(self) -> bool:
-        """Write-behind: buffered entries all read and acknowledged are forgotten, not written."""
-        count = len(self._unwritten)
-        first = self.next_seq - count
-        reader = self.reader
-        if not self.write_behind or self.acked < self.next_seq - 1 or first - 1 < self._ack_floor:
-            return False  # off, or not all acknowledged, or below an ack sync() may have saved
-        if reader.expect != self.next_seq or reader.ahead:
-            return False
-        active = self.segments[-1]
-        active.size -= self._buffered
-        active.count -= count
-        self.bytes -= self._buffered
-        self._unwritten, self._buffered = [], 0
-        self.next_seq, self.acked = first, first - 1
-        reader.rewind(first, active)
-        self.skipped += count
         return True
 
     def _undo(self, active: Segment, size: int) -> None:
@@ -253,8 +221,6 @@ class DiskSpool(Spool):
 
     def _renew(self) -> Segment:
         """A fresh active segment in place of a wholly acknowledged one (which is deleted)."""
-        if not self.flush() or not self.segments[-1].count:  # write-behind may leave it empty
-            return self.segments[-1]
         try:
             active = self._rotate()
         except OSError as exc:
@@ -367,7 +333,6 @@ class DiskSpool(Spool):
                 os.close(fd)
         if self.acked != self._synced_ack:
             acked = self.acked
-            self._ack_floor = max(self._ack_floor, acked)
             run(files.save_ack, self.directory, acked)
             self._synced_ack = acked
         if self._dir_dirty:

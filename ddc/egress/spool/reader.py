@@ -8,8 +8,7 @@ Rules:
 * Every append also goes into the hot cache (references, no copy), which forgets its oldest
   entries past `hot_bytes`. The next entry is served from the cache when it holds exactly the
   expected sequence number, once it is written to the file (the spool's buffer is flushed
-  first; with `write_behind` not: disk.py; the position then moves to that entry's segment);
-  otherwise it is
+  first; the position then moves to that entry's segment); otherwise it is
   read from disk (segments.read_entries), buffered entries being written first when the reader
   is in the active segment.
 * At the end of a segment that is not the active one the reader moves to the next segment in the
@@ -57,13 +56,10 @@ class Reader:
         self.written_to = (
             0  # entries below this sequence number are in the file (the spool sets it)
         )
-        self.write_behind = False  # hand out cached entries before they are written (disk.py)
-        self.appended_to = 0  # the sequence number after the last appended entry
 
     # --- the cache ------------------------------------------------------------------------------
 
     def appended(self, entry: Entry, segment: Segment) -> None:
-        self.appended_to = entry.seq + 1
         self._hot.append((entry, segment))
         self._hot_size += entry.size
         while self._hot_size > self.hot_bytes and self._hot:
@@ -86,7 +82,7 @@ class Reader:
             self._hot_size -= hot.popleft()[0].size
         if not hot or hot[0][0].seq != self.expect:
             return None
-        if hot[0][0].seq >= self.written_to and not self.write_behind and not self.flush():
+        if hot[0][0].seq >= self.written_to and not self.flush():
             return None  # never handed out before it is in the file
         entry, segment = hot.popleft()
         self._hot_size -= entry.size
@@ -95,13 +91,6 @@ class Reader:
         self.offset = entry.offset + entry.size
         self.expect = entry.seq + 1
         return entry
-
-    def rewind(self, seq: int, segment: Segment) -> None:
-        """Every entry was read; those from `seq` on were never written and are forgotten."""
-        if segment is not self.segment:
-            self._move_to(segment)
-        self.offset = segment.size
-        self.expect = self.written_to = self.appended_to = seq
 
     # --- reading --------------------------------------------------------------------------------
 
@@ -125,9 +114,7 @@ class Reader:
         """Fill the read-ahead from disk; False when nothing is unread."""
         while not self.ahead:
             segment = self.segment
-            if segment is self.segments[-1] and not (
-                self.write_behind and self.expect >= self.appended_to
-            ):  # (with write-behind nothing is flushed for a reader that read everything)
+            if segment is self.segments[-1]:
                 self.flush()
             if self.offset >= segment.size:
                 if segment is self.segments[-1]:
