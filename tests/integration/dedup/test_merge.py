@@ -77,9 +77,11 @@ def test_merge_loop_exactly_once_offsets_after_ack_pauses_while_redis_is_down(
     admin.create_topics([NewTopic(t, 2, 1) for t in (out_a, out_b, merged)])
     admin.close()
     own = EmbeddedRedis(data_dir=tmp_path / "redis").start()
+    # the test's own reader polls only between steps, which took more than 10 s on a loaded
+    # machine: with the short max_poll_interval it left its group and read the topic again
     reader = KafkaConsumer(
         merged, bootstrap_servers=kafka_bootstrap, group_id=f"reader-{tag}",
-        auto_offset_reset="earliest", **FAST_GROUP,
+        auto_offset_reset="earliest", **{**FAST_GROUP, "max_poll_interval_ms": 300_000},
     )  # fmt: skip
     try:
         total = 3000
