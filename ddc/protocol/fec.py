@@ -62,7 +62,9 @@ from ddc.protocol.wire import HEADER, HEADER_SIZE, MAX_DATAGRAM, SEQ_MODULO, Mes
 PARITY = 6  # the message type of a parity packet
 SCHEME_ZFEC = 1
 PARITY_HEADER = struct.Struct("<BBBBBB")  # scheme, K, M, index, stride, slot
-PARITY_OVERHEAD = HEADER_SIZE + PARITY_HEADER.size  # 15
+# the whole header of a parity datagram: v1's (type, seq, length, remaining), then PARITY_HEADER
+PARITY_DATAGRAM_HEADER = struct.Struct(HEADER.format + PARITY_HEADER.format[1:])
+PARITY_OVERHEAD = PARITY_DATAGRAM_HEADER.size  # 15
 MAX_SHARES = 256  # zfec: K + M <= 256
 MAX_STRIDE = 255
 DATA_TYPES = (MessageType.DATA_FIRST, MessageType.DATA)
@@ -112,18 +114,24 @@ class ParityInfo:
         """The seq of the group's i-th data packet."""
         return (self.first + i * self.stride) % SEQ_MODULO
 
+    def members(self) -> list[int]:
+        """The seqs of the group's K data packets, in order."""
+        first, stride = self.first, self.stride
+        return [(first + i * stride) % SEQ_MODULO for i in range(self.k)]
+
 
 def parse_parity(datagram: BlockLike) -> ParityInfo | str:
     """The parity header, or the reason (a short metric label) why the datagram is malformed."""
     size = len(datagram)
     if size < PARITY_OVERHEAD + HEADER_SIZE:
         return "parity_short"
-    kind, first, length, _remaining = HEADER.unpack_from(datagram)
+    kind, first, length, _remaining, scheme, k, m, index, stride, slot = (
+        PARITY_DATAGRAM_HEADER.unpack_from(datagram)
+    )
     if kind != PARITY:
         return "parity_type"
     if length != size - HEADER_SIZE:
         return "length_mismatch"
-    scheme, k, m, index, stride, slot = PARITY_HEADER.unpack_from(datagram, HEADER_SIZE)
     if scheme != SCHEME_ZFEC:
         return "parity_scheme"
     if k < 1 or m < 1 or k + m > MAX_SHARES or index >= m or stride < 1 or slot >= stride:
@@ -177,11 +185,21 @@ def _encode_group_zfec(
     size = max(len(d) for d in datagrams)
     blocks = tuple(pad(d, size) for d in datagrams)
     shares = _encoder(k, m).encode(blocks, tuple(range(k, k + m)))
-    header = HEADER.pack(PARITY, first % SEQ_MODULO, PARITY_HEADER.size + size, 0)
     return [
-        b"".join((header, PARITY_HEADER.pack(SCHEME_ZFEC, k, m, index, stride, slot), share))
+        b"".join((_parity_header(first, size, k, m, index, stride, slot), share))
         for index, share in enumerate(shares)
     ]
+
+
+def _parity_header(
+    first: int, size: int, k: int, m: int, index: int, stride: int, slot: int
+) -> bytes:
+    """The header of a parity datagram whose parity block is `size` bytes."""
+    length = PARITY_HEADER.size + size
+    first %= SEQ_MODULO
+    return PARITY_DATAGRAM_HEADER.pack(
+        PARITY, first, length, 0, SCHEME_ZFEC, k, m, index, stride, slot
+    )
 
 
 def _encode_group_isal(
@@ -195,9 +213,8 @@ def _encode_group_isal(
     length = PARITY_OVERHEAD + size
     out = bytearray(m * length)
     for index in range(m):
-        HEADER.pack_into(out, index * length, PARITY, first % SEQ_MODULO, length - HEADER_SIZE, 0)
-        PARITY_HEADER.pack_into(
-            out, index * length + HEADER_SIZE, SCHEME_ZFEC, k, m, index, stride, slot
+        out[index * length : index * length + PARITY_OVERHEAD] = _parity_header(
+            first, size, k, m, index, stride, slot
         )
     _isal_encoder(k, m).encode_into(blocks, size, out, PARITY_OVERHEAD, length)
     view = memoryview(out)

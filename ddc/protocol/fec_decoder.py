@@ -32,11 +32,11 @@ Rules:
 
 from __future__ import annotations
 
-import struct
 from collections import Counter, deque
 
 from ddc.protocol.fec import (
     PARITY,
+    PARITY_DATAGRAM_HEADER,
     PARITY_OVERHEAD,
     SCHEME_ZFEC,
     ParityInfo,
@@ -54,8 +54,6 @@ MIN_RETAIN = 1024
 MAX_RETAIN = 1 << 16
 EVICT_BATCH = 256  # data packets forgotten at once past `retain` (one call, not one per packet)
 PENDING, COMPLETE, RECOVERED, LOST = 0, 1, 2, 3
-# a parity datagram's seq and length, then scheme, K, M, index, stride, slot (fec.py)
-PARITY_PREFIX = struct.Struct("<xIH2xBBBBBB")
 HALF = SEQ_MODULO // 2
 
 
@@ -100,8 +98,7 @@ class _Group:
 
     def __init__(self, info: ParityInfo, now: float) -> None:
         self.info = info
-        first, stride = info.first, info.stride
-        self.members = [(first + i * stride) % SEQ_MODULO for i in range(info.k)]
+        self.members = info.members()
         self.parity: dict[int, memoryview] = {}
         self.indexes: set[int] = set()
         self.top_index = -1
@@ -184,7 +181,7 @@ class FecDecoder:
 
     def parity(self, datagram: memoryview | bytes, now: float) -> Restored:
         """A parity datagram; the data packets it lets us restore, in seq order."""
-        if self._settled_group(datagram) is not None:
+        if self._settled_group_parity(datagram):
             return NOTHING
         info = parse_parity(datagram)
         if isinstance(info, str):
@@ -221,33 +218,35 @@ class FecDecoder:
         group.parity[info.index] = info.block
         return self._try(group)
 
-    def _settled_group(self, datagram: memoryview | bytes) -> _Group | None:
+    def _settled_group_parity(self, datagram: memoryview | bytes) -> bool:
         """The hot path: another parity packet of a group already complete, recovered or lost
         (every one after the first when nothing was lost) is checked against the group and
-        counted, nothing more. None: not such a packet (`parity` then does the full work)."""
+        counted, nothing more. False: not such a packet (`parity` then does the full work)."""
         if len(datagram) < PARITY_OVERHEAD:
-            return None
-        first, length, scheme, k, m, index, stride, slot = PARITY_PREFIX.unpack_from(datagram)
+            return False
+        kind, first, length, _, scheme, k, m, index, stride, slot = (
+            PARITY_DATAGRAM_HEADER.unpack_from(datagram)
+        )
         group = self._groups.get(first)
         if group is None or group.state == PENDING:
-            return None
+            return False
         known = group.info
         if (
             scheme != SCHEME_ZFEC
             or (k, m, stride, slot) != (known.k, known.m, known.stride, known.slot)
             or len(datagram) - PARITY_OVERHEAD != len(known.block)
             or length != len(datagram) - HEADER_SIZE
-            or datagram[0] != PARITY
+            or kind != PARITY
             or index >= m
             or index in group.indexes
         ):
-            return None  # malformed, mismatched or a duplicate: `parity` counts it
+            return False  # malformed, mismatched or a duplicate: `parity` counts it
         self.stats.parity += 1
         self._data_since_parity = 0
         group.indexes.add(index)
         if index > group.top_index:
             group.top_index = index
-        return group
+        return True
 
     def _new_group(self, info: ParityInfo, now: float) -> _Group:
         group = _Group(info, now)
@@ -293,9 +292,6 @@ class FecDecoder:
             return NOTHING
         present = [(i, recent[seq]) for i, seq in enumerate(group.members) if seq in recent]
         group.missing = info.k - len(present)
-        if not group.missing:
-            self._settle(group, COMPLETE)
-            return NOTHING
         if len(present) + len(group.parity) < info.k:
             if len(present) + len(group.parity) + (info.m - 1 - group.top_index) < info.k:
                 self._lose(group)

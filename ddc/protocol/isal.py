@@ -86,8 +86,8 @@ class Encoder:
         self.m = m
         self._tables = ctypes.create_string_buffer(TABLE_BYTES_PER_COEFFICIENT * k * m)
         _library.ec_init_tables(k, m, matrix, self._tables)
-        self._data_pointers = struct.Struct(f"{k}Q")
-        self._parity_pointers = struct.Struct(f"{m}Q")
+        self._data_pointers = struct.Struct(f"{k}P")  # native pointers
+        self._parity_pointers = struct.Struct(f"{m}P")
 
     def encode_into(self, blocks: bytes, size: int, out: bytearray, offset: int, step: int) -> None:
         """Parity of the K blocks of `size` bytes laid end to end in `blocks`: parity row j is
