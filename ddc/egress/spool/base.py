@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any
 
 from ddc.egress.spool.format import Entry as Item
@@ -85,6 +86,9 @@ class Spool:
     def sync(self, run: Callable[..., Any] | None = None) -> None:
         """Make what was appended and acknowledged durable (disk spools); `run(func, *args)`
         executes each blocking call."""
+
+    def write_in(self, run: Callable[..., Any], lock: AbstractContextManager[Any]) -> None:
+        """Run each write through `run(func, *args)`, one at a time under `lock` (disk spools)."""
 
     def close(self) -> None:
         """Sync and release files."""

@@ -12,6 +12,11 @@ Rules, on top of base.py's:
   datagrams), so a kill -9 loses at most the entries of that burst, like the datagrams waiting
   in the socket's buffer; a power loss loses at most what was appended since the last sync()
   (fsync_interval). With fsync_interval 0 every append is written and fsynced (much slower).
+* Writes in a thread (write_in, the egress): one write at a time, under the lock; appends go
+  on meanwhile and wait for the next flush (the receiver flushes itself only at
+  WRITE_BUFFER_IN_THREAD). The reader hands out only what is written and reads the active
+  segment only up to the end of the last completed write. A failed write also drops what was
+  appended behind it (the file is cut back to where the write began).
   A segment is closed once it holds `segment_bytes`; the next one is named after its first
   sequence number. A closed segment deleted (wholly acknowledged or dropped) before the next
   sync() is never fsynced: a target that keeps up means the disk sees little more than the
@@ -38,6 +43,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from ddc.egress.spool import files
@@ -51,7 +57,7 @@ from ddc.egress.spool.format import (
     entry_header,
 )
 from ddc.egress.spool.reader import Reader
-from ddc.egress.spool.segments import Segment
+from ddc.egress.spool.segments import IOV_MAX, Segment
 from ddc.egress.spool.spares import KEEP, Spares
 
 log = logging.getLogger(__name__)
@@ -59,7 +65,9 @@ log = logging.getLogger(__name__)
 MAGIC = len(SEGMENT_MAGIC)
 _new = tuple.__new__
 WRITE_BUFFER = 256 * 1024  # bytes appended before they are written without waiting for flush()
-IOV_MAX = 1024  # buffers per writev()
+# with writes in a thread (write_in): the receiver leaves the writing to the deliverer's turns
+# until this much is buffered
+WRITE_BUFFER_IN_THREAD = 2 * 1024 * 1024
 Runner = Callable[..., Any]  # runs a blocking call: run(func, *args)
 
 
@@ -100,6 +108,9 @@ class DiskSpool(Spool):
         self._dir_dirty = False
         self._parts: list[Payload] = []  # appended, not yet written: header, payload, ...
         self._buffered = 0
+        self._write_run: Runner = _direct  # runs each write (write_in)
+        self._write_lock: AbstractContextManager[Any] = nullcontext()
+        self._write_buffer = WRITE_BUFFER
         self._spares = Spares(spare_segments)
         self._open()
 
@@ -122,6 +133,7 @@ class DiskSpool(Spool):
         self._fd = os.open(self.segments[-1].path, os.O_WRONLY)
         self.reader = Reader(self.segments, self.dropped, self.flush)
         self.reader.written_to = self.next_seq
+        self.reader.written_end = self.segments[-1].size
         if self.pending:
             log.info(
                 "spool %s: %d chunk(s), %d bytes waiting from before the restart",
@@ -167,7 +179,7 @@ class DiskSpool(Spool):
         self.next_seq += 1
         self.appended += 1
         if (
-            self._buffered >= WRITE_BUFFER
+            self._buffered >= self._write_buffer
             or len(self._parts) >= IOV_MAX
             or self.fsync_interval <= 0
         ):
@@ -176,42 +188,61 @@ class DiskSpool(Spool):
             self.on_append()
         return True
 
+    def write_in(self, run: Runner, lock: AbstractContextManager[Any]) -> None:
+        """Writes run through `run` from now on (the egress passes gevent's threadpool: the
+        copy into the page cache then runs on another core while the receiver keeps going).
+        `lock` keeps a second flush waiting until the one in flight is done; appends may come in
+        meanwhile. The receiver then writes itself only past WRITE_BUFFER_IN_THREAD."""
+        self._write_run = run
+        self._write_lock = lock
+        self._write_buffer = WRITE_BUFFER_IN_THREAD
+
     def flush(self) -> bool:
         """Write the buffered entries to the active segment (the page cache; sync() makes them
-        durable). On a failed write they are taken back out, counted as "write_error" and
-        dropped, and False is returned."""
-        if not self._parts:
-            return True
-        parts, self._parts = self._parts, []
-        buffered, self._buffered = self._buffered, 0
-        active = self.segments[-1]
-        start = active.size - buffered
-        # in a reused file the entries are followed by the end marker (spares.py)
-        buffers = [*parts, MARKER] if active.reused else parts
-        length = buffered + (len(MARKER) if active.reused else 0)
-        try:
-            done = 0
-            for first in range(0, len(buffers), IOV_MAX):
-                done += os.pwritev(self._fd, buffers[first : first + IOV_MAX], start + done)
-            if done != length:
-                raise OSError(f"short write ({done} of {length} bytes)")
+        durable). On a failed write they, and whatever was appended while it was in flight, are
+        taken back out, counted as "write_error" and dropped, and False is returned."""
+        with self._write_lock:
+            if not self._parts:
+                return True
+            parts, self._parts = self._parts, []
+            buffered, self._buffered = self._buffered, 0
+            written_to = self.next_seq
+            active = self.segments[-1]
+            start = active.size - buffered
+            # in a reused file the entries are followed by the end marker (spares.py)
+            buffers = [*parts, MARKER] if active.reused else parts
+            length = buffered + (len(MARKER) if active.reused else 0)
             if self.fsync_interval <= 0:
                 self._sync_reused_name(_direct)
-                os.fsync(self._fd)
-        except OSError as exc:
-            self._undo(active, start)
-            count = len(parts) // 2
-            active.size, active.count = start, active.count - count
-            self.bytes -= buffered
-            self.next_seq -= count
-            self.appended -= count
-            self.reader.discard_from(self.next_seq)
-            for payload in parts[1::2]:
-                self._dropped(payload, "write_error", f"writing {active.path} failed: {exc}")
-            return False
-        self._dirty = True
-        self.reader.written_to = self.next_seq
-        return True
+            try:
+                self._write_run(
+                    seg.write_at, self._fd, buffers, start, length, self.fsync_interval <= 0
+                )
+            except OSError as exc:
+                self._undo_write(active, start, parts, buffered, exc)
+                return False
+            self._dirty = True
+            self.reader.written_to = written_to
+            self.reader.written_end = start + buffered
+            return True
+
+    def _undo_write(
+        self, active: Segment, start: int, parts: list[Payload], buffered: int, exc: OSError
+    ) -> None:
+        """A failed write: the file cut back to `start`, its entries and those appended behind
+        them (no rotation can happen while a write is in flight) dropped as "write_error"."""
+        parts += self._parts
+        buffered += self._buffered
+        self._parts, self._buffered = [], 0
+        self._undo(active, start)
+        count = len(parts) // 2
+        active.size, active.count = start, active.count - count
+        self.bytes -= buffered
+        self.next_seq -= count
+        self.appended -= count
+        self.reader.discard_from(self.next_seq)
+        for payload in parts[1::2]:
+            self._dropped(payload, "write_error", f"writing {active.path} failed: {exc}")
 
     def _undo(self, active: Segment, size: int) -> None:
         try:
@@ -236,6 +267,7 @@ class DiskSpool(Spool):
         self._unsynced[self.segments[-1]] = self._fd
         self._fd = os.open(segment.path, os.O_WRONLY)
         self.segments.append(segment)
+        self.reader.written_end = segment.size
         self.bytes += segment.size
         self._dir_dirty = True
         return segment

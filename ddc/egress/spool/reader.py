@@ -53,9 +53,10 @@ class Reader:
         self._fd: int | None = None
         self._hot: deque[tuple[Entry, Segment]] = deque()
         self._hot_size = 0
-        self.written_to = (
-            0  # entries below this sequence number are in the file (the spool sets it)
-        )
+        # the spool sets both: entries below this sequence number are in the file, and the
+        # active segment's bytes up to this offset
+        self.written_to = 0
+        self.written_end = 0
 
     # --- the cache ------------------------------------------------------------------------------
 
@@ -82,8 +83,10 @@ class Reader:
             self._hot_size -= hot.popleft()[0].size
         if not hot or hot[0][0].seq != self.expect:
             return None
-        if hot[0][0].seq >= self.written_to and not self.flush():
-            return None  # never handed out before it is in the file
+        if hot[0][0].seq >= self.written_to:
+            self.flush()  # it may wait for a write in flight, which can fail and discard entries
+            if not hot or hot[0][0].seq != self.expect or hot[0][0].seq >= self.written_to:
+                return None  # never handed out before it is in the file
         entry, segment = hot.popleft()
         self._hot_size -= entry.size
         if segment is not self.segment:
@@ -114,9 +117,11 @@ class Reader:
         """Fill the read-ahead from disk; False when nothing is unread."""
         while not self.ahead:
             segment = self.segment
+            end = segment.size
             if segment is self.segments[-1]:
                 self.flush()
-            if self.offset >= segment.size:
+                end = self.written_end  # appends may have come in while the write was in flight
+            if self.offset >= end:
                 if segment is self.segments[-1]:
                     return False
                 following = next(s for s in self.segments if s.first_seq > segment.first_seq)
@@ -124,7 +129,7 @@ class Reader:
                 continue
             if self._fd is None:
                 self._fd = os.open(segment.path, os.O_RDONLY)
-            entries, torn = seg.read_entries(self._fd, segment, self.offset, self.expect)
+            entries, torn = seg.read_entries(self._fd, segment, self.offset, self.expect, end)
             for entry in entries:
                 self.offset = entry.offset + entry.size
                 self.expect = entry.seq + 1

@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 WINDOW = 4 * 1024 * 1024  # bytes read at a time when checking a segment
 READ_BLOCK = 1024 * 1024  # bytes read at a time when delivering
+IOV_MAX = 1024  # buffers per writev()
 
 
 class SpoolError(DDCError):
@@ -151,12 +152,27 @@ def recover_all(directory: str, dropped: Counter[str]) -> tuple[list[Segment], i
     return segments, torn_entries, torn_bytes
 
 
+def write_at(
+    fd: int, buffers: list[bytes | memoryview], start: int, length: int, fsync: bool
+) -> None:
+    """pwritev of `buffers` (`length` bytes) at `start`, then an fsync if asked; OSError, also
+    for a short write."""
+    done = 0
+    for first in range(0, len(buffers), IOV_MAX):
+        done += os.pwritev(fd, buffers[first : first + IOV_MAX], start + done)
+    if done != length:
+        raise OSError(f"short write ({done} of {length} bytes)")
+    if fsync:
+        os.fsync(fd)
+
+
 def read_entries(
-    fd: int, segment: Segment, offset: int, expect_seq: int
+    fd: int, segment: Segment, offset: int, expect_seq: int, end: int | None = None
 ) -> tuple[list[Entry], str]:
-    """Whole entries from `offset` on (at least one if any is left, about READ_BLOCK bytes of
-    them); with "" or, when the file holds something else there, why not."""
-    left = segment.size - offset
+    """Whole entries from `offset` up to `end` (default: the segment's size; at least one if any
+    is left, about READ_BLOCK bytes of them); with "" or, when the file holds something else
+    there, why not."""
+    left = (segment.size if end is None else end) - offset
     if left <= 0:
         return [], ""
     data = os.pread(fd, min(left, READ_BLOCK), offset)

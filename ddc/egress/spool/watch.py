@@ -1,7 +1,7 @@
 """The spool's upkeep in the egress: periodic sync, the 80 % warning, metrics and /healthz.
 
 Rules: sync() runs every fsync_interval seconds (1 s when fsync_interval is 0, for the ack
-file), its blocking calls in gevent's threadpool; crossing WARN_AT of max_bytes upward logs one
+file), its blocking calls in gevent's threadpool, where the spool's writes run too; crossing WARN_AT of max_bytes upward logs one
 WARNING (again only after usage fell below CLEAR_AT); /healthz is degraded while usage is above
 WARN_AT. The drain rate is chunks acknowledged per second over the last RATE_WINDOW seconds.
 """
@@ -14,6 +14,7 @@ from collections import deque
 from typing import Any
 
 import gevent
+from gevent.lock import Semaphore
 
 from ddc.egress.deliver import Deliverer
 from ddc.egress.spool.base import Spool
@@ -36,12 +37,14 @@ class SpoolWatch:
         self._samples: deque[tuple[float, int]] = deque()
         self._exporter = Exporter()
 
+        spool.write_in(self._in_thread, Semaphore())
+
+    @staticmethod
+    def _in_thread(func: Any, *args: Any) -> Any:
+        return gevent.get_hub().threadpool.apply(func, args)
+
     def run(self) -> None:
-        threadpool = gevent.get_hub().threadpool
-
-        def in_thread(func: Any, *args: Any) -> Any:
-            return threadpool.apply(func, args)
-
+        in_thread = self._in_thread
         while True:
             gevent.sleep(self.interval)
             if self.spool.durable:
