@@ -64,7 +64,9 @@ def run_threads(count: int, target, *args) -> float:
     return time.perf_counter() - started
 
 
-def baseline_set_nx(redis_url: str, ids: list[str], batch: int, clients: int) -> float:
+def baseline_set_nx(
+    redis_url: str, ids: list[str], batch: int, clients: int, prefix: str = "raw:"
+) -> float:
     import redis
 
     def work(index: int) -> None:
@@ -73,7 +75,7 @@ def baseline_set_nx(redis_url: str, ids: list[str], batch: int, clients: int) ->
         for start in range(0, len(mine), batch):
             pipe = client.pipeline(transaction=False)
             for ident in mine[start : start + batch]:
-                pipe.set("raw:" + ident, b"1", nx=True, px=86_400_000)
+                pipe.set(prefix + ident, b"1", nx=True, px=86_400_000)
             pipe.execute()
 
     return len(ids) / run_threads(clients, work)
@@ -232,6 +234,7 @@ def main(argv: list[str]) -> int:
             )
         finally:
             service.stop(15)
+        merged = []
         for pair in args.merge_clients if args.merge_records else ():
             consumer, _, sink = pair.partition("/")
             if consumer not in CLIENTS or sink not in CLIENTS:
@@ -244,10 +247,18 @@ def main(argv: list[str]) -> int:
                 args.profile,
                 args.merge_in_flight,
             )
+            merged.append((pair, rate_in, forwarded))
+        if merged:
+            # the baseline moved by up to 1.8x between runs: measured again after the merge
+            # loops, the higher of the two is the one they are compared with
+            again = baseline_set_nx(redis_server.url, ids, args.batch, args.clients, "raw2:")
+            print(f"  raw redis-py pipelined SET NX again{again:>10,.0f} ids/s")
+            best = max(base, again)
+        for pair, rate_in, forwarded in merged:
             print(
                 f"  merge loop ({pair}), 2 links x {args.merge_records} records "
-                f"{rate_in:>10,.0f} ids/s   ratio {rate_in / base:.2f}  "
-                f"({forwarded:.0f} unique forwarded)"
+                f"{rate_in:>10,.0f} ids/s   ratio {rate_in / best:.2f} to the higher "
+                f"baseline ({forwarded:.0f} unique forwarded)"
             )
     return 0
 
