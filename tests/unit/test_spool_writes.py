@@ -171,3 +171,25 @@ def test_writes_in_gevents_threadpool_while_greenlets_append_and_read(
     again = DiskSpool(str(tmp_path), 64 << 20)
     assert again.torn_entries == 0 and drain(again) == []
     again.close()
+
+
+def test_a_kill_waits_for_the_write_or_fsync_in_flight() -> None:
+    """The egress's runner: killing the greenlet that waits for a call in the threadpool takes
+    effect once the call ended, so no write outlives the descriptor it was given."""
+    import threading
+
+    from ddc.egress.spool.watch import SpoolWatch
+
+    started, ended = threading.Event(), threading.Event()
+
+    def slow_write() -> None:
+        started.set()
+        threading.Event().wait(0.3)  # a real thread blocking, as pwritev or fsync would
+        ended.set()
+
+    waiter = gevent.spawn(SpoolWatch._in_thread, slow_write)
+    while not started.is_set():
+        gevent.sleep(0.005)
+    waiter.kill(block=True, timeout=5)
+    assert ended.is_set() and waiter.dead
+    assert isinstance(waiter.value, gevent.GreenletExit)

@@ -214,6 +214,7 @@ class DiskSpool(Spool):
             length = buffered + (len(MARKER) if active.reused else 0)
             if self.fsync_interval <= 0:
                 self._sync_reused_name(_direct)
+            self._dirty = True  # set first: a kill while the write is in flight skips the rest
             try:
                 self._write_run(
                     seg.write_at, self._fd, buffers, start, length, self.fsync_interval <= 0
@@ -221,7 +222,6 @@ class DiskSpool(Spool):
             except OSError as exc:
                 self._undo_write(active, start, parts, buffered, exc)
                 return False
-            self._dirty = True
             self.reader.written_to = written_to
             self.reader.written_end = start + buffered
             return True

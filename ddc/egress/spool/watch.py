@@ -14,6 +14,7 @@ from collections import deque
 from typing import Any
 
 import gevent
+from gevent import GreenletExit
 from gevent.lock import Semaphore
 
 from ddc.egress.deliver import Deliverer
@@ -41,7 +42,18 @@ class SpoolWatch:
 
     @staticmethod
     def _in_thread(func: Any, *args: Any) -> Any:
-        return gevent.get_hub().threadpool.apply(func, args)
+        """func(*args) in gevent's threadpool. A kill of the waiting greenlet takes effect only
+        once the call ended: a write or fsync never outlives the descriptor it was given."""
+        call = gevent.get_hub().threadpool.spawn(func, *args)
+        try:
+            return call.get()
+        except BaseException:
+            while not call.ready():
+                try:
+                    call.wait()
+                except GreenletExit:
+                    continue
+            raise
 
     def run(self) -> None:
         in_thread = self._in_thread
