@@ -121,8 +121,17 @@ def redundant(stack: DockerStack) -> None:
     assert result == {"distinct": count, "copies": count, "missing": []}, result
     # the mirror started once both ingresses were healthy: its generated records from the very
     # first arrived (they were lost on both links while it started before the ingresses)
-    seqs = json.loads(stack.kafka("target", "generated", "kafka:9092", "deduplicated"))["seqs"]
-    assert seqs[:50] == list(range(1, 51)) and len(set(seqs)) == len(seqs), seqs[:20]
+    # at 5 a second the 50th is made ~10 s after the mirror started: wait for it
+    deadline = time.monotonic() + 30
+    while True:
+        seqs = json.loads(stack.kafka("target", "generated", "kafka:9092", "deduplicated"))
+        seqs = seqs["seqs"]
+        if set(range(1, 51)) <= set(seqs) or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    missing = sorted(set(range(1, 51)) - set(seqs))
+    repeated = sorted({seq for seq in seqs if seqs.count(seq) > 1})
+    assert not missing and not repeated, f"first 50 missing {missing}, repeated {repeated}"
     # link a really lost part of the stream: the dedup service got fewer records on it
     with urllib.request.urlopen("http://127.0.0.1:8080/metrics", timeout=5) as response:
         dedup = parse_metrics(response.read().decode())
