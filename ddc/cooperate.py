@@ -24,9 +24,13 @@ A loop's own work between two calls is not bounded here: keep the units small.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
 
 import gevent
 from gevent.hub import get_hub
+
+T = TypeVar("T")
 
 BUDGET = 0.002  # seconds a hot loop may run before the hub polls IO
 
@@ -61,3 +65,24 @@ def full_turn() -> None:
         hub.wait(timer)
     finally:
         timer.close()
+
+
+def in_thread(func: Callable[..., T], *args: Any) -> T:
+    """func(*args) in gevent's threadpool, the calling greenlet waiting (the hub runs on). A kill
+    of that greenlet takes effect only once the call ended: a write, fsync or read in the
+    thread never outlives the descriptor or the state it was given."""
+    call = get_hub().threadpool.spawn(func, *args)
+    try:
+        return cast(T, call.get())
+    except BaseException:
+        wait_ended(call)
+        raise
+
+
+def wait_ended(call: Any) -> None:
+    """Wait until a call in the threadpool ended, whatever kills arrive meanwhile."""
+    while not call.ready():
+        try:
+            call.wait()
+        except gevent.GreenletExit:
+            continue

@@ -178,7 +178,7 @@ def test_a_kill_waits_for_the_write_or_fsync_in_flight() -> None:
     effect once the call ended, so no write outlives the descriptor it was given."""
     import threading
 
-    from ddc.egress.spool.watch import SpoolWatch
+    from ddc.cooperate import in_thread
 
     started, ended = threading.Event(), threading.Event()
 
@@ -187,7 +187,7 @@ def test_a_kill_waits_for_the_write_or_fsync_in_flight() -> None:
         threading.Event().wait(0.3)  # a real thread blocking, as pwritev or fsync would
         ended.set()
 
-    waiter = gevent.spawn(SpoolWatch._in_thread, slow_write)
+    waiter = gevent.spawn(in_thread, slow_write)
     while not started.is_set():
         gevent.sleep(0.005)
     waiter.kill(block=True, timeout=5)

@@ -14,9 +14,9 @@ from collections import deque
 from typing import Any
 
 import gevent
-from gevent import GreenletExit
 from gevent.lock import Semaphore
 
+from ddc.cooperate import in_thread
 from ddc.egress.deliver import Deliverer
 from ddc.egress.spool.base import Spool
 from ddc.metrics import EgressMetrics, Exporter
@@ -37,26 +37,9 @@ class SpoolWatch:
         self.warned = False
         self._samples: deque[tuple[float, int]] = deque()
         self._exporter = Exporter()
-
-        spool.write_in(self._in_thread, Semaphore())
-
-    @staticmethod
-    def _in_thread(func: Any, *args: Any) -> Any:
-        """func(*args) in gevent's threadpool. A kill of the waiting greenlet takes effect only
-        once the call ended: a write or fsync never outlives the descriptor it was given."""
-        call = gevent.get_hub().threadpool.spawn(func, *args)
-        try:
-            return call.get()
-        except BaseException:
-            while not call.ready():
-                try:
-                    call.wait()
-                except GreenletExit:
-                    continue
-            raise
+        spool.write_in(in_thread, Semaphore())
 
     def run(self) -> None:
-        in_thread = self._in_thread
         while True:
             gevent.sleep(self.interval)
             if self.spool.durable:
