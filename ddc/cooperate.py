@@ -1,4 +1,5 @@
-"""The yield point of a hot loop: other greenlets run often, the hub polls IO at least every 2 ms.
+"""Cooperating with the gevent hub: the yield point of a hot loop (the hub polls IO at least every
+2 ms), and blocking calls in its threadpool (`in_thread`).
 
 Why not `gevent.sleep(0)` alone: it queues the greenlet as a loop callback, and gevent runs
 callbacks in a batch, looking at the clock only every 50 callbacks before it polls IO. Two hot
