@@ -1,9 +1,10 @@
 """The spool's upkeep in the egress: periodic sync, the 80 % warning, metrics and /healthz.
 
 Rules: sync() runs every fsync_interval seconds (1 s when fsync_interval is 0, for the ack
-file), its blocking calls in gevent's threadpool, where the spool's writes run too; crossing WARN_AT of max_bytes upward logs one
-WARNING (again only after usage fell below CLEAR_AT); /healthz is degraded while usage is above
-WARN_AT. The drain rate is chunks acknowledged per second over the last RATE_WINDOW seconds.
+file), its blocking calls in gevent's threadpool, where the spool's writes run too (`write_in`);
+crossing WARN_AT of max_bytes upward logs one WARNING (again only after usage fell below
+CLEAR_AT); /healthz is degraded while usage is above WARN_AT. The drain rate is chunks
+acknowledged per second over the last RATE_WINDOW seconds.
 """
 
 from __future__ import annotations
