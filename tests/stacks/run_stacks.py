@@ -45,9 +45,11 @@ def wait_records(stack: DockerStack, service: str, path: str, expected: list[byt
         got = file_records(stack, service, path)
         if got != expected:
             differ = [i for i, (a, b) in enumerate(zip(got, expected, strict=False)) if a != b]
+            heads = [got[i][:14] for i in differ[:3]]  # each record starts with its tag-index
             raise AssertionError(
                 f"{stack.name}/{service}: {len(got)} records, {len(expected)} expected, "
-                f"first difference at {differ[:1] or min(len(got), len(expected))}"
+                f"first difference at {differ[:1] or min(len(got), len(expected))} "
+                f"({len(differ)} differ; there: {heads})"
             )
 
 

@@ -193,3 +193,37 @@ def test_a_kill_waits_for_the_write_or_fsync_in_flight() -> None:
     waiter.kill(block=True, timeout=5)
     assert ended.is_set() and waiter.dead
     assert isinstance(waiter.value, gevent.GreenletExit)
+
+
+def test_a_segment_closed_while_the_readers_flush_waited_is_read_to_its_end(
+    tmp_path: Path,
+) -> None:
+    """The reader's flush can wait for the receiver's write, after which the receiver closes
+    the segment the reader is in and starts the next: the reader still reads the closed one to
+    its end, not to where the new one's writes end."""
+    spool = DiskSpool(str(tmp_path), 1 << 20, segment_bytes=1024)
+    spool.reader.hot_bytes = 0  # every entry read back from the file
+    data = payloads(30)
+    for p in data[:3]:
+        spool.append(p)
+    got = drain(spool)  # the reader is past the first entries of the segment
+    spool.append(data[3])
+    real_flush = spool.reader.flush
+    appended = 4
+
+    def flush_after_the_receiver_rotated() -> bool:
+        nonlocal appended
+        spool.reader.flush = real_flush  # once
+        first = spool.segments[-1]
+        while spool.segments[-1] is first:  # the receiver goes on and starts a new segment
+            spool.append(data[appended])
+            appended += 1
+        return real_flush()
+
+    spool.reader.flush = flush_after_the_receiver_rotated
+    got += drain(spool)
+    for p in data[appended:]:
+        spool.append(p)
+    got += drain(spool)
+    assert got == data and sum(spool.dropped.values()) == 0
+    spool.close()

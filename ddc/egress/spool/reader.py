@@ -119,8 +119,9 @@ class Reader:
             segment = self.segment
             end = segment.size
             if segment is self.segments[-1]:
-                self.flush()
-                end = self.written_end  # appends may have come in while the write was in flight
+                self.flush()  # may wait for another's write, after which the segment may be closed
+                if segment is self.segments[-1]:
+                    end = self.written_end  # appends may have come in during the write
             if self.offset >= end:
                 if segment is self.segments[-1]:
                     return False
