@@ -227,3 +227,31 @@ def test_a_segment_closed_while_the_readers_flush_waited_is_read_to_its_end(
     got += drain(spool)
     assert got == data and sum(spool.dropped.values()) == 0
     spool.close()
+
+
+def test_a_peek_while_the_deliverer_waits_for_a_write_does_not_reorder(tmp_path: Path) -> None:
+    """/healthz peeks at the next entry from its own greenlet: when that happens while the
+    deliverer waits for a write, the deliverer still gets the entries in order."""
+    spool = DiskSpool(str(tmp_path), 1 << 20)
+    spool.write_in(lambda func, *args: (gevent.sleep(0.01), func(*args))[1], Semaphore())
+    data = payloads(4)
+    spool.append(data[0])
+    first = spool.read()
+    assert first is not None and bytes(first.payload) == data[0]
+    spool.append(data[1])
+    spool.append(data[2])  # neither written yet
+    got: list[bytes] = []
+
+    def receiver_flush_then_health() -> None:
+        spool.flush()  # the deliverer's read waits for this write
+        spool.next_time_ms()  # a health check right after it: takes data[1] as its peek
+
+    def deliver() -> None:
+        item = spool.read()
+        got.append(b"" if item is None else bytes(item.payload))
+
+    greenlets = [gevent.spawn(receiver_flush_then_health), gevent.spawn(deliver)]
+    gevent.joinall(greenlets, timeout=10, raise_error=True)
+    got += [bytes(item.payload) for item in [spool.read(), spool.read()] if item]
+    assert got == data[1:3]
+    spool.close()

@@ -15,6 +15,10 @@ Rules:
   list (segments dropped by drop_oldest are skipped that way, and forget() removes their entries
   from the cache). A damaged entry on disk ends its segment for the reader: the entries left in
   it are counted in dropped["corrupt"] with an ERROR line.
+* The flush may wait for a write in a thread (DiskSpool.write_in), and meanwhile another greenlet
+  may read (the deliverer, and a peek for /healthz): after every flush the next step is decided
+  again from the current state (read-ahead first, the cache's head, the active segment's written
+  end), never from what was seen before it.
 """
 
 from __future__ import annotations
@@ -84,8 +88,12 @@ class Reader:
         if not hot or hot[0][0].seq != self.expect:
             return None
         if hot[0][0].seq >= self.written_to:
-            self.flush()  # it may wait for a write in flight, which can fail and discard entries
-            if not hot or hot[0][0].seq != self.expect or hot[0][0].seq >= self.written_to:
+            # flush() may wait for a write in flight (which can fail and discard entries) while
+            # another greenlet reads (a peek for the health check): decide again afterwards
+            self.flush()
+            if self.ahead or not hot or hot[0][0].seq != self.expect:
+                return None  # next() takes the read-ahead, or reads again
+            if hot[0][0].seq >= self.written_to:
                 return None  # never handed out before it is in the file
         entry, segment = hot.popleft()
         self._hot_size -= entry.size
@@ -116,12 +124,16 @@ class Reader:
     def _load(self) -> bool:
         """Fill the read-ahead from disk; False when nothing is unread."""
         while not self.ahead:
+            if self.segment is self.segments[-1]:
+                # may wait for a write in flight, during which the segment may be closed and
+                # another greenlet may read: everything below is decided from the state after it
+                self.flush()
+                if self.ahead:
+                    return True
             segment = self.segment
             end = segment.size
             if segment is self.segments[-1]:
-                self.flush()  # may wait for another's write, after which the segment may be closed
-                if segment is self.segments[-1]:
-                    end = self.written_end  # appends may have come in during the write
+                end = self.written_end  # appends may have come in during the write
             if self.offset >= end:
                 if segment is self.segments[-1]:
                     return False
