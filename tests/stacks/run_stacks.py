@@ -21,7 +21,7 @@ import traceback
 import urllib.request
 from collections.abc import Callable
 
-from devtools.harness import parse_metrics, wait_until
+from devtools.harness import parse_metrics, poll_until, wait_until
 from tests.integration.streams import split_length_prefixed
 from tests.stacks.docker_stack import (
     DockerStack,
@@ -121,19 +121,20 @@ def redundant(stack: DockerStack) -> None:
     )
     stack.phase("counted")
     assert result == {"distinct": count, "copies": count, "missing": []}, result
+
     # the mirror started once both ingresses were healthy: its generated records from the very
     # first arrived (they were lost on both links while it started before the ingresses)
+    def generated() -> list[int]:
+        return json.loads(stack.kafka("target", "generated", "kafka:9092", "deduplicated"))["seqs"]
+
     # at 5 a second the 50th is made ~10 s after the mirror started: wait for it
-    deadline = time.monotonic() + 30
-    while True:
-        seqs = json.loads(stack.kafka("target", "generated", "kafka:9092", "deduplicated"))
-        seqs = seqs["seqs"]
-        if set(range(1, 51)) <= set(seqs) or time.monotonic() > deadline:
-            break
-        time.sleep(1)
+    poll_until(lambda: set(range(1, 51)) <= set(generated()), 30, 1.0)
+    seqs = generated()
     missing = sorted(set(range(1, 51)) - set(seqs))
     repeated = sorted({seq for seq in seqs if seqs.count(seq) > 1})
-    assert not missing and not repeated, f"first 50 missing {missing}, repeated {repeated}"
+    assert seqs[:50] == list(range(1, 51)) and not repeated, (
+        f"first 50 missing {missing}, repeated {repeated}, first {seqs[:5]}"
+    )
     # link a really lost part of the stream: the dedup service got fewer records on it
     with urllib.request.urlopen("http://127.0.0.1:8080/metrics", timeout=5) as response:
         dedup = parse_metrics(response.read().decode())
