@@ -76,14 +76,9 @@ def in_thread(func: Callable[..., T], *args: Any) -> T:
     try:
         return cast(T, call.get())
     except BaseException:
-        wait_ended(call)
+        while not call.ready():  # whatever kills arrive meanwhile
+            try:
+                call.wait()
+            except gevent.GreenletExit:
+                continue
         raise
-
-
-def wait_ended(call: Any) -> None:
-    """Wait until a call in the threadpool ended, whatever kills arrive meanwhile."""
-    while not call.ready():
-        try:
-            call.wait()
-        except gevent.GreenletExit:
-            continue

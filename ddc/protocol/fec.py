@@ -116,8 +116,7 @@ class ParityInfo:
 
     def members(self) -> list[int]:
         """The seqs of the group's K data packets, in order."""
-        first, stride = self.first, self.stride
-        return [(first + i * stride) % SEQ_MODULO for i in range(self.k)]
+        return [self.member(i) for i in range(self.k)]
 
 
 def parse_parity(datagram: BlockLike) -> ParityInfo | str:
