@@ -39,9 +39,10 @@ class DivergenceWatch:
         links = self.store.links(refresh=True)
         missing: Tally[str] = Tally()
         samples: dict[str, list[str]] = {}
+        every_link = sum(1 << bit for bit in links)
         while True:
-            due = self.store.pop_due(now - self.window_ms)
-            for ident, mask in due:
+            popped, diverged = self.store.pop_due(now - self.window_ms, every_link)
+            for ident, mask in diverged:
                 if mask is None:
                     self.metrics.divergence_unknown.inc()
                     continue
@@ -50,7 +51,7 @@ class DivergenceWatch:
                         missing[name] += 1
                         if len(samples.setdefault(name, [])) < LOG_SAMPLE:
                             samples[name].append(ident)
-            if len(due) < POP_LIMIT:
+            if popped < POP_LIMIT:
                 break
         for name, amount in missing.items():
             self.metrics.missing_on_link.labels(name).inc(amount)

@@ -5,107 +5,126 @@ id keys it touches are ARGV's key head (`{prefix}:{shard}:i:`, same hash tag, sa
 the id. Ids travel as one JSON array per call (cjson decodes it in C): far cheaper than one
 argument per id. Results come back as one string with a digit per id.
 
-A claim's value is the string `STATE|MASK|FIRST|FP|TOKEN`: STATE P (pending: being forwarded,
-expires after pending_timeout) or C (committed: expires after window), MASK the bitmask of the
-links a copy arrived on, FIRST the bit of the link whose copy won, FP the content fingerprint
-(empty: unknown), TOKEN the holder of a pending claim (empty once committed).
+A claim's value is the string `STATE|MASK|FIRST|FP|TOKEN|SINCE|UNTIL`: STATE P (pending: being
+forwarded) or C (committed: expires after window), MASK the bitmask of the links a copy arrived on,
+FIRST the bit of the link whose copy won, FP the content fingerprint (empty: unknown); a pending
+claim also holds TOKEN (its holder), SINCE (the time of the first unsettled claim, ms, the caller's
+clock) and UNTIL (the end of the holder's lease, ms, Redis's clock: pending_timeout after the
+claim); a committed one ends after FP's `|`.
 
-A pending claim also sets a forwarding mark `{prefix}:{shard}:f:{id}` (same slot, TTL window),
-whose value is the claim's time (ms), deleted by its commit or release. A mark still there when
-the id is claimed again means an earlier holder claimed it at that time and then neither
-committed nor released it (it crashed, or its lease expired while its sink was slow): the record
-may have reached the sink already, so the claim answers REFORWARD (4) instead of FIRST, the mark
-keeps the first holder's time, and the forwarder asks the sink whether it has the record.
+A pending claim lives as long as a committed one (TTL window): it outlives its lease. A claim that
+finds another holder's pending claim waits while the lease runs (PENDING); once the lease is over,
+that holder neither committed nor released it (it crashed, or its sink was slower than
+pending_timeout): the record may have reached the sink already, so the claim takes it over and
+answers REFORWARD (4) instead of FIRST, SINCE stays the first holder's time, and the forwarder
+asks the sink whether it has the record. (Before this layout a pending claim expired with its
+lease and left a separate forwarding mark key; such marks are no longer read.)
+
+Divergence: the ids a shard claimed first go into one list per second of claim time,
+`{prefix}:{S}:d:{second}` (TTL window), whose second the shard's sorted set `{prefix}:{S}:d` holds,
+scored by the second's last millisecond; POP_DUE pops whole due seconds.
 """
 
 # Result digits shared with store.py.
 FIRST, DUPLICATE, CONFLICT, PENDING, REFORWARD = 0, 1, 2, 3, 4
 COMMITTED, ALREADY_COMMITTED, HELD_BY_OTHER = 0, 1, 2
 
-_PARSE = "string.match(v, '^(%u)|(%d+)|(%d+)|([^|]*)|(.*)$')"
+_PARSE = "string.match(v, '^(%u)|(%d+)|(%d+)|([^|]*)|([^|]*)|?(%d*)|?(%d*)$')"
+_NOW = """local clock = redis.call('TIME')
+local rnow = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+"""
 
-# ARGV: now_ms, ttl_ms, state (P|C), token, link bit index, track (0|1), window_ms, key head,
-#       JSON [id1, fp1, id2, fp2, ...].
+# ARGV: now_ms, ttl_ms (the lease, or the window of a one-phase claim), state (P|C), token, link
+#       bit index, track (0|1), window_ms, key head, JSON [id1, fp1, id2, fp2, ...].
 # Per id: 0 first (also: a pending claim of this very token), 1 duplicate, 2 conflict (same id,
-# other fingerprint), 3 pending under another token, 4 first again after a pending claim that
-# was neither committed nor released (a possible re-forward). Every copy marks its link.
+# other fingerprint), 3 pending under another holder's lease, 4 first again: taken over from a
+# holder whose lease ended unsettled (a possible re-forward; a one-phase claim answers 0 and
+# commits it). Every copy marks its link.
 _CLAIM = f"""
-local now, ttl, state, token = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local now, ttl, state, token = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
 local index = tonumber(ARGV[5])
 local linkbit = bit.lshift(1, index)
 local track = ARGV[6] == '1'
 local window = ARGV[7]
-local holder = ''
-if state == 'P' then holder = token end
+{_NOW}local tail, px = '|', ttl
+if state == 'P' then tail, px = '|' .. token .. '|' .. now .. '|' .. (rnow + ttl), window end
 local fresh = state .. '|' .. linkbit .. '|' .. index .. '|'
 local function shard(dkey, head, data)
-local mhead = string.sub(head, 1, -3) .. 'f:'
 local out, due = {{}}, {{}}
 for i = 1, #data, 2 do
   local id, fp = data[i], data[i + 1]
   local key = head .. id
-  local v = redis.call('SET', key, fresh .. fp .. '|' .. holder, 'NX', 'PX', ttl, 'GET')
+  local v = redis.call('SET', key, fresh .. fp .. tail, 'NX', 'PX', px, 'GET')
   if not v then
-    local r = '0'
-    if state == 'P' then
-      local mark = mhead .. id
-      if redis.call('EXISTS', mark) == 1 then r = '4'
-      else redis.call('SET', mark, now, 'PX', window) end
-    end
-    out[#out + 1] = r
-    if track then
-      due[#due + 1] = now
-      due[#due + 1] = id
-      if #due >= 2000 then
-        redis.call('ZADD', dkey, unpack(due))
-        due = {{}}
-      end
-    end
+    out[#out + 1] = '0'
+    if track then due[#due + 1] = id end
   else
-    local s, mask, first, sfp, stok = {_PARSE}
+    local s, mask, first, sfp, stok, since, till = {_PARSE}
     if not s then
       out[#out + 1] = '1'
     else
       local r = '1'
-      if sfp ~= '' and fp ~= '' and sfp ~= fp then r = '2'
-      elseif s == 'P' and stok == token then r = '0'
-      elseif s == 'P' then r = '3' end
       local old = tonumber(mask)
       local new = bit.bor(old, linkbit)
+      if sfp ~= '' and fp ~= '' and sfp ~= fp then r = '2'
+      elseif s == 'P' and stok == token then r = '0'
+      elseif s == 'P' and till ~= '' and tonumber(till) < rnow then
+        if fp == '' then fp = sfp end
+        if state == 'P' then
+          redis.call('SET', key, 'P|' .. new .. '|' .. index .. '|' .. fp .. '|' .. token .. '|'
+            .. since .. '|' .. (rnow + ttl), 'PX', window)
+          r = '4'
+        else
+          redis.call('SET', key, 'C|' .. new .. '|' .. index .. '|' .. fp .. '|', 'PX', ttl)
+          r = '0'
+        end
+        old = new
+      elseif s == 'P' then r = '3' end
       if new ~= old then
-        redis.call('SET', key, s .. '|' .. new .. '|' .. first .. '|' .. sfp .. '|' .. stok, 'KEEPTTL')
+        local rest = ''
+        if s == 'P' then rest = stok .. '|' .. since .. '|' .. till end
+        redis.call('SET', key, s .. '|' .. new .. '|' .. first .. '|' .. sfp .. '|' .. rest, 'KEEPTTL')
       end
       out[#out + 1] = r
     end
   end
 end
-if #due > 0 then redis.call('ZADD', dkey, unpack(due)) end
+if #due > 0 then
+  local second = math.floor(tonumber(now) / 1000)
+  local list = dkey .. ':' .. second
+  local length = 0
+  for i = 1, #due, 4000 do
+    length = redis.call('RPUSH', list, unpack(due, i, math.min(i + 3999, #due)))
+  end
+  if length == #due then
+    redis.call('PEXPIRE', list, window)
+    redis.call('ZADD', dkey, second * 1000 + 999, second)
+  end
+end
 return table.concat(out)
 end
 """
 
 # ARGV: window_ms, token, link bit index, key head, JSON [id1, fp1, ...].
 # Per id: 0 committed (a claim lost to a Redis restart is recreated: the record *was* forwarded),
-# 1 already committed, 2 pending under another token (our lease expired: a duplicate is possible).
+# 1 already committed, 2 pending under another token (our lease ended and another copy took the
+# claim over: a duplicate is possible).
 _COMMIT = f"""
 local ttl, token = ARGV[1], ARGV[2]
 local index = tonumber(ARGV[3])
 local lost = 'C|' .. bit.lshift(1, index) .. '|' .. index .. '|'
 local function shard(dkey, head, data)
-local mhead = string.sub(head, 1, -3) .. 'f:'
 local out = {{}}
 for i = 1, #data, 2 do
   local key = head .. data[i]
   local v = redis.call('GET', key)
   if not v then
     redis.call('SET', key, lost .. data[i + 1] .. '|', 'PX', ttl)
-    redis.call('DEL', mhead .. data[i])
     out[#out + 1] = '0'
   else
     local s, mask, first, sfp, stok = {_PARSE}
     if s == 'P' and stok == token then
       redis.call('SET', key, 'C|' .. mask .. '|' .. first .. '|' .. sfp .. '|', 'PX', ttl)
-      redis.call('DEL', mhead .. data[i])
       out[#out + 1] = '0'
     elseif s == 'P' then
       out[#out + 1] = '2'
@@ -122,14 +141,13 @@ end
 RELEASE = f"""
 local released = 0
 local head = ARGV[2]
-local mhead = string.sub(head, 1, -3) .. 'f:'
 for _, id in ipairs(cjson.decode(ARGV[3])) do
   local key = head .. id
   local v = redis.call('GET', key)
   if v then
     local s, mask, first, sfp, stok = {_PARSE}
     if s == 'P' and stok == ARGV[1] then
-      redis.call('DEL', key, mhead .. id)
+      redis.call('DEL', key)
       released = released + 1
     end
   end
@@ -156,12 +174,41 @@ CLAIM_SHARDS = _CLAIM + _EVERY
 COMMIT = _COMMIT + _ONE
 COMMIT_SHARDS = _COMMIT + _EVERY
 
-# KEYS[1] a divergence set. ARGV: cutoff_ms, limit. Pops (atomically, so that of several
-# instances sweeping only one sees each id) the ids claimed first before the cutoff.
+# KEYS[1] a shard's divergence set. ARGV: cutoff_ms, limit, the shard's key head, the mask of
+# every registered link. Pops (atomically, so that of several instances sweeping only one judges
+# each id) up to `limit` ids of the seconds that ended by the cutoff, and looks up their claims:
+# {popped, id, mask, ...} naming only the ids some link's copy did not reach (mask '' when the
+# claim is gone).
 POP_DUE = """
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
-if #due > 0 then redis.call('ZREM', KEYS[1], unpack(due)) end
-return due
+local limit, head, full = tonumber(ARGV[2]), ARGV[3], bit.tobit(tonumber(ARGV[4]))
+local out, popped = {0}, 0
+for _, second in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 100)) do
+  local list = KEYS[1] .. ':' .. second
+  local ids = redis.call('LPOP', list, limit - popped)
+  if ids then
+    popped = popped + #ids
+    for _, id in ipairs(ids) do
+      local v = redis.call('GET', head .. id)
+      local mask = v and string.match(v, '^%u|(%d+)|')
+      if not mask then
+        out[#out + 1] = id
+        out[#out + 1] = ''
+      elseif bit.band(tonumber(mask), full) ~= full then
+        out[#out + 1] = id
+        out[#out + 1] = mask
+      end
+    end
+  end
+  if redis.call('EXISTS', list) == 0 then redis.call('ZREM', KEYS[1], second) end
+  if popped >= limit then break end
+end
+out[1] = popped
+return out
+"""
+
+# KEYS[1] a claim. Its value (false when there is none), its TTL and Redis's time (ms).
+LOOKUP = f"""
+{_NOW}return {{redis.call('GET', KEYS[1]), redis.call('PTTL', KEYS[1]), rnow}}
 """
 
 # KEYS[1] the link registry hash. ARGV: link name, max links. The link's bit index, -1 when full.

@@ -1,8 +1,9 @@
 """The claims in Redis: atomic first-wins per id, two-phase, with fingerprints and link masks.
 
 Keys (all under `key_prefix`, hash-tagged by shard so that every script touches one slot):
-  {prefix}:{S}:i:{id}   the claim (lua.py describes the value), TTL pending_timeout or window
-  {prefix}:{S}:d        ids claimed first, scored by time, until divergence_window has passed
+  {prefix}:{S}:i:{id}   the claim (lua.py describes the value), TTL window
+  {prefix}:{S}:d        the seconds with ids claimed first, scored by each second's end
+  {prefix}:{S}:d:{sec}  the ids first claimed in that second, until divergence_window has passed
   {prefix}:links        link name → bit index;   {prefix}:stats   per-link counters
 S = crc32(id) mod 64. A batch's claim (or commit) is one script call covering every shard on a
 standalone server; on Redis Cluster one call per shard, each routed by its slot. Needs
@@ -10,8 +11,8 @@ Redis >= 7.0 or Valkey (SET NX GET).
 
 Memory per id (measured on Valkey 9.1, tests/integration/dedup/test_memory.py, 100,000 ids of
 36 characters): `MEMORY USAGE` of one committed claim is 104 bytes; INFO used_memory grows by
-134 bytes per id once the divergence window has passed, 241 bytes per id while the id is still
-in its shard's divergence set (divergence_window, 60 s by default). Roughly 100 bytes plus the
+135 bytes per id once the divergence window has passed, 172 bytes per id while the id is still
+in its second's divergence list (divergence_window, 60 s by default). Roughly 100 bytes plus the
 id's length: 10 million ids remembered for the window need about 1.3 GiB.
 """
 
@@ -35,6 +36,7 @@ from dedup_service.redis_client import RedisClient
 from dedup_service.store_wire import (
     SHARDS,
     Claim,
+    claim_since,
     encode,
     flat_pairs,
     pairs,
@@ -277,55 +279,36 @@ class Store:
         return scatter(len(ids), calls, self._scripts(f"{name}_SHARDS", scripted))
 
     def forward_marks(self, ids: Sequence[str]) -> list[int | None]:
-        """The time (ms) each id's unfinished earlier claim was made (its forwarding mark); None
-        where there is no mark or it predates marks carrying a time."""
-        heads = [self._key_heads[shard_of(ident)][:-2] + "f:" for ident in ids]
+        """The time (ms) each id's unfinished earlier claim was made (kept by the pending claim
+        that took it over); None where the claim holds none (settled, or an older layout)."""
 
         def read() -> list[Any]:
             pipe = self.client.pipeline(transaction=False)
-            for head, ident in zip(heads, ids, strict=True):
-                pipe.get(head + ident)
+            for ident in ids:
+                pipe.get(self.key(ident))
             return cast(list[Any], pipe.execute())
 
-        values = self._call(read)
-        return [
-            int(value) if value and value.isdigit() and len(value) > 1 else None for value in values
-        ]
+        return [claim_since(value) for value in self._call(read)]
 
     def lookup(self, ident: str) -> Claim | None:
-        key = self.key(ident)
-
-        def read() -> list[Any]:
-            pipe = self.client.pipeline(transaction=False)
-            pipe.get(key)
-            pipe.pttl(key)
-            return pipe.execute()
-
-        raw, ttl = self._call(read)
-        return None if raw is None else parse_claim(raw, ttl)
+        raw, ttl, now = self._scripts("LOOKUP", [([self.key(ident)], [])])[0]
+        return None if raw is None else parse_claim(raw, ttl, now)
 
     # --- divergence ------------------------------------------------------------------------
 
-    def pop_due(self, cutoff_ms: int) -> list[tuple[str, int | None]]:
-        """(id, links mask or None when the claim is gone) of ids first claimed before cutoff."""
-        calls = [([key], [cutoff_ms, POP_LIMIT]) for key in self._div_keys]
-        due: list[str] = []
-        for members in self._scripts("POP_DUE", calls):
-            due.extend(member.decode() for member in members)
-        if not due:
-            return []
-
-        def masks() -> list[Any]:
-            pipe = self.client.pipeline(transaction=False)
-            for ident in due:
-                pipe.get(self.key(ident))
-            return pipe.execute()
-
-        found = []
-        for ident, raw in zip(due, self._call(masks), strict=True):
-            claim = None if raw is None else parse_claim(raw, 0)
-            found.append((ident, None if claim is None else claim.links_mask))
-        return found
+    def pop_due(self, cutoff_ms: int, every_link: int) -> tuple[int, list[tuple[str, int | None]]]:
+        """Pops the ids first claimed in seconds that ended by `cutoff_ms`: how many, and those
+        a link of the mask `every_link` lacks, each with its links mask (None: claim gone)."""
+        calls = [
+            ([key], [cutoff_ms, POP_LIMIT, head, every_link])
+            for key, head in zip(self._div_keys, self._key_heads, strict=True)
+        ]
+        popped, diverged = 0, []
+        for reply in self._scripts("POP_DUE", calls):
+            popped += reply[0]
+            for ident, mask in zip(reply[1::2], reply[2::2], strict=True):
+                diverged.append((ident.decode(), int(mask) if mask else None))
+        return popped, diverged
 
     # --- stats and health ------------------------------------------------------------------
 

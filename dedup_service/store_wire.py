@@ -23,14 +23,28 @@ class Claim:
     ttl_ms: int
 
 
-def parse_claim(raw: bytes, ttl_ms: int) -> Claim | None:
+def parse_claim(raw: bytes, ttl_ms: int, now_ms: int = 0) -> Claim | None:
+    """A stored claim (lua.py's layout); `ttl_ms` its key's TTL, `now_ms` Redis's time: a pending
+    claim's ttl is what is left of its lease."""
     try:
-        state, mask, first, fp, _token = raw.decode().split("|", 4)
+        state, mask, first, fp, *pending = raw.decode().split("|")
+        until = pending[2] if len(pending) == 3 else ""
+        if state == "P" and until.isdigit():
+            ttl_ms = int(until) - now_ms
         return Claim(
             "pending" if state == "P" else "committed", int(mask), int(first), fp, max(ttl_ms, 0)
         )
     except ValueError:
         return None
+
+
+def claim_since(raw: bytes | None) -> int | None:
+    """The time (ms) of the first unsettled claim a pending claim holds; None for any other."""
+    if raw is None or not raw.startswith(b"P|"):
+        return None
+    fields = raw.split(b"|")
+    since = fields[5] if len(fields) == 7 else b""
+    return int(since) if since.isdigit() and len(since) > 1 else None
 
 
 def shard_of(ident: str) -> int:

@@ -37,8 +37,8 @@ from pathlib import Path
 from typing import Any
 
 from ddc.netio import set_send_buffer
-from dedup_service.embedded import ServerProcess
-from devtools.bench import pyspy
+from dedup_service.embedded import EmbeddedRedis, ServerProcess
+from devtools.bench import pyspy, redis_profile
 from devtools.bench.common import (
     bench_pair,
     cpu_seconds,
@@ -289,7 +289,11 @@ def redundant(args: argparse.Namespace, work: Path, stack: Stack) -> dict[str, A
         profiled = None
         if args.profile:
             rate = best["rate"] if best else max(t["achieved"] for t in trials)
+            redis_server = stack.servers["redis"]
+            assert isinstance(redis_server, EmbeddedRedis)
+            redis_profile.reset(redis_server)
             profiled = run(rate, "prof", True)
+            profiled["redis"] = redis_profile.report(redis_server, profiled["unique"])
     finally:
         counter.close()
     return {"best": best, "trials": trials, "profiled": profiled, "bootstrap": topology.bootstrap}
@@ -380,6 +384,7 @@ def main(argv: list[str]) -> int:
     if red.get("profiled"):
         print(f"\npy-spy at {red['profiled']['rate']:,.0f}/s:")
         print(pyspy.report(red["profiled"]["profiles"]))
+        print(red["profiled"]["redis"])
     print(
         f"\n(trials of {args.duration:g} s; dedup sink client {args.dedup_client}; logs in {work})"
     )

@@ -85,7 +85,7 @@ def test_store_on_a_cluster(cluster_url):
         lua.DUPLICATE
     }
     assert store.lookup("id-7").links_mask == 0b11
-    assert len(store.pop_due(int(time.time() * 1000) + 1000)) == 3000
+    assert store.pop_due(int(time.time() * 1000) + 1000, 0b11) == (3000, [])
     assert all(node.dbsize() > 0 for node in nodes), "claims should spread over every node"
 
 

@@ -4,8 +4,8 @@ The figures are printed (pytest -s) and quoted in dedup_service/store.py. What a
 differs between servers (Valkey 9 vs Debian's Redis 7.0: 135 vs 215 B/id), so the bounds are
 ratios to what the same server spends, in the same run, on a plain `SET key value PX ttl` of
 the same key and value lengths (its own database): a claim should cost about one such key
-(measured: 1.02 on Valkey, 1.10 on Redis 7.0), and one still in its divergence set about
-twice that (1.83 on both). The bounds catch an extra structure per id, or divergence entries
+(measured: 1.02 on Valkey, 1.10 on Redis 7.0), and one still in its divergence list a little
+more (1.31 on Valkey; it was 1.83 in a sorted set per shard). The bounds catch an extra structure per id, or divergence entries
 left behind, on any server.
 """
 
@@ -63,7 +63,7 @@ def test_memory_per_id(tmp_path):
         sample = store.key(ids[12345])
         key_bytes = client.memory_usage(sample, samples=0)
         value_size = len(client.get(sample))
-        while store.pop_due(int(time.time() * 1000) + 1000):
+        while store.pop_due(int(time.time() * 1000) + 1000, 0b11)[0]:
             pass
         claims_only = (used(client) - before) / IDS
         plain, plain_key_bytes = plain_keys_cost(server.url, ids, len(sample), value_size)
@@ -76,4 +76,4 @@ def test_memory_per_id(tmp_path):
         )
         assert key_bytes / plain_key_bytes < 1.4
         assert claims_only / plain < 1.4
-        assert with_divergence / plain < 2.4
+        assert with_divergence / plain < 1.7

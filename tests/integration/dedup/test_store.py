@@ -64,12 +64,36 @@ def test_pending_commit_release_and_lease(store):
     # told that the first holder neither committed nor released it (a possible re-forward)
     assert store.claim("b", ["z"], ["f"], other, pending=True) == [lua.REFORWARD]
     assert store.commit("a", ["z"], ["f"], mine) == [lua.HELD_BY_OTHER]
-    # a released or committed claim leaves no forwarding mark behind
+    # a committed claim keeps no claim time, a released one is gone
     assert store.claim("a", ["w", "v"], ["f", "f"], mine, pending=True) == [lua.FIRST] * 2
     assert store.release(["w"], mine) == 1
     assert store.commit("a", ["v"], ["f"], mine) == [lua.COMMITTED]
     assert store.claim("b", ["w"], ["f"], other, pending=True) == [lua.FIRST]
-    assert not store.client.exists(store.key("v").replace(":i:", ":f:"))
+    assert store.forward_marks(["v"]) == [None]
+
+
+def test_a_lease_taken_over_keeps_the_first_claims_time_and_both_links(store):
+    first, second = store.new_token(), store.new_token()
+    assert store.claim("a", ["q"], ["f"], first, pending=True, now_ms=1_000_000) == [lua.FIRST]
+    assert store.lookup("q").state == "pending" and store.lookup("q").ttl_ms <= 300
+    assert store.claim("b", ["q"], ["f"], second, pending=True) == [lua.PENDING]  # lease runs
+    time.sleep(0.4)
+    assert store.claim("b", ["q"], ["f"], second, pending=True, now_ms=2_000_000) == [lua.REFORWARD]
+    assert store.forward_marks(["q"]) == [1_000_000]
+    assert store.claim("a", ["q"], ["g"], first, pending=True) == [lua.CONFLICT]
+    assert store.commit("b", ["q"], ["f"], second) == [lua.COMMITTED]
+    claim = store.lookup("q")
+    bits = {name: bit for bit, name in store.links().items()}
+    assert claim.state == "committed" and claim.first_index == bits["b"]
+    assert claim.links_mask == 1 << bits["a"] | 1 << bits["b"]
+    assert store.forward_marks(["q"]) == [None]
+
+
+def test_a_one_phase_claim_commits_a_lease_that_ended(store):
+    assert store.claim("a", ["o"], ["f"], store.new_token(), pending=True) == [lua.FIRST]
+    time.sleep(0.4)
+    assert store.claim("b", ["o"], ["f"], store.new_token(), pending=False) == [lua.FIRST]
+    assert store.lookup("o").state == "committed"
 
 
 def test_commit_recreates_a_claim_redis_lost(store):
@@ -78,18 +102,44 @@ def test_commit_recreates_a_claim_redis_lost(store):
     assert store.lookup("lost").state == "committed"
 
 
-def test_divergence_pop_is_once_and_reports_masks(store):
+def test_divergence_pop_is_once_and_names_only_ids_a_link_lacks(store):
     now = int(time.time() * 1000)
     store.claim(
         "a", ["both", "only-a"], ["", ""], store.new_token(), pending=False, now_ms=now - 5000
     )
     store.claim("b", ["both"], [""], store.new_token(), pending=False, now_ms=now - 5000)
     store.claim("a", ["recent"], [""], store.new_token(), pending=False, now_ms=now)
-    due = dict(store.pop_due(now - 1000))
+    store.claim("a", ["gone"], [""], store.new_token(), pending=False, now_ms=now - 5000)
+    store.client.delete(store.key("gone"))
     bits = {name: bit for bit, name in store.links().items()}
-    assert due == {"both": 1 << bits["a"] | 1 << bits["b"], "only-a": 1 << bits["a"]}
-    assert store.pop_due(now - 1000) == []
-    assert [ident for ident, _ in store.pop_due(now + 1)] == ["recent"]
+    every = 1 << bits["a"] | 1 << bits["b"]
+    popped, diverged = store.pop_due(now - 1000, every)
+    assert popped == 3
+    assert sorted(diverged) == [("gone", None), ("only-a", 1 << bits["a"])]
+    assert store.pop_due(now - 1000, every) == (0, [])
+    # a second is due once it has ended: `recent` only after its second's last millisecond
+    assert store.pop_due(now + 1000, every) == (1, [("recent", 1 << bits["a"])])
+    assert store.pop_due(now + 1000, every) == (0, [])
+    assert not store.client.keys(store.prefix + ":*:d*")
+
+
+def test_divergence_pops_a_big_second_in_parts(store):
+    from dedup_service.store import POP_LIMIT
+    from dedup_service.store_wire import shard_of
+
+    now = int(time.time() * 1000) - 5000
+    candidates = (f"big-{i}" for i in range(10**6))
+    ids = [ident for ident in candidates if shard_of(ident) == 7][: POP_LIMIT * 5 // 2]
+    store.claim("a", ids, [""] * len(ids), store.new_token(), pending=False, now_ms=now)
+    bits = {name: bit for bit, name in store.links().items()}
+    seen = []
+    while True:
+        popped, diverged = store.pop_due(now + 1000, 1 << bits["a"])
+        seen.append(popped)
+        assert diverged == []
+        if popped == 0:
+            break
+    assert seen == [POP_LIMIT, POP_LIMIT, POP_LIMIT // 2, 0]
 
 
 def test_unicode_and_odd_ids(store):
