@@ -157,25 +157,20 @@ return released
 
 # Each of CLAIM and COMMIT runs its `shard` function on one shard (Redis Cluster: KEYS[1], the
 # shard's divergence set, routes the call; the last ARGV are the key head and the JSON pairs) or,
-# as CLAIM_SHARDS / COMMIT_SHARDS, on every shard of a batch in one call (standalone Redis, where
-# a script may touch keys of any slot: one EVALSHA per batch instead of one per shard, the
-# service's Redis cost per record halved). The last ARGV is then one JSON array of
-# [divergence set, key head, [id1, fp1, ...]] per shard; the reply is the shards' digit strings
-# concatenated in that order.
+# as CLAIM_FLAT / COMMIT_FLAT, on a whole batch in one call (standalone Redis, where a script may
+# touch keys of any slot): the JSON pairs then carry whole keys ([key1, fp1, ...], key head ''),
+# the divergence lists are those of shard 0's set and hold whole keys, and the reply is one digit
+# per pair in input order (no per-shard grouping: a batch of a few hundred ids spreads over all
+# 64 shards, a handful each, and the per-shard steps cost Redis about as much as the ids did).
 _ONE = "return shard(KEYS[1], ARGV[#ARGV - 1], cjson.decode(ARGV[#ARGV]))\n"
-_EVERY = """local out = {}
-for _, group in ipairs(cjson.decode(ARGV[#ARGV])) do
-  out[#out + 1] = shard(group[1], group[2], group[3])
-end
-return table.concat(out)
-"""
+_FLAT = "return shard(ARGV[#ARGV - 1], '', cjson.decode(ARGV[#ARGV]))\n"
 CLAIM = _CLAIM + _ONE
-CLAIM_SHARDS = _CLAIM + _EVERY
+CLAIM_FLAT = _CLAIM + _FLAT
 COMMIT = _COMMIT + _ONE
-COMMIT_SHARDS = _COMMIT + _EVERY
+COMMIT_FLAT = _COMMIT + _FLAT
 
-# KEYS[1] a shard's divergence set. ARGV: cutoff_ms, limit, the shard's key head, the mask of
-# every registered link. Pops (atomically, so that of several instances sweeping only one judges
+# KEYS[1] a shard's divergence set. ARGV: cutoff_ms, limit, the shard's key head ('' where the
+# lists hold whole keys), the mask of every registered link. Pops (atomically, so that of several instances sweeping only one judges
 # each id) up to `limit` ids of the seconds that ended by the cutoff, and looks up their claims:
 # {popped, id, mask, ...} naming only the ids some link's copy did not reach (mask '' when the
 # claim is gone).

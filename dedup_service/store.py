@@ -4,15 +4,16 @@ Keys (all under `key_prefix`, hash-tagged by shard so that every script touches 
   {prefix}:{S}:i:{id}   the claim (lua.py describes the value), TTL window
   {prefix}:{S}:d        the seconds with ids claimed first, scored by each second's end
   {prefix}:{S}:d:{sec}  the ids first claimed in that second, until divergence_window has passed
+                        (standalone: shard 0's lists hold whole claim keys of every shard)
   {prefix}:links        link name → bit index;   {prefix}:stats   per-link counters
-S = crc32(id) mod 64. A batch's claim (or commit) is one script call covering every shard on a
+S = crc32(id) mod 64. A batch's claim (or commit) is one script call per CALL_IDS ids on a
 standalone server; on Redis Cluster one call per shard, each routed by its slot. Needs
 Redis >= 7.0 or Valkey (SET NX GET).
 
 Memory per id (measured on Valkey 9.1, tests/integration/dedup/test_memory.py, 100,000 ids of
 36 characters): `MEMORY USAGE` of one committed claim is 104 bytes; INFO used_memory grows by
-135 bytes per id once the divergence window has passed, 172 bytes per id while the id is still
-in its second's divergence list (divergence_window, 60 s by default). Roughly 100 bytes plus the
+135 bytes per id once the divergence window has passed, 183 bytes per id while the id is still
+in a divergence list (divergence_window, 60 s by default). Roughly 100 bytes plus the
 id's length: 10 million ids remembered for the window need about 1.3 GiB.
 """
 
@@ -38,7 +39,6 @@ from dedup_service.store_wire import (
     Claim,
     claim_since,
     encode,
-    flat_pairs,
     pairs,
     parse_claim,
     scatter,
@@ -256,27 +256,25 @@ class Store:
     ) -> list[int]:
         """CLAIM or COMMIT of (id, fingerprint) pairs: one result digit per id, in input order.
 
-        Standalone: the script's _SHARDS form, one call per CALL_IDS ids (whole shards), all in
-        one pipeline; Cluster: one call per shard.
+        Standalone: the script's _FLAT form, one call per CALL_IDS ids, all in one pipeline;
+        Cluster: one call per shard.
         """
         if self.cluster:
             groups, replies = self._per_shard(
                 name, ids, args, lambda indices: pairs(ids, fingerprints, indices)
             )
             return scatter(len(ids), groups, replies)
-        batches: list[tuple[list[Any], list[int]]] = []  # per call: its payload, the ids' indices
-        for shard, indices in self._by_shard(ids).items():
-            if not batches or len(batches[-1][1]) >= CALL_IDS:
-                batches.append(([], []))
-            payload, covered = batches[-1]
-            flat = flat_pairs(ids, fingerprints, indices)
-            payload.append((self._div_keys[shard], self._key_heads[shard], flat))
-            covered += indices
-        if not batches:
-            return []
-        scripted = [((), [*args, encode(payload)]) for payload, _ in batches]
-        calls = {number: covered for number, (_, covered) in enumerate(batches)}
-        return scatter(len(ids), calls, self._scripts(f"{name}_SHARDS", scripted))
+        heads = self._key_heads
+        calls = []
+        for start in range(0, len(ids), CALL_IDS):
+            flat: list[str] = []
+            for ident, fp in zip(
+                ids[start : start + CALL_IDS], fingerprints[start : start + CALL_IDS], strict=True
+            ):
+                flat += (heads[shard_of(ident)] + ident, fp)
+            calls.append(((), [*args, self._div_keys[0], encode(flat)]))
+        replies = self._scripts(f"{name}_FLAT", calls) if calls else []
+        return [digit - 48 for reply in replies for digit in reply]
 
     def forward_marks(self, ids: Sequence[str]) -> list[int | None]:
         """The time (ms) each id's unfinished earlier claim was made (kept by the pending claim
@@ -299,15 +297,22 @@ class Store:
     def pop_due(self, cutoff_ms: int, every_link: int) -> tuple[int, list[tuple[str, int | None]]]:
         """Pops the ids first claimed in seconds that ended by `cutoff_ms`: how many, and those
         a link of the mask `every_link` lacks, each with its links mask (None: claim gone)."""
-        calls = [
-            ([key], [cutoff_ms, POP_LIMIT, head, every_link])
-            for key, head in zip(self._div_keys, self._key_heads, strict=True)
-        ]
+        if self.cluster:
+            calls = [
+                ([key], [cutoff_ms, POP_LIMIT, head, every_link])
+                for key, head in zip(self._div_keys, self._key_heads, strict=True)
+            ]
+        else:  # the lists of shard 0 hold every shard's whole keys (lua.py, CLAIM_FLAT)
+            calls = [([self._div_keys[0]], [cutoff_ms, POP_LIMIT, "", every_link])]
         popped, diverged = 0, []
         for reply in self._scripts("POP_DUE", calls):
             popped += reply[0]
-            for ident, mask in zip(reply[1::2], reply[2::2], strict=True):
-                diverged.append((ident.decode(), int(mask) if mask else None))
+            for entry, mask in zip(reply[1::2], reply[2::2], strict=True):
+                ident = entry.decode()
+                if not self.cluster:
+                    # "{prefix}:{" + shard + "}:i:" + id
+                    ident = ident[len(self.prefix) + 2 :].split("}:i:", 1)[1]
+                diverged.append((ident, int(mask) if mask else None))
         return popped, diverged
 
     # --- stats and health ------------------------------------------------------------------

@@ -5,7 +5,7 @@ differs between servers (Valkey 9 vs Debian's Redis 7.0: 135 vs 215 B/id), so th
 ratios to what the same server spends, in the same run, on a plain `SET key value PX ttl` of
 the same key and value lengths (its own database): a claim should cost about one such key
 (measured: 1.02 on Valkey, 1.10 on Redis 7.0), and one still in its divergence list a little
-more (1.31 on Valkey; it was 1.83 in a sorted set per shard). The bounds catch an extra structure per id, or divergence entries
+more (1.39 on Valkey; it was 1.83 in a sorted set per shard). The bounds catch an extra structure per id, or divergence entries
 left behind, on any server.
 """
 
