@@ -56,6 +56,13 @@ def _operation_spec(operation: Operation) -> dict[str, Any]:
         spec["parameters"] = [{"in": "path", "schema": operation.path}]
     if operation.body is not None:
         spec["requestBody"] = {"required": True, **_content(operation.body)}
+    if operation.binary is not None:
+        content = spec.setdefault("requestBody", {"required": True, "content": {}})["content"]
+        content[operation.binary] = {
+            "schema": {"type": "string", "format": "binary", "description": operation.binary_text}
+        }
+    if operation.query is not None:
+        spec.setdefault("parameters", []).append({"in": "query", "schema": operation.query})
     spec["responses"] = responses
     return spec
 

@@ -231,6 +231,12 @@ class RecordsRequestSchema(StrictSchema):
     records = Records(required=True, validate=validate.Length(min=1))
 
 
+class RecordsQuerySchema(StrictSchema):
+    """POST /v1/records with a records-batch body: the link travels as a query parameter."""
+
+    link = link_field(required=True)
+
+
 class RecordsResponseSchema(StrictSchema):
     received = fields.Integer(required=True)
     forwarded = fields.Integer(required=True)

@@ -32,6 +32,7 @@ from ddc.errors import EnvelopeError
 from ddc.protocol.record import Record
 
 MAGIC = b"DDCR"
+MEDIA_TYPE = "application/vnd.ddc.records"  # a batch as an HTTP body (the dedup API)
 VERSION = 1
 VERSION_MARKS = 2  # v2: per-partition marks before the records
 VERSIONS = (VERSION, VERSION_MARKS)
@@ -159,6 +160,15 @@ def encode_records(items: Iterable[Record | bytes], marks: Sequence[Mark] | None
             _encode_record(item, parts)
     body = b"".join(parts)
     return BATCH.pack(MAGIC, version, 0, count, zlib.crc32(body)) + body
+
+
+def batch_count(chunk: bytes | bytearray | memoryview) -> int:
+    """The record count a batch's header declares (checked by decode_batch, not here);
+    EnvelopeError when `chunk` does not start with a records batch header."""
+    if len(chunk) < BATCH.size or bytes(chunk[:4]) != MAGIC:
+        raise EnvelopeError("not a records batch (no DDCR header)")
+    count: int = BATCH.unpack_from(chunk)[3]
+    return count
 
 
 def is_records(chunk: bytes | bytearray | memoryview) -> bool:

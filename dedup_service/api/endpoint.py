@@ -19,10 +19,13 @@ from flask import request
 from flask.typing import ResponseReturnValue
 from marshmallow import Schema
 
+from ddc.protocol.envelope import MEDIA_TYPE
 from dedup_service.errors import RequestRejected
 from dedup_service.extension import dedup
 
 JSON = "application/json"
+# the records envelope of docs/wire-protocol.md as a request body (POST /v1/records)
+RECORDS_BATCH = MEDIA_TYPE
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +47,11 @@ class Operation:
     # the body's list field held to max_batch before any per-item validation (a huge batch
     # costs far more to validate than to refuse)
     batch: str | None = None
+    # a second media type for the body: its raw bytes reach the view as body["raw"], beside the
+    # query parameters `query` loads (what the JSON body would say besides its batch)
+    binary: str | None = None
+    query: type[Schema] | None = None
+    binary_text: str = ""
 
 
 class Endpoint:
@@ -54,11 +62,15 @@ class Endpoint:
         self.view = view
         self.operation = operation
         self.body_schema = operation.body() if operation.body is not None else None
+        self.query_schema = operation.query() if operation.query is not None else None
         response = operation.response
         self.response_schema = response() if isinstance(response, type) else None
 
     def __call__(self, **path: Any) -> ResponseReturnValue:
-        if self.body_schema is not None:
+        binary = self.operation.binary
+        if binary is not None and request.mimetype == binary:
+            result = self.view(load_raw(self.query_schema), **path)
+        elif self.body_schema is not None:
             result = self.view(load_body(self.body_schema, self.operation.batch), **path)
         else:
             result = self.view(**path)
@@ -90,3 +102,10 @@ def load_body(schema: Schema, batch: str | None = None) -> dict[str, Any]:
         dedup().check_batch(batch, len(data[batch]))
     loaded: dict[str, Any] = schema.load(data)
     return loaded
+
+
+def load_raw(query: Schema | None) -> dict[str, Any]:
+    """The query parameters validated by `query` (marshmallow.ValidationError → 400), and the
+    raw body as "raw"."""
+    loaded: dict[str, Any] = query.load(request.args.to_dict()) if query is not None else {}
+    return {**loaded, "raw": request.get_data(cache=False)}

@@ -7,7 +7,9 @@
 
 A record that came from Kafka gets a `ddc-src` header "topic/partition/offset" (unless it has one),
 so that `id_from = "source"` identifies it exactly on every link, also when the spool delivers it
-again after a crash. Keys, values and header values travel base64-encoded. A record is settled
+again after a crash. A batch travels as one records-envelope batch (the wire protocol's, with
+its CRC-32; `Content-Type: application/vnd.ddc.records`, the link in the query), not as JSON:
+no base64 or JSON per record on either side. A record is settled
 when the service answered 200 to the POST carrying it. While the service is unreachable (or
 answers 5xx/503/408/429) the batch is retried every retry_interval and the records wait (the
 deliverer's window, at most buffer_max_records of them, in memory; the rest in the spool).
@@ -33,7 +35,6 @@ by the service in either order; max_in_flight = 1 keeps this link's order.
 
 from __future__ import annotations
 
-import binascii
 import functools
 import http.client
 import json
@@ -41,7 +42,7 @@ import logging
 import time
 from collections import deque
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 from gevent.event import Event
 
@@ -51,6 +52,7 @@ from ddc.kafka.records import SRC_HEADER
 from ddc.kafka.records import source_id as source_of
 from ddc.logs import ThrottledLog
 from ddc.metrics import EgressMetrics
+from ddc.protocol.envelope import MEDIA_TYPE, encode_records
 from ddc.protocol.record import Record
 from ddc.tokens import bearer_header, optional_token
 
@@ -64,20 +66,14 @@ SENDER = "dedup-sink"  # the supervised sender greenlet's name
 RESTART_DELAY = 1.0  # seconds before a failed sender runs again
 
 
-def _b64(data: bytes | None) -> str | None:
-    """base64.b64encode without its Python wrapper (what it runs)."""
-    return None if data is None else binascii.b2a_base64(data, newline=False).decode("ascii")
-
-
-def to_json(record: Record) -> dict[str, Any]:
-    """The /v1/records form of a record; the first header of a name wins."""
-    headers: dict[str, str | None] = {}
-    for name, value in record.headers:
-        headers.setdefault(name, _b64(value))
+def for_service(record: Record) -> Record:
+    """What the service takes of a record: key, value and headers, a record from Kafka with its
+    `ddc-src` header (unless it has one)."""
+    headers = record.headers
     source = source_of(record)
-    if source is not None and SRC_HEADER not in headers:
-        headers[SRC_HEADER] = _b64(source.encode())
-    return {"key": _b64(record.key), "value": _b64(record.value), "headers": headers}
+    if source is not None and all(name != SRC_HEADER for name, _ in headers):
+        headers = [*headers, (SRC_HEADER, source.encode())]
+    return Record(record.value, record.key, None, -1, -1, -1, headers)
 
 
 class DedupSink(Sink):
@@ -85,7 +81,7 @@ class DedupSink(Sink):
         super().__init__(config, metrics)
         url = urlsplit(config["url"])
         self.scheme, self.netloc = url.scheme, url.netloc
-        self.path = url.path.rstrip("/") + "/v1/records"
+        self.path = url.path.rstrip("/") + "/v1/records?" + urlencode({"link": config["link"]})
         self.buffer: deque[Entry] = deque()
         self.window_records = config["buffer_max_records"]
         self.batch_size = config["batch_max_records"]
@@ -101,7 +97,7 @@ class DedupSink(Sink):
         self._drop_log = ThrottledLog(log, LOG_EVERY)
         self._outage_log = ThrottledLog(log, LOG_EVERY, logging.WARNING)
         token = optional_token(config.get("token_file"), "egress.sink.token_file")
-        self.headers = {"Content-Type": "application/json", **bearer_header(token)}
+        self.headers = {"Content-Type": MEDIA_TYPE, **bearer_header(token)}
 
     # --- the egress side -------------------------------------------------------------------
 
@@ -199,9 +195,7 @@ class DedupSink(Sink):
 
     def _post(self, slot: int, batch: list[Record]) -> str:
         """ "done" (delivered, or rejected and counted), "resend" (smaller) or "retry" (later)."""
-        body = json.dumps(
-            {"link": self.config["link"], "records": [to_json(record) for record in batch]}
-        ).encode()
+        body = encode_records([for_service(record) for record in batch])
         try:
             conn = self.conns[slot]
             if conn is None:
