@@ -48,8 +48,8 @@ from dedup_service.store_wire import (
 log = logging.getLogger(__name__)
 
 # MAX_LINKS (dedup_service.config): Lua's bit library works on 32-bit integers
-POP_LIMIT = 1000
-# ids per script call at most (whole shards) on a standalone server: one call per usual batch,
+POP_LIMIT = 1000  # ids one POP_DUE call pops at most
+# ids per script call at most on a standalone server: one call per usual batch,
 # while a huge one (max_batch allows 1,000,000) does not hold Redis for seconds in one script
 # (past lua-time-limit other clients get BUSY) nor wait for one reply past redis_timeout
 CALL_IDS = 2000

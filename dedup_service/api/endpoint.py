@@ -19,13 +19,10 @@ from flask import request
 from flask.typing import ResponseReturnValue
 from marshmallow import Schema
 
-from ddc.protocol.envelope import MEDIA_TYPE
 from dedup_service.errors import RequestRejected
 from dedup_service.extension import dedup
 
 JSON = "application/json"
-# the records envelope of docs/wire-protocol.md as a request body (POST /v1/records)
-RECORDS_BATCH = MEDIA_TYPE
 
 
 @dataclass(frozen=True, slots=True)

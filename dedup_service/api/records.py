@@ -9,9 +9,9 @@ from flask import Blueprint
 
 from ddc.cooperate import HubTurn
 from ddc.errors import EnvelopeError
-from ddc.protocol.envelope import VERSION, batch_count, decode_batch
+from ddc.protocol.envelope import MEDIA_TYPE, VERSION, batch_count, decode_batch
 from ddc.protocol.record import Record
-from dedup_service.api.endpoint import RECORDS_BATCH, Operation, endpoint
+from dedup_service.api.endpoint import Operation, endpoint
 from dedup_service.errors import InvalidRecord, RequestRejected
 from dedup_service.extension import dedup
 from dedup_service.forwarder import Item
@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
         response=RecordsResponseSchema,
         errors=(400, 411, 413, 503),
         batch="records",
-        binary=RECORDS_BATCH,
+        binary=MEDIA_TYPE,
         query=RecordsQuerySchema,
         binary_text="the records as one records-envelope batch (version 1, docs/wire-protocol.md), "
         "the link in the query: what the egress dedup sink sends (no JSON or base64 per record); "
