@@ -10,4 +10,5 @@ BENCHES = {
     "redundant": "the redundant stack's highest exactly-once rate vs one Kafka pair",
     "health": "/healthz and /metrics latency (p50/p99/max) of every daemon at full load",
     "dedup_records": "the dedup service's CPU per posted record, POST /v1/records → Kafka sink",
+    "redis_claims": "Redis's CPU per record of claim a / commit / claim b vs a pipelined SET NX",
 }
