@@ -9,7 +9,10 @@ A record that came from Kafka gets a `ddc-src` header "topic/partition/offset" (
 so that `id_from = "source"` identifies it exactly on every link, also when the spool delivers it
 again after a crash. A batch travels as one records-envelope batch (the wire protocol's, with
 its CRC-32; `Content-Type: application/vnd.ddc.records`, the link in the query), not as JSON:
-no base64 or JSON per record on either side. A record is settled
+no base64 or JSON per record on either side. A dedup service of a version before batches answers
+such a body 400 `invalid_json`: the sink then says so once (WARNING) and posts JSON to it from
+then on, base64 per key, value and header (the same batch again: nothing is dropped). A record is
+settled
 when the service answered 200 to the POST carrying it. While the service is unreachable (or
 answers 5xx/503/408/429) the batch is retried every retry_interval and the records wait (the
 deliverer's window, at most buffer_max_records of them, in memory; the rest in the spool).
@@ -35,6 +38,7 @@ by the service in either order; max_in_flight = 1 keeps this link's order.
 
 from __future__ import annotations
 
+import binascii
 import functools
 import http.client
 import json
@@ -66,6 +70,28 @@ SENDER = "dedup-sink"  # the supervised sender greenlet's name
 RESTART_DELAY = 1.0  # seconds before a failed sender runs again
 
 
+def _b64(data: bytes | None) -> str | None:
+    """base64.b64encode without its Python wrapper (what it runs)."""
+    return None if data is None else binascii.b2a_base64(data, newline=False).decode("ascii")
+
+
+def to_json(record: Record) -> dict[str, Any]:
+    """The JSON form of a for_service() record; the first header of a name wins."""
+    headers: dict[str, str | None] = {}
+    for name, value in record.headers:
+        headers.setdefault(name, _b64(value))
+    return {"key": _b64(record.key), "value": _b64(record.value), "headers": headers}
+
+
+def refuses_batches(payload: bytes) -> bool:
+    """Whether a 400 is a dedup service's that takes only JSON bodies (it read a batch as JSON)."""
+    try:
+        answer = json.loads(payload)
+    except ValueError:
+        return False
+    return isinstance(answer, dict) and answer.get("code") == "invalid_json"
+
+
 def for_service(record: Record) -> Record:
     """What the service takes of a record: key, value and headers, a record from Kafka with its
     `ddc-src` header (unless it has one)."""
@@ -81,7 +107,10 @@ class DedupSink(Sink):
         super().__init__(config, metrics)
         url = urlsplit(config["url"])
         self.scheme, self.netloc = url.scheme, url.netloc
-        self.path = url.path.rstrip("/") + "/v1/records?" + urlencode({"link": config["link"]})
+        path = url.path.rstrip("/") + "/v1/records"
+        # by body: a records batch (link in the query), or JSON for a service without batches
+        self.paths = {True: path + "?" + urlencode({"link": config["link"]}), False: path}
+        self.binary = True
         self.buffer: deque[Entry] = deque()
         self.window_records = config["buffer_max_records"]
         self.batch_size = config["batch_max_records"]
@@ -97,7 +126,11 @@ class DedupSink(Sink):
         self._drop_log = ThrottledLog(log, LOG_EVERY)
         self._outage_log = ThrottledLog(log, LOG_EVERY, logging.WARNING)
         token = optional_token(config.get("token_file"), "egress.sink.token_file")
-        self.headers = {"Content-Type": MEDIA_TYPE, **bearer_header(token)}
+        auth = bearer_header(token)
+        self.headers = {
+            True: {"Content-Type": MEDIA_TYPE, **auth},
+            False: {"Content-Type": "application/json", **auth},
+        }
 
     # --- the egress side -------------------------------------------------------------------
 
@@ -195,13 +228,20 @@ class DedupSink(Sink):
 
     def _post(self, slot: int, batch: list[Record]) -> str:
         """ "done" (delivered, or rejected and counted), "resend" (smaller) or "retry" (later)."""
-        body = encode_records([for_service(record) for record in batch])
+        binary = self.binary
+        records = [for_service(record) for record in batch]
+        if binary:
+            body = encode_records(records)
+        else:
+            body = json.dumps(
+                {"link": self.config["link"], "records": [to_json(record) for record in records]}
+            ).encode()
         try:
             conn = self.conns[slot]
             if conn is None:
                 kind = DedupHTTPSConnection if self.scheme == "https" else DedupConnection
                 conn = self.conns[slot] = kind(self.netloc, timeout=self.config["timeout"])
-            conn.request("POST", self.path, body=body, headers=self.headers)
+            conn.request("POST", self.paths[binary], body=body, headers=self.headers[binary])
             response = conn.getresponse()
             payload = response.read()
         except (OSError, http.client.HTTPException) as exc:
@@ -223,6 +263,15 @@ class DedupSink(Sink):
             if invalid:
                 self._drop(invalid, "dedup_invalid", "the dedup service found no id in them")
             return "done"
+        if binary and response.status == 400 and refuses_batches(payload):
+            if self.binary:
+                self.binary = False
+                log.warning(
+                    "dedup service %s takes no record batches (an older version: it answered "
+                    "400 invalid_json); posting JSON to it from now on",
+                    self.config["url"],
+                )
+            return "resend"
         if response.status == 413 and len(batch) > 1:
             self.batch_size = min(self.batch_size, max(1, len(batch) // 2))
             log.warning(

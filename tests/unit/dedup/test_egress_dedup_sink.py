@@ -1,11 +1,17 @@
 """The egress dedup sink's record encoding, its buffer bound and its supervised sender (no sockets)."""
 
+import base64
 import functools
 
 from ddc.egress.sinks.dedup import DedupSink, for_service, source_of
 from ddc.metrics import EgressMetrics
 from ddc.protocol.envelope import decode_records, encode_records
 from ddc.protocol.record import Record
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
 
 CONFIG = {
     "type": "dedup",
@@ -181,3 +187,70 @@ def test_a_refused_batch_gives_its_tail_back_to_the_head_of_the_buffer(monkeypat
     assert flat == [b"%d" % i for i in range(6)]  # each record once, in order
     assert calls == ["all"]
     sink.stop(1.0)
+
+
+def test_a_service_without_batches_gets_json_and_nothing_is_dropped():
+    """A dedup service of a version before record batches (here a stand-in answering as it did:
+    400 invalid_json to any body that is not JSON) gets the same batch again as JSON."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from gevent.event import Event
+
+    from ddc.protocol.envelope import MEDIA_TYPE
+
+    posted: list[tuple[str, str, bytes]] = []
+
+    class OldService(BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            path, _, query = self.path.partition("?")
+            posted.append((self.headers["Content-Type"], query, body))
+            try:
+                answer = {"received": len(json.loads(body)["records"]), "invalid": 0}
+                status = 200
+            except ValueError:
+                answer = {"code": "invalid_json", "status": 400, "message": "not JSON"}
+                status = 400
+            data = json.dumps(answer).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), OldService)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    metrics = EgressMetrics()
+    sink = DedupSink({**CONFIG, "url": f"http://127.0.0.1:{server.server_port}"}, metrics)
+    settled = Event()
+    try:
+        sink.start()
+        sink.send([Record(value=b"%d" % i, headers=[("h", b"x")]) for i in range(3)], settled.set)
+        assert settled.wait(5)
+        settled.clear()
+        sink.send([Record(value=b"later")], settled.set)
+        assert settled.wait(5)
+    finally:
+        sink.stop(1.0)
+        server.shutdown()
+    assert [(kind, query) for kind, query, _ in posted] == [
+        (MEDIA_TYPE, "link=a"),
+        ("application/json", ""),
+        ("application/json", ""),
+    ]
+    assert json.loads(posted[1][2]) == {
+        "link": "a",
+        "records": [
+            {"key": None, "value": b64(b"%d" % i), "headers": {"h": b64(b"x")}} for i in range(3)
+        ],
+    }
+    dropped = metrics.registry.get_sample_value(
+        "ddc_egress_records_dropped_total", {"reason": "dedup_rejected"}
+    )
+    assert not dropped
