@@ -170,10 +170,10 @@ COMMIT = _COMMIT + _ONE
 COMMIT_FLAT = _COMMIT + _FLAT
 
 # KEYS[1] a shard's divergence set. ARGV: cutoff_ms, limit, the shard's key head ('' where the
-# lists hold whole keys), the mask of every registered link. Pops (atomically, so that of several instances sweeping only one judges
-# each id) up to `limit` ids of the seconds that ended by the cutoff, and looks up their claims:
-# {popped, id, mask, ...} naming only the ids some link's copy did not reach (mask '' when the
-# claim is gone).
+# lists hold whole keys), the mask of every registered link. Pops (atomically, so that of
+# several instances sweeping only one judges each id) up to `limit` ids of the seconds that
+# ended by the cutoff, and looks up their claims: {popped, id, mask, ...} naming only the ids
+# some link's copy did not reach (mask '' when the claim is gone).
 POP_DUE = """
 local limit, head, full = tonumber(ARGV[2]), ARGV[3], bit.tobit(tonumber(ARGV[4]))
 local out, popped = {0}, 0

@@ -264,14 +264,13 @@ class Store:
                 name, ids, args, lambda indices: pairs(ids, fingerprints, indices)
             )
             return scatter(len(ids), groups, replies)
-        heads = self._key_heads
         calls = []
         for start in range(0, len(ids), CALL_IDS):
             flat: list[str] = []
             for ident, fp in zip(
                 ids[start : start + CALL_IDS], fingerprints[start : start + CALL_IDS], strict=True
             ):
-                flat += (heads[shard_of(ident)] + ident, fp)
+                flat += (self.key(ident), fp)
             calls.append(((), [*args, self._div_keys[0], encode(flat)]))
         replies = self._scripts(f"{name}_FLAT", calls) if calls else []
         return [digit - 48 for reply in replies for digit in reply]

@@ -16,21 +16,19 @@ import tempfile
 from collections.abc import Callable
 from functools import partial
 
-import redis
-
 from dedup_service.embedded import EmbeddedRedis
-from dedup_service.redis_client import connect
+from dedup_service.redis_client import RedisClient, connect
 from dedup_service.store import Store
 
 WINDOW_S = 86_400
 
 
-def redis_cpu(client: redis.Redis) -> float:
+def redis_cpu(client: RedisClient) -> float:
     info = client.info("cpu")
     return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
-def per_record(client: redis.Redis, records: int, run: Callable[[], None]) -> float:
+def per_record(client: RedisClient, records: int, run: Callable[[], None]) -> float:
     """Redis's CPU microseconds per record while `run` ran."""
     before = redis_cpu(client)
     run()
@@ -47,7 +45,7 @@ def claims(store: Store, prefix: str, records: int, batch: int) -> None:
         store.claim("b", ids, fingerprints, store.new_token(), pending=True)
 
 
-def set_nx(client: redis.Redis, prefix: str, records: int, batch: int) -> None:
+def set_nx(client: RedisClient, prefix: str, records: int, batch: int) -> None:
     for start in range(0, records, batch):
         pipe = client.pipeline(transaction=False)
         for index in range(start, min(start + batch, records)):
@@ -64,8 +62,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="alternated rounds of each")
     args = parser.parse_args(argv)
     with EmbeddedRedis(data_dir=tempfile.mkdtemp(prefix="ddc-bench-claims-")) as server:
-        client = redis.Redis(host=server.host, port=server.port)
-        store = Store(connect(server.url), prefix="bench", window=WINDOW_S, pending_timeout=30)
+        client = connect(server.url)
+        store = Store(client, prefix="bench", window=WINDOW_S, pending_timeout=30)
         store.link_bit("a")
         store.link_bit("b")
         print(f"Redis CPU per record, {args.records:,} records a round, batches of {args.batch}:")

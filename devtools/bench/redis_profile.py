@@ -8,15 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
-import redis
-
 from dedup_service.embedded import EmbeddedRedis
+from dedup_service.redis_client import RedisClient, connect
 
 TOP = 12
 
 
-def _client(server: EmbeddedRedis) -> redis.Redis:
-    return redis.Redis(host=server.host, port=server.port, password=server.password)
+def _client(server: EmbeddedRedis) -> RedisClient:
+    return connect(server.url, password=server.password)
 
 
 def reset(server: EmbeddedRedis) -> None:
