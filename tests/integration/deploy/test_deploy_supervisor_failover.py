@@ -182,7 +182,8 @@ def test_dead_egress_pauses_its_ingress_partitions_move_nothing_lost_then_resume
         wait_until(
             lambda: paused(one.ingress) is False, 10, interval=0.05, message="ingress one resumed"
         )
-        assert "RESUMED ingress" in watcher.log()
+        # as with the pause, the ingress may answer resumed before the supervisor logs it
+        wait_until(lambda: "RESUMED ingress" in watcher.log(), 5, message="RESUMED logged")
         wait_until(
             lambda: assigned(one.ingress) and assigned(two.ingress),
             30,
