@@ -20,7 +20,7 @@ from typing import TypeVar
 from ddc.protocol.record import Record
 from dedup_service import lua
 from dedup_service.errors import RedisUnavailable, SinkFailed, StillPending
-from dedup_service.held import HeldClaims
+from dedup_service.held import HeldClaims, Holding
 from dedup_service.keys import IDEMPOTENCY_HEADER
 from dedup_service.metrics import DedupMetrics
 from dedup_service.sinks.base import Sink
@@ -143,10 +143,23 @@ class Forwarder:
         token = self.store.new_token()
         deadline = time.monotonic() + self.pending_timeout + 1.0
         todo = unique
-        # the other link's copy is being forwarded right here: wait for it instead of claiming
-        early = self.held.wait_held(items[i].ident for i in unique)
+        # the other link's copy is being forwarded right here: wait for it instead of claiming,
+        # and where this copy's link was marked by that commit, it is a duplicate already
+        early, attached = self.held.wait_held(
+            [items[i].ident for i in unique],
+            [items[i].fingerprint for i in unique],
+            self.store.link_bit(link),
+        )
         if early:
             self.metrics.pending_waits.inc(early)
+            marked = set()
+            for position, holding in attached.items():
+                index = unique[position]
+                if items[index].ident in holding.committed:
+                    results[index] = "duplicate"
+                    marked.add(index)
+            if marked:
+                todo = [index for index in unique if index not in marked]
         waited = early > 0
         try:
             while todo:
@@ -169,15 +182,15 @@ class Forwarder:
                         results[index] = RESULT_NAMES[code]
                 if firsts:
                     held = [items[i].ident for i in firsts]
-                    settled = self.held.hold(held)
+                    holding = self.held.hold(held, [items[i].fingerprint for i in firsts])
                     try:
-                        self._deliver(link, items, firsts, token)
+                        self._deliver(link, items, firsts, token, holding)
                     except SinkFailed as exc:
                         for index in exc.delivered:
                             results[index] = "first"
                         raise
-                    finally:  # committed or released: copies waiting on them claim again
-                        self.held.settle(held, settled)
+                    finally:  # committed or released: the copies waiting on them wake
+                        self.held.settle(held, holding)
                     for index in firsts:
                         results[index] = "first"
                 if waiting and not waited:
@@ -241,7 +254,9 @@ class Forwarder:
             ", ".join(repr(items[i].ident) for i in indices[:LOG_SAMPLE]),
         )
 
-    def _deliver(self, link: str, items: Sequence[Item], indices: list[int], token: str) -> None:
+    def _deliver(
+        self, link: str, items: Sequence[Item], indices: list[int], token: str, holding: Holding
+    ) -> None:
         records: list[Record] = []
         for index in indices:
             record = items[index].record
@@ -261,7 +276,7 @@ class Forwarder:
         failed = [indices[k] for k in range(len(indices)) if k not in delivered]
         if done:
             self.metrics.records_forwarded.labels(link).inc(len(done))
-            self._commit(link, items, done, token)
+            self._commit(link, items, done, token, holding)
         if failure is not None:
             self.sink.ok = False
             self.metrics.sink_errors.inc()
@@ -290,13 +305,23 @@ class Forwarder:
                 time.sleep(delay)
                 delay = min(delay * 2, 1.0)
 
-    def _commit(self, link: str, items: Sequence[Item], indices: list[int], token: str) -> None:
+    def _commit(
+        self,
+        link: str,
+        items: Sequence[Item],
+        indices: list[int],
+        token: str,
+        holding: Holding | None = None,
+    ) -> None:
+        """Commits the claims; with the batch's `holding`, also marks the links of the copies
+        that attached to it and tells them which ids ended committed."""
         ids = [items[i].ident for i in indices]
         fps = [items[i].fingerprint for i in indices]
+        extra = holding.extra_links(ids) if holding is not None else None
         try:
             codes = self._retrying(
                 "commit",
-                lambda: self.store.commit(link, ids, fps, token),
+                lambda: self.store.commit(link, ids, fps, token, extra),
                 self.commit_retry_timeout,
             )
         except RedisUnavailable:
@@ -308,6 +333,9 @@ class Forwarder:
             )
             raise
         lost = [ident for ident, code in zip(ids, codes, strict=True) if code == lua.HELD_BY_OTHER]
+        if holding is not None:
+            gone = set(lost)
+            holding.committed.update(ident for ident in ids if ident not in gone)
         if lost:
             self.metrics.lease_lost.inc(len(lost))
             log.error(

@@ -9,19 +9,25 @@ redundant: 83,525 waits for 101,500 records), each wait at least one interval, e
 of the egress sink's max_in_flight POSTs.
 
 Rules:
-* hold(ids) before forwarding returns the batch's Settled event; every id maps to it, the latest
-  holder winning (a pending claim of this very token is re-held by the same batch).
-* settle(ids, event) after the commit or release (also when forwarding raised): the ids held by
-  that event are forgotten, then the event is set; waiters wake at once.
-* wait_held(ids) before the first claim waits for the local batches holding any of the ids:
-  claiming them first would only answer pending and cost a Redis pass per id (about a quarter
-  of Redis's work per record when both copies meet: claim a, claim b, commit a, claim b again).
+* hold(ids, fingerprints) before forwarding returns the batch's Holding; every id maps to it, the
+  latest holder winning (a pending claim of this very token is re-held by the same batch).
+* settle(ids, holding) after the commit or release (also when forwarding raised): the ids held by
+  that holding are forgotten, then its event is set; waiters wake at once.
+* wait_held(ids, fingerprints, bit) before the first claim waits for the local batches holding
+  any of the ids (at most `cap` seconds): claiming them first would only answer pending and cost
+  a Redis pass per id. A copy whose holder has not begun to commit (not `sealed`) and whose
+  fingerprint does not contradict the holder's *attaches*: its link's bit rides on the holder's
+  commit, which marks it on the claim. Once that commit answered committed for the id, the copy
+  is a duplicate without a claim of its own (both copies of a record meeting here cost Redis a
+  claim and a commit, not two claims and a commit). Anything else (the holder released, failed,
+  lost its lease, or did not settle within `cap`) and the copy claims as before.
 * wait(ids, poll) waits for the events holding the ids, all of them, until `cap` seconds; when
   some id is held by no batch of this process (another instance holds it, or a claim left by a
   crash), for at most `poll` seconds: only Redis can say when that one settles. An id found
   unheld is looked up again after GRACE: the holder's claim answer may not have been read yet
   (both links' claims answer together; which greenlet runs first is the hub's choice).
-The claim in Redis stays the authority: a waiter always claims again after waking, so waking
+Redis stays the authority: a copy is a duplicate without claiming only when the commit that
+marked its link answered committed; every other waiter claims again after waking, so waking
 early (or late) costs a Redis call (or time), never correctness.
 """
 
@@ -29,30 +35,57 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 Settled = threading.Event  # gevent's under the service's monkey-patching
 GRACE = 0.002  # seconds for a holder whose claim just answered to hold its ids
 
 
+class Holding:
+    """One batch's pending claims in this process, and the copies that attached to them."""
+
+    __slots__ = ("settled", "fingerprints", "extra", "sealed", "committed")
+
+    def __init__(self, fingerprints: dict[str, str]) -> None:
+        self.settled = Settled()
+        self.fingerprints = fingerprints  # id → the holder's fingerprint
+        self.extra: dict[str, int] = {}  # id → bit mask of the links whose copies attached
+        self.sealed = False  # the commit is under way: too late to attach
+        self.committed: set[str] = set()  # ids the commit left committed, their extra marked
+
+    def attach(self, ident: str, fingerprint: str, bit: int) -> bool:
+        """Rides on the commit unless it began or the fingerprints conflict (Redis judges)."""
+        own = self.fingerprints.get(ident, "")
+        if self.sealed or (own and fingerprint and own != fingerprint):
+            return False
+        self.extra[ident] = self.extra.get(ident, 0) | (1 << bit)
+        return True
+
+    def extra_links(self, ids: Iterable[str]) -> list[int]:
+        """Per id, the mask of the attached links' bits, and from now on no more attach."""
+        self.sealed = True
+        extra = self.extra
+        return [extra.get(ident, 0) for ident in ids]
+
+
 class HeldClaims:
     def __init__(self, cap: float = 1.0) -> None:
         self.cap = cap  # seconds a waiter trusts local events before asking Redis again
-        self.held: dict[str, Settled] = {}
+        self.held: dict[str, Holding] = {}
 
-    def hold(self, ids: Iterable[str]) -> Settled:
-        event = Settled()
+    def hold(self, ids: Sequence[str], fingerprints: Sequence[str]) -> Holding:
+        holding = Holding(dict(zip(ids, fingerprints, strict=True)))
         held = self.held
         for ident in ids:
-            held[ident] = event
-        return event
+            held[ident] = holding
+        return holding
 
-    def settle(self, ids: Iterable[str], event: Settled) -> None:
+    def settle(self, ids: Iterable[str], holding: Holding) -> None:
         held = self.held
         for ident in ids:
-            if held.get(ident) is event:
+            if held.get(ident) is holding:
                 del held[ident]
-        event.set()
+        holding.settled.set()
 
     def wait(self, ids: Iterable[str], poll: float) -> None:
         """Until the local batches holding `ids` settled (at most `cap` seconds), or `poll`
@@ -71,23 +104,28 @@ class HeldClaims:
         if remote:
             time.sleep(max(0.0, deadline - time.monotonic()))
 
-    def wait_held(self, ids: Iterable[str]) -> int:
+    def wait_held(
+        self, ids: Sequence[str], fingerprints: Sequence[str], bit: int
+    ) -> tuple[int, dict[int, Holding]]:
         """Before claiming: until the local batches holding any of `ids` settled (at most `cap`
-        seconds); how many of the ids they held. Their claim would only answer pending."""
-        events: dict[int, Settled] = {}
+        seconds). How many of the ids they held, and position → Holding of those attached."""
+        holdings: dict[int, Holding] = {}
+        attached: dict[int, Holding] = {}
         count = 0
         held = self.held
-        for ident in ids:
-            event = held.get(ident)
-            if event is not None:
+        for position, ident in enumerate(ids):
+            holding = held.get(ident)
+            if holding is not None:
                 count += 1
-                events[id(event)] = event
+                holdings[id(holding)] = holding
+                if holding.attach(ident, fingerprints[position], bit):
+                    attached[position] = holding
         deadline = time.monotonic() + self.cap
-        for event in events.values():
+        for holding in holdings.values():
             left = deadline - time.monotonic()
-            if left <= 0 or not event.wait(left):
+            if left <= 0 or not holding.settled.wait(left):
                 break
-        return count
+        return count, attached
 
     def _events(self, ids: list[str]) -> tuple[list[Settled], bool]:
         """The distinct events holding `ids`, and whether some id is held by none."""
@@ -95,9 +133,9 @@ class HeldClaims:
         remote = False
         held = self.held
         for ident in ids:
-            event = held.get(ident)
-            if event is None:
+            holding = held.get(ident)
+            if holding is None:
                 remote = True
             else:
-                events[id(event)] = event
+                events[id(holding)] = holding.settled
         return list(events.values()), remote

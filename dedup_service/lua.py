@@ -105,30 +105,38 @@ return table.concat(out)
 end
 """
 
-# ARGV: window_ms, token, link bit index, key head, JSON [id1, fp1, ...].
+# ARGV: window_ms, token, link bit index, key head, JSON [id1, fp1, extra1, ...], where extra
+# holds the bits of links whose copies waited on this claim in the committing process (held.py):
+# they are marked with the commit, so those copies need no claim of their own.
 # Per id: 0 committed (a claim lost to a Redis restart is recreated: the record *was* forwarded),
-# 1 already committed, 2 pending under another token (our lease ended and another copy took the
-# claim over: a duplicate is possible).
+# 1 already committed (the extra bits marked as well), 2 pending under another token (our lease
+# ended and another copy took the claim over: a duplicate is possible).
 _COMMIT = f"""
 local ttl, token = ARGV[1], ARGV[2]
 local index = tonumber(ARGV[3])
-local lost = 'C|' .. bit.lshift(1, index) .. '|' .. index .. '|'
+local linkbit = bit.lshift(1, index)
 local function shard(dkey, head, data)
 local out = {{}}
-for i = 1, #data, 2 do
-  local key = head .. data[i]
+for i = 1, #data, 3 do
+  local key, extra = head .. data[i], data[i + 2]
   local v = redis.call('GET', key)
   if not v then
-    redis.call('SET', key, lost .. data[i + 1] .. '|', 'PX', ttl)
+    redis.call('SET', key, 'C|' .. bit.bor(linkbit, extra) .. '|' .. index .. '|' .. data[i + 1]
+      .. '|', 'PX', ttl)
     out[#out + 1] = '0'
   else
     local s, mask, first, sfp, stok = {_PARSE}
+    local old = tonumber(mask)
+    local new = bit.bor(old or 0, extra)
     if s == 'P' and stok == token then
-      redis.call('SET', key, 'C|' .. mask .. '|' .. first .. '|' .. sfp .. '|', 'PX', ttl)
+      redis.call('SET', key, 'C|' .. new .. '|' .. first .. '|' .. sfp .. '|', 'PX', ttl)
       out[#out + 1] = '0'
     elseif s == 'P' then
       out[#out + 1] = '2'
     else
+      if s and new ~= old then
+        redis.call('SET', key, 'C|' .. new .. '|' .. first .. '|' .. sfp .. '|', 'KEEPTTL')
+      end
       out[#out + 1] = '1'
     end
   end

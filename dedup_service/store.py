@@ -39,8 +39,8 @@ from dedup_service.store_wire import (
     Claim,
     claim_since,
     encode,
-    pairs,
     parse_claim,
+    rows,
     scatter,
     shard_of,
 )
@@ -218,14 +218,24 @@ class Store:
         now = now_ms if now_ms is not None else int(time.time() * 1000)
         ttl, state = (self.pending_ms, "P") if pending else (self.window_ms, "C")
         args = [now, ttl, state, token, bit, self.track, self.window_ms]
-        return self._per_id("CLAIM", ids, fingerprints, args)
+        return self._per_id("CLAIM", ids, [fingerprints], args)
 
     def commit(
-        self, link: str, ids: Sequence[str], fingerprints: Sequence[str], token: str
+        self,
+        link: str,
+        ids: Sequence[str],
+        fingerprints: Sequence[str],
+        token: str,
+        extra_links: Sequence[int] | None = None,
     ) -> list[int]:
-        """lua.COMMITTED/ALREADY_COMMITTED/HELD_BY_OTHER per id; ids remembered for the window."""
+        """lua.COMMITTED/ALREADY_COMMITTED/HELD_BY_OTHER per id; ids remembered for the window.
+
+        extra_links: per id, a mask of link bits (link_bit()) also marked on a claim the commit
+        leaves committed (COMMITTED or ALREADY_COMMITTED): the links whose copies waited on it.
+        """
+        extras = extra_links if extra_links is not None else [0] * len(ids)
         return self._per_id(
-            "COMMIT", ids, fingerprints, [self.window_ms, token, self.link_bit(link)]
+            "COMMIT", ids, [fingerprints, extras], [self.window_ms, token, self.link_bit(link)]
         )
 
     def release(self, ids: Sequence[str], token: str) -> int:
@@ -252,25 +262,25 @@ class Store:
         return groups, self._scripts(name, calls) if calls else []
 
     def _per_id(
-        self, name: str, ids: Sequence[str], fingerprints: Sequence[str], args: list[Any]
+        self, name: str, ids: Sequence[str], columns: Sequence[Sequence[Any]], args: list[Any]
     ) -> list[int]:
-        """CLAIM or COMMIT of (id, fingerprint) pairs: one result digit per id, in input order.
+        """CLAIM or COMMIT of ids, each with its values in `columns` (the fingerprints, and for
+        COMMIT the extra link bits): one result digit per id, in input order.
 
         Standalone: the script's _FLAT form, one call per CALL_IDS ids, all in one pipeline;
         Cluster: one call per shard.
         """
         if self.cluster:
             groups, replies = self._per_shard(
-                name, ids, args, lambda indices: pairs(ids, fingerprints, indices)
+                name, ids, args, lambda indices: rows(ids, columns, indices)
             )
             return scatter(len(ids), groups, replies)
         calls = []
         for start in range(0, len(ids), CALL_IDS):
-            flat: list[str] = []
-            for ident, fp in zip(
-                ids[start : start + CALL_IDS], fingerprints[start : start + CALL_IDS], strict=True
-            ):
-                flat += (self.key(ident), fp)
+            end = start + CALL_IDS
+            keys = [self.key(ident) for ident in ids[start:end]]
+            values = (column[start:end] for column in columns)
+            flat = [v for row in zip(keys, *values, strict=True) for v in row]
             calls.append(((), [*args, self._div_keys[0], encode(flat)]))
         replies = self._scripts(f"{name}_FLAT", calls) if calls else []
         return [digit - 48 for reply in replies for digit in reply]

@@ -56,12 +56,9 @@ def encode(values: Sequence[Any]) -> bytes:
     return orjson.dumps(values)
 
 
-def flat_pairs(ids: Sequence[str], fingerprints: Sequence[str], indices: list[int]) -> list[str]:
-    return [text for index in indices for text in (ids[index], fingerprints[index])]
-
-
-def pairs(ids: Sequence[str], fingerprints: Sequence[str], indices: list[int]) -> bytes:
-    return encode(flat_pairs(ids, fingerprints, indices))
+def rows(ids: Sequence[str], columns: Sequence[Sequence[Any]], indices: list[int]) -> bytes:
+    """The JSON array [id, column values..., id, ...] of the ids at `indices`."""
+    return encode([value for i in indices for value in (ids[i], *(c[i] for c in columns))])
 
 
 def scatter(size: int, groups: dict[int, list[int]], replies: list[bytes]) -> list[int]:

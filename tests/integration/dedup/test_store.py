@@ -102,6 +102,35 @@ def test_commit_recreates_a_claim_redis_lost(store):
     assert store.lookup("lost").state == "committed"
 
 
+def test_a_commit_marks_the_links_of_the_copies_that_waited_on_it(store):
+    """extra_links: the bits of the links whose copies waited in the committing process ride
+    on the commit wherever it leaves the claim committed, never on another holder's claim."""
+    bits = {link: store.link_bit(link) for link in ("a", "b", "c")}
+    mine, other = store.new_token(), store.new_token()
+    b_and_c = 1 << bits["b"] | 1 << bits["c"]
+    store.claim("a", ["p", "done"], ["f", "f"], mine, pending=True)
+    assert store.commit("a", ["done"], ["f"], mine) == [lua.COMMITTED]
+    store.claim("b", ["held"], ["f"], other, pending=True)
+    codes = store.commit(
+        "a",
+        ["p", "done", "lost", "held"],
+        ["f"] * 4,
+        mine,
+        [1 << bits["b"], b_and_c, b_and_c, 0b111],
+    )
+    assert codes == [lua.COMMITTED, lua.ALREADY_COMMITTED, lua.COMMITTED, lua.HELD_BY_OTHER]
+    masks = {ident: store.lookup(ident).links_mask for ident in ("p", "done", "lost", "held")}
+    a = 1 << bits["a"]
+    assert masks == {
+        "p": a | 1 << bits["b"],
+        "done": a | b_and_c,
+        "lost": a | b_and_c,
+        "held": 1 << bits["b"],
+    }
+    assert store.lookup("done").ttl_ms > 59_000  # marking a committed claim keeps its TTL
+    assert store.lookup("held").state == "pending"
+
+
 def test_divergence_pop_is_once_and_names_only_ids_a_link_lacks(store):
     now = int(time.time() * 1000)
     store.claim(

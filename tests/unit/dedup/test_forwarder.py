@@ -14,8 +14,16 @@ class MemoryStore:
 
     def __init__(self):
         self.claims = {}  # id → [state, fp, token]
+        self.masks = {}  # id → bits of the links whose copies were marked
+        self.bits = {}
         self.tokens = 0
         self.fail_commits = 0
+
+    def link_bit(self, link):
+        return self.bits.setdefault(link, len(self.bits))
+
+    def _mark(self, ident, mask):
+        self.masks[ident] = self.masks.get(ident, 0) | mask
 
     def new_token(self):
         self.tokens += 1
@@ -25,6 +33,7 @@ class MemoryStore:
         out = []
         for ident, fp in zip(ids, fps, strict=True):
             held = self.claims.get(ident)
+            self._mark(ident, 1 << self.link_bit(link))
             if held is None:
                 self.claims[ident] = ["P" if pending else "C", fp, token]
                 out.append(lua.FIRST)
@@ -38,18 +47,22 @@ class MemoryStore:
                 out.append(lua.DUPLICATE)
         return out
 
-    def commit(self, link, ids, fps, token):
+    def commit(self, link, ids, fps, token, extra_links=None):
         if self.fail_commits:
             self.fail_commits -= 1
             raise RedisUnavailable("down")
         out = []
-        for ident in ids:
+        for ident, extra in zip(ids, extra_links or [0] * len(ids), strict=True):
             held = self.claims.get(ident)
             if held is None or (held[0] == "P" and held[2] == token):
                 self.claims[ident] = ["C", held[1] if held else "", ""]
+                self._mark(ident, (1 << self.link_bit(link)) | extra)
                 out.append(lua.COMMITTED)
+            elif held[0] == "P":
+                out.append(lua.HELD_BY_OTHER)
             else:
-                out.append(lua.HELD_BY_OTHER if held[0] == "P" else lua.ALREADY_COMMITTED)
+                self._mark(ident, extra)
+                out.append(lua.ALREADY_COMMITTED)
         return out
 
     def release(self, ids, token):

@@ -5,6 +5,7 @@ import time
 
 from ddc.protocol.record import Record
 from dedup_service import held as held_module
+from dedup_service.errors import SinkFailed
 from dedup_service.forwarder import Item
 from dedup_service.held import HeldClaims
 from tests.unit.dedup.test_forwarder import ListSink, make
@@ -18,7 +19,7 @@ def waiter(claims, ids, poll):
 
 def test_a_waiter_wakes_when_every_holding_batch_settled():
     claims = HeldClaims(cap=60.0)
-    first, second = claims.hold(["a", "b"]), claims.hold(["c"])
+    first, second = claims.hold(["a", "b"], ["1", "1"]), claims.hold(["c"], ["1"])
     thread = waiter(claims, ["a", "c"], poll=60.0)
     claims.settle(["a", "b"], first)
     thread.join(0.3)
@@ -31,10 +32,10 @@ def test_a_waiter_wakes_when_every_holding_batch_settled():
 
 def test_settle_forgets_only_the_ids_its_batch_still_holds():
     claims = HeldClaims()
-    old = claims.hold(["a", "b"])
-    new = claims.hold(["b"])  # the same id held again (its own token's pending claim)
+    old = claims.hold(["a", "b"], ["1", "1"])
+    new = claims.hold(["b"], ["1"])  # the same id held again (its own token's pending claim)
     claims.settle(["a", "b"], old)
-    assert claims.held == {"b": new} and old.is_set() and not new.is_set()
+    assert claims.held == {"b": new} and old.settled.is_set() and not new.settled.is_set()
 
 
 def test_an_id_held_elsewhere_waits_the_poll_interval(monkeypatch):
@@ -48,7 +49,9 @@ def test_an_id_held_elsewhere_waits_the_poll_interval(monkeypatch):
 def test_an_id_held_after_the_grace_is_waited_for(monkeypatch):
     claims = HeldClaims(cap=60.0)
     events = []
-    monkeypatch.setattr(held_module.time, "sleep", lambda _s: events.append(claims.hold(["x"])))
+    monkeypatch.setattr(
+        held_module.time, "sleep", lambda _s: events.append(claims.hold(["x"], ["1"]))
+    )
     thread = waiter(claims, ["x"], poll=60.0)
     deadline = time.monotonic() + 10.0
     while not events and time.monotonic() < deadline:
@@ -84,7 +87,7 @@ def two_copies(early_lookup: bool = True):
     a.start()
     assert sink.entered.wait(10.0)
     if not early_lookup:
-        forwarder.held.wait_held = lambda _ids: 0  # as if a had not held x yet
+        forwarder.held.wait_held = lambda *_args: (0, {})  # as if a had not held x yet
     calls: list[int] = []
     claim = store.claim
 
@@ -104,18 +107,74 @@ def two_copies(early_lookup: bool = True):
     return during, results, calls, forwarder
 
 
-def test_the_other_links_copy_claims_once_the_holder_committed():
+def test_the_other_links_copy_rides_on_the_holders_commit_without_a_claim():
     during, results, calls, forwarder = two_copies()
     assert during == 0  # b waited on a's batch instead of claiming: Redis would say pending
     assert results == {"a": ["first"], "b": ["duplicate"]}
-    assert len(calls) == 1
+    assert calls == []  # a's commit marked b's link: b needed no claim at all
+    assert forwarder.store.masks == {"x": 0b11}
     assert forwarder.metrics.pending_waits._value.get() == 1
 
 
 def test_a_copy_met_while_pending_claims_again_once_the_holder_settled():
     """The holder's claim answered after the waiter's lookup: the waiter finds it pending in
     Redis, then waits on the local batch (not on 50 ms polls)."""
-    during, results, calls, _ = two_copies(early_lookup=False)
+    during, results, calls, forwarder = two_copies(early_lookup=False)
     assert during == 1  # pending once, then waiting on a's batch
     assert results == {"a": ["first"], "b": ["duplicate"]}
     assert len(calls) == 2
+    assert forwarder.store.masks == {"x": 0b11}
+
+
+class FailingGatedSink(GatedSink):
+    """The held first send fails once the gate opens (link a's sink is down)."""
+
+    def send(self, records):
+        if not self.entered.is_set():
+            self.entered.set()
+            assert self.gate.wait(10.0)
+            raise SinkFailed("down")
+        ListSink.send(self, records)
+
+
+def race(sink, b_fingerprint="1"):
+    """Link a forwards "x" into `sink` (held at its gate); link b's copy arrives meanwhile."""
+    forwarder, store, _, _ = make(sink, pending_timeout=30.0)
+    results: dict[str, list[str]] = {}
+
+    def forward(link, fingerprint):
+        try:
+            results[link] = forwarder.forward(link, [Item("x", fingerprint, Record(value=b"x"))])
+        except SinkFailed:
+            results[link] = ["sink failed"]
+
+    a = threading.Thread(target=forward, args=("a", "1"))
+    a.start()
+    assert sink.entered.wait(10.0)
+    b = threading.Thread(target=forward, args=("b", b_fingerprint))
+    b.start()
+    time.sleep(0.3)
+    sink.gate.set()
+    a.join(10.0)
+    b.join(10.0)
+    return results, store, sink
+
+
+def test_a_copy_attached_to_a_batch_whose_sink_failed_claims_and_goes_through():
+    results, store, sink = race(FailingGatedSink())
+    assert results == {"a": ["sink failed"], "b": ["first"]}
+    assert [r.value for r in sink.got] == [b"x"] and store.claims["x"][0] == "C"
+
+
+def test_a_copy_with_other_content_does_not_attach_and_is_judged_a_conflict():
+    results, store, _ = race(GatedSink(), b_fingerprint="2")
+    assert results == {"a": ["first"], "b": ["conflict"]}
+    assert store.masks == {"x": 0b11}  # b's own claim marked its link
+
+
+def test_a_holding_takes_no_copy_once_its_commit_began():
+    holding = HeldClaims().hold(["x", "y"], ["1", ""])
+    assert holding.attach("x", "1", 1) and holding.attach("y", "7", 2)
+    assert not holding.attach("x", "2", 3)  # contradicts the holder's content
+    assert holding.extra_links(["x", "y", "z"]) == [0b10, 0b100, 0]
+    assert not holding.attach("x", "1", 3)  # sealed

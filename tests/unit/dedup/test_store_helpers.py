@@ -1,4 +1,4 @@
-from dedup_service.store_wire import SHARDS, pairs, parse_claim, scatter, shard_of
+from dedup_service.store_wire import SHARDS, parse_claim, rows, scatter, shard_of
 
 
 def test_parse_claim():
@@ -19,7 +19,8 @@ def test_shards_are_stable_and_spread():
     assert len({shard_of(f"id-{i}") for i in range(2000)}) == SHARDS
 
 
-def test_pairs_and_scatter():
-    assert pairs(["a", "b", "ü"], ["1", "2", "3"], [2, 0]) == '["ü","3","a","1"]'.encode()
+def test_rows_and_scatter():
+    assert rows(["a", "b", "ü"], [["1", "2", "3"]], [2, 0]) == '["ü","3","a","1"]'.encode()
+    assert rows(["a", "b"], [["1", "2"], [0, 6]], [1, 0]) == b'["b","2",6,"a","1",0]'
     groups = {5: [2, 0], 9: [1]}
     assert scatter(3, groups, [b"01", b"3"]) == [1, 3, 0]
