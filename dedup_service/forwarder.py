@@ -163,36 +163,23 @@ class Forwarder:
         waited = early > 0
         try:
             while todo:
-                codes = self._claim(link, items, todo, token, pending=True)
-                firsts, waiting = [], []
-                again = [i for i, code in zip(todo, codes, strict=True) if code == lua.REFORWARD]
-                at_sink = self._found_at_sink(link, items, again, token) if again else set()
-                for index in at_sink:
-                    results[index] = "first"
-                if len(at_sink) < len(again):
-                    self._log_reforward(items, [i for i in again if i not in at_sink])
-                for index, code in zip(todo, codes, strict=True):
-                    if index in at_sink:
-                        continue  # already at the sink: committed by _found_at_sink
-                    if code in (lua.FIRST, lua.REFORWARD):
-                        firsts.append(index)
-                    elif code == lua.PENDING:
-                        waiting.append(index)
-                    else:
-                        results[index] = RESULT_NAMES[code]
-                if firsts:
-                    held = [items[i].ident for i in firsts]
-                    holding = self.held.hold(held, [items[i].fingerprint for i in firsts])
-                    try:
-                        self._deliver(link, items, firsts, token, holding)
-                    except SinkFailed as exc:
-                        for index in exc.delivered:
+                # held before claiming: a copy arriving while the claim is on its way attaches
+                ids = [items[i].ident for i in todo]
+                holding = self.held.hold_unheld(ids, [items[i].fingerprint for i in todo])
+                try:
+                    firsts, waiting = self._claim_round(link, items, todo, token, results)
+                    self.held.keep(holding, ids, {items[i].ident for i in firsts})
+                    if firsts:
+                        try:
+                            self._deliver(link, items, firsts, token, holding)
+                        except SinkFailed as exc:
+                            for index in exc.delivered:
+                                results[index] = "first"
+                            raise
+                        for index in firsts:
                             results[index] = "first"
-                        raise
-                    finally:  # committed or released: the copies waiting on them wake
-                        self.held.settle(held, holding)
-                    for index in firsts:
-                        results[index] = "first"
+                finally:  # committed, released or not ours: the copies waiting on them wake
+                    self.held.settle(ids, holding)
                 if waiting and not waited:
                     self.metrics.pending_waits.inc(len(waiting))
                     waited = True
@@ -211,6 +198,31 @@ class Forwarder:
                 link, [item for item, r in zip(items, results, strict=True) if r], done
             )
         return results
+
+    def _claim_round(
+        self, link: str, items: Sequence[Item], todo: list[int], token: str, results: list[str]
+    ) -> tuple[list[int], list[int]]:
+        """Claims `todo` pending under `token`; fills `results` of the ids settled by the answer
+        (duplicate, conflict, or already at the sink after a takeover) and returns the indices
+        to forward and those pending under another holder."""
+        codes = self._claim(link, items, todo, token, pending=True)
+        firsts, waiting = [], []
+        again = [i for i, code in zip(todo, codes, strict=True) if code == lua.REFORWARD]
+        at_sink = self._found_at_sink(link, items, again, token) if again else set()
+        for index in at_sink:
+            results[index] = "first"
+        if len(at_sink) < len(again):
+            self._log_reforward(items, [i for i in again if i not in at_sink])
+        for index, code in zip(todo, codes, strict=True):
+            if index in at_sink:
+                continue  # already at the sink: committed by _found_at_sink
+            if code in (lua.FIRST, lua.REFORWARD):
+                firsts.append(index)
+            elif code == lua.PENDING:
+                waiting.append(index)
+            else:
+                results[index] = RESULT_NAMES[code]
+        return firsts, waiting
 
     def _found_at_sink(
         self, link: str, items: Sequence[Item], indices: list[int], token: str

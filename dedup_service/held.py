@@ -80,6 +80,25 @@ class HeldClaims:
             held[ident] = holding
         return holding
 
+    def hold_unheld(self, ids: Sequence[str], fingerprints: Sequence[str]) -> Holding:
+        """hold() before claiming, of the ids no other local batch holds (a copy arriving
+        meanwhile attaches instead of claiming too); keep() once the claim answered."""
+        holding = Holding(dict(zip(ids, fingerprints, strict=True)))
+        held = self.held
+        for ident in ids:
+            if ident not in held:
+                held[ident] = holding
+        return holding
+
+    def keep(self, holding: Holding, ids: Iterable[str], firsts: set[str]) -> None:
+        """After the claim: `holding` holds the ids it won (`firsts`) and lets go of the rest."""
+        held = self.held
+        for ident in ids:
+            if ident in firsts:
+                held[ident] = holding
+            elif held.get(ident) is holding:
+                del held[ident]
+
     def settle(self, ids: Iterable[str], holding: Holding) -> None:
         held = self.held
         for ident in ids:

@@ -178,3 +178,35 @@ def test_a_holding_takes_no_copy_once_its_commit_began():
     assert not holding.attach("x", "2", 3)  # contradicts the holder's content
     assert holding.extra_links(["x", "y", "z"]) == [0b10, 0b100, 0]
     assert not holding.attach("x", "1", 3)  # sealed
+
+
+def test_a_copy_arriving_while_the_holders_claim_is_on_its_way_needs_no_claim():
+    """Link a's claim of "x" is in flight when link b's copy arrives: a holds x from before its
+    claim, so b attaches and a's commit marks b's link (b claimed nothing)."""
+    forwarder, store, sink, _ = make(pending_timeout=30.0)
+    gate, entered, claims = threading.Event(), threading.Event(), []
+    claim = store.claim
+
+    def slow_claim(link, *args, **kwargs):
+        claims.append(link)
+        if link == "a":
+            entered.set()
+            assert gate.wait(10.0)
+        return claim(link, *args, **kwargs)
+
+    store.claim = slow_claim
+    results: dict[str, list[str]] = {}
+    batch = [Item("x", "1", Record(value=b"x")), Item("y", "1", Record(value=b"y"))]
+    a = threading.Thread(target=lambda: results.update(a=forwarder.forward("a", batch[:1])))
+    a.start()
+    assert entered.wait(10.0)
+    b = threading.Thread(target=lambda: results.update(b=forwarder.forward("b", batch)))
+    b.start()
+    time.sleep(0.3)
+    gate.set()
+    a.join(10.0)
+    b.join(10.0)
+    assert results == {"a": ["first"], "b": ["duplicate", "first"]}
+    assert claims == ["a", "b"]  # b claimed only y, which a did not carry
+    assert store.masks == {"x": 0b11, "y": 0b10}
+    assert [r.value for r in sink.got] == [b"x", b"y"] and forwarder.held.held == {}
