@@ -204,6 +204,7 @@ def trial(
         file=sys.stderr,
         flush=True,
     )
+    print(f"    CPU: {cpu_per_record(result, wall)}", file=sys.stderr, flush=True)
     return result
 
 
