@@ -11,4 +11,5 @@ BENCHES = {
     "health": "/healthz and /metrics latency (p50/p99/max) of every daemon at full load",
     "dedup_records": "the dedup service's CPU per posted record, POST /v1/records → Kafka sink",
     "redis_claims": "Redis's CPU per record of claim a / commit / claim b vs a pipelined SET NX",
+    "udp_receive": "CPU per datagram of the ingress and egress UDP receive loops, pause vs none",
 }
