@@ -20,9 +20,12 @@ answers REFORWARD (4) instead of FIRST, SINCE stays the first holder's time, and
 asks the sink whether it has the record. (Before this layout a pending claim expired with its
 lease and left a separate forwarding mark key; such marks are no longer read.)
 
-Divergence: the ids a shard claimed first go into one list per second of claim time,
-`{prefix}:{S}:d:{second}` (TTL window), whose second the shard's sorted set `{prefix}:{S}:d` holds,
-scored by the second's last millisecond; POP_DUE pops whole due seconds.
+Divergence: an id goes into one list per second, `{prefix}:{S}:d:{second}` (TTL window), whose
+second the shard's sorted set `{prefix}:{S}:d` holds, scored by the second's last millisecond;
+POP_DUE pops whole due seconds. An id is listed when it is committed (a one-phase claim, or the
+commit of a pending one, in the second of the commit) and only if its mask then lacks a link of
+`full` (the links the caller serves): an id whose copies all arrived before its commit (the usual
+case with redundant links, held.py) is never listed, never popped, never read back.
 """
 
 # Result digits shared with store.py.
@@ -30,12 +33,26 @@ FIRST, DUPLICATE, CONFLICT, PENDING, REFORWARD = 0, 1, 2, 3, 4
 COMMITTED, ALREADY_COMMITTED, HELD_BY_OTHER = 0, 1, 2
 
 _PARSE = "string.match(v, '^(%u)|(%d+)|(%d+)|([^|]*)|([^|]*)|?(%d*)|?(%d*)$')"
+_PUSH_DUE = """local function push_due(dkey, due, now, window)
+  local second = math.floor(tonumber(now) / 1000)
+  local list = dkey .. ':' .. second
+  local length = 0
+  for i = 1, #due, 4000 do
+    length = redis.call('RPUSH', list, unpack(due, i, math.min(i + 3999, #due)))
+  end
+  if length == #due then
+    redis.call('PEXPIRE', list, window)
+    redis.call('ZADD', dkey, second * 1000 + 999, second)
+  end
+end
+"""
 _NOW = """local clock = redis.call('TIME')
 local rnow = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 """
 
 # ARGV: now_ms, ttl_ms (the lease, or the window of a one-phase claim), state (P|C), token, link
-#       bit index, track (0|1), window_ms, key head, JSON [id1, fp1, id2, fp2, ...].
+#       bit index, track (0|1), window_ms, full (mask of the links served), key head,
+#       JSON [id1, fp1, id2, fp2, ...]. A one-phase claim lists what it commits (divergence).
 # Per id: 0 first (also: a pending claim of this very token), 1 duplicate, 2 conflict (same id,
 # other fingerprint), 3 pending under another holder's lease, 4 first again: taken over from a
 # holder whose lease ended unsettled (a possible re-forward; a one-phase claim answers 0 and
@@ -44,9 +61,10 @@ _CLAIM = f"""
 local now, ttl, state, token = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
 local index = tonumber(ARGV[5])
 local linkbit = bit.lshift(1, index)
-local track = ARGV[6] == '1'
+local track = ARGV[6] == '1' and state == 'C'
 local window = ARGV[7]
-{_NOW}local tail, px = '|', ttl
+local full = bit.tobit(tonumber(ARGV[8]))
+{_NOW}{_PUSH_DUE}local tail, px = '|', ttl
 if state == 'P' then tail, px = '|' .. token .. '|' .. now .. '|' .. (rnow + ttl), window end
 local fresh = state .. '|' .. linkbit .. '|' .. index .. '|'
 local function shard(dkey, head, data)
@@ -57,7 +75,7 @@ for i = 1, #data, 2 do
   local v = redis.call('SET', key, fresh .. fp .. tail, 'NX', 'PX', px, 'GET')
   if not v then
     out[#out + 1] = '0'
-    if track then due[#due + 1] = id end
+    if track and bit.band(linkbit, full) ~= full then due[#due + 1] = id end
   else
     local s, mask, first, sfp, stok, since, till = {_PARSE}
     if not s then
@@ -77,6 +95,7 @@ for i = 1, #data, 2 do
         else
           redis.call('SET', key, 'C|' .. new .. '|' .. index .. '|' .. fp .. '|', 'PX', ttl)
           r = '0'
+          if track and bit.band(new, full) ~= full then due[#due + 1] = id end
         end
         old = new
       elseif s == 'P' then r = '3' end
@@ -89,23 +108,13 @@ for i = 1, #data, 2 do
     end
   end
 end
-if #due > 0 then
-  local second = math.floor(tonumber(now) / 1000)
-  local list = dkey .. ':' .. second
-  local length = 0
-  for i = 1, #due, 4000 do
-    length = redis.call('RPUSH', list, unpack(due, i, math.min(i + 3999, #due)))
-  end
-  if length == #due then
-    redis.call('PEXPIRE', list, window)
-    redis.call('ZADD', dkey, second * 1000 + 999, second)
-  end
-end
+if #due > 0 then push_due(dkey, due, now, window) end
 return table.concat(out)
 end
 """
 
-# ARGV: window_ms, token, link bit index, key head, JSON [id1, fp1, extra1, ...], where extra
+# ARGV: window_ms, token, link bit index, now_ms, track (0|1), full (mask of the links served),
+# key head, JSON [id1, fp1, extra1, ...], where extra
 # holds the bits of links whose copies waited on this claim in the committing process (held.py):
 # they are marked with the commit, so those copies need no claim of their own.
 # Per id: 0 committed (a claim lost to a Redis restart is recreated: the record *was* forwarded),
@@ -114,16 +123,19 @@ end
 _COMMIT = f"""
 local ttl, token = ARGV[1], ARGV[2]
 local index = tonumber(ARGV[3])
+local now, track = ARGV[4], ARGV[5] == '1'
+local full = bit.tobit(tonumber(ARGV[6]))
 local linkbit = bit.lshift(1, index)
-local function shard(dkey, head, data)
-local out = {{}}
+{_PUSH_DUE}local function shard(dkey, head, data)
+local out, due = {{}}, {{}}
 for i = 1, #data, 3 do
   local key, extra = head .. data[i], data[i + 2]
   local v = redis.call('GET', key)
   if not v then
-    redis.call('SET', key, 'C|' .. bit.bor(linkbit, extra) .. '|' .. index .. '|' .. data[i + 1]
-      .. '|', 'PX', ttl)
+    local new = bit.bor(linkbit, extra)
+    redis.call('SET', key, 'C|' .. new .. '|' .. index .. '|' .. data[i + 1] .. '|', 'PX', ttl)
     out[#out + 1] = '0'
+    if track and bit.band(new, full) ~= full then due[#due + 1] = data[i] end
   else
     local s, mask, first, sfp, stok = {_PARSE}
     local old = tonumber(mask)
@@ -131,6 +143,7 @@ for i = 1, #data, 3 do
     if s == 'P' and stok == token then
       redis.call('SET', key, 'C|' .. new .. '|' .. first .. '|' .. sfp .. '|', 'PX', ttl)
       out[#out + 1] = '0'
+      if track and bit.band(new, full) ~= full then due[#due + 1] = data[i] end
     elseif s == 'P' then
       out[#out + 1] = '2'
     else
@@ -141,6 +154,7 @@ for i = 1, #data, 3 do
     end
   end
 end
+if #due > 0 then push_due(dkey, due, now, ttl) end
 return table.concat(out)
 end
 """

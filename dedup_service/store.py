@@ -189,6 +189,16 @@ class Store:
             self._link_names[bit] = link
         return bit
 
+    def every_link(self) -> int:
+        """The mask of the links registered (that carried a record, or merge links), as this
+        process last read them: a commit whose mask lacks one lists the id for the sweep. With
+        fewer than two, -1 (every id is listed): the second link may just not have posted yet,
+        and the sweep judges against the links registered by then."""
+        mask = 0
+        for bit in self._link_names:
+            mask |= 1 << bit
+        return mask if mask & (mask - 1) else -1
+
     def links(self, refresh: bool = False) -> dict[int, str]:
         """bit index → link name of every registered link."""
         if refresh or not self._link_names:
@@ -217,7 +227,7 @@ class Store:
         bit = self.link_bit(link)
         now = now_ms if now_ms is not None else int(time.time() * 1000)
         ttl, state = (self.pending_ms, "P") if pending else (self.window_ms, "C")
-        args = [now, ttl, state, token, bit, self.track, self.window_ms]
+        args = [now, ttl, state, token, bit, self.track, self.window_ms, self.every_link()]
         return self._per_id("CLAIM", ids, [fingerprints], args)
 
     def commit(
@@ -227,16 +237,20 @@ class Store:
         fingerprints: Sequence[str],
         token: str,
         extra_links: Sequence[int] | None = None,
+        *,
+        now_ms: int | None = None,
     ) -> list[int]:
         """lua.COMMITTED/ALREADY_COMMITTED/HELD_BY_OTHER per id; ids remembered for the window.
 
         extra_links: per id, a mask of link bits (link_bit()) also marked on a claim the commit
         leaves committed (COMMITTED or ALREADY_COMMITTED): the links whose copies waited on it.
+        The ids it commits whose mask then lacks a served link are listed for the divergence
+        sweep under the second of `now_ms`.
         """
         extras = extra_links if extra_links is not None else [0] * len(ids)
-        return self._per_id(
-            "COMMIT", ids, [fingerprints, extras], [self.window_ms, token, self.link_bit(link)]
-        )
+        now = now_ms if now_ms is not None else int(time.time() * 1000)
+        args = [self.window_ms, token, self.link_bit(link), now, self.track, self.every_link()]
+        return self._per_id("COMMIT", ids, [fingerprints, extras], args)
 
     def release(self, ids: Sequence[str], token: str) -> int:
         """Deletes the pending claims `token` holds on ids; how many it released."""

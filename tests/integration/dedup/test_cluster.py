@@ -79,6 +79,7 @@ def test_store_on_a_cluster(cluster_url):
     )
     ids = [f"id-{i}" for i in range(3000)]
     token = store.new_token()
+    store.link_bit("b")  # served: a commit lists what link b's copy has not reached yet
     assert set(store.claim("a", ids, ["f"] * 3000, token, pending=True)) == {lua.FIRST}
     assert set(store.commit("a", ids, ["f"] * 3000, token)) == {lua.COMMITTED}
     assert set(store.claim("b", ids, ["f"] * 3000, store.new_token(), pending=False)) == {

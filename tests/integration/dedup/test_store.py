@@ -17,7 +17,10 @@ from tests.integration.dedup.conftest import run_together
 @pytest.fixture
 def store(redis_url):
     return Store(
-        connect(redis_url), prefix="s" + uuid.uuid4().hex[:8], window=60, pending_timeout=0.3
+        connect(redis_url),
+        prefix="s" + uuid.uuid4().hex[:8],
+        window=60,
+        pending_timeout=0.3,
     )
 
 
@@ -152,6 +155,26 @@ def test_divergence_pop_is_once_and_names_only_ids_a_link_lacks(store):
     assert not store.client.keys(store.prefix + ":*:d*")
 
 
+def test_only_ids_committed_without_every_links_copy_are_listed_for_the_sweep(store):
+    """Listed at commit, in the commit's second: not the id whose other copy attached (both
+    links marked by the commit), the one committed before its other copy came, judged later."""
+    now = int(time.time() * 1000) - 5000
+    store.link_bit("a"), store.link_bit("b")  # both links have carried records before
+    bits = {name: bit for bit, name in store.links().items()}
+    token = store.new_token()
+    store.claim("a", ["met", "late", "alone"], ["f"] * 3, token, pending=True, now_ms=now - 9000)
+    extra = [1 << bits["b"], 0, 0]
+    assert (
+        store.commit("a", ["met", "late", "alone"], ["f"] * 3, token, extra, now_ms=now)
+        == [lua.COMMITTED] * 3
+    )
+    assert store.claim("b", ["late"], ["f"], store.new_token(), pending=True) == [lua.DUPLICATE]
+    every = 1 << bits["a"] | 1 << bits["b"]
+    assert store.pop_due(now - 5000, every) == (0, [])  # nothing listed at the claim's second
+    assert store.pop_due(now + 1000, every) == (2, [("alone", 1 << bits["a"])])
+    assert not store.client.keys(store.prefix + ":*:d*")
+
+
 def test_divergence_pops_a_big_second_in_parts(store):
     from dedup_service.store import POP_LIMIT
     from dedup_service.store_wire import shard_of
@@ -165,7 +188,7 @@ def test_divergence_pops_a_big_second_in_parts(store):
     while True:
         popped, diverged = store.pop_due(now + 1000, 1 << bits["a"])
         seen.append(popped)
-        assert diverged == []
+        assert diverged == []  # judged against link a alone
         if popped == 0:
             break
     assert seen == [POP_LIMIT, POP_LIMIT, POP_LIMIT // 2, 0]
