@@ -312,7 +312,7 @@ class DedupSinkSchema(StrictSchema):
         required=True, validate=validate.Regexp(LINK_NAME, error=LINK_NAME_PROBLEM)
     )
     batch_max_records = fields.Integer(
-        load_default=500, validate=validate.Range(min=1, max=1_000_000)
+        load_default=2000, validate=validate.Range(min=1, max=1_000_000)
     )
     timeout = Duration(load_default=10.0, positive=True)
     retry_interval = Duration(load_default=1.0, positive=True)

@@ -24,9 +24,12 @@ Records the service rejects are dropped and counted (4xx: "dedup_rejected"; no i
 A 401/403 (token missing, wrong, or none configured on the service) is an outage, not a
 rejection: the records stay buffered and are retried, and the log says to check the token.
 
-A 413 halves the batch size (a lone record still refused is dropped as "dedup_rejected"); each
-batch accepted after that adds a tenth of batch_max_records back, up to batch_max_records
-(additive increase: one oversized record does not shrink every later batch to one record).
+A batch holds up to batch_max_records records (2000: the service's cost per request is about
+that of 100 records) and stops growing past BATCH_BYTES of keys and values (8 MiB, well under
+the service's max_request_size of 64 MiB), whichever comes first. A 413 halves the batch size (a
+lone record still refused is dropped as "dedup_rejected"); each batch accepted after that adds a
+tenth of batch_max_records back, up to batch_max_records (additive increase: one oversized
+record does not shrink every later batch to one record).
 
     max_in_flight = 4             # POSTs at once, each on its own connection
 
@@ -66,6 +69,7 @@ Entry = tuple[Record, Countdown]  # a record and the countdown of the send() it 
 
 LOG_EVERY = 10.0  # seconds between repeated drop/outage log lines
 GROWTH_STEPS = 10  # accepted batches to grow back from 1 record to batch_max_records
+BATCH_BYTES = 8 * 1024**2  # a batch takes no more record once its keys and values reach this
 SENDER = "dedup-sink"  # the supervised sender greenlet's name
 RESTART_DELAY = 1.0  # seconds before a failed sender runs again
 
@@ -183,6 +187,18 @@ class DedupSink(Sink):
             force=force,
         )
 
+    def _take(self) -> list[Entry]:
+        """The next batch off the buffer: up to batch_size records, BATCH_BYTES of them."""
+        buffer, batch, size = self.buffer, [], 0
+        for _ in range(min(self.batch_size, len(buffer))):
+            entry = buffer.popleft()
+            batch.append(entry)
+            record = entry[0]
+            size += len(record.value or b"") + len(record.key or b"")
+            if size >= BATCH_BYTES:
+                break
+        return batch
+
     def _run(self, slot: int) -> None:
         """Sender `slot`: posts its batch until it is settled, then takes the next one off the
         buffer, until stopped (restarted after a failure: its batch is still in
@@ -197,8 +213,7 @@ class DedupSink(Sink):
                     self.wake.clear()
                     self.wake.wait()
                     continue
-                count = min(self.batch_size, len(self.buffer))
-                batch = self.batches[slot] = [self.buffer.popleft() for _ in range(count)]
+                batch = self.batches[slot] = self._take()
             outcome = self._post(slot, [record for record, _ in batch])
             if outcome == "resend":  # smaller: the rest goes back to the head of the buffer
                 self.batches[slot] = batch[: self.batch_size]

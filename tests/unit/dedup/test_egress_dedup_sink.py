@@ -254,3 +254,20 @@ def test_a_service_without_batches_gets_json_and_nothing_is_dropped():
         "ddc_egress_records_dropped_total", {"reason": "dedup_rejected"}
     )
     assert not dropped
+
+
+def test_a_batch_stops_taking_records_at_batch_bytes(monkeypatch):
+    """batch_max_records bounds a batch's count, BATCH_BYTES its keys and values: big records
+    go in smaller batches, none is split or left behind."""
+    from ddc.egress.sinks import dedup as dedup_module
+
+    monkeypatch.setattr(dedup_module, "BATCH_BYTES", 1000)
+    sink = DedupSink({**CONFIG, "buffer_max_records": 100}, EgressMetrics())
+    for size in (300, 300, 300, 300, 10, 2000, 5):
+        sink.buffer.append((Record(value=b"v" * size, key=b"k"), None))
+    taken = [[len(record.value) for record, _ in sink._take()] for _ in range(3)]
+    assert taken == [[300, 300, 300, 300], [10, 2000], [5]]
+    assert not sink.buffer
+    sink.batch_size = 2
+    sink.buffer.extend((Record(value=b"x"), None) for _ in range(3))
+    assert len(sink._take()) == 2 and len(sink.buffer) == 1
