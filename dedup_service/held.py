@@ -8,9 +8,12 @@ redundant chain's bound: with both links in step nearly every id of b's batches 
 redundant: 83,525 waits for 101,500 records), each wait at least one interval, each holding one
 of the egress sink's max_in_flight POSTs.
 
-Rules:
-* hold(ids, fingerprints) before forwarding returns the batch's Holding; every id maps to it, the
-  latest holder winning (a pending claim of this very token is re-held by the same batch).
+Rules (all of it runs in the service's one gevent hub: no switch between a copy's attach and a
+commit's seal, nor inside any of these calls but the waits):
+* hold_unheld(ids, fingerprints) before claiming returns the batch's Holding, which every id no
+  other local batch holds maps to: a copy arriving while the claim is on its way finds it.
+  keep(holding, ids, firsts) once the claim answered: the ids it won map to it (the latest
+  holder winning), the others are let go.
 * settle(ids, holding) after the commit or release (also when forwarding raised): the ids held by
   that holding are forgotten, then its event is set; waiters wake at once.
 * wait_held(ids, fingerprints, bit) before the first claim waits for the local batches holding
@@ -73,16 +76,9 @@ class HeldClaims:
         self.cap = cap  # seconds a waiter trusts local events before asking Redis again
         self.held: dict[str, Holding] = {}
 
-    def hold(self, ids: Sequence[str], fingerprints: Sequence[str]) -> Holding:
-        holding = Holding(dict(zip(ids, fingerprints, strict=True)))
-        held = self.held
-        for ident in ids:
-            held[ident] = holding
-        return holding
-
     def hold_unheld(self, ids: Sequence[str], fingerprints: Sequence[str]) -> Holding:
-        """hold() before claiming, of the ids no other local batch holds (a copy arriving
-        meanwhile attaches instead of claiming too); keep() once the claim answered."""
+        """A Holding for a batch about to claim, holding the ids no other local batch holds (a
+        copy arriving meanwhile attaches instead of claiming too); keep() once it answered."""
         holding = Holding(dict(zip(ids, fingerprints, strict=True)))
         held = self.held
         for ident in ids:

@@ -24,8 +24,9 @@ Divergence: an id goes into one list per second, `{prefix}:{S}:d:{second}` (TTL 
 second the shard's sorted set `{prefix}:{S}:d` holds, scored by the second's last millisecond;
 POP_DUE pops whole due seconds. An id is listed when it is committed (a one-phase claim, or the
 commit of a pending one, in the second of the commit) and only if its mask then lacks a link of
-`full` (the links the caller serves): an id whose copies all arrived before its commit (the usual
-case with redundant links, held.py) is never listed, never popped, never read back.
+`full` (the links registered, or -1 while fewer than two are: Store.every_link): an id whose
+copies all arrived before its commit (the usual case with redundant links, held.py) is never
+listed, never popped, never read back.
 """
 
 # Result digits shared with store.py.
@@ -51,7 +52,7 @@ local rnow = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 """
 
 # ARGV: now_ms, ttl_ms (the lease, or the window of a one-phase claim), state (P|C), token, link
-#       bit index, track (0|1), window_ms, full (mask of the links served), key head,
+#       bit index, track (0|1), window_ms, full (links mask), key head,
 #       JSON [id1, fp1, id2, fp2, ...]. A one-phase claim lists what it commits (divergence).
 # Per id: 0 first (also: a pending claim of this very token), 1 duplicate, 2 conflict (same id,
 # other fingerprint), 3 pending under another holder's lease, 4 first again: taken over from a
@@ -113,10 +114,10 @@ return table.concat(out)
 end
 """
 
-# ARGV: window_ms, token, link bit index, now_ms, track (0|1), full (mask of the links served),
-# key head, JSON [id1, fp1, extra1, ...], where extra
-# holds the bits of links whose copies waited on this claim in the committing process (held.py):
-# they are marked with the commit, so those copies need no claim of their own.
+# ARGV: window_ms, token, link bit index, now_ms, track (0|1), full (links mask), key head,
+# JSON [id1, fp1, extra1, ...], where extra holds the bits of links whose copies waited on this
+# claim in the committing process (held.py): they are marked with the commit, so those copies
+# need no claim of their own.
 # Per id: 0 committed (a claim lost to a Redis restart is recreated: the record *was* forwarded),
 # 1 already committed (the extra bits marked as well), 2 pending under another token (our lease
 # ended and another copy took the claim over: a duplicate is possible).

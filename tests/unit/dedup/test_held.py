@@ -19,7 +19,8 @@ def waiter(claims, ids, poll):
 
 def test_a_waiter_wakes_when_every_holding_batch_settled():
     claims = HeldClaims(cap=60.0)
-    first, second = claims.hold(["a", "b"], ["1", "1"]), claims.hold(["c"], ["1"])
+    first = claims.hold_unheld(["a", "b"], ["1", "1"])
+    second = claims.hold_unheld(["c"], ["1"])
     thread = waiter(claims, ["a", "c"], poll=60.0)
     claims.settle(["a", "b"], first)
     thread.join(0.3)
@@ -32,8 +33,10 @@ def test_a_waiter_wakes_when_every_holding_batch_settled():
 
 def test_settle_forgets_only_the_ids_its_batch_still_holds():
     claims = HeldClaims()
-    old = claims.hold(["a", "b"], ["1", "1"])
-    new = claims.hold(["b"], ["1"])  # the same id held again (its own token's pending claim)
+    old = claims.hold_unheld(["a", "b"], ["1", "1"])
+    new = claims.hold_unheld(["b", "c"], ["1", "1"])
+    assert claims.held == {"a": old, "b": old, "c": new}  # b stays old's until new wins it
+    claims.keep(new, ["b", "c"], {"b"})  # new's claim won b (its own token's, say), not c
     claims.settle(["a", "b"], old)
     assert claims.held == {"b": new} and old.settled.is_set() and not new.settled.is_set()
 
@@ -50,7 +53,7 @@ def test_an_id_held_after_the_grace_is_waited_for(monkeypatch):
     claims = HeldClaims(cap=60.0)
     events = []
     monkeypatch.setattr(
-        held_module.time, "sleep", lambda _s: events.append(claims.hold(["x"], ["1"]))
+        held_module.time, "sleep", lambda _s: events.append(claims.hold_unheld(["x"], ["1"]))
     )
     thread = waiter(claims, ["x"], poll=60.0)
     deadline = time.monotonic() + 10.0
@@ -173,7 +176,7 @@ def test_a_copy_with_other_content_does_not_attach_and_is_judged_a_conflict():
 
 
 def test_a_holding_takes_no_copy_once_its_commit_began():
-    holding = HeldClaims().hold(["x", "y"], ["1", ""])
+    holding = HeldClaims().hold_unheld(["x", "y"], ["1", ""])
     assert holding.attach("x", "1", 1) and holding.attach("y", "7", 2)
     assert not holding.attach("x", "2", 3)  # contradicts the holder's content
     assert holding.extra_links(["x", "y", "z"]) == [0b10, 0b100, 0]
