@@ -5,7 +5,9 @@ The dedup service's librdkafka Kafka sink asks this after a crash between forwar
 committing (a REFORWARD claim): did the record reach the topic? Every partition is read from the
 first record stamped at or after `since_ms` (offsets_for_times) up to its end as the read finds
 it (librdkafka's partition EOF: brokers such as Tansu answer ListOffsets imprecisely, so the
-high watermark is not asked), and the wanted values found in the header are collected. A
+high watermark is not asked) or, given `until_ms`, up to its first record stamped later (a topic
+written meanwhile is not chased: after a crash the sink's own topic is, and a read that had to
+catch up with it timed out), and the wanted values found in the header are collected. A
 group-less consumer (assign, nothing committed) under gevent: the calls that wait for the broker
 run off the hub (rd_clients.off_hub), consume() never waits.
 """
@@ -51,9 +53,11 @@ def header_values_since(
     wanted: Collection[str],
     since_ms: int,
     timeout: float,
+    until_ms: int | None = None,
 ) -> set[str]:
     """The values of `wanted` that header `header` carries (UTF-8) in `topic`'s records stamped
-    since `since_ms`. TimeoutError when the read does not finish within `timeout` seconds."""
+    since `since_ms` (and, per partition, before its first record stamped after `until_ms`).
+    TimeoutError when the read does not finish within `timeout` seconds."""
     kafka = module()
     deadline = time.monotonic() + timeout
     consumer = kafka.Consumer(config)
@@ -75,7 +79,7 @@ def header_values_since(
         consumer.assign(assigned)
         unread = {tp.partition for tp in assigned}
         eof = kafka.KafkaError._PARTITION_EOF
-        found, scanned = _read(consumer, unread, header, set(wanted), deadline, eof)
+        found, scanned = _read(consumer, unread, header, set(wanted), deadline, eof, until_ms)
         log.info(
             "looked for %d value(s) of header %s in %d record(s) of %s: %d found",
             len(wanted),
@@ -90,10 +94,17 @@ def header_values_since(
 
 
 def _read(
-    consumer: Any, unread: set[int], header: str, wanted: set[str], deadline: float, eof: int
+    consumer: Any,
+    unread: set[int],
+    header: str,
+    wanted: set[str],
+    deadline: float,
+    eof: int,
+    until_ms: int | None = None,
 ) -> tuple[set[str], int]:
     """Reads until every partition reported its end (librdkafka's partition EOF, from the high
-    watermark its fetch saw)."""
+    watermark its fetch saw) or a record stamped after `until_ms`."""
+    last = until_ms if until_ms is not None else float("inf")
     found: set[str] = set()
     scanned = 0
     while unread:
@@ -108,6 +119,9 @@ def _read(
             if error is not None:
                 if error.code() == eof:
                     unread.discard(message.partition())
+                continue
+            if message.timestamp()[1] > last:
+                unread.discard(message.partition())  # appended after the read began
                 continue
             scanned += 1
             for name, value in message.headers() or ():

@@ -125,12 +125,13 @@ class RdKafkaSink(ConnectingSink):
     def find_forwarded(self, ids: list[str], since_ms: int) -> set[str] | None:
         """Reads the topic back (ddc.kafka.rd_scan) from the earlier claim's time, less SKEW_MS,
         for the ids' `ddc-dedup-id` headers: whatever that holder produced was appended before
-        its claim expired, so before this read began."""
+        its claim expired, so before this read began; records stamped more than SKEW_MS after
+        it began are not read (the topic is written meanwhile, by this very sink)."""
         config = scan_config(self.options)
         timeout = min(self.config["timeout"], LOOKUP_TIMEOUT)
         topic = self.config["topic"]
-        since = since_ms - SKEW_MS
-        return header_values_since(config, topic, IDEMPOTENCY_HEADER, ids, since, timeout)
+        since, until = since_ms - SKEW_MS, int(time.time() * 1000) + SKEW_MS
+        return header_values_since(config, topic, IDEMPOTENCY_HEADER, ids, since, timeout, until)
 
     def send(self, records: list[Record]) -> None:
         topic = self.config["topic"]
