@@ -165,9 +165,11 @@ class Forwarder:
             while todo:
                 # held before claiming: a copy arriving while the claim is on its way attaches
                 ids = [items[i].ident for i in todo]
-                holding = self.held.hold_unheld(ids, [items[i].fingerprint for i in todo])
+                fingerprints = [items[i].fingerprint for i in todo]
+                holding = self.held.hold_unheld(ids, fingerprints)
                 try:
-                    firsts, waiting = self._claim_round(link, items, todo, token, results)
+                    codes = self.store.claim(link, ids, fingerprints, token, pending=True)
+                    firsts, waiting = self._sort_claims(link, items, todo, codes, token, results)
                     self.held.keep(holding, ids, {items[i].ident for i in firsts})
                     if firsts:
                         try:
@@ -199,13 +201,18 @@ class Forwarder:
             )
         return results
 
-    def _claim_round(
-        self, link: str, items: Sequence[Item], todo: list[int], token: str, results: list[str]
+    def _sort_claims(
+        self,
+        link: str,
+        items: Sequence[Item],
+        todo: list[int],
+        codes: list[int],
+        token: str,
+        results: list[str],
     ) -> tuple[list[int], list[int]]:
-        """Claims `todo` pending under `token`; fills `results` of the ids settled by the answer
-        (duplicate, conflict, or already at the sink after a takeover) and returns the indices
-        to forward and those pending under another holder."""
-        codes = self._claim(link, items, todo, token, pending=True)
+        """The pending claims' answers `codes` for `todo` (under `token`): fills `results` of the
+        ids they settle (duplicate, conflict, or already at the sink after a takeover) and
+        returns the indices to forward and those pending under another holder."""
         firsts, waiting = [], []
         again = [i for i, code in zip(todo, codes, strict=True) if code == lua.REFORWARD]
         at_sink = self._found_at_sink(link, items, again, token) if again else set()
