@@ -240,9 +240,31 @@ class MergeLoop:
         return per_link
 
     def forward(self, per_link: dict[str, list[Item]]) -> None:
+        """Each link's records of a batch in a greenlet of their own, all at once: a copy of a
+        record the other link's greenlet is claiming attaches to that claim (held.py) instead of
+        claiming in Redis too. Returns once every link's forward ended; raises the first error."""
         for link, items in per_link.items():
             self.metrics.records_received.labels(link).inc(len(items))
+        if len(per_link) == 1:
+            for link, items in per_link.items():
+                self.forwarder.forward(link, items)
+            return
+        jobs = [gevent.spawn(self._forward_link, link, items) for link, items in per_link.items()]
+        try:
+            gevent.joinall(jobs)
+        except BaseException:  # killed (a stop): its links still settle their claims first
+            gevent.joinall(jobs)
+            raise
+        for job in jobs:
+            if job.value is not None:
+                raise job.value
+
+    def _forward_link(self, link: str, items: list[Item]) -> BaseException | None:
+        try:
             self.forwarder.forward(link, items)
+        except BaseException as exc:  # re-raised by forward(), in the batch's greenlet
+            return exc
+        return None
 
     def process(self, batch: dict[Any, list[Any]]) -> None:
         """One batch at once: forwarded, then its offsets committed."""

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from dedup_service.embedded import EmbeddedRedis, free_port
-from devtools.bench import pyspy
+from devtools.bench import pyspy, redis_profile
 from devtools.harness import Process, python_argv, wait_progress, wait_until, write_toml
 
 API_TOKEN = "bench-dedup-api-token-0123456789"
@@ -127,7 +127,7 @@ POLL = 0.2  # seconds between the merge loop's progress reads
 
 
 def merge_loop(
-    redis_url: str,
+    redis_server: EmbeddedRedis,
     tmp: Path,
     records: int,
     clients: tuple[str, str],
@@ -135,7 +135,8 @@ def merge_loop(
     in_flight: int | None = None,
 ) -> tuple[float, float]:
     """ids/s the loop took (from its first record to the last) and the unique records forwarded;
-    `clients`: the merge loop's consumer client and the sink's producer client."""
+    `clients`: the merge loop's consumer client and the sink's producer client. Prints Redis's
+    commandstats per unique record."""
     from kafka import KafkaProducer
 
     from devtools.embedded_kafka import FAST_GROUP_OPTIONS, EmbeddedKafka, create_topics
@@ -150,9 +151,10 @@ def merge_loop(
                 producer.send(topic, value=b"v" * 100, headers=[("ddc-src", b"src/0/%d" % i)])
         producer.flush()
         producer.close()
+        redis_profile.reset(redis_server)
         service = start_service(
             tmp,
-            {"redis_url": redis_url, "key_prefix": f"m{tag}", "id_from": "source"},
+            {"redis_url": redis_server.url, "key_prefix": f"m{tag}", "id_from": "source"},
             {
                 "type": "kafka",
                 "bootstrap_servers": broker.bootstrap,
@@ -196,6 +198,7 @@ def merge_loop(
                 timeout=60,
                 quiet=2.0,
             )
+            print(redis_profile.report(redis_server, records), file=sys.stderr)
             if spy is not None:
                 spy.join(60)
                 print(pyspy.report(profiles, 25), file=sys.stderr)
@@ -240,7 +243,7 @@ def main(argv: list[str]) -> int:
             if consumer not in CLIENTS or sink not in CLIENTS:
                 raise SystemExit(f"--merge-clients: {pair!r} is not CONSUMER/SINK of {CLIENTS}")
             rate_in, forwarded = merge_loop(
-                redis_server.url,
+                redis_server,
                 tmp,
                 args.merge_records,
                 (consumer, sink),
