@@ -142,25 +142,7 @@ class Forwarder:
             results[index] = result
         token = self.store.new_token()
         deadline = time.monotonic() + self.pending_timeout + 1.0
-        todo = unique
-        # the other link's copy is being forwarded right here: wait for it instead of claiming,
-        # and where this copy's link was marked by that commit, it is a duplicate already
-        early, attached = self.held.wait_held(
-            [items[i].ident for i in unique],
-            [items[i].fingerprint for i in unique],
-            self.store.link_bit(link),
-        )
-        if early:
-            self.metrics.pending_waits.inc(early)
-            marked = set()
-            for position, holding in attached.items():
-                index = unique[position]
-                if items[index].ident in holding.committed:
-                    results[index] = "duplicate"
-                    marked.add(index)
-            if marked:
-                todo = [index for index in unique if index not in marked]
-        waited = early > 0
+        todo, waited = self._ride_local(link, items, unique, results)
         try:
             while todo:
                 # held before claiming: a copy arriving while the claim is on its way attaches
@@ -200,6 +182,40 @@ class Forwarder:
                 link, [item for item, r in zip(items, results, strict=True) if r], done
             )
         return results
+
+    def _ride_local(
+        self, link: str, items: Sequence[Item], todo: list[int], results: list[str]
+    ) -> tuple[list[int], bool]:
+        """Before claiming: the other link's copies of these records are being forwarded right
+        here, so wait for them instead of claiming (Redis would answer pending); where their
+        commit marked this copy's link, the copy is a duplicate already (`results`). Looked at
+        again after each wait, for at most HeldClaims.cap seconds in all: meanwhile the other
+        link's next batches may have come to hold more of the ids. The indices still to claim,
+        and whether any waited."""
+        bit = self.store.link_bit(link)
+        until = time.monotonic() + self.held.cap
+        waited = False
+        while todo:
+            early, attached = self.held.wait_held(
+                [items[i].ident for i in todo],
+                [items[i].fingerprint for i in todo],
+                bit,
+                until,
+            )
+            if not early:
+                break
+            waited = True
+            self.metrics.pending_waits.inc(early)
+            marked = set()
+            for position, holding in attached.items():
+                index = todo[position]
+                if items[index].ident in holding.committed:
+                    results[index] = "duplicate"
+                    marked.add(index)
+            todo = [index for index in todo if index not in marked]
+            if not marked or time.monotonic() >= until:
+                break
+        return todo, waited
 
     def _sort_claims(
         self,

@@ -120,10 +120,11 @@ class HeldClaims:
             time.sleep(max(0.0, deadline - time.monotonic()))
 
     def wait_held(
-        self, ids: Sequence[str], fingerprints: Sequence[str], bit: int
+        self, ids: Sequence[str], fingerprints: Sequence[str], bit: int, until: float | None = None
     ) -> tuple[int, dict[int, Holding]]:
         """Before claiming: until the local batches holding any of `ids` settled (at most `cap`
-        seconds). How many of the ids they held, and position → Holding of those attached."""
+        seconds, or until the monotonic time `until`). How many of the ids they held, and
+        position → Holding of those attached."""
         holdings: dict[int, Holding] = {}
         attached: dict[int, Holding] = {}
         count = 0
@@ -135,7 +136,7 @@ class HeldClaims:
                 holdings[id(holding)] = holding
                 if holding.attach(ident, fingerprints[position], bit):
                     attached[position] = holding
-        deadline = time.monotonic() + self.cap
+        deadline = time.monotonic() + self.cap if until is None else until
         for holding in holdings.values():
             left = deadline - time.monotonic()
             if left <= 0 or not holding.settled.wait(left):

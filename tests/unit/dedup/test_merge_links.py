@@ -57,3 +57,18 @@ def test_a_failing_link_fails_the_batch_after_the_other_link_settled(hub_claims)
     assert forwarder.held.held == {}
     assert [r.value for r in sink.got] == [b"y"] and store.claims["y"][0] == "C"
     assert "x" not in store.claims  # released: read again, it goes through
+
+
+def test_a_copy_looks_again_after_waiting_and_rides_on_a_batch_that_began_meanwhile(hub_claims):
+    """b's batch carries x and y: it waits on a's batch holding x; meanwhile a's next batch
+    takes y. After the wait b finds y held and rides on that batch too: b claims nothing."""
+    forwarder, store, sink, claims = hub_claims
+    a1 = gevent.spawn(forwarder.forward, "a", batch("x"))
+    gevent.sleep(0.001)  # a1 holds x, its claim on its way
+    b = gevent.spawn(forwarder.forward, "b", batch("x", "y"))
+    a2 = gevent.spawn(forwarder.forward, "a", batch("y"))
+    gevent.joinall([a1, b, a2], raise_error=True)
+    assert b.value == ["duplicate", "duplicate"]
+    assert claims == [("a", ["x"]), ("a", ["y"])]
+    assert store.masks == {"x": 0b11, "y": 0b11}
+    assert sorted(r.value for r in sink.got) == [b"x", b"y"]
