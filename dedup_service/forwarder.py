@@ -194,18 +194,19 @@ class Forwarder:
         and whether any waited."""
         bit = self.store.link_bit(link)
         until = time.monotonic() + self.held.cap
-        waited = False
+        waited: set[int] = set()
         while todo:
-            early, attached = self.held.wait_held(
+            found, attached = self.held.wait_held(
                 [items[i].ident for i in todo],
                 [items[i].fingerprint for i in todo],
                 bit,
                 until,
             )
-            if not early:
+            if not found:
                 break
-            waited = True
-            self.metrics.pending_waits.inc(early)
+            before = len(waited)
+            waited.update(todo[position] for position in found)
+            self.metrics.pending_waits.inc(len(waited) - before)
             marked = set()
             for position, holding in attached.items():
                 index = todo[position]
@@ -215,7 +216,7 @@ class Forwarder:
             todo = [index for index in todo if index not in marked]
             if not marked or time.monotonic() >= until:
                 break
-        return todo, waited
+        return todo, bool(waited)
 
     def _sort_claims(
         self,

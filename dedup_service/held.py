@@ -18,7 +18,8 @@ commit's seal, nor inside any of these calls but the waits):
   that holding are forgotten, then its event is set; waiters wake at once.
 * wait_held(ids, fingerprints, bit) before the first claim waits for the local batches holding
   any of the ids (at most `cap` seconds): claiming them first would only answer pending and cost
-  a Redis pass per id. A copy whose holder has not begun to commit (not `sealed`) and whose
+  a Redis pass per id. The forwarder asks again after each wait, within one `cap` in all (`until`):
+  the other link's next batches may hold more of the ids by then. A copy whose holder has not begun to commit (not `sealed`) and whose
   fingerprint does not contradict the holder's *attaches*: its link's bit rides on the holder's
   commit, which marks it on the claim. Once that commit answered committed for the id, the copy
   is a duplicate without a claim of its own (both copies of a record meeting here cost Redis a
@@ -121,18 +122,18 @@ class HeldClaims:
 
     def wait_held(
         self, ids: Sequence[str], fingerprints: Sequence[str], bit: int, until: float | None = None
-    ) -> tuple[int, dict[int, Holding]]:
+    ) -> tuple[list[int], dict[int, Holding]]:
         """Before claiming: until the local batches holding any of `ids` settled (at most `cap`
-        seconds, or until the monotonic time `until`). How many of the ids they held, and
+        seconds, or until the monotonic time `until`). The positions of the ids they held, and
         position → Holding of those attached."""
         holdings: dict[int, Holding] = {}
         attached: dict[int, Holding] = {}
-        count = 0
+        found: list[int] = []
         held = self.held
         for position, ident in enumerate(ids):
             holding = held.get(ident)
             if holding is not None:
-                count += 1
+                found.append(position)
                 holdings[id(holding)] = holding
                 if holding.attach(ident, fingerprints[position], bit):
                     attached[position] = holding
@@ -141,7 +142,7 @@ class HeldClaims:
             left = deadline - time.monotonic()
             if left <= 0 or not holding.settled.wait(left):
                 break
-        return count, attached
+        return found, attached
 
     def _events(self, ids: list[str]) -> tuple[list[Settled], bool]:
         """The distinct events holding `ids`, and whether some id is held by none."""

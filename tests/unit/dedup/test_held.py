@@ -90,7 +90,7 @@ def two_copies(early_lookup: bool = True):
     a.start()
     assert sink.entered.wait(10.0)
     if not early_lookup:
-        forwarder.held.wait_held = lambda *_args: (0, {})  # as if a had not held x yet
+        forwarder.held.wait_held = lambda *_args: ([], {})  # as if a had not held x yet
     calls: list[int] = []
     claim = store.claim
 

@@ -69,6 +69,7 @@ def test_a_copy_looks_again_after_waiting_and_rides_on_a_batch_that_began_meanwh
     a2 = gevent.spawn(forwarder.forward, "a", batch("y"))
     gevent.joinall([a1, b, a2], raise_error=True)
     assert b.value == ["duplicate", "duplicate"]
+    assert forwarder.metrics.pending_waits._value.get() == 2  # x and y, each counted once
     assert claims == [("a", ["x"]), ("a", ["y"])]
     assert store.masks == {"x": 0b11, "y": 0b11}
     assert sorted(r.value for r in sink.got) == [b"x", b"y"]
