@@ -213,8 +213,10 @@ class Forwarder:
                 if items[index].ident in holding.committed:
                     results[index] = "duplicate"
                     marked.add(index)
+            if not marked:
+                break
             todo = [index for index in todo if index not in marked]
-            if not marked or time.monotonic() >= until:
+            if time.monotonic() >= until:
                 break
         return todo, bool(waited)
 

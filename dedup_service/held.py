@@ -18,12 +18,12 @@ commit's seal, nor inside any of these calls but the waits):
   that holding are forgotten, then its event is set; waiters wake at once.
 * wait_held(ids, fingerprints, bit) before the first claim waits for the local batches holding
   any of the ids (at most `cap` seconds): claiming them first would only answer pending and cost
-  a Redis pass per id. The forwarder asks again after each wait, within one `cap` in all (`until`):
-  the other link's next batches may hold more of the ids by then. A copy whose holder has not begun to commit (not `sealed`) and whose
-  fingerprint does not contradict the holder's *attaches*: its link's bit rides on the holder's
-  commit, which marks it on the claim. Once that commit answered committed for the id, the copy
-  is a duplicate without a claim of its own (both copies of a record meeting here cost Redis a
-  claim and a commit, not two claims and a commit). Anything else (the holder released, failed,
+  a Redis pass per id. The forwarder asks again after each wait, within one `cap` in all
+  (`until`): the other link's next batches may hold more of the ids by then. A copy whose holder
+  has not begun to commit (not `sealed`) and whose fingerprint does not contradict the holder's
+  *attaches*: its link's bit rides on the holder's commit, which marks it on the claim. Once that
+  commit answered committed for the id, the copy is a duplicate without a claim of its own (both
+  copies of a record meeting here cost Redis a claim and a commit, not two claims and a commit). Anything else (the holder released, failed,
   lost its lease, or did not settle within `cap`) and the copy claims as before.
 * wait(ids, poll) waits for the events holding the ids, all of them, until `cap` seconds; when
   some id is held by no batch of this process (another instance holds it, or a claim left by a

@@ -245,10 +245,6 @@ class MergeLoop:
         claiming in Redis too. Returns once every link's forward ended; raises the first error."""
         for link, items in per_link.items():
             self.metrics.records_received.labels(link).inc(len(items))
-        if len(per_link) == 1:
-            for link, items in per_link.items():
-                self.forwarder.forward(link, items)
-            return
         jobs = [gevent.spawn(self._forward_link, link, items) for link, items in per_link.items()]
         try:
             gevent.joinall(jobs)
