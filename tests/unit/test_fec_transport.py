@@ -15,8 +15,12 @@ from tests.unit.direct import capturing_transport
 A = ("192.0.2.1", 4000)
 
 
-def make_transport(k: int = 0, m: int = 0, interleave: int = 1, linger_ms: float = 5.0, mps=1472):
-    return capturing_transport(
+def make_transport(
+    k: int = 0, m: int = 0, interleave: int = 1, linger_ms: float = 5.0, mps=1472, ageless=True
+):
+    """`ageless`: groups close only when full, by the linger or at Shutdown; with the transport's
+    FEC_MAX_GROUP_AGE a loaded machine that pauses this process for 50 ms closes one early."""
+    transport, udp = capturing_transport(
         A,
         max_packet_size=mps,
         fec_data=k,
@@ -24,6 +28,9 @@ def make_transport(k: int = 0, m: int = 0, interleave: int = 1, linger_ms: float
         fec_interleave=interleave,
         fec_linger_ms=linger_ms,
     )
+    if ageless and transport.fec is not None:
+        transport.fec.max_age = float("inf")
+    return transport, udp
 
 
 def kinds(sent: list[bytes]) -> list[int]:
@@ -90,7 +97,7 @@ def test_linger_wait_counts_down_and_startup_drops_the_open_group():
 def test_a_group_open_for_the_max_age_closes_even_while_data_keeps_coming(monkeypatch):
     clock = [100.0]
     monkeypatch.setattr("ddc.ingress.transport.time.monotonic", lambda: clock[0])
-    transport, udp = make_transport(32, 2, linger_ms=5)
+    transport, udp = make_transport(32, 2, linger_ms=5, ageless=False)
     transport.send_startup()
     udp.sent.clear()
     transport.send_chunk(b"a")
