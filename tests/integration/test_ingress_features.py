@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import socket
 import threading
 import time
 
@@ -77,6 +78,46 @@ def test_pause_stops_reading_and_resume_loses_nothing(linked):
     wait_until(lambda: len(collector.records) == 500, 20, message="500 records")
     collector.stop()
     assert indexes(collector.records) == list(range(500))
+
+
+def test_a_pause_while_the_udp_reader_waits_leaves_every_datagram_queued(linked):
+    """The reader is waiting on the socket when the pause comes: what arrives afterwards is read
+    only after resume (at most one datagram held by the reader, none counted or sent)."""
+    pair, collector = linked(source="udp", sink="tcp", source_options={"receive_buffer": "16MiB"})
+    send_udp(pair.source_port, [make_record(0, 1000)])
+    wait_until(lambda: len(collector.records) == 1, 10, message="the first record")
+    assert pair.ingress.post("/admin/pause") == {"paused": True}
+    send_udp(pair.source_port, [make_record(i, 1000) for i in range(1, 301)])
+    time.sleep(1.0)  # a window in which a paused source must read nothing
+    assert pair.ingress.metric("ddc_ingress_records_total") == 1
+    assert len(collector.records) == 1
+    assert pair.ingress.health()["source_kernel_drops"] == 0
+    assert pair.ingress.post("/admin/resume") == {"paused": False}
+    wait_until(lambda: len(collector.records) == 301, 20, message="301 records")
+    collector.stop()
+    assert indexes(collector.records) == list(range(301))
+
+
+def test_a_pause_while_a_tcp_connection_waits_stops_it_reading(linked):
+    """A connection open before the pause: what its peer writes afterwards is read only after
+    resume (at most one read held by its greenlet, nothing counted or sent)."""
+    pair, collector = linked(source="tcp", sink="tcp")
+    with socket.create_connection(("127.0.0.1", pair.source_port)) as conn:
+        conn.sendall(framed([make_record(0, 1000)]))
+        wait_until(lambda: len(collector.records) == 1, 10, message="the first record")
+        assert pair.ingress.post("/admin/pause") == {"paused": True}
+        conn.sendall(framed([make_record(i, 1000) for i in range(1, 301)]))
+        time.sleep(1.0)  # a window in which a paused source must read nothing
+        assert pair.ingress.metric("ddc_ingress_records_total") == 1
+        assert len(collector.records) == 1
+        assert pair.ingress.post("/admin/resume") == {"paused": False}
+        wait_until(lambda: len(collector.records) == 301, 20, message="301 records")
+    collector.stop()
+    assert indexes(collector.records) == list(range(301))
+
+
+def framed(records: list[bytes]) -> bytes:
+    return b"".join(len(data).to_bytes(4, "big") + data for data in records)
 
 
 def test_sigterm_drains_the_queue_before_shutdown(linked):

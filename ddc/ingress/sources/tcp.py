@@ -93,6 +93,8 @@ class TcpSource(Source):
             data = conn.recv(READ_SIZE)
             if not data:
                 break
+            if not self.running.is_set():  # paused while waiting: held here, the rest in TCP
+                self.running.wait()
             if skip:
                 taken = min(skip, len(data))
                 skip -= taken

@@ -70,6 +70,8 @@ class UdpSource(Source):
                     first = udp.recv(65536)
                 finally:
                     self._receiving = False
+                if not self.running.is_set():  # paused while waiting: the rest stays queued
+                    self.running.wait()
                 batch.append(first)
                 size = len(first)
             try:
