@@ -54,6 +54,11 @@ def read_length_prefixed(path: Path) -> list[bytes]:
     return split_length_prefixed(path.read_bytes() if path.exists() else b"")
 
 
+def join_length_prefixed(records: list[bytes]) -> bytes:
+    """What a TCP source reads (split_length_prefixed's inverse)."""
+    return b"".join(len(data).to_bytes(4, "big") + data for data in records)
+
+
 def split_length_prefixed(data: bytes) -> list[bytes]:
     """The records of length-prefixed bytes (each a 4-byte big-endian length, then the bytes);
     a length still being written at the end is not a record yet."""
@@ -163,7 +168,7 @@ class Collector(threading.Thread):
 def send_tcp_records(port: int, records, pause_every: int = 0) -> None:
     with socket.create_connection(("127.0.0.1", port)) as conn:
         for index, data in enumerate(records):
-            conn.sendall(len(data).to_bytes(4, "big") + data)
+            conn.sendall(join_length_prefixed([data]))
             if pause_every and index % pause_every == pause_every - 1:
                 time.sleep(0.001)
 

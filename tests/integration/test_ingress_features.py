@@ -10,6 +10,7 @@ import time
 from devtools.harness import wait_until
 from tests.integration.streams import (
     indexes,
+    join_length_prefixed,
     make_record,
     read_length_prefixed,
     send_tcp_records,
@@ -103,10 +104,10 @@ def test_a_pause_while_a_tcp_connection_waits_stops_it_reading(linked):
     resume (at most one read held by its greenlet, nothing counted or sent)."""
     pair, collector = linked(source="tcp", sink="tcp")
     with socket.create_connection(("127.0.0.1", pair.source_port)) as conn:
-        conn.sendall(framed([make_record(0, 1000)]))
+        conn.sendall(join_length_prefixed([make_record(0, 1000)]))
         wait_until(lambda: len(collector.records) == 1, 10, message="the first record")
         assert pair.ingress.post("/admin/pause") == {"paused": True}
-        conn.sendall(framed([make_record(i, 1000) for i in range(1, 301)]))
+        conn.sendall(join_length_prefixed([make_record(i, 1000) for i in range(1, 301)]))
         time.sleep(1.0)  # a window in which a paused source must read nothing
         assert pair.ingress.metric("ddc_ingress_records_total") == 1
         assert len(collector.records) == 1
@@ -114,10 +115,6 @@ def test_a_pause_while_a_tcp_connection_waits_stops_it_reading(linked):
         wait_until(lambda: len(collector.records) == 301, 20, message="301 records")
     collector.stop()
     assert indexes(collector.records) == list(range(301))
-
-
-def framed(records: list[bytes]) -> bytes:
-    return b"".join(len(data).to_bytes(4, "big") + data for data in records)
 
 
 def test_sigterm_drains_the_queue_before_shutdown(linked):

@@ -24,7 +24,9 @@ class Source:
         self.config = config
         self.submit = submit
         self.metrics = metrics
-        self.running = Event()  # cleared while paused: run() waits on it before each read
+        # cleared while paused: run() waits on it before each read, and again after each wait
+        # for data (a pause that came meanwhile holds what woke the reader until resume)
+        self.running = Event()
         self.running.set()
 
     def start(self) -> None:
